@@ -1,0 +1,42 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+OUT ?= demo-output
+
+.PHONY: demo test install install-dev lint bench clean
+
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime pyproject.toml
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.runtime
+
+install-dev: $(VENV)/.dev
+
+## demo: simulate a sample company and run the whole pipeline on embedded DuckDB
+demo: install
+	$(VENV)/bin/upcurve demo --out $(OUT)
+
+## lint: ruff, the layer contract and mypy on the core
+lint: install-dev
+	$(VENV)/bin/ruff check upcurve tests benchmarks
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+## test: install what the tests need, lint, and run the whole suite
+test: install-dev lint
+	$(VENV)/bin/pytest -n 2
+
+## bench: the benchmark of every hot path (not part of the test suite)
+bench: install-dev
+	$(PY) benchmarks/bench_run.py
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

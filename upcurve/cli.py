@@ -1,0 +1,88 @@
+"""The ``upcurve`` command line: parse, call the service, render."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from upcurve import service
+from upcurve.config import Settings, load_config
+from upcurve.errors import ContractError, UpcurveError
+from upcurve.present.terminal import render_problems, render_summary
+
+app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(exc: UpcurveError) -> typer.Exit:
+    if isinstance(exc, ContractError):
+        render_problems(err, exc.problems)
+        err.print(f"[red]The input breaks the contract ({len(exc.problems)} problem(s)); nothing was written.[/red]")
+        return typer.Exit(EXIT_BAD_INPUT)
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                    transient=True)
+
+
+@app.command()
+def run(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the result tables to (replaced whole).")],
+    as_of: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time (default: latest date in data).")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+) -> None:
+    """Compute MRR, movements by source, retention, cohorts and segments, and write them to OUT."""
+    settings = Settings()
+    try:
+        cfg = load_config(config or settings.config)
+        if currency:
+            policy = cfg.revenue.model_copy(update={"reporting_currency": currency.upper()})
+            cfg = cfg.model_copy(update={"revenue": policy})
+        with _progress() as bar:
+            task = bar.add_task("starting", total=None)
+            result = service.run(
+                data_dir, out, as_of=as_of.date() if as_of else None, fmt=fmt, config=cfg,
+                engine_url=engine or settings.engine, progress=lambda msg: bar.update(task, description=msg),
+            )
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(f"Wrote {len(result.tables)} tables to {result.out_dir}")
+
+
+@app.command()
+def validate(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    currency: Annotated[str, typer.Option(help="Reporting currency.")] = "USD",
+) -> None:
+    """List every problem of DATA_DIR against the input contract; exit 2 if there is any."""
+    problems = service.check_folder(data_dir, reporting_currency=currency.upper())
+    errors = [p for p in problems if p.severity == "error"]
+    if problems:
+        render_problems(console if not errors else err, problems)
+    if errors:
+        raise typer.Exit(EXIT_BAD_INPUT)
+    console.print(f"[green]{data_dir}: the input meets the contract.[/green]")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,94 @@
+"""Settings and policies, as validated data.
+
+:class:`Settings` is the only reader of the environment (prefix ``UPCURVE_``). Policies where the leading revenue
+tools disagree are fields of :class:`RevenuePolicy`, each with a documented default; a YAML file overrides them and
+a typo in a key is an error naming the key and the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from upcurve.errors import ConfigError
+
+__all__ = ["RevenuePolicy", "Settings", "UpcurveConfig", "load_config"]
+
+
+class RevenuePolicy(BaseModel):
+    """How revenue is measured where the leading tools disagree.
+
+    Attributes
+    ----------
+    reporting_currency
+        The currency every amount is converted into (ISO code). Lines with an empty ``currency`` are in it.
+    usage_in_mrr
+        Count ``usage`` lines in MRR. Default ``True``: usage is the first expansion lever of a usage-priced
+        product. ChartMogul and Stripe leave usage out of MRR; ProfitWell keeps it in.
+    reactivation_window_months
+        A customer who pays again after more than this many months without MRR counts as ``new`` rather than
+        ``reactivation``. Default ``None``: a return is a reactivation however long the gap (ChartMogul). Maxio counts
+        a return after 90 days as new: set ``3`` for that.
+    segment_by
+        Account columns to break the metrics down by. Default: every text column of ``accounts`` except
+        ``account_id`` and ``name`` (so ``segment``, ``industry``, ``region``, ``owner`` and any extra column).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reporting_currency: str = Field("USD", min_length=3, max_length=3)
+    usage_in_mrr: bool = True
+    reactivation_window_months: int | None = Field(None, ge=0)
+    segment_by: tuple[str, ...] | None = None
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class UpcurveConfig(BaseModel):
+    """Everything a settings file can hold."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    revenue: RevenuePolicy = RevenuePolicy()
+
+
+def load_config(path: str | Path | None) -> UpcurveConfig:
+    """Read a YAML settings file; ``None`` gives the defaults.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every wrong key or value.
+    """
+    if path is None:
+        return UpcurveConfig()
+    path = Path(path)
+    try:
+        data: Any = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: settings file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return UpcurveConfig.model_validate(data)
+    except ValidationError as exc:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{path}: {details}") from exc
+
+
+class Settings(BaseSettings):
+    """Process-wide settings from the environment (``UPCURVE_ENGINE``, ``UPCURVE_CONFIG``)."""
+
+    model_config = SettingsConfigDict(env_prefix="UPCURVE_", frozen=True)
+
+    engine: str = "duckdb://"
+    config: Path | None = None

@@ -1,0 +1,16 @@
+"""The input contract: table schemas, reading a data folder and checking it."""
+
+from upcurve.contract.load import DataFolder, RawTable, read_folder, typed_tables, validate
+from upcurve.contract.schema import CONTRACT, Column, TableSchema, table_schema
+
+__all__ = [
+    "CONTRACT",
+    "Column",
+    "DataFolder",
+    "RawTable",
+    "TableSchema",
+    "read_folder",
+    "table_schema",
+    "typed_tables",
+    "validate",
+]

@@ -1,0 +1,206 @@
+"""The input contract (v1): one schema per table.
+
+A data folder holds one file per table, CSV or Parquet, the file's stem naming the table (``plans.csv``,
+``invoice_lines.parquet``). Column names are fixed; extra columns are kept as they are and can be used as
+dimensions (for example a custom ``tier_group`` column on ``accounts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CONTRACT", "Column", "TableSchema", "table_schema"]
+
+#: Logical types and how they are parsed from text. ``month`` is ``YYYY-MM`` (a date on the first is accepted).
+LOGICAL_TYPES = ("string", "int", "number", "date", "timestamp", "month")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the contract.
+
+    ``choices`` restricts the values; ``minimum``/``maximum`` bound numbers (inclusive).
+    """
+
+    name: str
+    type: str = "string"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A table of the contract: its columns, primary key and the tables its columns refer to."""
+
+    name: str
+    columns: tuple[Column, ...]
+    required: bool = False
+    key: tuple[str, ...] = ()
+    references: tuple[tuple[str, str, str], ...] = ()  # (column, table, column)
+    description: str = ""
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+_ACCOUNT_REF = (("account_id", "accounts", "account_id"),)
+
+CONTRACT: dict[str, TableSchema] = {
+    t.name: t
+    for t in (
+        TableSchema(
+            "accounts",
+            (
+                Column("account_id", required=True),
+                Column("name"),
+                Column("segment"),
+                Column("industry"),
+                Column("region"),
+                Column("owner"),
+                Column("created_at", "date"),
+            ),
+            required=True,
+            key=("account_id",),
+            description="One row per customer account.",
+        ),
+        TableSchema(
+            "plans",
+            (
+                Column("plan_id", required=True),
+                Column("product", required=True),
+                Column("tier", required=True),
+                Column("tier_rank", "int", required=True, description="higher is more premium within its product"),
+                Column("pricing", required=True, choices=("flat", "per_seat", "usage")),
+                Column("interval_months", "int", minimum=1),
+                Column("unit_price", "number", minimum=0),
+                Column("included_seats", "int", minimum=0),
+                Column("usage_metric"),
+                Column("usage_limit", "number", minimum=0, description="per month"),
+                Column("features", description="';'-separated feature keys available on this plan"),
+            ),
+            required=True,
+            key=("plan_id",),
+            description="The price book: one row per plan of each product.",
+        ),
+        TableSchema(
+            "invoice_lines",
+            (
+                Column("line_id", required=True),
+                Column("account_id", required=True),
+                Column("plan_id", description="required unless kind is one_time"),
+                Column("kind", required=True, choices=("subscription", "usage", "one_time")),
+                Column("quantity", "number", minimum=0),
+                Column("amount", "number", required=True, description="net of discounts, excluding tax"),
+                Column("currency", description="ISO code; empty means the reporting currency"),
+                Column("period_start", "date", required=True),
+                Column("period_end", "date", required=True, description="exclusive"),
+            ),
+            required=True,
+            key=("line_id",),
+            references=(("account_id", "accounts", "account_id"), ("plan_id", "plans", "plan_id")),
+            description="Billed lines, one per charge and service period.",
+        ),
+        TableSchema(
+            "fx_rates",
+            (
+                Column("month", "month", required=True),
+                Column("currency", required=True),
+                Column("rate", "number", required=True, minimum=0, description="reporting-currency units per unit"),
+            ),
+            key=("month", "currency"),
+            description="Monthly exchange rates into the reporting currency.",
+        ),
+        TableSchema(
+            "users",
+            (
+                Column("user_id", required=True),
+                Column("account_id", required=True),
+                Column("invited_at", "timestamp"),
+                Column("activated_at", "timestamp"),
+                Column("deactivated_at", "timestamp"),
+                Column("role"),
+            ),
+            key=("user_id",),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "events",
+            (
+                Column("ts", "timestamp", required=True),
+                Column("account_id", required=True),
+                Column("user_id"),
+                Column("event", required=True),
+                Column("feature"),
+                Column("category"),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "usage",
+            (
+                Column("ts", "timestamp", required=True),
+                Column("account_id", required=True),
+                Column("metric", required=True),
+                Column("quantity", "number", required=True),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "renewals",
+            (Column("account_id", required=True), Column("renewal_date", "date", required=True)),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "tickets",
+            (
+                Column("account_id", required=True),
+                Column("opened_at", "timestamp", required=True),
+                Column("severity"),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "nps",
+            (
+                Column("account_id", required=True),
+                Column("ts", "timestamp", required=True),
+                Column("score", "int", required=True, minimum=0, maximum=10),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "outcomes",
+            (
+                Column("account_id", required=True),
+                Column("as_of", "date", required=True),
+                Column("status", required=True, choices=("exceeded", "on_track", "behind")),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+        TableSchema(
+            "activities",
+            (
+                Column("account_id", required=True),
+                Column("ts", "timestamp", required=True),
+                Column("play", required=True),
+                Column("outcome"),
+            ),
+            references=_ACCOUNT_REF,
+        ),
+    )
+}
+
+
+def table_schema(name: str) -> TableSchema:
+    """The schema of a contract table, by name."""
+    return CONTRACT[name]

@@ -1,0 +1,40 @@
+"""The one place that opens backend connections.
+
+upcurve computes with Ibis, so every computation runs on any Ibis backend. Files are always read by an embedded
+DuckDB (the file reader); when the computing engine is another backend, the validated tables are handed over to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ibis
+import ibis.expr.types as ir
+
+__all__ = ["connect", "file_reader", "hand_over"]
+
+
+def connect(url: str = "duckdb://") -> ibis.BaseBackend:
+    """Open the computing engine named by an Ibis URL (``duckdb://``, ``duckdb://path.db``, ``sqlite://``, ...)."""
+    return ibis.connect(url)
+
+
+def file_reader(engine: ibis.BaseBackend) -> ibis.BaseBackend:
+    """The DuckDB connection that reads input files: the engine itself when it is DuckDB."""
+    if engine.name == "duckdb":
+        return engine
+    return ibis.duckdb.connect()
+
+
+def hand_over(engine: ibis.BaseBackend, tables: Mapping[str, ir.Table]) -> dict[str, ir.Table]:
+    """Materialise ``tables`` inside ``engine`` (as temporary tables) and return them bound to it.
+
+    On the engine that read them this caches the parsed tables, so the input files are parsed once.
+    """
+    out = {}
+    for name, table in tables.items():
+        if table._find_backend() is engine:
+            out[name] = table.cache()
+        else:
+            out[name] = engine.create_table(f"upcurve_{name}", table.to_pyarrow(), temp=True, overwrite=True)
+    return out

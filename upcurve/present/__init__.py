@@ -1,0 +1,1 @@
+"""Rendering results for people: terminal summaries (and, later, reports and pages)."""

@@ -1,0 +1,114 @@
+"""The terminal summary of a run: where MRR stands, how last month bridged, and retention against benchmarks."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from upcurve.errors import Problem
+
+__all__ = ["BENCHMARKS", "nrr_verdict", "render_problems", "render_summary"]
+
+#: Published NRR benchmarks for B2B SaaS (median 108–110%, top quartile above 123%, best in class 130%+).
+BENCHMARKS = {"median_low": 1.08, "median_high": 1.10, "top_quartile": 1.23, "best_in_class": 1.30}
+
+
+def nrr_verdict(nrr: float | None) -> str:
+    """Place an NRR against the published benchmarks, in words."""
+    if nrr is None:
+        return "not enough history yet (needs 12 months)"
+    if nrr < 1.0:
+        return "below 100%: the existing base is shrinking"
+    if nrr < BENCHMARKS["median_low"]:
+        return "growing, below the median (108–110%)"
+    if nrr <= BENCHMARKS["median_high"]:
+        return "at the median (108–110%)"
+    if nrr <= BENCHMARKS["top_quartile"]:
+        return "above the median, below the top quartile (>123%)"
+    if nrr < BENCHMARKS["best_in_class"]:
+        return "top quartile (>123%)"
+    return "best in class (130%+)"
+
+
+def _money(value: Decimal | None, currency: str) -> str:
+    if value is None:
+        return "–"
+    sign = "-" if value < 0 else ""
+    return f"{sign}{abs(value):,.2f} {currency}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.1f}%"
+
+
+def render_summary(console: Console, tables: dict[str, pa.Table], currency: str, as_of: object) -> None:
+    """Print the headline, the last month's MRR bridge, retention and the expansion split by source."""
+    metrics = tables["metrics"].to_pylist()
+    if not metrics:
+        console.print("No months to report.")
+        return
+    last = metrics[-1]
+    prev_mrr = last["mrr"] - last["net_new_mrr"]
+    head = Text.assemble(
+        ("MRR ", "bold"), (_money(last["mrr"], currency), "bold green"), "   ",
+        ("ARR ", "bold"), (_money(last["arr"], currency), "bold green"), "   ",
+        ("customers ", "bold"), str(last["customers"]), "   ",
+        ("ARPA ", "bold"), _money(last["arpa"], currency),
+    )
+    bridge = Table(title=f"MRR bridge, {last['month']}", show_header=False, box=None, pad_edge=False)
+    bridge.add_column(justify="left")
+    bridge.add_column(justify="right")
+    bridge.add_row("start of month", _money(prev_mrr, currency))
+    for kind in ("new", "reactivation", "expansion", "contraction", "churn", "fx"):
+        value = last[kind]
+        style = "green" if value > 0 else "red" if value < 0 else "dim"
+        bridge.add_row(f"  {kind}", Text(_money(value, currency), style=style))
+    bridge.add_row(Text("end of month", style="bold"), Text(_money(last["mrr"], currency), style="bold"))
+
+    retention = Table(title="Retention", box=None, show_header=True)
+    retention.add_column("metric")
+    retention.add_column("value", justify="right")
+    retention.add_column("against benchmarks")
+    retention.add_row("NRR 12 months", _pct(last["nrr_12m"]), nrr_verdict(last["nrr_12m"]))
+    retention.add_row("GRR 12 months", _pct(last["grr_12m"]), "")
+    retention.add_row("NRR this month", _pct(last["nrr_month"]), "")
+    retention.add_row("logo churn this month", _pct(last["logo_churn_rate"]), "")
+    retention.add_row("quick ratio", "–" if last["quick_ratio"] is None else f"{last['quick_ratio']:.2f}", "")
+
+    sources = tables["expansion_by_source"]
+    months = sorted({m for m in sources["month"].to_pylist()})[-12:]
+    recent = sources.filter(pc.is_in(sources["month"], pa.array(months, pa.string())))
+    totals: dict[str, Decimal] = {}
+    for row in recent.to_pylist():
+        totals[row["source"]] = totals.get(row["source"], Decimal(0)) + row["expansion"]
+    split = Table(title="Expansion by source, last 12 months", box=None)
+    split.add_column("source")
+    split.add_column("expansion", justify="right")
+    split.add_column("share", justify="right")
+    split.add_column("")
+    positive = sum((v for v in totals.values() if v > 0), Decimal(0))
+    for source, value in sorted(totals.items(), key=lambda kv: -kv[1]):
+        share = float(value / positive) if positive else 0.0
+        split.add_row(source, _money(value, currency), _pct(share), "█" * max(0, round(share * 30)))
+    console.print(Panel(Group(head, Text(""), bridge, Text(""), retention, Text(""), split),
+                        title=f"upcurve · as of {as_of}", expand=False))
+
+
+def render_problems(console: Console, problems: list[Problem]) -> None:
+    """List every problem of the input, errors first, as a table people can work through."""
+    table = Table(title=f"{sum(p.severity == 'error' for p in problems)} problem(s) in the input", show_lines=False)
+    for col in ("file", "column", "rule", "rows", "values", "fix"):
+        table.add_column(col, overflow="fold")
+    for p in problems:
+        rows = ""
+        if p.count:
+            rows = f"{p.count}: {p.location}s " + ", ".join(map(str, p.rows)) + (" …" if p.count > len(p.rows) else "")
+        style = "red" if p.severity == "error" else "yellow"
+        table.add_row(Text(p.file, style=style), p.column or "", p.rule, rows, ", ".join(p.values), p.hint)
+    console.print(table)

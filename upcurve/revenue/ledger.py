@@ -1,0 +1,205 @@
+"""The MRR ledger: what each invoice line contributes to each month, in integer cents of the reporting currency.
+
+Money is kept as whole cents (``int64``) from the moment a line's monthly amount is converted, so every sum,
+bridge and reconciliation is exact on every engine. Each line is rounded once per month, half away from zero.
+"""
+
+from __future__ import annotations
+
+import ibis
+import ibis.expr.types as ir
+
+from upcurve.config import RevenuePolicy
+
+__all__ = ["fx_rates_by_month", "line_months", "months_in_period", "product_months", "services_revenue"]
+
+#: Days in an average month, for periods that do not run from one day of the month to the same day of another.
+DAYS_PER_MONTH = 365.25 / 12
+
+
+def months_in_period(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue:
+    """How many months the service period ``[start, end)`` lasts.
+
+    Formula
+    -------
+    The calendar-month difference when the period runs from a day of the month to the same day of a later month
+    (Jan 15 → Feb 15 is 1, Jan 15 → Jan 15 next year is 12); otherwise its days ÷ (365.25 / 12).
+
+    Edge cases
+    ----------
+    Month-end anniversaries count as calendar months: an end on the last day of its month matches any start day
+    at or after it (Jan 31 → Feb 28 is 1 month, as Stripe clamps a billing anchor of the 31st), and a period from
+    one month's last day to another's (Feb 28 → Mar 31) is 1 month. Short prorations (Jan 15 → Feb 1) use days.
+    """
+    start_day = start.day()
+    end_day = end.day()
+    end_is_last = (end + ibis.interval(days=1)).day() == 1
+    start_is_last = (start + ibis.interval(days=1)).day() == 1
+    aligned = (start_day == end_day) | (end_is_last & (start_day >= end_day)) | (start_is_last & end_is_last)
+    calendar_months = (end.year() - start.year()) * 12 + end.month() - start.month()
+    days = end.delta(start, unit="day")
+    return ibis.ifelse(aligned, calendar_months.cast("float64"), days.cast("float64") / DAYS_PER_MONTH)
+
+
+def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
+    """The rate of every currency for every calendar month, and the previous month's.
+
+    Formula
+    -------
+    ``rate``: the currency's rate for the month; a month without one takes the latest earlier rate, and months
+    before the first known rate take that first rate. ``prev_rate``: the same for the previous month (the month's
+    own rate in the calendar's first month).
+
+    Returns
+    -------
+    Columns ``month_idx``, ``currency``, ``rate``, ``prev_rate``. Reporting-currency lines need no row here.
+    """
+    fx = fx_rates.select(
+        currency=fx_rates.currency,
+        fx_idx=(fx_rates.month.year() * 12 + fx_rates.month.month() - 1).cast("int64"),
+        rate=fx_rates.rate.cast("float64"),
+    )
+    currencies = fx.select("currency").distinct()
+    pairs = calendar.select("month_idx").cross_join(currencies)
+    known = pairs.left_join(fx, [pairs.currency == fx.currency, fx.fx_idx <= pairs.month_idx]).select(
+        pairs.month_idx, pairs.currency, fx.fx_idx, fx.rate
+    )
+    newest_first = ibis.window(group_by=[known.month_idx, known.currency], order_by=ibis.desc(known.fx_idx))
+    latest = known.mutate(_n=ibis.row_number().over(newest_first))
+    latest = latest.filter(latest._n == 0)
+    oldest_first = ibis.window(group_by=fx.currency, order_by=fx.fx_idx)
+    first = fx.mutate(_n=ibis.row_number().over(oldest_first))
+    first = first.filter(first._n == 0).select("currency", first_rate=first.rate)
+    rated = latest.join(first, "currency").select(
+        "month_idx", "currency", rate=ibis.coalesce(latest.rate, first.first_rate)
+    )
+    before = rated.view()
+    before = before.select(month_idx=before.month_idx + 1, currency=before.currency, prev_rate=before.rate)
+    both = rated.left_join(before, [rated.month_idx == before.month_idx, rated.currency == before.currency])
+    return both.select(
+        rated.month_idx, rated.currency, rated.rate, prev_rate=ibis.coalesce(before.prev_rate, rated.rate)
+    )
+
+
+def _with_rates(
+    lines: ir.Table, rates: ir.Table, month_col: str, policy: RevenuePolicy
+) -> ir.Table:
+    """Attach each line-month's ``rate`` and ``prev_rate`` (1.0 for the reporting currency)."""
+    currency = ibis.coalesce(lines.currency, ibis.literal(policy.reporting_currency))
+    lines = lines.mutate(currency=currency)
+    joined = lines.left_join(
+        rates, [lines.currency == rates.currency, lines[month_col] == rates.month_idx]
+    )
+    is_home = joined.currency == policy.reporting_currency
+    return joined.mutate(
+        rate=ibis.ifelse(is_home, 1.0, joined.rate),
+        prev_rate=ibis.ifelse(is_home, 1.0, joined.prev_rate),
+    ).drop(*[c for c in joined.columns if c.endswith("_right")])
+
+
+def line_months(
+    invoice_lines: ir.Table,
+    plans: ir.Table,
+    fx_rates: ir.Table | None,
+    calendar: ir.Table,
+    *,
+    policy: RevenuePolicy,
+) -> ir.Table:
+    """Each recurring line's MRR in each month whose measuring day its service period contains.
+
+    Formula
+    -------
+    ``mrr_cents = round(amount × rate(month) × 100 ÷ months_in_period(line))`` for every month whose
+    ``measured_on`` day (its last day; the as-of date in the as-of month) falls in ``[period_start, period_end)``.
+    ``cc_mrr_cents`` is the same at the previous month's rate: the constant-currency value that movements are
+    classified on, so that exchange rates never create expansion or contraction.
+
+    Edge cases
+    ----------
+    ``one_time`` lines are not MRR (see :func:`services_revenue`); ``usage`` lines count only while
+    ``policy.usage_in_mrr``. A period shorter than a month (a proration) counts in the month whose measuring day
+    it contains, at its monthly rate.
+
+    Returns
+    -------
+    Columns ``line_id``, ``account_id``, ``plan_id``, ``product``, ``tier_rank``, ``pricing``, ``kind``,
+    ``quantity``, ``month_idx``, ``mrr_cents``, ``cc_mrr_cents``.
+    """
+    kinds = ["subscription", "usage"] if policy.usage_in_mrr else ["subscription"]
+    lines = invoice_lines.filter(invoice_lines.kind.isin(kinds))
+    lines = lines.mutate(months=months_in_period(lines.period_start, lines.period_end))
+    spans = lines.join(
+        calendar,
+        [calendar.measured_on >= lines.period_start, calendar.measured_on < lines.period_end],
+    )
+    plan_cols = plans.select("plan_id", "product", "tier_rank", "pricing")
+    spans = spans.join(plan_cols, "plan_id")
+    if fx_rates is None:
+        spans = spans.mutate(rate=ibis.literal(1.0), prev_rate=ibis.literal(1.0))
+    else:
+        spans = _with_rates(spans, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
+    monthly = spans.amount.cast("float64") * 100 / spans.months
+    return spans.select(
+        "line_id",
+        "account_id",
+        "plan_id",
+        "product",
+        "tier_rank",
+        "pricing",
+        "kind",
+        quantity=ibis.coalesce(spans.quantity.cast("float64"), 1.0),
+        month_idx=spans.month_idx,
+        mrr_cents=(monthly * spans.rate).round().cast("int64"),
+        cc_mrr_cents=(monthly * spans.prev_rate).round().cast("int64"),
+    )
+
+
+def product_months(line_months: ir.Table) -> ir.Table:
+    """Each account's position in each product and month: the ledger the movements are read from.
+
+    Returns
+    -------
+    Per ``account_id``, ``product``, ``month_idx``: ``mrr_cents`` and ``cc_mrr_cents`` (all lines),
+    ``sub_cents``/``sub_cc_cents`` (subscription lines), ``usage_cents``/``usage_cc_cents`` (usage lines),
+    ``seats`` (quantity of per-seat subscription lines), ``sub_lines``, ``seat_lines`` and ``tier_rank`` (the highest
+    rank among its subscription lines).
+    """
+    t = line_months
+    is_sub = t.kind == "subscription"
+    is_seat = is_sub & (t.pricing == "per_seat")
+    zero = ibis.literal(0, "int64")
+    return t.group_by(["account_id", "product", "month_idx"]).aggregate(
+        mrr_cents=t.mrr_cents.sum(),
+        cc_mrr_cents=t.cc_mrr_cents.sum(),
+        sub_cents=ibis.ifelse(is_sub, t.mrr_cents, zero).sum(),
+        sub_cc_cents=ibis.ifelse(is_sub, t.cc_mrr_cents, zero).sum(),
+        usage_cents=ibis.ifelse(is_sub, zero, t.mrr_cents).sum(),
+        usage_cc_cents=ibis.ifelse(is_sub, zero, t.cc_mrr_cents).sum(),
+        seats=ibis.ifelse(is_seat, t.quantity, 0.0).sum(),
+        sub_lines=is_sub.cast("int64").sum(),
+        seat_lines=is_seat.cast("int64").sum(),
+        tier_rank=ibis.ifelse(is_sub, t.tier_rank, ibis.null("int64")).max(),
+    )
+
+
+def services_revenue(
+    invoice_lines: ir.Table, fx_rates: ir.Table | None, calendar: ir.Table, *, policy: RevenuePolicy
+) -> ir.Table:
+    """One-time revenue (services, set-up fees, refunds) per month, in cents: not MRR.
+
+    Formula
+    -------
+    ``Σ round(amount × rate(month) × 100)`` over ``one_time`` lines, booked in the month of ``period_start``.
+    Refunds are negative one-time lines and reduce it.
+    """
+    lines = invoice_lines.filter(invoice_lines.kind == "one_time")
+    lines = lines.mutate(
+        month_idx=(lines.period_start.year() * 12 + lines.period_start.month() - 1).cast("int64")
+    )
+    lines = lines.join(calendar.select("month_idx"), "month_idx")
+    if fx_rates is None:
+        lines = lines.mutate(rate=ibis.literal(1.0))
+    else:
+        lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
+    cents = (lines.amount.cast("float64") * lines.rate * 100).round().cast("int64")
+    return lines.group_by("month_idx").aggregate(services_cents=cents.sum())

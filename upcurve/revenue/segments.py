@@ -1,0 +1,74 @@
+"""The monthly metrics broken down by account attributes and by product."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ibis
+import ibis.expr.types as ir
+
+from upcurve.config import RevenuePolicy
+from upcurve.revenue.metrics import monthly_metrics
+from upcurve.revenue.movements import account_months, entity_movements
+
+__all__ = ["segment_columns", "segment_metrics"]
+
+_NOT_SEGMENTS = {"account_id", "name", "created_at"}
+
+
+def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
+    """The account columns to break metrics down by: ``policy.segment_by``, or every text column but the id and name."""
+    if policy.segment_by is not None:
+        return [c for c in policy.segment_by if c in accounts.columns]
+    schema = accounts.schema()
+    return [c for c in accounts.columns if c not in _NOT_SEGMENTS and schema[c].is_string()]
+
+
+def segment_metrics(
+    accounts: ir.Table,
+    product_months: ir.Table,
+    movements: ir.Table,
+    calendar: ir.Table,
+    *,
+    policy: RevenuePolicy,
+    dimensions: Sequence[str] | None = None,
+) -> ir.Table:
+    """Monthly metrics per value of each segment dimension, and per product.
+
+    Formula
+    -------
+    The metrics of :func:`upcurve.revenue.metrics.monthly_metrics`, computed over the accounts whose column has
+    that value (dimension ``product``: over each account's MRR in that product, where starting to pay for a product
+    is ``new`` for it and stopping is ``churn``).
+
+    Edge cases
+    ----------
+    An empty value is the segment ``(none)``. Services revenue is not broken down (0).
+
+    Returns
+    -------
+    ``dimension``, ``value``, then the metrics columns.
+    """
+    dims = list(dimensions) if dimensions is not None else segment_columns(accounts, policy)
+    am = account_months(product_months, calendar)
+    parts = []
+    for dim in dims:
+        labels = accounts.select(
+            "account_id", value=ibis.coalesce(accounts[dim].cast("string"), ibis.literal("(none)"))
+        )
+        m = monthly_metrics(
+            am.join(labels, "account_id"),
+            movements.join(labels, "account_id"),
+            calendar,
+            group_keys=["value"],
+        )
+        parts.append(m.mutate(dimension=ibis.literal(dim)))
+    keys = ["account_id", "product"]
+    pam = account_months(product_months, calendar, keys)
+    pmv = entity_movements(product_months, calendar, keys, policy=policy)
+    m = monthly_metrics(pam.mutate(value=pam.product), pmv.mutate(value=pmv.product), calendar,
+                        entity_keys=keys, group_keys=["value"])
+    parts.append(m.mutate(dimension=ibis.literal("product")))
+    out = ibis.union(*parts, distinct=False)
+    first = ["dimension", "value", "month_idx", "month"]
+    return out.select(*first, *[c for c in out.columns if c not in first]).order_by(["dimension", "value", "month_idx"])

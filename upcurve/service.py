@@ -1,0 +1,174 @@
+"""Use cases the command line and the web call: read, check, compute, write.
+
+This is the only layer that materialises engine tables (``to_pyarrow``); everything below it returns Ibis
+expressions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pyarrow as pa
+
+from upcurve import __version__
+from upcurve.config import RevenuePolicy, UpcurveConfig
+from upcurve.contract import read_folder, typed_tables, validate
+from upcurve.engine import connect, file_reader, hand_over
+from upcurve.errors import ContractError, Problem, UpcurveError
+from upcurve.outputs import money_columns, write_tables
+from upcurve.revenue import (
+    account_growth,
+    account_months,
+    cohort_retention,
+    expansion_by_source,
+    line_months,
+    month_calendar,
+    monthly_metrics,
+    movements,
+    product_months,
+    segment_metrics,
+    services_revenue,
+)
+
+__all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run"]
+
+Progress = Callable[[str], None]
+REVENUE_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth")
+
+
+@dataclass
+class RunResult:
+    """What a run computed: its tables (as Arrow, money as decimals) and what it noticed on the way."""
+
+    as_of: dt.date
+    tables: dict[str, pa.Table]
+    notes: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    policy: RevenuePolicy = field(default_factory=RevenuePolicy)
+
+
+@dataclass
+class RevenueTables:
+    """The revenue tables as engine expressions (cents), before materialising."""
+
+    calendar: ir.Table
+    product_months: ir.Table
+    account_months: ir.Table
+    movements: ir.Table
+    tables: dict[str, ir.Table]
+
+
+def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD") -> list[Problem]:
+    """Every problem of a data folder against the input contract (errors first, then notes)."""
+    con = ibis.duckdb.connect()
+    try:
+        folder = read_folder(data_dir, con)
+    except ContractError as exc:
+        return exc.problems
+    return validate(folder, reporting_currency=reporting_currency)
+
+
+def _as_of_bounds(lines: ir.Table, as_of: dt.date | None) -> tuple[dt.date, dt.date]:
+    bounds = lines.aggregate(first=lines.period_start.min(), last=lines.period_start.max()).to_pyarrow()
+    first, last = bounds["first"][0].as_py(), bounds["last"][0].as_py()
+    if first is None:
+        raise UpcurveError("invoice_lines has no rows: there is no revenue to measure")
+    if as_of is None:
+        as_of = last
+    if as_of < first:
+        raise UpcurveError(f"--as-of {as_of} is before the first billed day in invoice_lines ({first})")
+    return first, as_of
+
+
+def compute_revenue(
+    tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.date, policy: RevenuePolicy
+) -> RevenueTables:
+    """Build every revenue table as an expression on the tables' engine, caching the shared intermediate ones."""
+    cal = month_calendar(first, as_of)
+    lines, plans, fx = tables["invoice_lines"], tables["plans"], tables.get("fx_rates")
+    lm = line_months(lines, plans, fx, cal, policy=policy)
+    pm = product_months(lm).cache()
+    am = account_months(pm, cal).cache()
+    mv = movements(pm, cal, policy=policy).cache()
+    services = services_revenue(lines, fx, cal, policy=policy)
+    months = cal.select("month_idx", "month")
+    mrr = pm.filter(pm.mrr_cents != 0).join(months, "month_idx")
+    out = {
+        "mrr": mrr.select("month_idx", "month", "account_id", "product", "mrr_cents").order_by(
+            ["month_idx", "account_id", "product"]
+        ),
+        "movements": mv.join(months, "month_idx")
+        .select("month_idx", "month", "account_id", "type", "source", "amount_cents")
+        .order_by(["month_idx", "account_id", "type", "source"]),
+        "metrics": monthly_metrics(am, mv, cal, services=services),
+        "expansion_by_source": expansion_by_source(mv, cal),
+        "segments": segment_metrics(tables["accounts"], pm, mv, cal, policy=policy),
+        "cohorts": cohort_retention(am, cal),
+        "account_growth": account_growth(am, pm, mv, cal),
+    }
+    return RevenueTables(cal, pm, am, mv, out)
+
+
+def run(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    as_of: dt.date | None = None,
+    fmt: str = "parquet",
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+) -> RunResult:
+    """Read and check a data folder, compute every revenue table at ``as_of`` and write them to ``out_dir``.
+
+    Raises
+    ------
+    ContractError
+        Listing every problem of the input; nothing is written.
+    """
+    say = progress or (lambda _msg: None)
+    config = config or UpcurveConfig()
+    policy = config.revenue
+    engine = connect(engine_url)
+    say("reading and checking the input")
+    folder = read_folder(data_dir, file_reader(engine))
+    problems = validate(folder, reporting_currency=policy.reporting_currency)
+    if any(p.severity == "error" for p in problems):
+        raise ContractError(problems)
+    notes = [p.describe() for p in problems]
+    typed = typed_tables(folder, names=[n for n in ("accounts", "plans", "invoice_lines", "fx_rates")
+                                        if n in folder.tables])
+    first, as_of = _as_of_bounds(typed["invoice_lines"], as_of)
+    lines = typed["invoice_lines"]
+    later = int(lines.filter(lines.period_start > as_of).count().to_pyarrow().as_py())
+    if later:
+        notes.append(f"{later} invoice lines start after the as-of date {as_of} and were left out of this run")
+    typed["invoice_lines"] = lines.filter(lines.period_start <= as_of)
+    if "fx_rates" in typed:
+        fx = typed["fx_rates"]
+        typed["fx_rates"] = fx.filter(fx.month <= as_of)
+    say("loading into the engine")
+    tables = hand_over(engine, typed)
+    say("computing MRR, movements and metrics")
+    revenue = compute_revenue(tables, as_of=as_of, first=first, policy=policy)
+    results: dict[str, pa.Table] = {}
+    for name, expr in revenue.tables.items():
+        say(f"computing {name}")
+        results[name] = money_columns(expr.to_pyarrow())
+    result = RunResult(as_of=as_of, tables=results, notes=notes, policy=policy)
+    if out_dir is not None:
+        say("writing the results")
+        manifest = {
+            "upcurve": __version__,
+            "as_of": as_of.isoformat(),
+            "data_dir": str(Path(data_dir).resolve()),
+            "policy": policy.model_dump(mode="json"),
+            "notes": notes,
+        }
+        result.out_dir = write_tables(results, out_dir, fmt, manifest)
+    return result
