@@ -1,0 +1,48 @@
+"""Benchmark: `upcurve run` over a simulated company's invoice lines.
+
+Default size: 100,000 accounts × 36 months (target on a 2-core machine: under 30 s and 3 GB peak RSS).
+Prints the generation time, then the run's seconds, invoice lines per second and peak RSS.
+
+    python benchmarks/bench_run.py [--accounts 100000] [--months 36] [--format parquet]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from upcurve.service import run
+from upcurve.simulate import simulate_billing, write_company
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    parser.add_argument("--format", default="parquet", choices=["parquet", "csv"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        tables = simulate_billing(args.accounts, args.months, seed=1)
+        data = write_company(tables, Path(tmp) / "data", args.format)
+        lines = tables["invoice_lines"].num_rows
+        del tables
+        print(f"generated {args.accounts:,} accounts × {args.months} months: {lines:,} invoice lines "
+              f"in {time.perf_counter() - t0:.1f} s")
+        steps: list[tuple[float, str]] = []
+        t0 = time.perf_counter()
+        result = run(data, Path(tmp) / "out", progress=lambda m: steps.append((time.perf_counter() - t0, m)))
+        seconds = time.perf_counter() - t0
+    for (at, msg), nxt in zip(steps, [*steps[1:], (seconds, "")], strict=True):
+        print(f"  {nxt[0] - at:6.2f} s  {msg}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = {name: t.num_rows for name, t in result.tables.items()}
+    print(f"upcurve run: {seconds:.1f} s, {lines / seconds:,.0f} invoice lines/s, peak RSS {peak_mb:,.0f} MB")
+    print("rows out: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
+
+
+if __name__ == "__main__":
+    main()
