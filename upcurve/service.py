@@ -25,6 +25,7 @@ from upcurve.revenue import (
     account_growth,
     account_months,
     cohort_retention,
+    entity_movements,
     expansion_by_source,
     line_months,
     month_calendar,
@@ -94,7 +95,10 @@ def compute_revenue(
     lm = line_months(lines, plans, fx, cal, policy=policy)
     pm = product_months(lm).cache()
     am = account_months(pm, cal).cache()
-    mv = movements(pm, cal, policy=policy).cache()
+    mv = movements(pm, cal, policy=policy, account_months=am).cache()
+    product_keys = ["account_id", "product"]
+    pam = account_months(pm, cal, product_keys).cache()
+    pmv = entity_movements(pam, product_keys, policy=policy).cache()
     services = services_revenue(lines, fx, cal, policy=policy)
     months = cal.select("month_idx", "month")
     mrr = pm.filter(pm.mrr_cents != 0).join(months, "month_idx")
@@ -107,7 +111,7 @@ def compute_revenue(
         .order_by(["month_idx", "account_id", "type", "source"]),
         "metrics": monthly_metrics(am, mv, cal, services=services),
         "expansion_by_source": expansion_by_source(mv, cal),
-        "segments": segment_metrics(tables["accounts"], pm, mv, cal, policy=policy),
+        "segments": segment_metrics(tables["accounts"], am, mv, pam, pmv, cal, policy=policy),
         "cohorts": cohort_retention(am, cal),
         "account_growth": account_growth(am, pm, mv, cal),
     }

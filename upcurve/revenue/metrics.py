@@ -48,8 +48,8 @@ def retention_12m(
         *keys, *groups, month_idx=am.month_idx + 12, base_cents=am.cur_mrr_cents
     )
     now = am.view()
-    now = now.select(*keys, "month_idx", now_cents=now.cur_mrr_cents)
-    joined = base.left_join(now, [*keys, "month_idx"])
+    now = now.select(*keys, *groups, "month_idx", now_cents=now.cur_mrr_cents)
+    joined = base.left_join(now, [*keys, *groups, "month_idx"])
     now_cents = joined.now_cents.fill_null(0)
     out = joined.group_by([joined.month_idx, *[joined[g] for g in groups]]).aggregate(
         _base=joined.base_cents.sum(),

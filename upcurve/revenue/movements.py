@@ -64,6 +64,9 @@ def account_months(product_months: ir.Table, calendar: ir.Table, keys: Sequence[
     return pairs.drop("prev_cc_mrr_cents")
 
 
+_account_months = account_months  # the name the parameters of movements() shadow
+
+
 def _classified(am: ir.Table, keys: Sequence[str], policy: RevenuePolicy) -> ir.Table:
     """Attach ``type`` (or null: no movement), ``amount_cents`` and ``fx_cents`` to every entity-month."""
     cur, cc, prev = am.cur_mrr_cents, am.cur_cc_mrr_cents, am.prev_mrr_cents
@@ -135,7 +138,11 @@ def _product_parts(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
 
 
 def movements(
-    product_months: ir.Table, calendar: ir.Table, *, policy: RevenuePolicy
+    product_months: ir.Table,
+    calendar: ir.Table,
+    *,
+    policy: RevenuePolicy,
+    account_months: ir.Table | None = None,
 ) -> ir.Table:
     """Every account's MRR movements, by type and source, in cents.
 
@@ -157,48 +164,61 @@ def movements(
     The calendar's first month is the opening balance: every paying account is ``new`` in it. Net-zero months
     have no row. New and reactivated MRR is valued at the month's own rate, so those months have no ``fx`` row.
 
+    Parameters
+    ----------
+    account_months
+        The accounts' :func:`account_months`, when already computed (else computed here).
+
     Returns
     -------
     ``month_idx``, ``account_id``, ``type``, ``source`` (null for new, churn, reactivation and fx),
     ``amount_cents`` (signed).
     """
-    am = account_months(product_months, calendar)
+    am = account_months if account_months is not None else _account_months(product_months, calendar)
     classified = _classified(am, ["account_id"], policy)
-    plain = classified.filter(classified.type.isin(["new", "churn", "reactivation"])).select(
-        "month_idx", "account_id", "type", source=ibis.null("string"), amount_cents=classified.amount_cents
-    )
-    fx = classified.filter(classified.fx_cents != 0).select(
-        "month_idx", "account_id", type=ibis.literal("fx"), source=ibis.null("string"),
-        amount_cents=classified.fx_cents,
-    )
     parts = _product_parts(product_months, calendar)
     parts = parts.group_by(["account_id", "month_idx"]).aggregate(**{s: parts[s].sum() for s in SOURCES})
-    moved = classified.filter(classified.type.isin(["expansion", "contraction"])).select(
-        "account_id", "month_idx", "type"
+    wide = classified.filter(classified.type.notnull() | (classified.fx_cents != 0))
+    wide = wide.left_join(parts, ["account_id", "month_idx"]).select(
+        "account_id", "month_idx", "type", "amount_cents", "fx_cents", *SOURCES
     )
-    moved = moved.join(parts, ["account_id", "month_idx"])
-    by_source = [
-        moved.select("month_idx", "account_id", "type", source=ibis.literal(s), amount_cents=moved[s])
-        for s in SOURCES
-    ]
-    sourced = ibis.union(*by_source, distinct=False)
-    sourced = sourced.filter(sourced.amount_cents != 0)
-    return ibis.union(plain, sourced, fx, distinct=False)
+    return _long(wide, ["account_id"], SOURCES)
 
 
-def entity_movements(
-    product_months: ir.Table, calendar: ir.Table, keys: Sequence[str], *, policy: RevenuePolicy
-) -> ir.Table:
-    """Movements without sources for any entity (``("account_id", "product")`` for product-level views).
+def _long(wide: ir.Table, keys: Sequence[str], sources: Sequence[str]) -> ir.Table:
+    """One row per movement from one row per entity-month: the type's amount, the fx amount and each source part.
 
-    For a product view, an account starting to pay for a product is ``new`` to that product even when, for the
-    account as a whole, it is a cross-sell expansion.
+    A cross join with a small table of part names reads ``wide`` once, where a union of selects would make the
+    engine compute it once per part.
     """
-    classified = _classified(account_months(product_months, calendar, keys), keys, policy)
-    typed = classified.filter(classified.type.notnull()).select(
-        *keys, "month_idx", "type", amount_cents=classified.amount_cents
+    parts = ibis.memtable({"part": ["total", "fx", *sources]})
+    long = wide.cross_join(parts)
+    # With sources, expansion and contraction are told by their parts; without, by their total.
+    sourced = long.type.isin(["expansion", "contraction"]) if sources else ibis.literal(False)
+    zero = ibis.literal(0, "int64")
+    amount = ibis.cases(
+        (long.part == "total", ibis.ifelse(sourced, zero, long.amount_cents.fill_null(0))),
+        (long.part == "fx", long.fx_cents),
+        *[(long.part == s, ibis.ifelse(sourced, long[s].fill_null(0), zero)) for s in sources],
+        else_=zero,
     )
-    fx = classified.filter(classified.fx_cents != 0).select(
-        *keys, "month_idx", type=ibis.literal("fx"), amount_cents=classified.fx_cents
+    long = long.select(
+        *keys,
+        "month_idx",
+        type=ibis.ifelse(long.part == "fx", ibis.literal("fx"), long.type),
+        source=ibis.ifelse(long.part.isin(list(sources)), long.part, ibis.null("string")),
+        amount_cents=amount,
     )
-    return ibis.union(typed, fx, distinct=False)
+    return long.filter(long.amount_cents != 0)
+
+
+def entity_movements(entity_months: ir.Table, keys: Sequence[str], *, policy: RevenuePolicy) -> ir.Table:
+    """Movements without sources for any entity, from its :func:`account_months` keyed by ``keys``.
+
+    With ``keys = ("account_id", "product")``, for product-level views, an account starting to pay for a product is
+    ``new`` to that product even when, for the account as a whole, it is a cross-sell expansion.
+    """
+    classified = _classified(entity_months, keys, policy)
+    wide = classified.filter(classified.type.notnull() | (classified.fx_cents != 0))
+    wide = wide.select(*keys, "month_idx", "type", "amount_cents", "fx_cents")
+    return _long(wide, keys, ()).drop("source")

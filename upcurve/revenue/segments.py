@@ -9,7 +9,6 @@ import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
 from upcurve.revenue.metrics import monthly_metrics
-from upcurve.revenue.movements import account_months, entity_movements
 
 __all__ = ["segment_columns", "segment_metrics"]
 
@@ -26,8 +25,10 @@ def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
 
 def segment_metrics(
     accounts: ir.Table,
-    product_months: ir.Table,
+    account_months: ir.Table,
     movements: ir.Table,
+    product_account_months: ir.Table,
+    product_movements: ir.Table,
     calendar: ir.Table,
     *,
     policy: RevenuePolicy,
@@ -39,36 +40,58 @@ def segment_metrics(
     -------
     The metrics of :func:`upcurve.revenue.metrics.monthly_metrics`, computed over the accounts whose column has
     that value (dimension ``product``: over each account's MRR in that product, where starting to pay for a product
-    is ``new`` for it and stopping is ``churn``).
+    is ``new`` for it and stopping is ``churn``; see :func:`upcurve.revenue.movements.entity_movements`).
 
     Edge cases
     ----------
-    An empty value is the segment ``(none)``. Services revenue is not broken down (0).
+    An empty value is the segment ``(none)``. Services revenue is not broken down (0). Segments are the accounts'
+    current attributes: an account that moved segment counts in its current one for its whole history.
+
+    Parameters
+    ----------
+    account_months, movements
+        Account-level, from :func:`~upcurve.revenue.movements.account_months` and
+        :func:`~upcurve.revenue.movements.movements`.
+    product_account_months, product_movements
+        The same keyed by ``("account_id", "product")``.
 
     Returns
     -------
     ``dimension``, ``value``, then the metrics columns.
     """
     dims = list(dimensions) if dimensions is not None else segment_columns(accounts, policy)
-    am = account_months(product_months, calendar)
     parts = []
-    for dim in dims:
-        labels = accounts.select(
-            "account_id", value=ibis.coalesce(accounts[dim].cast("string"), ibis.literal("(none)"))
+    if dims:
+        labels = ibis.union(
+            *[
+                accounts.select(
+                    "account_id",
+                    dimension=ibis.literal(dim),
+                    value=ibis.coalesce(accounts[dim].cast("string"), ibis.literal("(none)")),
+                )
+                for dim in dims
+            ],
+            distinct=False,
         )
-        m = monthly_metrics(
-            am.join(labels, "account_id"),
-            movements.join(labels, "account_id"),
+        parts.append(
+            monthly_metrics(
+                account_months.join(labels, "account_id"),
+                movements.join(labels, "account_id"),
+                calendar,
+                group_keys=["dimension", "value"],
+            )
+        )
+    pam, pmv = product_account_months, product_movements
+    product = {"dimension": ibis.literal("product")}
+    parts.append(
+        monthly_metrics(
+            pam.mutate(**product, value=pam.product),
+            pmv.mutate(**product, value=pmv.product),
             calendar,
-            group_keys=["value"],
+            entity_keys=["account_id", "product"],
+            group_keys=["dimension", "value"],
         )
-        parts.append(m.mutate(dimension=ibis.literal(dim)))
-    keys = ["account_id", "product"]
-    pam = account_months(product_months, calendar, keys)
-    pmv = entity_movements(product_months, calendar, keys, policy=policy)
-    m = monthly_metrics(pam.mutate(value=pam.product), pmv.mutate(value=pmv.product), calendar,
-                        entity_keys=keys, group_keys=["value"])
-    parts.append(m.mutate(dimension=ibis.literal("product")))
+    )
     out = ibis.union(*parts, distinct=False)
     first = ["dimension", "value", "month_idx", "month"]
     return out.select(*first, *[c for c in out.columns if c not in first]).order_by(["dimension", "value", "month_idx"])
