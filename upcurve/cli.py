@@ -84,5 +84,44 @@ def validate(
     console.print(f"[green]{data_dir}: the input meets the contract.[/green]")
 
 
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the data folder to.")],
+    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 2000,
+    months: Annotated[int, typer.Option(min=1, max=240, help="Months of billing history.")] = 36,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same company.")] = 7,
+    profile: Annotated[str, typer.Option(help="plg, mid_market or enterprise.")] = "mid_market",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Write a simulated company's data folder (accounts, plans, invoice lines, exchange rates)."""
+    try:
+        path = service.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt)
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    console.print(f"Wrote a simulated company of {accounts:,} accounts over {months} months to {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the sample data and the results.")] = Path(
+        "demo-output"
+    ),
+    accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 3000,
+    months: Annotated[int, typer.Option(min=1, max=240, help="Months of billing history.")] = 36,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Simulate a sample company and run the whole pipeline on it with embedded DuckDB."""
+    data, results = out / "data", out / "results"
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
+            service.simulate(data, accounts=accounts, months=months, seed=seed, replace=True)
+            result = service.run(data, results, progress=lambda msg: bar.update(task, description=msg))
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
+    console.print(f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

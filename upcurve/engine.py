@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
 __all__ = ["connect", "file_reader", "hand_over"]
 
@@ -36,5 +37,11 @@ def hand_over(engine: ibis.BaseBackend, tables: Mapping[str, ir.Table]) -> dict[
         if table._find_backend() is engine:
             out[name] = table.cache()
         else:
-            out[name] = engine.create_table(f"upcurve_{name}", table.to_pyarrow(), temp=True, overwrite=True)
+            data = table.to_pyarrow()
+            # Not every engine stores decimals (SQLite has none); amounts are rounded to cents after a float
+            # conversion in the ledger anyway, so handing them over as float64 changes no result.
+            data = data.cast(pa.schema([
+                pa.field(f.name, pa.float64()) if pa.types.is_decimal(f.type) else f for f in data.schema
+            ]))
+            out[name] = engine.create_table(f"upcurve_{name}", data, temp=True, overwrite=True)
     return out

@@ -36,7 +36,7 @@ from upcurve.revenue import (
     services_revenue,
 )
 
-__all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run"]
+__all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run", "simulate"]
 
 Progress = Callable[[str], None]
 REVENUE_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth")
@@ -50,7 +50,7 @@ class RunResult:
     tables: dict[str, pa.Table]
     notes: list[str] = field(default_factory=list)
     out_dir: Path | None = None
-    policy: RevenuePolicy = field(default_factory=RevenuePolicy)
+    policy: RevenuePolicy = field(default_factory=lambda: RevenuePolicy())
 
 
 @dataclass
@@ -176,3 +176,30 @@ def run(
         }
         result.out_dir = write_tables(results, out_dir, fmt, manifest)
     return result
+
+
+def simulate(
+    out_dir: str | Path,
+    *,
+    accounts: int = 2000,
+    months: int = 36,
+    seed: int = 7,
+    profile: str = "mid_market",
+    fmt: str = "parquet",
+    replace: bool = False,
+) -> Path:
+    """Write a simulated company's data folder; ``replace`` lets it overwrite an earlier simulated folder."""
+    from upcurve.simulate import PROFILES, simulate_billing, write_company
+
+    if profile not in PROFILES:
+        raise UpcurveError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    if fmt not in ("parquet", "csv"):
+        raise UpcurveError(f"unknown format {fmt!r}: use parquet or csv")
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not replace:
+        raise UpcurveError(f"{out} is not empty; choose a new folder")
+    if out.exists() and replace:
+        for old in out.glob("*.*"):
+            if old.suffix in (".csv", ".parquet"):
+                old.unlink()
+    return write_company(simulate_billing(accounts, months, seed, profile), out, fmt)

@@ -17,6 +17,17 @@ __all__ = ["fx_rates_by_month", "line_months", "months_in_period", "product_mont
 DAYS_PER_MONTH = 365.25 / 12
 
 
+def days_in_month(day: ir.DateValue) -> ir.IntegerValue:
+    """The number of days of ``day``'s month, by arithmetic alone (every engine has it)."""
+    year, month = day.year(), day.month()
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    return ibis.cases(
+        (month == 2, ibis.ifelse(leap, 29, 28)),
+        (month.isin([4, 6, 9, 11]), 30),
+        else_=31,
+    )
+
+
 def months_in_period(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue:
     """How many months the service period ``[start, end)`` lasts.
 
@@ -33,8 +44,8 @@ def months_in_period(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue
     """
     start_day = start.day()
     end_day = end.day()
-    end_is_last = (end + ibis.interval(days=1)).day() == 1
-    start_is_last = (start + ibis.interval(days=1)).day() == 1
+    end_is_last = end_day == days_in_month(end)
+    start_is_last = start_day == days_in_month(start)
     aligned = (start_day == end_day) | (end_is_last & (start_day >= end_day)) | (start_is_last & end_is_last)
     calendar_months = (end.year() - start.year()) * 12 + end.month() - start.month()
     days = end.delta(start, unit="day")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -89,7 +90,7 @@ class _Lines:
     def __init__(self) -> None:
         self.parts: list[dict[str, np.ndarray]] = []
 
-    def add(self, **cols: np.ndarray) -> None:
+    def add(self, **cols: Any) -> None:
         n = len(cols["account"])
         if n:
             self.parts.append({k: np.broadcast_to(v, (n,)) if np.ndim(v) == 0 else v for k, v in cols.items()})

@@ -1,0 +1,131 @@
+"""Bad input gets a clear error naming file, rows, column, value and rule; every problem at once; nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import write_folder
+from upcurve.cli import app
+from upcurve.errors import ContractError
+from upcurve.service import check_folder, run
+
+GOOD_LINES = """\
+line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end
+1,A,team_m,subscription,2,20,USD,2024-01-01,2024-02-01
+2,A,team_m,subscription,2,20,USD,2024-02-01,2024-03-01
+"""
+
+
+def _errors(folder: Path) -> list:
+    return [p for p in check_folder(folder) if p.severity == "error"]
+
+
+def test_good_folder_has_no_problem(tmp_path: Path) -> None:
+    assert _errors(write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES})) == []
+
+
+@pytest.mark.parametrize(
+    ("lines", "column", "rule", "rows", "value"),
+    [
+        (GOOD_LINES.replace(",amount,", ",amt,").replace("period_end\n", "period_end\n"), "amount", "required column",
+         (), None),
+        (GOOD_LINES.replace(",20,USD,2024-02-01,2024-03-01", ",twenty,USD,2024-02-01,2024-03-01"), "amount",
+         "not a number", (3,), "twenty"),
+        (GOOD_LINES.replace("2,A,team_m", "2,A,gold_m"), "plan_id", "unknown plan_id", (3,), "gold_m"),
+        (GOOD_LINES.replace("2024-02-01,2024-03-01", "2024-03-01,2024-02-01"), "period_end",
+         "period_end is on or before period_start", (3,), "2024-03-01 → 2024-02-01"),
+        (GOOD_LINES.replace("\n2,A", "\n1,A"), "line_id", "duplicate line_id", (2, 3), "1"),
+        (GOOD_LINES.replace("USD,2024-02", "XYZ,2024-02"), "currency", "unknown currency", (3,), "XYZ"),
+        (GOOD_LINES.replace("2,A,team_m,subscription", "2,A,team_m,refund"), "kind", "not one of", (3,), "refund"),
+        (GOOD_LINES.replace(",2024-01-01,2024-02-01", ",2024-13-01,2024-02-01"), "period_start", "not a date", (2,),
+         "2024-13-01"),
+        (GOOD_LINES.replace("2,A,team_m,subscription,2,20", "2,Z,team_m,subscription,2,20"), "account_id",
+         "unknown account_id", (3,), "Z"),
+        (GOOD_LINES.replace(",20,USD,2024-02-01", ",-20,USD,2024-02-01"), "amount", "negative amount", (3,), "-20"),
+    ],
+    ids=["missing-column", "wrong-type", "unknown-plan", "end-before-start", "duplicate-id", "unknown-currency",
+         "bad-choice", "bad-date", "unknown-account", "negative-recurring"],
+)
+def test_each_rule_names_file_row_column_value(tmp_path, lines, column, rule, rows, value) -> None:
+    accounts = "account_id,name\nA,Acme\n"
+    folder = write_folder(tmp_path / "d", {"invoice_lines": lines, "accounts": accounts})
+    errors = _errors(folder)
+    assert errors, "the broken rule was not reported"
+    match = [p for p in errors if p.column and column in p.column and rule in p.rule]
+    assert match, [p.describe() for p in errors]
+    problem = match[0]
+    assert problem.file == "invoice_lines.csv"
+    assert problem.rows == rows
+    if value is not None:
+        assert value in problem.values
+    assert problem.file in problem.describe() and column in problem.describe()
+
+
+def test_all_problems_listed_at_once_and_nothing_written(tmp_path: Path) -> None:
+    lines = GOOD_LINES.replace("2,A,team_m", "2,A,gold_m") + "3,A,team_m,subscription,1,x,USD,2024-03-01,2024-02-01\n"
+    folder = write_folder(tmp_path / "d", {"invoice_lines": lines, "accounts": "account_id\nA\n"})
+    out = tmp_path / "out"
+    with pytest.raises(ContractError) as info:
+        run(folder, out)
+    rules = {p.rule for p in info.value.problems}
+    assert any("unknown plan_id" in r for r in rules)
+    assert any("not a number" in r for r in rules)
+    assert any("period_end" in r for r in rules)
+    assert not out.exists()
+    assert not list(tmp_path.glob(".out*")), "a temporary output folder was left behind"
+
+
+def test_missing_required_table_and_unknown_file(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "accounts.csv").write_text("account_id\nA\n")
+    (folder / "notes.txt").write_text("hello")
+    (folder / "invoices.csv").write_text("x\n1\n")
+    problems = check_folder(folder)
+    errors = {p.file for p in problems if p.severity == "error"}
+    notes = {p.file for p in problems if p.severity == "note"}
+    assert {"plans.csv", "invoice_lines.csv"} <= errors
+    assert {"notes.txt", "invoices.csv"} <= notes
+
+
+def test_cli_validate_and_run_exit_2_on_bad_input(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES.replace("2,A,team_m", "2,A,gold_m"),
+                                            "accounts": "account_id\nA\n"})
+    runner = CliRunner()
+    result = runner.invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 2
+    assert "gold_m" in result.output
+    result = runner.invoke(app, ["run", str(folder), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_existing_folder_that_is_not_a_result_is_never_replaced(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES})
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep me")
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(folder), "--out", str(precious)])
+    assert result.exit_code == 1
+    assert (precious / "thesis.txt").read_text() == "keep me"
+
+
+def test_parquet_rows_are_reported_by_record_number(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES})
+    (folder / "invoice_lines.csv").unlink()
+    pq.write_table(
+        pa.table({"line_id": ["1", "2"], "account_id": ["A", "A"], "plan_id": ["team_m", "nope"],
+                  "kind": ["subscription"] * 2, "amount": [20.0, 20.0],
+                  "period_start": pa.array([1, 2], pa.int32()).cast(pa.date32()),
+                  "period_end": pa.array([40, 41], pa.int32()).cast(pa.date32())}),
+        folder / "invoice_lines.parquet",
+    )
+    problems = [p for p in check_folder(folder) if p.severity == "error"]
+    assert len(problems) == 1 and problems[0].rows == (2,) and problems[0].location == "row"
