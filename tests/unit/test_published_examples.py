@@ -64,3 +64,19 @@ def test_run_writes_every_table_whole_in_both_formats(tmp_path: Path) -> None:
     months = pacsv.read_csv(tmp_path / "out-csv" / "metrics.csv")["month"].to_pylist()
     assert str(months[-1]) == "2023-06"
     assert "left out of this run" in " ".join(again.output.split())
+
+
+def test_run_on_a_duckdb_file_engine(tmp_path: Path) -> None:
+    """A company can point upcurve at a DuckDB database file instead of the in-memory default."""
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["simulate", "--out", str(data), "--accounts", "20", "--months", "6"]).exit_code == 0
+    db = tmp_path / "upcurve.duckdb"
+    result = runner.invoke(app, ["run", str(data), "--out", str(tmp_path / "out"), "--engine", f"duckdb://{db}"])
+    assert result.exit_code == 0, result.output
+    assert db.exists()
+    in_memory = runner.invoke(app, ["run", str(data), "--out", str(tmp_path / "out2")])
+    assert in_memory.exit_code == 0, in_memory.output
+    assert pq.read_table(tmp_path / "out" / "movements.parquet").equals(
+        pq.read_table(tmp_path / "out2" / "movements.parquet")
+    )

@@ -29,20 +29,26 @@ def paired_months(positions: ir.Table, calendar: ir.Table, keys: Sequence[str]) 
     """
     keys = list(keys)
     values = [c for c in positions.columns if c not in (*keys, "month_idx")]
-    here = positions.select(*keys, "month_idx")
-    later = positions.select(*keys, month_idx=positions.month_idx + 1)
-    index = here.union(later, distinct=True).join(calendar.select("month_idx"), "month_idx")
-    cur = positions.select(*keys, "month_idx", **{f"cur_{c}": positions[c] for c in values})
-    prev = positions.select(
-        *keys, month_idx=positions.month_idx + 1, **{f"prev_{c}": positions[c] for c in values}
+    # Each position appears as "cur" in its month and as "prev" in the next; one group-by pairs them. This reads
+    # the positions twice and joins nothing, where a union of months and two outer joins would read them thrice.
+    empty = {c: ibis.null(positions[c].type()) for c in values}
+    cur = positions.select(
+        *keys, "month_idx", **{f"cur_{c}": positions[c] for c in values}, **{f"prev_{c}": empty[c] for c in values}
     )
-    joined = index.left_join(cur, [*keys, "month_idx"]).left_join(prev, [*keys, "month_idx"])
-    out: dict[str, ir.Value] = {k: joined[k] for k in [*keys, "month_idx"]}
+    prev = positions.select(
+        *keys,
+        month_idx=positions.month_idx + 1,
+        **{f"cur_{c}": empty[c] for c in values},
+        **{f"prev_{c}": positions[c] for c in values},
+    )
+    both = ibis.union(cur, prev, distinct=False)
+    both = both.semi_join(calendar.select("month_idx"), "month_idx")
+    out: dict[str, ir.Value] = {}
     for c in values:
         for side in ("cur", "prev"):
-            col = joined[f"{side}_{c}"]
+            col = both[f"{side}_{c}"].max()
             out[f"{side}_{c}"] = col if c == "tier_rank" else col.fill_null(0)
-    return joined.select(**out)
+    return both.group_by([*keys, "month_idx"]).aggregate(**out)
 
 
 def account_months(product_months: ir.Table, calendar: ir.Table, keys: Sequence[str] = ("account_id",)) -> ir.Table:
