@@ -11,6 +11,7 @@ from collections.abc import Mapping
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
+from ibis.backends.duckdb import Backend as DuckDBBackend
 
 __all__ = ["connect", "file_reader", "hand_over"]
 
@@ -20,9 +21,9 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
     return ibis.connect(url)
 
 
-def file_reader(engine: ibis.BaseBackend) -> ibis.BaseBackend:
+def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
     """The DuckDB connection that reads input files: the engine itself when it is DuckDB."""
-    if engine.name == "duckdb":
+    if isinstance(engine, DuckDBBackend):
         return engine
     return ibis.duckdb.connect()
 

@@ -145,6 +145,8 @@ def test_results_do_not_depend_on_row_order(history, random) -> None:
     random.shuffle(shuffled)
     first = _compute(*_tables(rows, rates), as_of)
     second = _compute(*_tables(shuffled, rates), as_of)
-    key = lambda r: tuple(str(v) for v in r.values())  # noqa: E731
+    def key(row: dict) -> tuple:
+        return tuple(str(v) for v in row.values())
+
     for a, b in zip(first[:3], second[:3], strict=True):
         assert sorted(a, key=key) == sorted(b, key=key)

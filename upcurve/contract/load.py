@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
+from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from upcurve.contract.schema import CONTRACT, Column, TableSchema
 from upcurve.errors import ContractError, Problem
@@ -97,19 +98,19 @@ def _discover(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     return chosen, problems
 
 
-def _read(con: ibis.BaseBackend, name: str, path: Path) -> RawTable:
+def _read(con: DuckDBBackend, name: str, path: Path) -> RawTable:
     kind = SUFFIXES[path.suffix.lower()]
     if kind == "csv":
-        table = con.read_csv(path, table_name=f"raw_{name}", all_varchar=True, header=True)  # type: ignore[attr-defined]
+        table = con.read_csv(path, table_name=f"raw_{name}", all_varchar=True, header=True)
         # DuckDB keeps the file's order when reading (preserve_insertion_order), so the row number is the position.
         table = table.mutate(**{ROW: ibis.row_number() + 2})
         return RawTable(name, path, table, "line")
-    table = con.read_parquet(path, table_name=f"raw_{name}", file_row_number=True)  # type: ignore[attr-defined]
+    table = con.read_parquet(path, table_name=f"raw_{name}", file_row_number=True)
     table = table.mutate(**{ROW: table.file_row_number + 1}).drop("file_row_number")
     return RawTable(name, path, table, "row")
 
 
-def read_folder(folder: str | Path, con: ibis.BaseBackend) -> DataFolder:
+def read_folder(folder: str | Path, con: DuckDBBackend) -> DataFolder:
     """Read every contract table found in ``folder`` through the DuckDB connection ``con``.
 
     Raises
