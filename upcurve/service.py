@@ -31,7 +31,9 @@ from upcurve.revenue import (
     month_calendar,
     monthly_metrics,
     movements,
+    product_account_months,
     product_months,
+    product_pairs,
     segment_metrics,
     services_revenue,
 )
@@ -95,10 +97,10 @@ def compute_revenue(
     lm = line_months(lines, plans, fx, cal, policy=policy)
     pm = product_months(lm).cache()
     am = account_months(pm, cal).cache()
-    mv = movements(pm, cal, policy=policy, account_months=am).cache()
-    product_keys = ["account_id", "product"]
-    pam = account_months(pm, cal, product_keys).cache()
-    pmv = entity_movements(pam, product_keys, policy=policy).cache()
+    pairs = product_pairs(pm, cal).cache()
+    mv = movements(pm, cal, policy=policy, account_months=am, product_pairs=pairs).cache()
+    pam = product_account_months(pairs)
+    pmv = entity_movements(pam, ["account_id", "product"], policy=policy).cache()
     services = services_revenue(lines, fx, cal, policy=policy)
     months = cal.select("month_idx", "month")
     mrr = pm.filter(pm.mrr_cents != 0).join(months, "month_idx")

@@ -7,29 +7,47 @@ it. Money is whole cents (``*_cents``, ``int64``).
 from upcurve.revenue.calendar import month_calendar, month_index, month_label
 from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_by_source
 from upcurve.revenue.ledger import fx_rates_by_month, line_months, months_in_period, product_months, services_revenue
-from upcurve.revenue.metrics import METRIC_COLUMNS, monthly_metrics, retention_12m
-from upcurve.revenue.movements import MOVEMENT_TYPES, SOURCES, account_months, entity_movements, movements
+from upcurve.revenue.metrics import (
+    FACT_COLUMNS,
+    account_month_facts,
+    fact_sums,
+    metrics_from_sums,
+    monthly_metrics,
+)
+from upcurve.revenue.movements import (
+    MOVEMENT_TYPES,
+    SOURCES,
+    account_months,
+    entity_movements,
+    movements,
+    product_account_months,
+    product_pairs,
+)
 from upcurve.revenue.segments import segment_columns, segment_metrics
 
 __all__ = [
-    "METRIC_COLUMNS",
+    "FACT_COLUMNS",
     "MOVEMENT_TYPES",
     "SOURCES",
     "account_growth",
+    "account_month_facts",
     "account_months",
     "cohort_retention",
     "entity_movements",
     "expansion_by_source",
+    "fact_sums",
     "fx_rates_by_month",
     "line_months",
+    "metrics_from_sums",
     "month_calendar",
     "month_index",
     "month_label",
     "monthly_metrics",
     "months_in_period",
     "movements",
+    "product_account_months",
     "product_months",
-    "retention_12m",
+    "product_pairs",
     "segment_columns",
     "segment_metrics",
     "services_revenue",

@@ -27,11 +27,11 @@ def cohort_retention(account_months: ir.Table, calendar: ir.Table) -> ir.Table:
     first = paying.group_by("account_id").aggregate(cohort_idx=paying.month_idx.min())
     start = paying.join(first, [paying.account_id == first.account_id, paying.month_idx == first.cohort_idx])
     sizes = start.group_by("cohort_idx").aggregate(
-        customers=start.account_id.nunique(), starting_mrr_cents=start.cur_mrr_cents.sum()
+        customers=start.count(), starting_mrr_cents=start.cur_mrr_cents.sum()
     )
     active = paying.join(first, "account_id")
     active = active.group_by(["cohort_idx", "month_idx"]).aggregate(
-        active_customers=active.account_id.nunique(), mrr_cents=active.cur_mrr_cents.sum()
+        active_customers=active.count(), mrr_cents=active.cur_mrr_cents.sum()
     )
     grid = sizes.join(calendar.select("month_idx", "month"), sizes.cohort_idx <= calendar.month_idx)
     cohort_month = calendar.view().select(cohort_idx="month_idx", cohort="month")
@@ -103,7 +103,7 @@ def account_growth(
     seats = pm.group_by(["account_id", "month_idx"]).aggregate(
         seats=pm.seats.sum(),
         usage_cents=pm.usage_cents.sum(),
-        products=ibis.ifelse(pm.mrr_cents > 0, pm.product, ibis.null("string")).nunique(),
+        products=(pm.mrr_cents > 0).cast("int64").sum(),  # one row per product: a count, not a distinct count
         mrr_cents=pm.mrr_cents.sum(),
     )
     usage_first = seats.filter(seats.usage_cents > 0)

@@ -64,7 +64,7 @@ def account_months(product_months: ir.Table, calendar: ir.Table, keys: Sequence[
     positions = pm.group_by([*keys, "month_idx"]).aggregate(
         mrr_cents=pm.mrr_cents.sum(),
         cc_mrr_cents=pm.cc_mrr_cents.sum(),
-        products=ibis.ifelse(pm.mrr_cents > 0, pm.product, ibis.null("string")).nunique(),
+        products=(pm.mrr_cents > 0).cast("int64").sum(),  # one row per product: a count, not a distinct count
     )
     pairs = paired_months(positions, calendar, keys)
     return pairs.drop("prev_cc_mrr_cents")
@@ -101,7 +101,34 @@ def _classified(am: ir.Table, keys: Sequence[str], policy: RevenuePolicy) -> ir.
     return am.mutate(type=kind, amount_cents=amount, fx_cents=fx).drop("_last_paid")
 
 
-def _product_parts(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
+_PAIRED = (
+    "mrr_cents", "cc_mrr_cents", "sub_cents", "sub_cc_cents", "usage_cents", "usage_cc_cents", "seats",
+    "sub_lines", "seat_lines", "tier_rank",
+)
+
+
+def product_pairs(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
+    """Each account's position in each product this month beside last month's (see :func:`paired_months`).
+
+    The one pairing that both the sources of movements and the product-level views read.
+    """
+    pm = product_months.select("account_id", "product", "month_idx", *_PAIRED)
+    return paired_months(pm, calendar, ["account_id", "product"])
+
+
+_product_pairs = product_pairs  # the name the parameters of movements() shadow
+
+
+def product_account_months(product_pairs: ir.Table) -> ir.Table:
+    """:func:`account_months` keyed by ``("account_id", "product")``, read from :func:`product_pairs`."""
+    p = product_pairs
+    return p.select(
+        "account_id", "product", "month_idx", "cur_mrr_cents", "cur_cc_mrr_cents", "prev_mrr_cents",
+        cur_products=(p.cur_mrr_cents > 0).cast("int64"), prev_products=(p.prev_mrr_cents > 0).cast("int64"),
+    )
+
+
+def _product_parts(p: ir.Table) -> ir.Table:
     """Split each account-month's constant-currency change into its sources, product by product.
 
     Per account, product and month, with ``p0`` last month's value and ``p1`` this month's at last month's rates:
@@ -112,11 +139,6 @@ def _product_parts(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
       product's highest ``tier_rank`` changed, else ``price`` (list-price changes, discounts, a plan change of the
       same rank such as monthly to annual, and the price of seats bought at another unit price).
     """
-    pm = product_months.select(
-        "account_id", "product", "month_idx", "cc_mrr_cents", "sub_cents", "sub_cc_cents", "usage_cents",
-        "usage_cc_cents", "seats", "sub_lines", "seat_lines", "tier_rank", "mrr_cents",
-    )
-    p = paired_months(pm, calendar, ["account_id", "product"])
     p0 = p.prev_mrr_cents
     p1 = p.cur_cc_mrr_cents
     both = (p0 > 0) & (p1 > 0)
@@ -149,6 +171,7 @@ def movements(
     *,
     policy: RevenuePolicy,
     account_months: ir.Table | None = None,
+    product_pairs: ir.Table | None = None,
 ) -> ir.Table:
     """Every account's MRR movements, by type and source, in cents.
 
@@ -172,8 +195,8 @@ def movements(
 
     Parameters
     ----------
-    account_months
-        The accounts' :func:`account_months`, when already computed (else computed here).
+    account_months, product_pairs
+        The accounts' :func:`account_months` and :func:`product_pairs`, when already computed (else computed here).
 
     Returns
     -------
@@ -182,7 +205,8 @@ def movements(
     """
     am = account_months if account_months is not None else _account_months(product_months, calendar)
     classified = _classified(am, ["account_id"], policy)
-    parts = _product_parts(product_months, calendar)
+    pairs = product_pairs if product_pairs is not None else _product_pairs(product_months, calendar)
+    parts = _product_parts(pairs)
     parts = parts.group_by(["account_id", "month_idx"]).aggregate(**{s: parts[s].sum() for s in SOURCES})
     wide = classified.filter(classified.type.notnull() | (classified.fx_cents != 0))
     wide = wide.left_join(parts, ["account_id", "month_idx"]).select(

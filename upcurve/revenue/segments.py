@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
-from upcurve.revenue.metrics import monthly_metrics
+from upcurve.revenue.metrics import FACT_COLUMNS, account_month_facts, fact_sums, metrics_from_sums
 
 __all__ = ["segment_columns", "segment_metrics"]
 
@@ -62,35 +62,26 @@ def segment_metrics(
     dims = list(dimensions) if dimensions is not None else segment_columns(accounts, policy)
     parts = []
     if dims:
-        labels = ibis.union(
-            *[
-                accounts.select(
-                    "account_id",
-                    dimension=ibis.literal(dim),
-                    value=ibis.coalesce(accounts[dim].cast("string"), ibis.literal("(none)")),
-                )
-                for dim in dims
-            ],
-            distinct=False,
+        labels = accounts.select(
+            "account_id",
+            **{f"_d{i}": ibis.coalesce(accounts[d].cast("string"), ibis.literal("(none)")) for i, d in enumerate(dims)},
         )
-        parts.append(
-            monthly_metrics(
-                account_months.join(labels, "account_id"),
-                movements.join(labels, "account_id"),
-                calendar,
-                group_keys=["dimension", "value"],
+        facts = account_month_facts(account_months, movements).join(labels, "account_id")
+        # Sum once at the grain of every dimension together (a few thousand rows), then roll up per dimension.
+        cube = fact_sums(facts, [f"_d{i}" for i in range(len(dims))])
+        for i, dim in enumerate(dims):
+            rolled = cube.group_by(["month_idx", cube[f"_d{i}"].name("value")]).aggregate(
+                **{c: cube[c].sum() for c in FACT_COLUMNS}
             )
-        )
+            parts.append(
+                metrics_from_sums(rolled, calendar, group_keys=["value"]).mutate(dimension=ibis.literal(dim))
+            )
     pam, pmv = product_account_months, product_movements
-    product = {"dimension": ibis.literal("product")}
+    keys = ["account_id", "product"]
+    product_facts = account_month_facts(pam, pmv, keys)
     parts.append(
-        monthly_metrics(
-            pam.mutate(**product, value=pam.product),
-            pmv.mutate(**product, value=pmv.product),
-            calendar,
-            entity_keys=["account_id", "product"],
-            group_keys=["dimension", "value"],
-        )
+        metrics_from_sums(fact_sums(product_facts.mutate(value=product_facts.product), ["value"]), calendar,
+                          group_keys=["value"]).mutate(dimension=ibis.literal("product"))
     )
     out = ibis.union(*parts, distinct=False)
     first = ["dimension", "value", "month_idx", "month"]
