@@ -23,7 +23,7 @@ from upcurve.errors import ContractError, Problem, UpcurveError
 from upcurve.outputs import money_columns, write_tables
 from upcurve.revenue import (
     account_growth,
-    account_months,
+    account_months_from_pairs,
     cohort_retention,
     entity_movements,
     expansion_by_source,
@@ -96,8 +96,8 @@ def compute_revenue(
     lines, plans, fx = tables["invoice_lines"], tables["plans"], tables.get("fx_rates")
     lm = line_months(lines, plans, fx, cal, policy=policy)
     pm = product_months(lm).cache()
-    am = account_months(pm, cal).cache()
     pairs = product_pairs(pm, cal).cache()
+    am = account_months_from_pairs(pairs).cache()
     mv = movements(pm, cal, policy=policy, account_months=am, product_pairs=pairs).cache()
     pam = product_account_months(pairs)
     pmv = entity_movements(pam, ["account_id", "product"], policy=policy).cache()

@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from upcurve.config import RevenuePolicy
-from upcurve.revenue import account_months, line_months, month_calendar, monthly_metrics, movements, product_months
+from upcurve.revenue import (
+    account_months,
+    account_months_from_pairs,
+    line_months,
+    month_calendar,
+    monthly_metrics,
+    movements,
+    product_months,
+    product_pairs,
+)
 
 PLANS = pa.table({
     "plan_id": ["team_m", "business_m", "starter_m", "addon_m", "api_m", "team_y"],
@@ -75,8 +84,15 @@ def _compute(lines: pa.Table, fx: pa.Table, as_of: dt.date):
     am = account_months(pm, cal)
     mv = movements(pm, cal, policy=policy, account_months=am)
     metrics = monthly_metrics(am, mv, cal)
-    return (con.to_pyarrow(am).to_pylist(), con.to_pyarrow(mv).to_pylist(), con.to_pyarrow(metrics).to_pylist(),
-            con.to_pyarrow(pm).to_pylist())
+    # The service reads account months off the product pairing: it must give the very same rows.
+    from_pairs = con.to_pyarrow(account_months_from_pairs(product_pairs(pm, cal))).to_pylist()
+    direct = con.to_pyarrow(am).to_pylist()
+    assert sorted(from_pairs, key=_row_key) == sorted(direct, key=_row_key)
+    return direct, con.to_pyarrow(mv).to_pylist(), con.to_pyarrow(metrics).to_pylist(), con.to_pyarrow(pm).to_pylist()
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(str(v) for v in row.values())
 
 
 histories = st.tuples(
@@ -145,8 +161,5 @@ def test_results_do_not_depend_on_row_order(history, random) -> None:
     random.shuffle(shuffled)
     first = _compute(*_tables(rows, rates), as_of)
     second = _compute(*_tables(shuffled, rates), as_of)
-    def key(row: dict) -> tuple:
-        return tuple(str(v) for v in row.values())
-
     for a, b in zip(first[:3], second[:3], strict=True):
-        assert sorted(a, key=key) == sorted(b, key=key)
+        assert sorted(a, key=_row_key) == sorted(b, key=_row_key)

@@ -119,6 +119,22 @@ def product_pairs(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
 _product_pairs = product_pairs  # the name the parameters of movements() shadow
 
 
+def account_months_from_pairs(product_pairs: ir.Table) -> ir.Table:
+    """:func:`account_months` for accounts, summed from :func:`product_pairs` (one group-by instead of a pairing).
+
+    The months an account has a row in are the same: the months any of its products had a position, and the
+    month after each.
+    """
+    p = product_pairs
+    return p.group_by(["account_id", "month_idx"]).aggregate(
+        cur_mrr_cents=p.cur_mrr_cents.sum(),
+        cur_cc_mrr_cents=p.cur_cc_mrr_cents.sum(),
+        prev_mrr_cents=p.prev_mrr_cents.sum(),
+        cur_products=(p.cur_mrr_cents > 0).cast("int64").sum(),
+        prev_products=(p.prev_mrr_cents > 0).cast("int64").sum(),
+    )
+
+
 def product_account_months(product_pairs: ir.Table) -> ir.Table:
     """:func:`account_months` keyed by ``("account_id", "product")``, read from :func:`product_pairs`."""
     p = product_pairs
