@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from upcurve.service import run
-from upcurve.simulate import simulate_billing, write_company
+from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        tables = simulate_billing(args.accounts, args.months, seed=1)
-        data = write_company(tables, Path(tmp) / "data", args.format)
+        tables = simulate_tables(args.accounts, args.months, seed=1)
+        data = write_folder(tables, Path(tmp) / "data", args.format, BILLING_TABLES)
         lines = tables["invoice_lines"].num_rows
         del tables
         print(f"generated {args.accounts:,} accounts × {args.months} months: {lines:,} invoice lines "

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from upcurve import service
 from upcurve.config import Settings, load_config
@@ -29,6 +30,20 @@ def _fail(exc: UpcurveError) -> typer.Exit:
         return typer.Exit(EXIT_BAD_INPUT)
     err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(1)
+
+
+def _counting() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
+
+
+def _rows_table(rows: dict[str, int], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, count in rows.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
 
 
 def _progress() -> Progress:
@@ -93,12 +108,15 @@ def simulate(
     profile: Annotated[str, typer.Option(help="plg, mid_market or enterprise.")] = "mid_market",
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
-    """Write a simulated company's data folder (accounts, plans, invoice lines, exchange rates)."""
+    """Write a simulated company's data folder: every contract table, and its ground truth in truth/."""
     try:
-        path = service.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt)
+        with _counting() as bar:
+            task = bar.add_task("simulating accounts", total=accounts)
+            rows = service.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+                                    progress=lambda done, total: bar.update(task, completed=done))
     except UpcurveError as exc:
         raise _fail(exc) from None
-    console.print(f"Wrote a simulated company of {accounts:,} accounts over {months} months to {path}")
+    _rows_table(rows, f"Simulated {profile} company: {accounts:,} accounts, {months} months → {out}")
 
 
 @app.command()
@@ -115,7 +133,9 @@ def demo(
     try:
         with _progress() as bar:
             task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
-            service.simulate(data, accounts=accounts, months=months, seed=seed, replace=True)
+            service.simulate(data, accounts=accounts, months=months, seed=seed, replace=True,
+                             progress=lambda done, total: bar.update(
+                                 task, description=f"simulating accounts: {done:,} of {total:,}"))
             result = service.run(data, results, progress=lambda msg: bar.update(task, description=msg))
     except UpcurveError as exc:
         raise _fail(exc) from None

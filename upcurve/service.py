@@ -189,19 +189,23 @@ def simulate(
     profile: str = "mid_market",
     fmt: str = "parquet",
     replace: bool = False,
-) -> Path:
-    """Write a simulated company's data folder; ``replace`` lets it overwrite an earlier simulated folder."""
-    from upcurve.simulate import PROFILES, simulate_billing, write_company
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Write a simulated company's data folder (every contract table, and its ground truth in ``truth/``).
+
+    Returns the rows written per table. ``replace`` lets it overwrite an earlier simulated folder.
+    """
+    from upcurve.simulate import PROFILES, simulate_company
 
     if profile not in PROFILES:
         raise UpcurveError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
     if fmt not in ("parquet", "csv"):
         raise UpcurveError(f"unknown format {fmt!r}: use parquet or csv")
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not replace:
-        raise UpcurveError(f"{out} is not empty; choose a new folder")
-    if out.exists() and replace:
-        for old in out.glob("*.*"):
-            if old.suffix in (".csv", ".parquet"):
-                old.unlink()
-    return write_company(simulate_billing(accounts, months, seed, profile), out, fmt)
+    if out.exists() and any(out.iterdir()):
+        if not replace:
+            raise UpcurveError(f"{out} is not empty; choose a new folder")
+        for old in [*out.glob("*.csv"), *out.glob("*.parquet"), *out.glob("truth/*.parquet")]:
+            old.unlink()
+    return simulate_company(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+                            progress=progress)

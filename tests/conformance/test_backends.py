@@ -14,14 +14,15 @@ from upcurve.contract import read_folder, typed_tables
 from upcurve.engine import hand_over
 from upcurve.outputs import money_columns
 from upcurve.service import compute_revenue, run
-from upcurve.simulate import simulate_billing, write_company
+from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
 
 AS_OF = dt.date(2024, 12, 31)
 
 
 @pytest.fixture(scope="module")
 def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_company(simulate_billing(60, 24, seed=3), tmp_path_factory.mktemp("company"), "csv")
+    tables = simulate_tables(60, 24, seed=3)
+    return write_folder(tables, tmp_path_factory.mktemp("company"), "csv", BILLING_TABLES)
 
 
 def _revenue_on(backend: ibis.BaseBackend, folder: Path) -> dict[str, pa.Table]:
@@ -52,8 +53,7 @@ def test_sqlite_gives_the_same_tables_as_duckdb(company: Path) -> None:
 
 
 def test_csv_and_parquet_give_the_same_results(company: Path, tmp_path: Path) -> None:
-    tables = simulate_billing(60, 24, seed=3)
-    parquet = write_company(tables, tmp_path / "pq", "parquet")
+    parquet = write_folder(simulate_tables(60, 24, seed=3), tmp_path / "pq", "parquet", BILLING_TABLES)
     a = run(company, None, as_of=AS_OF).tables
     b = run(parquet, None, as_of=AS_OF).tables
     for name in a:

@@ -1,5 +1,15 @@
 """The simulated company used by the demo, the tests and the benchmarks."""
 
-from upcurve.simulate.company import PLANS, PROFILES, CompanyProfile, simulate_billing, write_company
+from upcurve.simulate.catalog import PLANS, PROFILES, CompanyProfile
+from upcurve.simulate.company import BILLING_TABLES, BLOCK, simulate_company, simulate_tables, write_folder
 
-__all__ = ["PLANS", "PROFILES", "CompanyProfile", "simulate_billing", "write_company"]
+__all__ = [
+    "BILLING_TABLES",
+    "BLOCK",
+    "PLANS",
+    "PROFILES",
+    "CompanyProfile",
+    "simulate_company",
+    "simulate_tables",
+    "write_folder",
+]

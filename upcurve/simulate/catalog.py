@@ -61,11 +61,11 @@ class CompanyProfile:
     """Monthly rates that shape the company. Each is scaled per account by its latent health and growth."""
 
     segment_mix: tuple[float, float, float] = (0.55, 0.35, 0.10)  # smb, mid_market, enterprise
-    churn: float = 0.010  # monthly, for a monthly payer of average health
+    churn: float = 0.013  # monthly, for a monthly payer of average health
     annual_share: float = 0.45
-    invites: float = 0.16  # new users invited per active user per month, at average growth
-    deactivation: float = 0.02
-    upgrade: float = 0.020
+    invites: float = 0.024  # new users invited per active user per month, at average growth and health
+    deactivation: float = 0.012
+    upgrade: float = 0.010
     downgrade: float = 0.004
     cross_sell: float = 0.020
     addon_drop: float = 0.010
@@ -74,13 +74,17 @@ class CompanyProfile:
     services: float = 0.01
     health_drift: float = 0.06
     users_scale: float = 1.0
+    small_churn: float = 1.5  # churn multiplier for teams of 2 users or fewer
+    large_churn: float = 1.0  # churn multiplier for teams of 10 users or more
+    early_churn: float = 1.5  # churn multiplier in the first 6 months of tenure (later: its inverse square root)
 
 
 PROFILES: dict[str, CompanyProfile] = {
-    "plg": CompanyProfile(segment_mix=(0.9, 0.09, 0.01), churn=0.03, annual_share=0.15, invites=0.10,
+    "plg": CompanyProfile(segment_mix=(0.9, 0.09, 0.01), churn=0.017, annual_share=0.15, invites=0.012,
+                          small_churn=1.5, large_churn=0.5, early_churn=6.0,
                           upgrade=0.012, cross_sell=0.010, reactivation=0.02, usage_growth=0.015, users_scale=0.6),
     "mid_market": CompanyProfile(),
-    "enterprise": CompanyProfile(segment_mix=(0.1, 0.4, 0.5), churn=0.004, annual_share=0.8, invites=0.2,
-                                 upgrade=0.025, cross_sell=0.03, deactivation=0.015, services=0.03,
+    "enterprise": CompanyProfile(segment_mix=(0.1, 0.4, 0.5), churn=0.004, annual_share=0.8, invites=0.03,
+                                 upgrade=0.012, cross_sell=0.025, deactivation=0.012, services=0.03,
                                  usage_growth=0.03, users_scale=1.5),
 }

@@ -1,268 +1,576 @@
-"""A simulated SaaS company's billing: accounts that land and expand through every lever.
+"""A simulated SaaS company whose customers land and expand the way the field describes it.
 
-The company sells one core product in three tiers (starter, flat; team and business, per seat; monthly or annual),
-two add-on modules (analytics, per seat; automation, flat) and a metered API (usage lines above the plan's
-included volume). Customers pay in USD, EUR or GBP, on their own billing anniversary day. Each month, customers
-add and remove seats, upgrade or downgrade, adopt add-ons, grow their API usage, buy services, and churn (and some
-come back). A list-price increase applies to new periods while annual contracts keep their price until renewal.
+Each account has two latent traits: ``growth`` (how fast its team and usage grow) and ``health`` (a random walk
+that drives engagement, tickets, NPS, goal outcomes and churn). Month by month, and vectorised over a block of
+accounts, the simulator moves every account through the levers of expansion and contraction, and writes what a
+company's systems would record: invoice lines, users, product events, metered usage, renewals, tickets, NPS, outcome
+check-ins and the plays customer success ran.
 
-Everything is vectorised over accounts, month by month, so a hundred thousand accounts over three years take
-seconds. The generator is deterministic for a seed.
+Product behaviour leads revenue by weeks, so a model can learn it:
+- **seats**: invites, then activations; when active users pass ~85% of purchased seats, seats are bought next month;
+  a starter account outgrowing its 3 included seats upgrades to team;
+- **tier**: an account that intends to upgrade previews higher-tier features the month before it does;
+- **cross-sell and premium**: accounts deep in the core product trial an add-on module's features the month before
+  buying it (the security add-on is the premium-features lever);
+- **usage**: API calls grow with the account; above the plan's monthly volume the overage is billed;
+- **churn** follows falling health: fewer logins, more tickets, low NPS and goals behind come first;
+- **price**: list prices rise 10% halfway through the history for new periods; annual contracts keep their price
+  until renewal; enterprise accounts get a discount;
+- **services**: onboarding and training as one-time lines. Some churned accounts come back.
+
+The ground truth (latent traits, the lever behind each expansion, the effect of each play) is written to ``truth/``
+beside the data, where the pipeline never looks. Output is deterministic for a seed; accounts are simulated in
+blocks of :data:`BLOCK` and streamed to disk, so memory stays bounded however many accounts are asked for.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-__all__ = ["PLANS", "CompanyProfile", "simulate_billing", "write_company"]
+from upcurve.simulate.catalog import CORE_TIERS, FEATURES, PLAN_BY_ID, PLANS, PROFILES, CompanyProfile, plan_features
+from upcurve.simulate.sinks import TableSinks
 
-# plan_id, product, tier, tier_rank, pricing, interval_months, unit_price, included_seats, usage_metric, usage_limit
-PLANS = [
-    ("core_starter_m", "core", "starter", 1, "flat", 1, 49.0, 3, None, None),
-    ("core_team_m", "core", "team", 2, "per_seat", 1, 15.0, None, None, None),
-    ("core_team_y", "core", "team", 2, "per_seat", 12, 150.0, None, None, None),
-    ("core_business_m", "core", "business", 3, "per_seat", 1, 32.0, None, None, None),
-    ("core_business_y", "core", "business", 3, "per_seat", 12, 320.0, None, None, None),
-    ("analytics_m", "analytics", "standard", 1, "per_seat", 1, 8.0, None, None, None),
-    ("automation_m", "automation", "standard", 1, "flat", 1, 99.0, None, None, None),
-    ("api_m", "api", "metered", 1, "usage", 1, 0.002, None, "api_calls", 100_000.0),
-]
-FEATURES = {
-    "core": "dashboards;projects;comments",
-    "analytics": "reports;forecasts",
-    "automation": "workflows;webhooks",
-    "api": "api_access",
-}
-TIER_PLANS = {1: ("core_starter_m", "core_starter_m"), 2: ("core_team_m", "core_team_y"),
-              3: ("core_business_m", "core_business_y")}
+__all__ = ["BILLING_TABLES", "BLOCK", "simulate_company", "simulate_tables", "write_folder"]
+
+BILLING_TABLES = ("accounts", "plans", "invoice_lines", "fx_rates")
+
+BLOCK = 5000
 CURRENCIES = ("USD", "EUR", "GBP")
 BASE_RATES = {"EUR": 1.08, "GBP": 1.27}
 SEGMENTS = ("smb", "mid_market", "enterprise")
 REGIONS = ("na", "emea", "apac")
 INDUSTRIES = ("software", "retail", "finance", "health", "media")
 OWNERS = tuple(f"csm_{i:02d}" for i in range(1, 13))
-PRICE_INCREASE = 1.10  # list prices rise 10% from the price-increase month on (new periods only)
+PRICE_INCREASE = 1.10
+API_LIMIT = 100_000.0
+ADDONS = ("analytics", "automation", "security")
+PLAYS = ("upgrade_prompt", "csm_call", "webinar_invite")
 
 
-@dataclass(frozen=True)
-class CompanyProfile:
-    """Monthly probabilities that shape the company (defaults: a mid-market B2B SaaS)."""
-
-    churn: float = 0.012
-    annual_share: float = 0.35
-    seat_add: float = 0.05
-    seat_remove: float = 0.03
-    upgrade: float = 0.02
-    downgrade: float = 0.004
-    cross_sell: float = 0.025
-    addon_drop: float = 0.01
-    usage_growth: float = 0.03
-    reactivation: float = 0.02
-    services: float = 0.01
+def _month_start(start: dt.date, m: int | np.ndarray) -> np.ndarray:
+    return (np.datetime64(start, "M") + np.asarray(m)).astype("datetime64[D]")
 
 
-PROFILES = {
-    "plg": CompanyProfile(churn=0.03, annual_share=0.15, seat_add=0.08, upgrade=0.015, cross_sell=0.015,
-                          reactivation=0.03),
-    "mid_market": CompanyProfile(),
-    "enterprise": CompanyProfile(churn=0.005, annual_share=0.7, seat_add=0.12, upgrade=0.025, cross_sell=0.035,
-                                 seat_remove=0.02, services=0.03),
-}
-
-
-def _add_months(year: np.ndarray, month0: np.ndarray, day: np.ndarray, n: int | np.ndarray) -> np.ndarray:
-    """Dates ``n`` months after (year, month0 + 1, day), clamping the day to the month's length (as billing does)."""
-    idx = (year - 1970) * 12 + month0 + n
-    first = idx.astype("datetime64[M]")
+def _anniversary(start: dt.date, m: np.ndarray, day: np.ndarray, months_later: int | np.ndarray = 0) -> np.ndarray:
+    """The billing anniversary ``months_later`` months after month ``m``, the day clamped to the month's length."""
+    first = np.datetime64(start, "M") + np.asarray(m) + np.asarray(months_later)
     length = ((first + 1).astype("datetime64[D]") - first.astype("datetime64[D]")).astype(np.int64)
     return first.astype("datetime64[D]") + (np.minimum(day, length) - 1).astype("timedelta64[D]")
 
 
-class _Lines:
-    def __init__(self) -> None:
-        self.parts: list[dict[str, np.ndarray]] = []
+@dataclass
+class _Rows:
+    """Columns of one output table, gathered as numpy chunks."""
+
+    parts: list[dict[str, np.ndarray]] = field(default_factory=list)
 
     def add(self, **cols: Any) -> None:
-        n = len(cols["account"])
+        n = max(len(v) for v in cols.values() if np.ndim(v) > 0)
         if n:
-            self.parts.append({k: np.broadcast_to(v, (n,)) if np.ndim(v) == 0 else v for k, v in cols.items()})
+            self.parts.append({k: (np.full(n, v, dtype=object) if np.ndim(v) == 0 else np.asarray(v))
+                               for k, v in cols.items()})
 
-    def table(self, account_ids: np.ndarray, currencies: np.ndarray) -> pa.Table:
-        cols = {k: np.concatenate([p[k] for p in self.parts]) for k in self.parts[0]}
-        acc = cols["account"]
-        n = len(acc)
-        return pa.table({
-            "line_id": pa.array([f"L{i:09d}" for i in range(1, n + 1)]),
-            "account_id": pa.array(account_ids[acc]),
-            "plan_id": pa.array(cols["plan"], pa.string()),
-            "kind": pa.array(cols["kind"], pa.string()),
-            "quantity": pa.array(cols["quantity"], pa.float64()),
-            "amount": pa.array(np.round(cols["amount"], 2), pa.float64()),
-            "currency": pa.array(currencies[acc]),
-            "period_start": pa.array(cols["start"].astype("datetime64[D]")),
-            "period_end": pa.array(cols["end"].astype("datetime64[D]")),
-        })
+    def table(self, schema: pa.Schema) -> pa.Table:
+        if not self.parts:
+            return schema.empty_table()
+        cols = {}
+        for f in schema:
+            values = np.concatenate([p[f.name] for p in self.parts])
+            cols[f.name] = pa.array(values, f.type, from_pandas=True) if values.dtype == object else pa.array(
+                values).cast(f.type)
+        return pa.table(cols, schema=schema)
 
 
-def simulate_billing(
-    accounts: int = 2000, months: int = 36, seed: int = 7, profile: str = "mid_market",
-    start: dt.date = dt.date(2023, 1, 1),
-) -> dict[str, pa.Table]:
-    """Simulate a company's ``accounts``, ``plans``, ``invoice_lines`` and ``fx_rates``.
+SCHEMAS = {
+    "accounts": pa.schema([("account_id", pa.string()), ("name", pa.string()), ("segment", pa.string()),
+                           ("industry", pa.string()), ("region", pa.string()), ("owner", pa.string()),
+                           ("created_at", pa.date32())]),
+    "invoice_lines": pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
+                                ("kind", pa.string()), ("quantity", pa.float64()), ("amount", pa.float64()),
+                                ("currency", pa.string()), ("period_start", pa.date32()),
+                                ("period_end", pa.date32())]),
+    "users": pa.schema([("user_id", pa.string()), ("account_id", pa.string()), ("invited_at", pa.timestamp("s")),
+                        ("activated_at", pa.timestamp("s")), ("deactivated_at", pa.timestamp("s")),
+                        ("role", pa.string())]),
+    "events": pa.schema([("ts", pa.timestamp("s")), ("account_id", pa.string()), ("user_id", pa.string()),
+                         ("event", pa.string()), ("feature", pa.string()), ("category", pa.string())]),
+    "usage": pa.schema([("ts", pa.timestamp("s")), ("account_id", pa.string()), ("metric", pa.string()),
+                        ("quantity", pa.float64())]),
+    "renewals": pa.schema([("account_id", pa.string()), ("renewal_date", pa.date32())]),
+    "tickets": pa.schema([("account_id", pa.string()), ("opened_at", pa.timestamp("s")), ("severity", pa.string())]),
+    "nps": pa.schema([("account_id", pa.string()), ("ts", pa.timestamp("s")), ("score", pa.int64())]),
+    "outcomes": pa.schema([("account_id", pa.string()), ("as_of", pa.date32()), ("status", pa.string())]),
+    "activities": pa.schema([("account_id", pa.string()), ("ts", pa.timestamp("s")), ("play", pa.string()),
+                             ("outcome", pa.string())]),
+    "truth_accounts": pa.schema([("account_id", pa.string()), ("growth", pa.float64()),
+                                 ("health_mean", pa.float64()), ("health_final", pa.float64()),
+                                 ("churned", pa.bool_())]),
+    "truth_expansions": pa.schema([("account_id", pa.string()), ("month", pa.string()), ("lever", pa.string())]),
+    "truth_plays": pa.schema([("account_id", pa.string()), ("month", pa.string()), ("play", pa.string()),
+                              ("effect", pa.string())]),
+}
+TRUTH = {"truth_accounts": "accounts", "truth_expansions": "expansions", "truth_plays": "plays"}
 
-    Deterministic for ``seed``. Accounts sign up over the whole window (a third in the first month, the opening
-    base); ``months`` months of billing from ``start`` are produced.
-    """
-    p = PROFILES[profile]
-    rng = np.random.default_rng(seed)
-    n = accounts
-    ids = np.array([f"A{i:07d}" for i in range(1, n + 1)])
-    seg = rng.choice(len(SEGMENTS), n, p=[0.6, 0.3, 0.1])
-    cur_idx = rng.choice(len(CURRENCIES), n, p=[0.7, 0.2, 0.1])
-    currencies = np.array(CURRENCIES)[cur_idx]
-    signup = np.where(rng.random(n) < 0.33, 0, rng.integers(0, months, n))
-    anchor = np.where(rng.random(n) < 0.9, rng.integers(1, 29, n), rng.integers(29, 32, n))
-    annual = rng.random(n) < np.where(seg == 0, p.annual_share * 0.5, p.annual_share * 1.5)
-    seats = np.maximum(1, np.round(rng.lognormal(np.log([3, 12, 60])[seg], 0.6))).astype(np.int64)
-    tier = np.where(seg == 0, rng.choice([1, 2], n, p=[0.6, 0.4]), rng.choice([2, 3], n, p=[0.7, 0.3]))
-    annual &= tier > 1
-    analytics = np.zeros(n, bool)
-    automation = np.zeros(n, bool)
-    api_calls = np.where(rng.random(n) < 0.4, rng.lognormal(np.log(40_000), 0.8, n), 0.0)
-    active = np.zeros(n, bool)
-    ever = np.zeros(n, bool)
-    price_paid = np.zeros(n)  # per-seat (or flat) core price locked for the current annual term
-    renew_in = np.zeros(n, np.int64)  # months until an annual account's renewal
-    increase_month = months // 2
-    lines = _Lines()
-    plan_price = {pl[0]: pl[6] for pl in PLANS}
-    y0, m00 = start.year, start.month - 1
 
-    for m in range(months):
-        factor = PRICE_INCREASE if m >= increase_month else 1.0
-        year = np.full(n, y0)
-        month0 = np.full(n, m00 + m)
-        # -- arrivals and returns
-        arriving = (signup == m) & ~active & ~ever
-        returning = ~active & ever & (rng.random(n) < p.reactivation)
+class _Block:
+    """A block of accounts simulated together through every month."""
+
+    def __init__(self, first: int, n: int, months: int, rng: np.random.Generator, p: CompanyProfile,
+                 start: dt.date, events: bool) -> None:
+        self.first, self.n, self.months, self.rng, self.p, self.start, self.with_events = (
+            first, n, months, rng, p, start, events)
+        self.ids = np.array([f"A{first + i + 1:07d}" for i in range(n)], dtype=object)
+        self.rows = {name: _Rows() for name in SCHEMAS}
+        r = rng
+        self.seg = r.choice(3, n, p=list(p.segment_mix))
+        self.currency = np.array(CURRENCIES, dtype=object)[r.choice(3, n, p=[0.7, 0.2, 0.1])]
+        self.signup = np.where(r.random(n) < 0.33, 0, r.integers(0, months, n))
+        self.anchor = np.where(r.random(n) < 0.9, r.integers(1, 29, n), r.integers(29, 32, n))
+        self.growth = r.lognormal(0.0, 0.35, n)
+        self.health = np.clip(r.beta(5, 2.5, n), 0.02, 0.98)
+        self.health_sum = np.zeros(n)
+        self.health_n = np.zeros(n)
+        users0 = np.maximum(1, np.round(r.lognormal(np.log([3, 12, 45])[self.seg], 0.5) * p.users_scale))
+        self.team0 = users0.astype(np.int64)  # the team that arrives with the account
+        self.users = np.zeros(n, np.int64)  # active users at the end of the month
+        self.tier = np.where(self.seg == 0, r.choice([1, 2], n, p=[0.5, 0.5]), r.choice([2, 3], n, p=[0.7, 0.3]))
+        self.seats = np.where(self.tier == 1, 3, np.ceil(self.team0 * 1.1)).astype(np.int64)
+        self.annual = (r.random(n) < p.annual_share * np.array([0.5, 1.2, 1.6])[self.seg]) & (self.tier > 1)
+        self.addon = np.zeros((n, 3), bool)
+        self.api = np.where(r.random(n) < 0.4, r.lognormal(np.log(35_000), 0.8, n), 0.0)
+        self.active = np.zeros(n, bool)
+        self.ever = np.zeros(n, bool)
+        self.churned_ever = np.zeros(n, bool)
+        self.renew_in = np.zeros(n, np.int64)
+        self.price_paid = np.zeros(n)
+        self.intent_tier = np.zeros(n, bool)
+        self.intent_addon = np.full(n, -1)
+        self.prompted = np.zeros(n, bool)
+        self.discount = np.where(self.seg == 2, 0.85, 1.0)
+        self.prev_over = np.zeros(n)
+        # users of the block: their account index, ids and dates, kept for events and written at the end
+        self.u_acc = np.repeat(np.arange(n), 0)
+        self.u_inv = np.array([], dtype="datetime64[s]")
+        self.u_act = np.array([], dtype="datetime64[s]")
+        self.u_deact = np.array([], dtype="datetime64[s]")
+        self.next_line = 0
+        self.next_user = 0
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _times(self, m: int, count: int) -> np.ndarray:
+        first = _month_start(self.start, m)
+        days = (_month_start(self.start, m + 1) - first).astype(np.int64)
+        secs = self.rng.integers(0, int(days) * 86400, count)
+        return first.astype("datetime64[s]") + secs.astype("timedelta64[s]")
+
+    def _label(self, m: int) -> str:
+        idx = self.start.year * 12 + self.start.month - 1 + m
+        return f"{idx // 12:04d}-{idx % 12 + 1:02d}"
+
+    def _truth(self, idx: np.ndarray, m: int, lever: str) -> None:
+        if len(idx):
+            self.rows["truth_expansions"].add(account_id=self.ids[idx], month=self._label(m), lever=lever)
+
+    def _invite(self, acc: np.ndarray, m: int, activation: float) -> None:
+        """New users for accounts ``acc`` (repeated per user), invited this month; most activate days later."""
+        if not len(acc):
+            return
+        invited = self._times(m, len(acc))
+        lag = (self.rng.exponential(4.0, len(acc)) * 86400).astype("timedelta64[s]")
+        activated = np.where(self.rng.random(len(acc)) < activation, invited + lag, np.datetime64("NaT"))
+        self.u_acc = np.concatenate([self.u_acc, acc])
+        self.u_inv = np.concatenate([self.u_inv, invited])
+        self.u_act = np.concatenate([self.u_act, activated.astype("datetime64[s]")])
+        self.u_deact = np.concatenate([self.u_deact, np.full(len(acc), np.datetime64("NaT"), "datetime64[s]")])
+
+    def _line(self, acc: np.ndarray, plan: Any, kind: str, qty: np.ndarray, amount: np.ndarray,
+              start: np.ndarray, end: np.ndarray) -> None:
+        if not len(acc):
+            return
+        ids = np.array([f"L{self.first:07d}-{self.next_line + i:07d}" for i in range(len(acc))], dtype=object)
+        self.next_line += len(acc)
+        self.rows["invoice_lines"].add(line_id=ids, account_id=self.ids[acc], plan_id=plan, kind=kind,
+                                       quantity=np.asarray(qty, float), amount=np.round(np.asarray(amount, float), 2),
+                                       currency=self.currency[acc], period_start=start, period_end=end)
+
+    # -- one month -------------------------------------------------------------------------------------------
+    def month(self, m: int) -> None:
+        r, p, n = self.rng, self.p, self.n
+        factor = PRICE_INCREASE if m >= self.months // 2 else 1.0
+        ms = _month_start(self.start, m)
+        month_end = _month_start(self.start, m + 1).astype("datetime64[s]")
+
+        # health drifts; falling health is what precedes churn
+        self.health = np.clip(self.health + r.normal(-0.004, p.health_drift, n), 0.02, 0.98)
+
+        arriving = (self.signup == m) & ~self.ever
+        returning = ~self.active & self.ever & (r.random(n) < p.reactivation)
         starting = arriving | returning
-        active |= starting
-        ever |= starting
-        renew_in[starting & annual] = 0
-        # -- churn: monthly payers any month, annual payers at renewal
-        at_renewal = active & annual & (renew_in == 0) & ~starting
-        may_churn = active & ~starting & (~annual | at_renewal)
-        churn_p = p.churn * np.where(seg == 2, 0.6, 1.0) * np.where(annual, 6.0, 1.0)
-        churning = may_churn & (rng.random(n) < churn_p)
-        active &= ~churning
-        # -- expansion and contraction levers (annual accounts change plan at renewal; seats any time)
-        live = active & ~starting
-        flexible = live & (~annual | at_renewal)
-        add = live & (rng.random(n) < p.seat_add)
-        seats = np.where(add, seats + np.maximum(1, np.round(seats * rng.uniform(0.05, 0.3, n))), seats)
-        remove = flexible & (rng.random(n) < p.seat_remove) & (seats > 1)
-        seats = np.where(remove, np.maximum(1, seats - np.maximum(1, np.round(seats * 0.15))), seats).astype(np.int64)
-        up = flexible & (tier < 3) & (rng.random(n) < p.upgrade * (1 + (seats > 10)))
-        down = flexible & (tier > 1) & ~up & (rng.random(n) < p.downgrade)
-        tier = tier + up - down
-        annual &= tier > 1
-        to_annual = flexible & ~annual & (tier > 1) & (rng.random(n) < 0.01)
-        annual |= to_annual
-        tenure_ok = live & (m - signup >= 3)
-        analytics |= tenure_ok & (rng.random(n) < p.cross_sell) & (tier > 1)
-        automation |= tenure_ok & (rng.random(n) < p.cross_sell * 0.6)
-        analytics &= ~(live & (rng.random(n) < p.addon_drop))
-        automation &= ~(live & (rng.random(n) < p.addon_drop))
-        api_calls = np.where(live, api_calls * rng.lognormal(p.usage_growth - 0.02, 0.15, n), api_calls)
-        api_calls = np.where(live & (api_calls == 0) & (rng.random(n) < 0.01), 50_000.0, api_calls)
-        analytics &= active
-        automation &= active
+        self.health[returning] = np.clip(self.health[returning] + 0.3, 0, 0.95)
+        self.active |= starting
+        self.ever |= starting
+        self.renew_in[starting] = 0
+        if arriving.any():
+            acc = np.flatnonzero(arriving)
+            self._invite(np.repeat(acc, self.team0[acc]), m, 1.0)
 
-        a = np.flatnonzero(active)
-        if len(a):
-            ps = _add_months(year[a], month0[a], anchor[a], 0)
-            pe1 = _add_months(year[a], month0[a], anchor[a], 1)
-            pe12 = _add_months(year[a], month0[a], anchor[a], 12)
-            is_annual = annual[a]
-            bill_core = ~is_annual | (renew_in[a] == 0) | starting[a] | up[a] | down[a] | to_annual[a]
-            plan_ids = np.array([TIER_PLANS[t][1 if ann else 0] for t, ann in zip(tier[a], is_annual, strict=True)])
-            base_price = np.array([plan_price[pid] for pid in plan_ids]) * factor
-            locked = np.where(is_annual & ~bill_core, price_paid[a], base_price)
-            price_paid[a] = np.where(bill_core, base_price, price_paid[a])
-            qty = np.where(tier[a] == 1, 1, seats[a]).astype(float)
-            discount = np.where(seg[a] == 2, 0.85, 1.0)
-            sel = bill_core
-            lines.add(account=a[sel], plan=plan_ids[sel], kind="subscription", quantity=qty[sel],
-                      amount=(locked * qty * discount)[sel], start=ps[sel], end=np.where(is_annual, pe12, pe1)[sel])
-            # seats added mid-term on an annual contract: a proration line to the end of the term
-            mid = is_annual & ~bill_core & add[a]
-            if mid.any():
-                added = np.maximum(1, np.round(seats[a][mid] * 0.1))
-                remaining = renew_in[a][mid] / 12
-                term_end = _add_months(year[a][mid], month0[a][mid], anchor[a][mid], renew_in[a][mid])
-                lines.add(account=a[mid], plan=plan_ids[mid], kind="subscription", quantity=added,
-                          amount=locked[mid] * added * remaining * discount[mid], start=ps[mid], end=term_end)
-            renew_in[a] = np.where(bill_core & is_annual, 11, np.maximum(renew_in[a] - 1, 0))
-            an = analytics[a]
-            lines.add(account=a[an], plan="analytics_m", kind="subscription", quantity=seats[a][an].astype(float),
-                      amount=plan_price["analytics_m"] * factor * seats[a][an], start=ps[an], end=pe1[an])
-            au = automation[a]
-            lines.add(account=a[au], plan="automation_m", kind="subscription", quantity=np.ones(au.sum()),
-                      amount=np.full(au.sum(), plan_price["automation_m"] * factor), start=ps[au], end=pe1[au])
-            over = np.maximum(api_calls[a] - 100_000.0, 0)
-            us = over > 0
-            lines.add(account=a[us], plan="api_m", kind="usage", quantity=np.round(over[us]),
-                      amount=np.round(over[us]) * plan_price["api_m"], start=ps[us], end=pe1[us])
-            sv = (rng.random(len(a)) < p.services) | (starting[a] & (seg[a] > 0))
-            lines.add(account=a[sv], plan=np.full(sv.sum(), None, object), kind="one_time", quantity=np.ones(sv.sum()),
-                      amount=rng.choice([1500.0, 3000.0, 7500.0], sv.sum()), start=ps[sv],
-                      end=ps[sv] + np.timedelta64(1, "D"))
+        at_renewal = self.active & self.annual & (self.renew_in == 0) & ~starting
+        live = self.active & ~starting
+        # small, unhealthy accounts churn most: starter plans and single-user teams leave first
+        size = np.where(self.tier == 1, 1.8, 1.0) * np.where(self.users <= 2, p.small_churn, 1.0)
+        size = size * np.where(self.users >= 10, p.large_churn, 1.0)
+        young = (m - self.signup) < 6
+        size = size * np.where(young, p.early_churn, 1 / np.sqrt(p.early_churn))
+        hazard = p.churn * (0.35 + 4.0 * (1 - self.health) ** 3) * np.array([1.3, 0.8, 0.5])[self.seg] * size
+        hazard = np.where(self.annual, 1 - (1 - hazard) ** 12, hazard)
+        churning = live & (~self.annual | at_renewal) & (r.random(n) < hazard)
+        self.active &= ~churning
+        self.churned_ever |= churning
+        live &= ~churning
+        flexible = live & (~self.annual | at_renewal)
 
-    invoice_lines = lines.table(ids, currencies)
-    accounts_t = pa.table({
-        "account_id": ids,
-        "name": [f"Customer {i}" for i in range(1, n + 1)],
-        "segment": np.array(SEGMENTS)[seg],
-        "industry": rng.choice(INDUSTRIES, n),
-        "region": rng.choice(REGIONS, n),
-        "owner": rng.choice(OWNERS, n),
-        "created_at": pa.array(_add_months(np.full(n, y0), np.full(n, m00) + signup, np.ones(n, int), 0)),
-    })
+        # users: invites, activations and deactivations; the team grows with the account's growth and health
+        eng = self.health * self.growth
+        invites = r.poisson(p.invites * self.users * eng * live)
+        acc = np.repeat(np.arange(n), invites)
+        self._invite(acc, m, 0.8)
+        leaving = r.binomial(self.users * live, p.deactivation * (1.6 - self.health))
+        self._deactivate(leaving, m)
+        self.users = self._active_users(month_end)
+
+        # seats: saturation past 85% buys seats; starter accounts past 3 users upgrade to team
+        per_seat = self.tier > 1
+        saturated = live & per_seat & (self.users >= 0.85 * self.seats)
+        buy = np.maximum(np.ceil(self.users * 1.15).astype(np.int64) - self.seats, 0)
+        buy_now = saturated & (buy > 0)
+        self.seats_added = np.where(buy_now, buy, 0)
+        shrink = flexible & per_seat & (self.users < 0.7 * self.seats) & (r.random(n) < 0.3)
+        new_seats = np.where(shrink, np.maximum(1, np.ceil(self.users * 1.1)), self.seats + np.where(buy_now, buy, 0))
+        outgrown = live & (self.tier == 1) & (self.users > 3) & (r.random(n) < 0.2)
+
+        # tier: last month's intent (previews) turns into an upgrade; plays nudge it
+        upgrade_p = np.where(self.prompted, 0.75, 0.55)
+        upgrades = flexible & self.intent_tier & (self.tier < 3) & (r.random(n) < upgrade_p)
+        downgrade = flexible & (self.tier > 1) & (self.health < 0.3) & (r.random(n) < p.downgrade * 10)
+        old_tier = self.tier.copy()
+        self.tier = np.where(upgrades, self.tier + 1, np.where(downgrade, self.tier - 1, self.tier))
+        new_seats = np.where(upgrades & (old_tier == 1), np.maximum(self.users, 3), new_seats)
+        new_seats = np.where(downgrade & (self.tier == 1), 3, new_seats)
+        self.seats = new_seats.astype(np.int64)
+        self.annual &= self.tier > 1
+        # intent shows as previews of the next tier this month; a starter team past its 3 seats looks too
+        self.intent_tier = live & (self.tier < 3) & ((r.random(n) < p.upgrade * eng * 1.5) | outgrown)
+
+        # add-ons: last month's trials become purchases; deep, tenured accounts start new trials
+        buying = live & (self.intent_addon >= 0) & (r.random(n) < 0.6)
+        for k in range(3):
+            got = buying & (self.intent_addon == k) & ~self.addon[:, k]
+            self.addon[got, k] = True
+            self._truth(np.flatnonzero(got), m, "premium" if ADDONS[k] == "security" else "cross_sell")
+        drop = live & (r.random(n) < p.addon_drop * (1.5 - self.health))
+        self.addon[drop & self.addon.any(axis=1), r.integers(0, 3)] = False
+        tenured = live & (m - self.signup >= 4) & (self.health > 0.5)
+        trial = tenured & (r.random(n) < p.cross_sell * eng)
+        choice = np.where(self.tier == 3, r.integers(0, 3, n), r.integers(0, 2, n))
+        self.intent_addon = np.where(trial & ~self.addon[np.arange(n), choice], choice, -1)
+        self.addon &= self.active[:, None]
+
+        # usage grows with the account; overage above the plan's volume is billed
+        self.api = np.where(live, self.api * r.lognormal(p.usage_growth * (eng - 0.3), 0.04, n), self.api)
+        self.api = np.where(live & (self.api == 0) & (r.random(n) < 0.01 * self.growth), 30_000.0, self.api)
+        over = np.where(self.active, np.maximum(self.api - API_LIMIT, 0.0), 0.0)
+        self._truth(np.flatnonzero(live & (over > self.prev_over * 1.1) & (over > 0)), m, "usage")
+        self.prev_over = over
+
+        self._truth(np.flatnonzero(buy_now & ~upgrades), m, "seat")
+        self._truth(np.flatnonzero(upgrades), m, "tier")
+        self._bill(m, factor, starting, at_renewal, upgrades | downgrade, buy_now, over, ms)
+        self._plays(m, live)
+        self._crm(m, live)
+        if self.with_events:
+            self._events(m, month_end)
+        self.health_sum += np.where(self.active, self.health, 0)
+        self.health_n += self.active
+        self.renew_in = np.where(self.active & self.annual,
+                                 np.where(self.renew_in == 0, 11, self.renew_in - 1), 0)
+
+    def _active_users(self, at: Any) -> np.ndarray:
+        on = (self.u_act <= at) & ~(self.u_deact <= at)
+        return np.bincount(self.u_acc[on], minlength=self.n).astype(np.int64)
+
+    def _deactivate(self, leaving: np.ndarray, m: int) -> None:
+        if not leaving.sum():
+            return
+        end = _month_start(self.start, m).astype("datetime64[s]")
+        on = np.flatnonzero(~np.isnat(self.u_act) & (self.u_act <= end) & np.isnat(self.u_deact))
+        order = on[self.rng.permutation(len(on))]
+        accs = self.u_acc[order]
+        rank = np.zeros(len(order), np.int64)
+        # the k-th active user of an account in random order leaves when k < leaving[account]
+        sort = np.argsort(accs, kind="stable")
+        sorted_acc = accs[sort]
+        starts = np.searchsorted(sorted_acc, sorted_acc, side="left")
+        rank[sort] = np.arange(len(order)) - starts
+        gone = order[rank < leaving[accs]]
+        self.u_deact[gone] = self._times(m, len(gone))
+
+    def _bill(self, m: int, factor: float, starting: np.ndarray, at_renewal: np.ndarray, plan_change: np.ndarray,
+              seats_bought: np.ndarray, over: np.ndarray, ms: np.ndarray) -> None:
+        a = np.flatnonzero(self.active)
+        if not len(a):
+            return
+        ann = self.annual[a]
+        ps = _anniversary(self.start, np.full(len(a), m), self.anchor[a])
+        pe1 = _anniversary(self.start, np.full(len(a), m), self.anchor[a], 1)
+        pe12 = _anniversary(self.start, np.full(len(a), m), self.anchor[a], 12)
+        bill_core = ~ann | starting[a] | at_renewal[a] | plan_change[a]
+        tiers = self.tier[a]
+        plan_ids = np.array([f"core_{CORE_TIERS[t]}_{'y' if y else 'm'}" for t, y in zip(tiers, ann, strict=True)],
+                            dtype=object)
+        list_price = np.array([PLAN_BY_ID[pid].unit_price for pid in plan_ids]) * factor
+        price = np.where(bill_core, list_price, self.price_paid[a])
+        self.price_paid[a] = price
+        qty = np.where(tiers == 1, 1, self.seats[a]).astype(float)
+        disc = self.discount[a]
+        self._line(a[bill_core], plan_ids[bill_core], "subscription", qty[bill_core],
+                   (price * qty * disc)[bill_core], ps[bill_core], np.where(ann, pe12, pe1)[bill_core])
+        # seats bought mid-term on an annual contract: a proration line to the end of the term
+        mid = ann & ~bill_core & seats_bought[a]
+        if mid.any():
+            months_left = np.maximum(self.renew_in[a][mid], 1)
+            added = self.seats_added[a][mid]
+            term_end = _anniversary(self.start, np.full(mid.sum(), m), self.anchor[a][mid], months_left)
+            self._line(a[mid], plan_ids[mid], "subscription", added,
+                       price[mid] * added * disc[mid] * months_left / 12, ps[mid], term_end)
+        for k, name in enumerate(ADDONS):
+            has = self.addon[a, k]
+            plan = PLAN_BY_ID[f"{name}_m"]
+            q = np.where(plan.pricing == "per_seat", self.seats[a], 1)[has] if has.any() else np.zeros(0)
+            self._line(a[has], plan.plan_id, "subscription", q, plan.unit_price * factor * q, ps[has], pe1[has])
+        billed = over[a] > 0
+        calls = np.round(over[a][billed])
+        self._line(a[billed], "api_m", "usage", calls, calls * PLAN_BY_ID["api_m"].unit_price, ps[billed], pe1[billed])
+        services = (self.rng.random(len(a)) < self.p.services) | (starting[a] & (self.seg[a] > 0))
+        fee = self.rng.choice([1500.0, 3000.0, 7500.0], services.sum())
+        self._line(a[services], None, "one_time", np.ones(services.sum()), fee, ps[services],
+                   ps[services] + np.timedelta64(1, "D"))
+        self._truth(a[services & ~starting[a]], m, "services")
+        renew = ann & bill_core
+        if renew.any():
+            self.rows["renewals"].add(account_id=self.ids[a[renew]], renewal_date=pe12[renew])
+
+    def _plays(self, m: int, live: np.ndarray) -> None:
+        r, n = self.rng, self.n
+        prompt = live & self.intent_tier & (r.random(n) < 0.5)
+        call = live & (self.health < 0.4) & (r.random(n) < 0.3)
+        webinar = live & (r.random(n) < 0.04)
+        self.prompted = prompt
+        self.health = np.where(call, np.clip(self.health + 0.08, 0, 0.98), self.health)
+        for play, who, effect in (("upgrade_prompt", prompt, "upgrade probability 0.55 → 0.75 next month"),
+                                  ("csm_call", call, "health +0.08"), ("webinar_invite", webinar, "none")):
+            idx = np.flatnonzero(who)
+            if len(idx):
+                self.rows["activities"].add(account_id=self.ids[idx], ts=self._times(m, len(idx)), play=play,
+                                            outcome="completed")
+                self.rows["truth_plays"].add(account_id=self.ids[idx], month=self._label(m), play=play, effect=effect)
+
+    def _crm(self, m: int, live: np.ndarray) -> None:
+        r, n, h = self.rng, self.n, self.health
+        tickets = r.poisson((0.15 + 2.2 * (1 - h) ** 2) * np.array([0.6, 1.0, 1.8])[self.seg] * live)
+        acc = np.repeat(np.arange(n), tickets)
+        if len(acc):
+            sev = np.where(r.random(len(acc)) < 0.15 + 0.4 * (1 - h[acc]), "high", np.where(
+                r.random(len(acc)) < 0.5, "normal", "low"))
+            self.rows["tickets"].add(account_id=self.ids[acc], opened_at=self._times(m, len(acc)), severity=sev)
+        if m % 3 == 2:
+            asked = np.flatnonzero(live & (r.random(n) < 0.5))
+            score = np.clip(np.round(11 * h[asked] - 0.5 + r.normal(0, 1.2, len(asked))), 0, 10).astype(np.int64)
+            self.rows["nps"].add(account_id=self.ids[asked], ts=self._times(m, len(asked)), score=score)
+            check = np.flatnonzero(live & (self.seg > 0))
+            level = h[check] * 0.7 + np.minimum(self.growth[check], 2) * 0.15 + r.normal(0, 0.08, len(check))
+            status = np.where(level > 0.7, "exceeded", np.where(level > 0.45, "on_track", "behind"))
+            day = _month_start(self.start, m + 1) - np.timedelta64(1, "D")
+            self.rows["outcomes"].add(account_id=self.ids[check], as_of=np.full(len(check), day), status=status)
+
+    def _events(self, m: int, month_end: Any) -> None:
+        """Logins and feature use by active users; previews and trials by accounts about to buy."""
+        r = self.rng
+        on = np.flatnonzero((self.u_act <= month_end) & ~(self.u_deact <= month_end) & self.active[self.u_acc])
+        if not len(on):
+            return
+        acc = self.u_acc[on]
+        engagement = 0.2 + 1.6 * self.health[acc] ** 1.5
+        logins = r.poisson(3.0 * engagement)
+        uses = r.poisson(4.0 * engagement)
+        user_ids = np.array([f"U{self.first:07d}-{u:06d}" for u in on], dtype=object)
+        ev_user = np.repeat(np.arange(len(on)), logins)
+        self.rows["events"].add(ts=self._times(m, len(ev_user)), account_id=self.ids[acc[ev_user]],
+                                user_id=user_ids[ev_user], event="login", feature=None, category=None)
+        ev_user = np.repeat(np.arange(len(on)), uses)
+        ev_acc = acc[ev_user]
+        feats, cats = self._available(ev_acc)
+        self.rows["events"].add(ts=self._times(m, len(ev_user)), account_id=self.ids[ev_acc],
+                                user_id=user_ids[ev_user], event="feature_used", feature=feats, category=cats)
+        # previews of the next tier and trials of add-ons, by a few users of the accounts that intend to buy
+        for kind, mask in (("tier", self.intent_tier), ("addon", self.intent_addon >= 0)):
+            # one to three events for each account that intends to buy, by random active users of it
+            shuffled = r.permutation(len(on))
+            first_of_acc = np.unique(acc[shuffled], return_index=True)[1]
+            users_idx = shuffled[first_of_acc]
+            users_idx = users_idx[mask[acc[users_idx]]]
+            who = np.repeat(users_idx, r.integers(1, 4, len(users_idx)))
+            if not len(who):
+                continue
+            a = acc[who]
+            if kind == "tier":
+                pool = [FEATURES[CORE_TIERS[min(t + 1, 3)]] for t in self.tier[a]]
+                event = "feature_previewed"
+            else:
+                pool = [FEATURES[ADDONS[k]] for k in self.intent_addon[a]]
+                event = "feature_trial"
+            pick = [opts[r.integers(len(opts))] for opts in pool]
+            self.rows["events"].add(ts=self._times(m, len(who)), account_id=self.ids[a], user_id=user_ids[who],
+                                    event=event, feature=np.array([f for f, _ in pick], dtype=object),
+                                    category=np.array([c for _, c in pick], dtype=object))
+        # metered usage, day by day
+        api = np.flatnonzero(self.active & (self.api > 0))
+        if len(api):
+            days = int((_month_start(self.start, m + 1) - _month_start(self.start, m)).astype(np.int64))
+            day0 = _month_start(self.start, m).astype("datetime64[s]")
+            acc_day = np.repeat(api, days)
+            day_idx = np.tile(np.arange(days), len(api))
+            ramp = 1 + (day_idx - days / 2) / days * self.p.usage_growth * 2
+            qty = np.round(self.api[acc_day] / days * ramp * r.lognormal(0, 0.2, len(acc_day)))
+            self.rows["usage"].add(ts=day0 + (day_idx * 86400).astype("timedelta64[s]"),
+                                   account_id=self.ids[acc_day], metric="api_calls", quantity=qty)
+
+    def _available(self, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A feature each event's account has, weighted towards the core product."""
+        r = self.rng
+        tier = self.tier[acc]
+        core = [f for t in (1, 2, 3) for f in FEATURES[CORE_TIERS[t]]]
+        sizes = np.array([len(FEATURES["starter"]), len(FEATURES["starter"]) + len(FEATURES["team"]), len(core)])
+        pick_core = (r.random(len(acc)) * sizes[tier - 1]).astype(int)
+        feats = np.array([core[i][0] for i in pick_core], dtype=object)
+        cats = np.array([core[i][1] for i in pick_core], dtype=object)
+        for k, name in enumerate(ADDONS):
+            use = self.addon[acc, k] & (r.random(len(acc)) < 0.25)
+            opts = FEATURES[name]
+            j = r.integers(0, len(opts), use.sum())
+            feats[use] = [opts[i][0] for i in j]
+            cats[use] = [opts[i][1] for i in j]
+        return feats, cats
+
+    def finish(self) -> dict[str, pa.Table]:
+        n = self.n
+        self.rows["accounts"].add(
+            account_id=self.ids, name=np.array([f"Customer {self.first + i + 1}" for i in range(n)], dtype=object),
+            segment=np.array(SEGMENTS, dtype=object)[self.seg],
+            industry=np.array(INDUSTRIES, dtype=object)[self.rng.integers(0, 5, n)],
+            region=np.array(REGIONS, dtype=object)[self.rng.integers(0, 3, n)],
+            owner=np.array(OWNERS, dtype=object)[self.rng.integers(0, len(OWNERS), n)],
+            created_at=_month_start(self.start, self.signup),
+        )
+        roles = np.where(self.rng.random(len(self.u_acc)) < 0.15, "admin", "member")
+        self.rows["users"].add(
+            user_id=np.array([f"U{self.first:07d}-{u:06d}" for u in range(len(self.u_acc))], dtype=object),
+            account_id=self.ids[self.u_acc], invited_at=self.u_inv, activated_at=self.u_act,
+            deactivated_at=self.u_deact, role=roles,
+        )
+        self.rows["truth_accounts"].add(
+            account_id=self.ids, growth=self.growth,
+            health_mean=np.where(self.health_n > 0, self.health_sum / np.maximum(self.health_n, 1), np.nan),
+            health_final=self.health, churned=self.churned_ever,
+        )
+        return {name: rows.table(SCHEMAS[name]) for name, rows in self.rows.items()}
+
+
+def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator) -> dict[str, pa.Table]:
     plans = pa.table({
-        "plan_id": [pl[0] for pl in PLANS], "product": [pl[1] for pl in PLANS], "tier": [pl[2] for pl in PLANS],
-        "tier_rank": [pl[3] for pl in PLANS], "pricing": [pl[4] for pl in PLANS],
-        "interval_months": [pl[5] for pl in PLANS], "unit_price": [pl[6] for pl in PLANS],
-        "included_seats": pa.array([pl[7] for pl in PLANS], pa.int64()),
-        "usage_metric": pa.array([pl[8] for pl in PLANS], pa.string()),
-        "usage_limit": pa.array([pl[9] for pl in PLANS], pa.float64()),
-        "features": [FEATURES[pl[1]] for pl in PLANS],
+        "plan_id": [p.plan_id for p in PLANS], "product": [p.product for p in PLANS],
+        "tier": [p.tier for p in PLANS], "tier_rank": [p.tier_rank for p in PLANS],
+        "pricing": [p.pricing for p in PLANS], "interval_months": [p.interval_months for p in PLANS],
+        "unit_price": [p.unit_price for p in PLANS],
+        "included_seats": pa.array([p.included_seats for p in PLANS], pa.int64()),
+        "usage_metric": pa.array([p.usage_metric for p in PLANS], pa.string()),
+        "usage_limit": pa.array([p.usage_limit for p in PLANS], pa.float64()),
+        "features": [plan_features(p) for p in PLANS],
     })
-    fx_rows: dict[str, list] = {"month": [], "currency": [], "rate": []}
+    fx: dict[str, list] = {"month": [], "currency": [], "rate": []}
     for code, base in BASE_RATES.items():
         walk = base * np.exp(np.cumsum(rng.normal(0, 0.015, months + 1)))
         for m in range(months + 1):
-            idx = y0 * 12 + m00 + m
-            fx_rows["month"].append(f"{idx // 12:04d}-{idx % 12 + 1:02d}")
-            fx_rows["currency"].append(code)
-            fx_rows["rate"].append(round(float(walk[m]), 6))
-    return {"accounts": accounts_t, "plans": plans, "invoice_lines": invoice_lines, "fx_rates": pa.table(fx_rows)}
+            idx = start.year * 12 + start.month - 1 + m
+            fx["month"].append(f"{idx // 12:04d}-{idx % 12 + 1:02d}")
+            fx["currency"].append(code)
+            fx["rate"].append(round(float(walk[m]), 6))
+    return {"plans": plans, "fx_rates": pa.table(fx)}
 
 
-def write_company(tables: dict[str, pa.Table], out_dir: str | Path, fmt: str = "parquet") -> Path:
-    """Write simulated tables as a data folder in the input contract."""
+def _blocks(accounts: int, months: int, seed: int, profile: str, start: dt.date, events: bool):
+    p = PROFILES[profile]
+    for b, first in enumerate(range(0, accounts, BLOCK)):
+        block = _Block(first, min(BLOCK, accounts - first), months, np.random.default_rng([seed, b]), p, start,
+                       events)
+        for m in range(months):
+            block.month(m)
+        yield block.finish()
+
+
+def simulate_company(
+    out_dir: str | Path,
+    *,
+    accounts: int = 2000,
+    months: int = 36,
+    seed: int = 7,
+    profile: str = "mid_market",
+    fmt: str = "parquet",
+    start: dt.date = dt.date(2023, 1, 1),
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Simulate a company into ``out_dir`` (every contract table, and ``truth/``); returns rows per table."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in tables.items():
-        if fmt == "parquet":
-            pq.write_table(table, out / f"{name}.parquet")
-        else:
-            pacsv.write_csv(table, out / f"{name}.csv")
+    data, truth = TableSinks(out, fmt), TableSinks(out / "truth", "parquet")
+    for name, table in _fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])).items():
+        data.write(name, table)
+    done = 0
+    for tables in _blocks(accounts, months, seed, profile, start, events=True):
+        for name, table in tables.items():
+            (truth if name in TRUTH else data).write(TRUTH.get(name, name), table)
+        done += tables["accounts"].num_rows
+        if progress:
+            progress(done, accounts)
+    rows = data.close()
+    rows.update({f"truth/{k}": v for k, v in truth.close().items()})
+    return rows
+
+
+def simulate_tables(
+    accounts: int = 2000, months: int = 36, seed: int = 7, profile: str = "mid_market",
+    start: dt.date = dt.date(2023, 1, 1), events: bool = False,
+) -> dict[str, pa.Table]:
+    """The simulated company in memory (for tests and benchmarks); product events only when ``events``."""
+    parts: dict[str, list[pa.Table]] = {}
+    for tables in _blocks(accounts, months, seed, profile, start, events):
+        for name, table in tables.items():
+            parts.setdefault(name, []).append(table)
+    out = {name: pa.concat_tables(ts) for name, ts in parts.items()}
+    out.update(_fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])))
     return out
+
+
+def write_folder(tables: dict[str, pa.Table], out_dir: str | Path, fmt: str = "parquet",
+                 names: tuple[str, ...] | None = None) -> Path:
+    """Write in-memory simulated tables (all contract tables, or ``names``) as a data folder."""
+    sinks = TableSinks(Path(out_dir), fmt)
+    for name in names or tuple(n for n in tables if n not in TRUTH):
+        sinks.write(name, tables[name])
+    sinks.close()
+    return Path(out_dir)
