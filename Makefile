@@ -37,6 +37,7 @@ test: install-dev lint
 ## bench: the benchmark of every hot path (not part of the test suite)
 bench: install-dev
 	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_simulate.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -155,6 +155,8 @@ class _Block:
         self.prompted = np.zeros(n, bool)
         self.discount = np.where(self.seg == 2, 0.85, 1.0)
         self.prev_over = np.zeros(n)
+        self.mid_upgrade = np.zeros(n, bool)
+        self.old_tier = self.tier.copy()
         # users of the block: their account index, ids and dates, kept for events and written at the end
         self.u_acc = np.repeat(np.arange(n), 0)
         self.u_inv = np.array([], dtype="datetime64[s]")
@@ -291,6 +293,9 @@ class _Block:
 
         self._truth(np.flatnonzero(buy_now & ~upgrades), m, "seat")
         self._truth(np.flatnonzero(upgrades), m, "tier")
+        # some monthly payers upgrade after this period's invoice: a proration line bills the difference
+        self.mid_upgrade = upgrades & ~self.annual & ~starting & (old_tier > 1) & (r.random(n) < 0.3)
+        self.old_tier = old_tier
         self._bill(m, factor, starting, at_renewal, upgrades | downgrade, buy_now, over, ms)
         self._plays(m, live)
         self._crm(m, live)
@@ -331,7 +336,8 @@ class _Block:
         pe1 = _anniversary(self.start, np.full(len(a), m), self.anchor[a], 1)
         pe12 = _anniversary(self.start, np.full(len(a), m), self.anchor[a], 12)
         bill_core = ~ann | starting[a] | at_renewal[a] | plan_change[a]
-        tiers = self.tier[a]
+        mid_up = self.mid_upgrade[a]
+        tiers = np.where(mid_up, self.old_tier[a], self.tier[a])
         plan_ids = np.array([f"core_{CORE_TIERS[t]}_{'y' if y else 'm'}" for t, y in zip(tiers, ann, strict=True)],
                             dtype=object)
         list_price = np.array([PLAN_BY_ID[pid].unit_price for pid in plan_ids]) * factor
@@ -341,6 +347,15 @@ class _Block:
         disc = self.discount[a]
         self._line(a[bill_core], plan_ids[bill_core], "subscription", qty[bill_core],
                    (price * qty * disc)[bill_core], ps[bill_core], np.where(ann, pe12, pe1)[bill_core])
+        if mid_up.any():
+            new_plans = np.array([f"core_{CORE_TIERS[t]}_m" for t in self.tier[a][mid_up]], dtype=object)
+            new_price = np.array([PLAN_BY_ID[pid].unit_price for pid in new_plans]) * factor
+            period_days = (pe1[mid_up] - ps[mid_up]).astype(np.int64)
+            offset = self.rng.integers(3, 20, mid_up.sum())
+            share = (period_days - offset) / period_days
+            self._line(a[mid_up], new_plans, "subscription", qty[mid_up],
+                       (new_price - price[mid_up]) * qty[mid_up] * disc[mid_up] * share,
+                       ps[mid_up] + offset.astype("timedelta64[D]"), pe1[mid_up])
         # seats bought mid-term on an annual contract: a proration line to the end of the term
         mid = ann & ~bill_core & seats_bought[a]
         if mid.any():
@@ -514,13 +529,22 @@ def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator) -> dict
     return {"plans": plans, "fx_rates": pa.table(fx)}
 
 
-def _blocks(accounts: int, months: int, seed: int, profile: str, start: dt.date, events: bool):
+STREAMED = ("events", "usage")  # the event-scale tables, handed over month by month
+
+
+def _blocks(accounts: int, months: int, seed: int, profile: str, start: dt.date, events: bool,
+            emit: Callable[[str, pa.Table], None]):
+    """Simulate block after block; event-scale tables go to ``emit`` every month, the rest at the block's end."""
     p = PROFILES[profile]
     for b, first in enumerate(range(0, accounts, BLOCK)):
         block = _Block(first, min(BLOCK, accounts - first), months, np.random.default_rng([seed, b]), p, start,
                        events)
         for m in range(months):
             block.month(m)
+            for name in STREAMED:
+                if block.rows[name].parts:
+                    emit(name, block.rows[name].table(SCHEMAS[name]))
+                    block.rows[name] = _Rows()
         yield block.finish()
 
 
@@ -541,8 +565,10 @@ def simulate_company(
     for name, table in _fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])).items():
         data.write(name, table)
     done = 0
-    for tables in _blocks(accounts, months, seed, profile, start, events=True):
+    for tables in _blocks(accounts, months, seed, profile, start, events=True, emit=data.write):
         for name, table in tables.items():
+            if name in STREAMED and not table.num_rows and name in data.writers:
+                continue
             (truth if name in TRUTH else data).write(TRUTH.get(name, name), table)
         done += tables["accounts"].num_rows
         if progress:
@@ -558,9 +584,13 @@ def simulate_tables(
 ) -> dict[str, pa.Table]:
     """The simulated company in memory (for tests and benchmarks); product events only when ``events``."""
     parts: dict[str, list[pa.Table]] = {}
-    for tables in _blocks(accounts, months, seed, profile, start, events):
+
+    def keep(name: str, table: pa.Table) -> None:
+        parts.setdefault(name, []).append(table)
+
+    for tables in _blocks(accounts, months, seed, profile, start, events, keep):
         for name, table in tables.items():
-            parts.setdefault(name, []).append(table)
+            keep(name, table)
     out = {name: pa.concat_tables(ts) for name, ts in parts.items()}
     out.update(_fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])))
     return out
