@@ -351,7 +351,10 @@ class _Block:
             new_plans = np.array([f"core_{CORE_TIERS[t]}_m" for t in self.tier[a][mid_up]], dtype=object)
             new_price = np.array([PLAN_BY_ID[pid].unit_price for pid in new_plans]) * factor
             period_days = (pe1[mid_up] - ps[mid_up]).astype(np.int64)
-            offset = self.rng.integers(3, 20, mid_up.sum())
+            # the upgrade day falls within this calendar month, so the history ends with the month it simulates
+            last_day = _month_start(self.start, m + 1) - np.timedelta64(1, "D")
+            days_left_in_month = (last_day - ps[mid_up]).astype(np.int64)
+            offset = np.minimum(self.rng.integers(3, 20, mid_up.sum()), np.maximum(days_left_in_month, 0))
             share = (period_days - offset) / period_days
             self._line(a[mid_up], new_plans, "subscription", qty[mid_up],
                        (new_price - price[mid_up]) * qty[mid_up] * disc[mid_up] * share,
