@@ -9,8 +9,9 @@ from pathlib import Path
 import ibis
 import pytest
 
-from upcurve.config import RevenuePolicy, UpcurveConfig
+from upcurve.config import RevenuePolicy
 from upcurve.service import RunResult, run
+from upcurve.settings_file import UpcurveConfig
 
 ACCOUNTS = "account_id,name,segment,owner\n"
 PLANS = textwrap.dedent(

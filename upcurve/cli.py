@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from upcurve import service
-from upcurve.config import Settings, load_config
+from upcurve.config import Settings
 from upcurve.errors import ContractError, UpcurveError
-from upcurve.present.terminal import render_problems, render_summary
+from upcurve.present.terminal import render_accounts, render_problems, render_summary
+from upcurve.settings_file import load_config
 
 app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -97,6 +98,33 @@ def validate(
     if errors:
         raise typer.Exit(EXIT_BAD_INPUT)
     console.print(f"[green]{data_dir}: the input meets the contract.[/green]")
+
+
+@app.command()
+def accounts(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    as_of: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time (default: latest date in data).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
+    sort: Annotated[str, typer.Option(help="health (best first), risk (worst first) or mrr.")] = "health",
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+) -> None:
+    """Rank accounts with their signals and health score, in the terminal."""
+    settings = Settings()
+    if sort not in ("health", "risk", "mrr"):
+        err.print("[red]error:[/red] --sort takes health, risk or mrr")
+        raise typer.Exit(1)
+    try:
+        cfg = load_config(config or settings.config)
+        with _progress() as bar:
+            task = bar.add_task("starting", total=None)
+            result = service.run(data_dir, None, as_of=as_of.date() if as_of else None, config=cfg,
+                                 engine_url=settings.engine, progress=lambda msg: bar.update(task, description=msg))
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    render_accounts(console, result.tables["accounts"], sort=sort, top=top,
+                    currency=result.policy.reporting_currency, as_of=result.as_of)
 
 
 @app.command()

@@ -2,21 +2,17 @@
 
 :class:`Settings` is the only reader of the environment (prefix ``UPCURVE_``). Policies where the leading revenue
 tools disagree are fields of :class:`RevenuePolicy`, each with a documented default; a YAML file overrides them and
-a typo in a key is an error naming the key and the file.
+a typo in a key is an error naming the key and the file (see :mod:`upcurve.settings_file`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from upcurve.errors import ConfigError
-
-__all__ = ["RevenuePolicy", "Settings", "UpcurveConfig", "load_config"]
+__all__ = ["RevenuePolicy", "Settings"]
 
 
 class RevenuePolicy(BaseModel):
@@ -49,40 +45,6 @@ class RevenuePolicy(BaseModel):
     @classmethod
     def _upper(cls, value: str) -> str:
         return value.upper()
-
-
-class UpcurveConfig(BaseModel):
-    """Everything a settings file can hold."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    revenue: RevenuePolicy = RevenuePolicy()
-
-
-def load_config(path: str | Path | None) -> UpcurveConfig:
-    """Read a YAML settings file; ``None`` gives the defaults.
-
-    Raises
-    ------
-    ConfigError
-        Naming the file and every wrong key or value.
-    """
-    if path is None:
-        return UpcurveConfig()
-    path = Path(path)
-    try:
-        data: Any = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: settings file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return UpcurveConfig.model_validate(data)
-    except ValidationError as exc:
-        details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {details}") from exc
 
 
 class Settings(BaseSettings):

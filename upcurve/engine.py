@@ -6,7 +6,7 @@ DuckDB (the file reader); when the computing engine is another backend, the vali
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import ibis
 import ibis.expr.types as ir
@@ -28,15 +28,18 @@ def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
     return ibis.duckdb.connect()
 
 
-def hand_over(engine: ibis.BaseBackend, tables: Mapping[str, ir.Table]) -> dict[str, ir.Table]:
+def hand_over(
+    engine: ibis.BaseBackend, tables: Mapping[str, ir.Table], *, in_place: Collection[str] = ()
+) -> dict[str, ir.Table]:
     """Materialise ``tables`` inside ``engine`` (as temporary tables) and return them bound to it.
 
-    On the engine that read them this caches the parsed tables, so the input files are parsed once.
+    On the engine that read them this caches the parsed tables, so the input files are parsed once; tables named
+    in ``in_place`` (event-scale ones) are left where they are and read from their files by every query instead.
     """
     out = {}
     for name, table in tables.items():
         if table._find_backend() is engine:
-            out[name] = table.cache()
+            out[name] = table if name in in_place else table.cache()
         else:
             data = table.to_pyarrow()
             # Not every engine stores decimals (SQLite has none); amounts are rounded to cents after a float

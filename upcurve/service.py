@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from upcurve import __version__
-from upcurve.config import RevenuePolicy, UpcurveConfig
+from upcurve.config import RevenuePolicy
 from upcurve.contract import read_folder, typed_tables, validate
 from upcurve.engine import connect, file_reader, hand_over
 from upcurve.errors import ContractError, Problem, UpcurveError
@@ -37,6 +37,9 @@ from upcurve.revenue import (
     segment_metrics,
     services_revenue,
 )
+from upcurve.settings_file import UpcurveConfig
+from upcurve.signals import account_signals
+from upcurve.signals.health import health_scores
 
 __all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run", "simulate"]
 
@@ -86,6 +89,63 @@ def _as_of_bounds(lines: ir.Table, as_of: dt.date | None) -> tuple[dt.date, dt.d
     if as_of < first:
         raise UpcurveError(f"--as-of {as_of} is before the first billed day in invoice_lines ({first})")
     return first, as_of
+
+
+EVENT_SCALE = ("events", "usage")
+
+
+def _known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]:
+    """Each table as it was known at the end of the as-of day: nothing dated later is used."""
+    end = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    dated = {"fx_rates": "month", "users": "invited_at", "events": "ts", "usage": "ts", "tickets": "opened_at",
+             "nps": "ts", "outcomes": "as_of", "activities": "ts"}
+    out = dict(tables)
+    for name, column in dated.items():
+        if name in out:
+            t = out[name]
+            col = t[column]
+            keep = (col <= as_of) if col.type().is_date() else (col < end)
+            out[name] = t.filter(keep | col.isnull()) if name == "users" else t.filter(keep)
+    return out
+
+
+def _plan_features(plans: ir.Table) -> ir.Table:
+    """One row per plan and feature key, from the plans' ``;``-separated ``features`` (a small table)."""
+    rows = plans.select("plan_id", "features").to_pyarrow().to_pylist()
+    pairs = [(r["plan_id"], f.strip()) for r in rows for f in (r["features"] or "").split(";") if f.strip()]
+    return ibis.memtable(pa.table({"plan_id": pa.array([p for p, _ in pairs], pa.string()),
+                                   "feature": pa.array([f for _, f in pairs], pa.string())}))
+
+
+def compute_accounts(
+    tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, as_of: dt.date
+) -> ir.Table:
+    """The ``accounts`` table: one row per account with its attributes, signals, health and its trend."""
+    features = _plan_features(tables["plans"])
+    accounts = tables["accounts"]
+    cal = revenue.calendar
+    now = account_signals(tables, revenue.account_months, cal, features, as_of=as_of)
+    before_day = as_of - dt.timedelta(days=30)
+    before_idx = before_day.year * 12 + before_day.month - 1
+    segments = accounts.select("account_id", "segment")
+    health = health_scores(now, config.health, as_of=as_of, segments=segments)
+    earlier = cal.filter(cal.month_idx <= before_idx)
+    then = account_signals(_known_at(tables, before_day), revenue.account_months, earlier, features,
+                           as_of=before_day)
+    health_then = health_scores(then, config.health, as_of=before_day, segments=segments)
+    health_then = health_then.select("account_id", health_score_30d_ago="health_score")
+    out = accounts.select("account_id", *[c for c in ("name", "segment", "owner") if c in accounts.columns])
+    out = out.left_join(now, "account_id").select(out, *[c for c in now.columns if c != "account_id"])
+    out = out.left_join(health, "account_id").select(out, *[c for c in health.columns if c != "account_id"])
+    out = out.left_join(health_then, "account_id").select(out, "health_score_30d_ago")
+    # Health is a customer's: an account paying nothing at the as-of date has signals but no score.
+    customer = out.mrr_cents > 0
+    health_cols = [c for c in health.columns if c != "account_id"] + ["health_score_30d_ago"]
+    out = out.mutate(**{c: ibis.ifelse(customer, out[c], ibis.null(out[c].type())) for c in health_cols})
+    delta = out.health_score - out.health_score_30d_ago
+    trend = ibis.cases((delta > 2, "up"), (delta < -2, "down"), (delta.notnull(), "same"), else_=ibis.null("string"))
+    out = out.mutate(health_trend=trend)
+    return out.order_by(ibis.desc(customer), ibis.desc(out.health_score), ibis.desc(out.mrr_cents), out.account_id)
 
 
 def compute_revenue(
@@ -147,21 +207,20 @@ def run(
     if any(p.severity == "error" for p in problems):
         raise ContractError(problems)
     notes = [p.describe() for p in problems]
-    typed = typed_tables(folder, names=[n for n in ("accounts", "plans", "invoice_lines", "fx_rates")
-                                        if n in folder.tables])
+    typed = typed_tables(folder)
     first, as_of = _as_of_bounds(typed["invoice_lines"], as_of)
     lines = typed["invoice_lines"]
     later = int(lines.filter(lines.period_start > as_of).count().to_pyarrow().as_py())
     if later:
         notes.append(f"{later} invoice lines start after the as-of date {as_of} and were left out of this run")
     typed["invoice_lines"] = lines.filter(lines.period_start <= as_of)
-    if "fx_rates" in typed:
-        fx = typed["fx_rates"]
-        typed["fx_rates"] = fx.filter(fx.month <= as_of)
+    typed = _known_at(typed, as_of)
     say("loading into the engine")
-    tables = hand_over(engine, typed)
+    tables = hand_over(engine, typed, in_place=EVENT_SCALE)
     say("computing MRR, movements and metrics")
     revenue = compute_revenue(tables, as_of=as_of, first=first, policy=policy)
+    say("computing account signals and health")
+    revenue.tables["accounts"] = compute_accounts(tables, revenue, config, as_of=as_of)
     results: dict[str, pa.Table] = {}
     for name, expr in revenue.tables.items():
         say(f"computing {name}")

@@ -6,14 +6,14 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.console import Console, Group
+from rich.console import Console, Group, JustifyMethod
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from upcurve.errors import Problem
 
-__all__ = ["BENCHMARKS", "nrr_verdict", "render_problems", "render_summary"]
+__all__ = ["BENCHMARKS", "nrr_verdict", "render_accounts", "render_problems", "render_summary"]
 
 #: Published NRR benchmarks for B2B SaaS (median 108–110%, top quartile above 123%, best in class 130%+).
 BENCHMARKS = {"median_low": 1.08, "median_high": 1.10, "top_quartile": 1.23, "best_in_class": 1.30}
@@ -111,4 +111,41 @@ def render_problems(console: Console, problems: list[Problem]) -> None:
             rows = f"{p.count}: {p.location}s " + ", ".join(map(str, p.rows)) + (" …" if p.count > len(p.rows) else "")
         style = "red" if p.severity == "error" else "yellow"
         table.add_row(Text(p.file, style=style), p.column or "", p.rule, rows, ", ".join(p.values), p.hint)
+    console.print(table)
+
+
+_TIER_STYLE = {"Expansion Ready": "bold green", "Nurture": "cyan", "At Risk": "yellow", "Churn Risk": "bold red"}
+_FLAGS = (
+    ("flag_seat_saturation", "seats≥80%"),
+    ("flag_usage_limit", "usage limit ≤30d"),
+    ("flag_invite_surge", "invite surge"),
+    ("flag_team_growth", "team growth"),
+    ("flag_premium_gap", "premium gap"),
+    ("flag_advanced_adoption", "new features"),
+)
+
+
+def render_accounts(console: Console, accounts: pa.Table, *, sort: str, top: int, currency: str,
+                    as_of: object) -> None:
+    """A ranked table of paying accounts: health, tier, trend, what pulls it down, and the signals that fired."""
+    rows = [r for r in accounts.to_pylist() if r["mrr"] and r["mrr"] > 0]
+    if sort == "mrr":
+        rows.sort(key=lambda r: -r["mrr"])
+    elif sort == "risk":
+        rows.sort(key=lambda r: (r["health_score"] is None, r["health_score"] or 0.0))
+    else:
+        rows.sort(key=lambda r: (r["health_score"] is None, -(r["health_score"] or 0.0), -r["mrr"]))
+    table = Table(title=f"Accounts as of {as_of}: {len(rows):,} customers, top {min(top, len(rows))} by {sort}")
+    right: JustifyMethod = "right"
+    for col in ("#", "account", "owner", "MRR", "health", "tier", "trend", "weakest", "renewal in", "signals"):
+        table.add_column(col, justify=right if col in ("#", "MRR", "health", "renewal in") else "left")
+    arrows = {"up": "▲", "down": "▼", "same": "•"}
+    for rank, r in enumerate(rows[:top], start=1):
+        flags = ", ".join(label for key, label in _FLAGS if r.get(key))
+        score = "–" if r["health_score"] is None else f"{r['health_score']:.0f}"
+        tier = r["health_tier"] or ""
+        renewal = "" if r["days_to_renewal"] is None else f"{r['days_to_renewal']} d"
+        table.add_row(str(rank), r.get("name") or r["account_id"], r.get("owner") or "", _money(r["mrr"], currency),
+                      score, Text(tier, style=_TIER_STYLE.get(tier, "")), arrows.get(r["health_trend"] or "", ""),
+                      r["health_weakest"] or "", renewal, flags)
     console.print(table)

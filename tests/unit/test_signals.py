@@ -1,0 +1,127 @@
+"""Account signals, hand-computed on a small company; null (never an error) when a source table is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_folder, write_folder
+
+PLANS = """\
+plan_id,product,tier,tier_rank,pricing,interval_months,unit_price,included_seats,usage_metric,usage_limit,features
+team_m,core,team,2,per_seat,1,10,,,,projects;dashboards
+business_m,core,business,3,per_seat,1,20,,,,projects;dashboards;sso
+api_m,api,metered,1,usage,1,0.001,,api_calls,100000,api_access
+"""
+LINES = "line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end\n" + "".join(
+    f"a{m},A,team_m,subscription,10,100,USD,2025-{m:02d}-01,2025-{m + 1:02d}-01\n" for m in range(1, 7)
+) + "b1,B,team_m,subscription,2,20,USD,2025-06-01,2025-07-01\n"
+USERS = """\
+user_id,account_id,invited_at,activated_at,deactivated_at,role
+u1,A,2025-01-01 09:00:00,2025-01-01 10:00:00,,admin
+u2,A,2025-01-01 09:00:00,2025-01-02 10:00:00,,member
+u3,A,2025-01-01 09:00:00,2025-01-02 10:00:00,,member
+u4,A,2025-01-01 09:00:00,2025-01-03 10:00:00,,member
+u5,A,2025-01-01 09:00:00,2025-01-03 10:00:00,,member
+u6,A,2025-06-19 09:00:00,2025-06-20 10:00:00,,member
+u7,A,2025-06-19 09:00:00,2025-06-20 10:00:00,,member
+u8,A,2025-06-19 09:00:00,2025-06-21 10:00:00,,member
+u9,A,2025-01-01 09:00:00,2025-01-03 10:00:00,2025-03-01 00:00:00,member
+"""
+TICKETS = (
+    "account_id,opened_at,severity\n"
+    "A,2025-06-10 08:00:00,high\nA,2025-06-25 08:00:00,low\nA,2025-04-01 08:00:00,low\n"
+)
+NPS = "account_id,ts,score\nA,2025-03-15 10:00:00,9\nA,2025-06-15 10:00:00,6\n"
+OUTCOMES = "account_id,as_of,status\nA,2025-03-31,on_track\nA,2025-06-30,behind\n"
+RENEWALS = "account_id,renewal_date\nA,2024-09-30\nA,2025-09-30\n"
+
+
+def _events(extra: str = "") -> str:
+    rows = ["ts,account_id,user_id,event,feature,category"]
+    rows += [f"2025-06-{d:02d} 10:00:00,A,u1,login,," for d in range(1, 11)]  # 10 logins in the last 30 days
+    rows += [f"2025-05-{d:02d} 10:00:00,A,u1,login,," for d in range(10, 15)]  # 5 in the 30 before
+    rows += ["2025-01-05 10:00:00,A,u1,feature_used,projects,core",
+             "2025-06-10 10:00:00,A,u2,feature_used,projects,core",
+             "2025-06-28 10:00:00,A,u3,feature_used,dashboards,collaboration",
+             "2025-06-29 10:00:00,A,u3,feature_previewed,sso,premium"]
+    return "\n".join(rows) + "\n" + extra
+
+
+def _usage() -> str:
+    return "ts,account_id,metric,quantity\n" + "".join(
+        f"2025-06-{d:02d} 00:00:00,A,api_calls,2000\n" for d in range(1, 31)
+    ) + "2025-05-31 00:00:00,A,api_calls,99999\n"
+
+
+def _company(folder: Path, events: str) -> Path:
+    return write_folder(folder, {
+        "plans": PLANS, "invoice_lines": LINES, "users": USERS, "events": events, "usage": _usage(),
+        "tickets": TICKETS, "nps": NPS, "outcomes": OUTCOMES, "renewals": RENEWALS,
+        "accounts": "account_id,name,segment,owner\nA,Acme,mid_market,ann\nB,Beta,smb,bob\n",
+    })
+
+
+@pytest.fixture(scope="module")
+def signals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    folder = _company(tmp_path_factory.mktemp("signals") / "d", _events())
+    rows = run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()
+    return {r["account_id"]: r for r in rows}
+
+
+def test_seats_and_invites(signals) -> None:
+    a = signals["A"]
+    assert a["purchased_seats"] == 10 and a["active_users"] == 8
+    assert a["seat_saturation"] == pytest.approx(0.8) and a["flag_seat_saturation"] is True
+    assert (a["invited_14d"], a["new_active_14d"], a["new_active_prev_14d"], a["new_active_30d"]) == (3, 3, 0, 3)
+    assert a["flag_invite_surge"] is True and a["flag_team_growth"] is False
+
+
+def test_usage_toward_the_plan_limit(signals) -> None:
+    a = signals["A"]
+    assert a["usage_metric"] == "api_calls" and a["usage_limit"] == 100_000
+    assert a["usage_this_month"] == 60_000 and a["usage_share_used"] == pytest.approx(0.6)
+    assert a["usage_daily_rate"] == pytest.approx(2000)
+    assert a["usage_projected_month"] == pytest.approx(60_000)  # the whole month has elapsed at June 30
+    assert a["days_until_limit"] == pytest.approx(20) and a["flag_usage_limit"] is True
+
+
+def test_adoption_engagement_and_premium_gap(signals) -> None:
+    a = signals["A"]
+    assert a["categories_available"] == 2 and a["categories_used_30d"] == 2 and a["adoption_breadth"] == 1.0
+    assert a["features_first_used_7d"] == 1  # dashboards; projects was first used in January
+    assert a["premium_gap_features"] == 1 and a["flag_premium_gap"] is True  # previewed sso, a business feature
+    assert a["login_trend"] == pytest.approx(100.0)  # 10 logins against 5
+    assert a["stickiness"] is not None and 0 < a["stickiness"] <= 1
+
+
+def test_lifecycle(signals) -> None:
+    a = signals["A"]
+    assert a["tenure_days"] == 180  # 2025-01-01 to 2025-06-30
+    assert a["days_to_renewal"] == 92  # 2025-09-30
+    assert a["tickets_30d"] == 2
+    assert a["nps_latest"] == 6 and a["nps_12m"] == pytest.approx(0.0)  # one promoter, one detractor
+    assert a["outcome_status"] == "behind"
+    assert float(a["mrr"]) == 100.0 and a["mrr_trend_3m"] == pytest.approx(0.0)
+    assert a["health_score"] is not None and a["health_tier"]
+    b = signals["B"]
+    assert b["active_users"] == 0 and b["tickets_30d"] == 0 and b["nps_latest"] is None
+
+
+def test_nothing_after_the_as_of_date_changes_a_signal(tmp_path: Path, signals) -> None:
+    later = "2025-07-02 10:00:00,A,u1,feature_used,sso,premium\n2025-07-03 10:00:00,A,u1,login,,\n"
+    folder = _company(tmp_path / "d", _events(later))
+    again = {r["account_id"]: r for r in run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()}
+    assert again["A"] == signals["A"]
+
+
+def test_absent_tables_leave_signals_null(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "d", {"plans": PLANS, "invoice_lines": LINES})
+    rows = {r["account_id"]: r for r in run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()}
+    a = rows["A"]
+    assert a["purchased_seats"] == 10
+    for signal in ("active_users", "seat_saturation", "usage_share_used", "adoption_breadth", "dau_per_seat",
+                   "tickets_30d", "nps_latest", "outcome_status"):
+        assert a[signal] is None, signal
+    assert a["health_score"] is None and a["health_missing"].count(";") == 4
