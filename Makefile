@@ -38,6 +38,7 @@ test: install-dev lint
 bench: install-dev
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_simulate.py
+	$(PY) benchmarks/bench_signals.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

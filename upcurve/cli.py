@@ -168,6 +168,8 @@ def demo(
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
+    render_accounts(console, result.tables["accounts"], sort="health", top=10,
+                    currency=result.policy.reporting_currency, as_of=result.as_of)
     console.print(f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables))
 
 

@@ -118,3 +118,13 @@ def test_yaml_overrides_and_typos_name_the_key(tmp_path: Path) -> None:
         Component(name="x", weight=1, signal="s")
     with pytest.raises(ValueError):
         Band(score=120)
+
+
+def test_the_documented_settings_example_loads(tmp_path: Path) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "signals.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "upcurve.yaml"
+    path.write_text(example)
+    config = load_config(path)
+    assert config.health.segment_weights == {"enterprise": {"business_outcomes": 80}}
+    assert config.health.overrides[0].until == dt.date(2026, 1, 31)

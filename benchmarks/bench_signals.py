@@ -1,0 +1,71 @@
+"""Benchmark: account signals and health over a large events table.
+
+Builds a simulated company's billing, users and CRM tables, then an events table of --events rows spread over its
+accounts and users (written by the engine, so the Python process never holds it), and times `account_signals` plus
+`health_scores` at the as-of date. Prints events/s, seconds and peak RSS.
+
+    python benchmarks/bench_signals.py [--events 100000000] [--accounts 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import ibis
+
+from upcurve.contract import read_folder, typed_tables
+from upcurve.engine import hand_over
+from upcurve.service import compute_accounts, compute_revenue
+from upcurve.settings_file import UpcurveConfig
+from upcurve.simulate import simulate_tables, write_folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000_000)
+    parser.add_argument("--accounts", type=int, default=20_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        tables = simulate_tables(args.accounts, 36, seed=1)
+        write_folder(tables, data, "parquet", ("accounts", "plans", "invoice_lines", "fx_rates", "users",
+                                               "renewals", "tickets", "nps", "outcomes"))
+        users = tables["users"].num_rows
+        del tables
+        con = ibis.duckdb.connect()
+        t0 = time.perf_counter()
+        # Events over 2025, drawn uniformly: the engine writes them straight to Parquet.
+        con.raw_sql(f"""
+            COPY (
+              SELECT TIMESTAMP '2025-01-01' + to_seconds((random() * 365 * 86400)::BIGINT) AS ts,
+                     u.account_id, u.user_id,
+                     CASE WHEN random() < 0.4 THEN 'login' ELSE 'feature_used' END AS event,
+                     ['projects', 'comments', 'dashboards', 'reports', 'sso'][1 + (i % 5)::INT] AS feature,
+                     ['core', 'core', 'collaboration', 'analytics', 'premium'][1 + (i % 5)::INT] AS category
+              FROM range({args.events}) r(i)
+              JOIN (SELECT row_number() OVER () - 1 AS k, account_id, user_id
+                    FROM read_parquet('{data}/users.parquet')) u ON u.k = i % {users}
+            ) TO '{data}/events.parquet' (FORMAT parquet)
+        """)
+        print(f"wrote {args.events:,} events in {time.perf_counter() - t0:.1f} s")
+        as_of = dt.date(2025, 12, 31)
+        folder = read_folder(data, con)
+        typed = typed_tables(folder)
+        tables_in = hand_over(con, typed, in_place=("events",))
+        revenue = compute_revenue(tables_in, as_of=as_of, first=dt.date(2023, 1, 1),
+                                  policy=UpcurveConfig().revenue)
+        t0 = time.perf_counter()
+        accounts = compute_accounts(tables_in, revenue, UpcurveConfig(), as_of=as_of).to_pyarrow()
+        seconds = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"signals and health for {accounts.num_rows:,} accounts over {args.events:,} events: {seconds:.1f} s, "
+          f"{args.events / seconds:,.0f} events/s, peak RSS {peak_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
