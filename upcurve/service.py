@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from upcurve import __version__
 from upcurve.config import RevenuePolicy
-from upcurve.contract import read_folder, typed_tables, validate
+from upcurve.contract import known_at, plan_features, read_folder, typed_tables, validate
 from upcurve.engine import connect, file_reader, hand_over
 from upcurve.errors import ContractError, Problem, UpcurveError
 from upcurve.outputs import money_columns, write_tables
@@ -94,34 +94,11 @@ def _as_of_bounds(lines: ir.Table, as_of: dt.date | None) -> tuple[dt.date, dt.d
 EVENT_SCALE = ("events", "usage")
 
 
-def _known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]:
-    """Each table as it was known at the end of the as-of day: nothing dated later is used."""
-    end = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
-    dated = {"fx_rates": "month", "users": "invited_at", "events": "ts", "usage": "ts", "tickets": "opened_at",
-             "nps": "ts", "outcomes": "as_of", "activities": "ts"}
-    out = dict(tables)
-    for name, column in dated.items():
-        if name in out:
-            t = out[name]
-            col = t[column]
-            keep = (col <= as_of) if col.type().is_date() else (col < end)
-            out[name] = t.filter(keep | col.isnull()) if name == "users" else t.filter(keep)
-    return out
-
-
-def _plan_features(plans: ir.Table) -> ir.Table:
-    """One row per plan and feature key, from the plans' ``;``-separated ``features`` (a small table)."""
-    rows = plans.select("plan_id", "features").to_pyarrow().to_pylist()
-    pairs = [(r["plan_id"], f.strip()) for r in rows for f in (r["features"] or "").split(";") if f.strip()]
-    return ibis.memtable(pa.table({"plan_id": pa.array([p for p, _ in pairs], pa.string()),
-                                   "feature": pa.array([f for _, f in pairs], pa.string())}))
-
-
 def compute_accounts(
     tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, as_of: dt.date
 ) -> ir.Table:
     """The ``accounts`` table: one row per account with its attributes, signals, health and its trend."""
-    features = _plan_features(tables["plans"])
+    features = plan_features(tables["plans"])
     accounts = tables["accounts"]
     cal = revenue.calendar
     now = account_signals(tables, revenue.account_months, cal, features, as_of=as_of)
@@ -130,7 +107,7 @@ def compute_accounts(
     segments = accounts.select("account_id", "segment")
     health = health_scores(now, config.health, as_of=as_of, segments=segments)
     earlier = cal.filter(cal.month_idx <= before_idx)
-    then = account_signals(_known_at(tables, before_day), revenue.account_months, earlier, features,
+    then = account_signals(known_at(tables, before_day), revenue.account_months, earlier, features,
                            as_of=before_day)
     health_then = health_scores(then, config.health, as_of=before_day, segments=segments)
     health_then = health_then.select("account_id", health_score_30d_ago="health_score")
@@ -213,8 +190,7 @@ def run(
     later = int(lines.filter(lines.period_start > as_of).count().to_pyarrow().as_py())
     if later:
         notes.append(f"{later} invoice lines start after the as-of date {as_of} and were left out of this run")
-    typed["invoice_lines"] = lines.filter(lines.period_start <= as_of)
-    typed = _known_at(typed, as_of)
+    typed = known_at(typed, as_of)
     say("loading into the engine")
     tables = hand_over(engine, typed, in_place=EVENT_SCALE)
     say("computing MRR, movements and metrics")

@@ -1,5 +1,7 @@
 """The input contract: table schemas, reading a data folder and checking it."""
 
+from upcurve.contract.features import plan_features
+from upcurve.contract.known import known_at
 from upcurve.contract.load import DataFolder, RawTable, read_folder, typed_tables, validate
 from upcurve.contract.schema import CONTRACT, Column, TableSchema, table_schema
 
@@ -9,6 +11,8 @@ __all__ = [
     "DataFolder",
     "RawTable",
     "TableSchema",
+    "known_at",
+    "plan_features",
     "read_folder",
     "table_schema",
     "typed_tables",

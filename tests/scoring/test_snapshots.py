@@ -1,0 +1,74 @@
+"""Point-in-time snapshots: no feature knows the future; labels read the months after."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import ibis
+import pytest
+
+from upcurve.config import RevenuePolicy
+from upcurve.contract import known_at, plan_features, read_folder, typed_tables
+from upcurve.engine import hand_over
+from upcurve.scoring import labels_after, snapshot_dates, training_snapshots
+from upcurve.service import compute_revenue
+from upcurve.simulate import simulate_company
+
+FIRST = dt.date(2023, 1, 1)
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("company")
+    simulate_company(out, accounts=120, months=20, seed=5)
+    return out
+
+
+def _snapshots(folder: Path, as_of: dt.date, dates: list[dt.date]):
+    con = ibis.duckdb.connect()
+    tables = hand_over(con, known_at(typed_tables(read_folder(folder, con)), as_of), in_place=("events", "usage"))
+    revenue = compute_revenue(tables, as_of=as_of, first=FIRST, policy=RevenuePolicy())
+    frame = training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
+                               plan_features(tables["plans"]), dates)
+    return frame.to_pyarrow()
+
+
+def test_snapshot_dates_are_month_ends_after_a_warmup() -> None:
+    dates = snapshot_dates(dt.date(2023, 1, 15), dt.date(2023, 7, 30), warmup_months=3)
+    assert dates == [dt.date(2023, 4, 30), dt.date(2023, 5, 31), dt.date(2023, 6, 30)]
+
+
+def test_features_never_change_when_later_data_is_added(company: Path) -> None:
+    d = dt.date(2024, 2, 29)
+    later = _snapshots(company, dt.date(2024, 8, 31), [d])
+    then = _snapshots(company, d, [d])
+    features = [c for c in then.column_names if not c.startswith(("label_", "net_expansion", "expansion_source"))]
+    assert later.num_rows == then.num_rows > 20
+
+    def rows(table):
+        return sorted(table.select(features).to_pylist(), key=lambda r: r["account_id"])
+
+    assert rows(later) == rows(then)
+    # and the labels: known with six more months of data, unknown at the snapshot date itself
+    assert then["label_expansion"].null_count == then.num_rows
+    assert later["label_expansion"].null_count == 0
+
+
+def test_labels_read_the_following_three_months() -> None:
+    snapshots = ibis.memtable({"account_id": ["A", "B", "C", "D"], "snapshot_idx": [10, 10, 10, 14]})
+    movements = ibis.memtable({
+        "account_id": ["A", "A", "B", "B", "C", "D"],
+        "month_idx": [11, 13, 12, 14, 11, 15],
+        "type": ["expansion", "expansion", "contraction", "expansion", "churn", "expansion"],
+        "source": ["seat", "tier", "price", "seat", None, "usage"],
+        "amount_cents": [500, 900, -300, 5000, -1000, 100],
+    })
+    calendar = ibis.memtable({"month_idx": list(range(0, 16))})
+    rows = {r["account_id"]: r for r in ibis.duckdb.connect().to_pyarrow(
+        labels_after(snapshots, movements, calendar)).to_pylist()}
+    assert rows["A"]["net_expansion_cents"] == 1400 and rows["A"]["label_expansion"] is True
+    assert rows["A"]["expansion_source"] == "tier"
+    assert rows["B"]["net_expansion_cents"] == -300 and rows["B"]["label_expansion"] is False  # month 14 is after
+    assert rows["C"]["label_churn"] is True and rows["C"]["label_expansion"] is False
+    assert rows["D"]["label_expansion"] is None  # months 15–17 are not all known yet

@@ -1,0 +1,27 @@
+"""Tables as they were known at a point in time."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import ibis
+import ibis.expr.types as ir
+
+__all__ = ["known_at"]
+
+#: The column that dates each table's rows: a row dated after the as-of day was not known then.
+DATED = {"fx_rates": "month", "users": "invited_at", "events": "ts", "usage": "ts", "tickets": "opened_at",
+         "nps": "ts", "outcomes": "as_of", "activities": "ts", "invoice_lines": "period_start"}
+
+
+def known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]:
+    """Each table as it was known at the end of the as-of day: nothing dated later is used."""
+    end = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
+    out = dict(tables)
+    for name, column in DATED.items():
+        if name in out:
+            t = out[name]
+            col = t[column]
+            keep = (col <= as_of) if col.type().is_date() else (col < end)
+            out[name] = t.filter(keep | col.isnull()) if name == "users" else t.filter(keep)
+    return out
