@@ -1,0 +1,65 @@
+"""The propensity models and the backtest's ranking metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from upcurve.errors import UpcurveError
+from upcurve.scoring.backtest import ranking_metrics
+from upcurve.scoring.models import FEATURES, PropensityModel, feature_matrix
+
+
+def test_ranking_metrics_by_hand() -> None:
+    """Positives score 0.9 and 0.7, negatives 0.8 and 0.1: 3 of the 4 positive-negative pairs are ordered right."""
+    m = ranking_metrics([1, 0, 1, 0], [0.9, 0.8, 0.7, 0.1], top_share=0.25)
+    assert m["auc"] == pytest.approx(0.75)
+    assert m["precision_at_k"] == 1.0 and m["lift_top_decile"] == pytest.approx(2.0)
+    assert m["brier"] == pytest.approx((0.01 + 0.64 + 0.09 + 0.01) / 4)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.9, 0.2, 0.7, 0.9])))
+    rule = ranking_metrics([1, 0, 1, 0], [90, 80, 80, 10], probabilities=False)
+    assert rule["auc"] == pytest.approx(0.875) and math.isnan(rule["brier"])  # a tie counts one half
+    assert math.isnan(ranking_metrics([1, 1], [0.2, 0.3])["auc"])
+
+
+def _data(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    X[rng.random((n, 4)) < 0.1] = np.nan  # empty signals are part of life
+    logit = 2.5 * np.nan_to_num(X[:, 0]) - 1.5 * np.nan_to_num(X[:, 2])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return X, y
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "logistic"])
+def test_models_learn_a_signal_and_are_deterministic(kind: str) -> None:
+    X, y = _data()
+    model = PropensityModel(kind=kind, random_state=3).fit(X[:400], y[:400])
+    p = model.predict_proba(X[400:])
+    assert ((p >= 0) & (p <= 1)).all()
+    assert ranking_metrics(y[400:], p)["auc"] > 0.8
+    again = PropensityModel(kind=kind, random_state=3).fit(X[:400], y[:400]).predict_proba(X[400:])
+    assert np.array_equal(p, again)
+
+
+def test_model_errors_say_what_to_do() -> None:
+    X, y = _data(50)
+    with pytest.raises(UpcurveError, match="call fit"):
+        PropensityModel().predict_proba(X)
+    with pytest.raises(UpcurveError, match="one class"):
+        PropensityModel().fit(X, np.zeros(50))
+    with pytest.raises(UpcurveError, match="unknown model kind"):
+        PropensityModel(kind="forest").fit(X, y)
+
+
+def test_feature_matrix_turns_flags_and_outcomes_into_numbers() -> None:
+    columns = {name: pa.array([None, None], pa.float64()) for name in FEATURES if name != "outcome_level"}
+    columns["flag_seat_saturation"] = pa.array([True, None])
+    columns["outcome_status"] = pa.array(["exceeded", None])
+    X = feature_matrix(pa.table(columns))
+    assert X.shape == (2, len(FEATURES))
+    assert X[0, FEATURES.index("flag_seat_saturation")] == 1.0
+    assert X[0, FEATURES.index("outcome_level")] == 2.0 and np.isnan(X[1, FEATURES.index("outcome_level")])
