@@ -39,6 +39,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_signals.py
+	$(PY) benchmarks/bench_scoring.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
