@@ -18,7 +18,7 @@ import pyarrow as pa
 from upcurve import __version__
 from upcurve.config import RevenuePolicy
 from upcurve.contract import known_at, plan_features, read_folder, typed_tables, validate
-from upcurve.engine import connect, file_reader, hand_over
+from upcurve.engine import connect, file_reader, hand_over, tune_for_compute
 from upcurve.errors import ContractError, Problem, UpcurveError
 from upcurve.outputs import money_columns, write_tables
 from upcurve.revenue import (
@@ -193,6 +193,7 @@ def run(
     typed = known_at(typed, as_of)
     say("loading into the engine")
     tables = hand_over(engine, typed, in_place=EVENT_SCALE)
+    tune_for_compute(engine)
     say("computing MRR, movements and metrics")
     revenue = compute_revenue(tables, as_of=as_of, first=first, policy=policy)
     say("computing account signals and health")
