@@ -6,7 +6,7 @@ so callers can catch either. A traceback of any other kind is a bug in upcurve, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = ["ConfigError", "ContractError", "Problem", "UpcurveError"]
 
@@ -32,7 +32,6 @@ class Problem:
     location: str = "row"
     hint: str = ""
     severity: str = "error"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """The one-paragraph message shown to a user."""

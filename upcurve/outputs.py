@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from upcurve.errors import UpcurveError
 
-__all__ = ["FORMATS", "money_columns", "write_tables"]
+__all__ = ["FORMATS", "check_destination", "money_columns", "write_tables"]
 
 FORMATS = ("parquet", "csv")
 MONEY = pa.decimal128(20, 2)
@@ -44,6 +44,21 @@ def money_columns(table: pa.Table) -> pa.Table:
 MANIFEST = "run.json"
 
 
+def check_destination(out_dir: str | Path, fmt: str) -> Path:
+    """The resolved output folder, after checking that the format is known and that the folder may be replaced.
+
+    Called before a run computes anything, so a wrong option costs nothing; and again when writing.
+    """
+    if fmt not in FORMATS:
+        raise UpcurveError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    out = Path(out_dir).resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
+        raise UpcurveError(
+            f"{out} exists and is not an upcurve output folder (no {MANIFEST}); choose an empty or new folder"
+        )
+    return out
+
+
 def write_tables(
     tables: Mapping[str, pa.Table], out_dir: str | Path, fmt: str = "parquet", manifest: Mapping | None = None
 ) -> Path:
@@ -54,13 +69,7 @@ def write_tables(
     folder as it was and no half-written file. ``run.json`` records what was written; a non-empty folder without it
     is not an upcurve result and is never replaced.
     """
-    if fmt not in FORMATS:
-        raise UpcurveError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    out = Path(out_dir).resolve()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise UpcurveError(
-            f"{out} exists and is not an upcurve output folder (no {MANIFEST}); choose an empty or new folder"
-        )
+    out = check_destination(out_dir, fmt)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

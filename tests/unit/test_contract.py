@@ -129,3 +129,15 @@ def test_parquet_rows_are_reported_by_record_number(tmp_path: Path) -> None:
     )
     problems = [p for p in check_folder(folder) if p.severity == "error"]
     assert len(problems) == 1 and problems[0].rows == (2,) and problems[0].location == "row"
+
+
+def test_wrong_format_fails_before_anything_is_computed_or_written(tmp_path: Path) -> None:
+
+    from upcurve.errors import UpcurveError
+
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES})
+    with pytest.raises(UpcurveError, match="unknown format 'xlsx'"):
+        run(folder, tmp_path / "out", fmt="xlsx")
+    assert not (tmp_path / "out").exists()
+    result = CliRunner().invoke(app, ["run", str(folder), "--out", str(tmp_path / "out"), "--format", "xlsx"])
+    assert result.exit_code == 1 and "unknown format" in result.output

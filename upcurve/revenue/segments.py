@@ -8,7 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
-from upcurve.revenue.metrics import FACT_COLUMNS, account_month_facts, fact_sums, metrics_from_sums
+from upcurve.revenue.metrics import FACT_COLUMNS, fact_sums, metrics_from_sums
 
 __all__ = ["segment_columns", "segment_metrics"]
 
@@ -25,10 +25,8 @@ def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
 
 def segment_metrics(
     accounts: ir.Table,
-    account_months: ir.Table,
-    movements: ir.Table,
-    product_account_months: ir.Table,
-    product_movements: ir.Table,
+    facts: ir.Table,
+    product_facts: ir.Table,
     calendar: ir.Table,
     *,
     policy: RevenuePolicy,
@@ -49,11 +47,11 @@ def segment_metrics(
 
     Parameters
     ----------
-    account_months, movements
-        Account-level, from :func:`~upcurve.revenue.movements.account_months` and
-        :func:`~upcurve.revenue.movements.movements`.
-    product_account_months, product_movements
-        The same keyed by ``("account_id", "product")``.
+    facts
+        The accounts' :func:`~upcurve.revenue.metrics.account_month_facts` (the same facts the company's metrics
+        are summed from, so a caller computes them once).
+    product_facts
+        The same keyed by ``("account_id", "product")``, from the product-level account months and movements.
 
     Returns
     -------
@@ -66,7 +64,7 @@ def segment_metrics(
             "account_id",
             **{f"_d{i}": ibis.coalesce(accounts[d].cast("string"), ibis.literal("(none)")) for i, d in enumerate(dims)},
         )
-        facts = account_month_facts(account_months, movements).join(labels, "account_id")
+        facts = facts.join(labels, "account_id")
         # Sum once at the grain of every dimension together (a few thousand rows), then roll up per dimension.
         cube = fact_sums(facts, [f"_d{i}" for i in range(len(dims))])
         for i, dim in enumerate(dims):
@@ -76,9 +74,6 @@ def segment_metrics(
             parts.append(
                 metrics_from_sums(rolled, calendar, group_keys=["value"]).mutate(dimension=ibis.literal(dim))
             )
-    pam, pmv = product_account_months, product_movements
-    keys = ["account_id", "product"]
-    product_facts = account_month_facts(pam, pmv, keys)
     parts.append(
         metrics_from_sums(fact_sums(product_facts.mutate(value=product_facts.product), ["value"]), calendar,
                           group_keys=["value"]).mutate(dimension=ibis.literal("product"))
