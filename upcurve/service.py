@@ -40,7 +40,7 @@ from upcurve.revenue import (
     services_revenue,
 )
 from upcurve.settings_file import UpcurveConfig
-from upcurve.signals import account_signals
+from upcurve.signals import account_signals_at
 from upcurve.signals.health import health_scores
 
 __all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run", "simulate"]
@@ -101,15 +101,12 @@ def compute_accounts(
     """The ``accounts`` table: one row per account with its attributes, signals, health and its trend."""
     features = plan_features(tables["plans"])
     accounts = tables["accounts"]
-    cal = revenue.calendar
-    now = account_signals(tables, revenue.account_months, cal, features, as_of=as_of)
     before_day = as_of - dt.timedelta(days=30)
-    before_idx = before_day.year * 12 + before_day.month - 1
+    both = account_signals_at(tables, revenue.account_months, features, [before_day, as_of])
+    now = both.filter(both.as_of == as_of).drop("as_of")
+    then = both.filter(both.as_of == before_day).drop("as_of")
     segments = accounts.select("account_id", "segment")
     health = health_scores(now, config.health, as_of=as_of, segments=segments)
-    earlier = cal.filter(cal.month_idx <= before_idx)
-    then = account_signals(known_at(tables, before_day), revenue.account_months, earlier, features,
-                           as_of=before_day)
     health_then = health_scores(then, config.health, as_of=before_day, segments=segments)
     health_then = health_then.select("account_id", health_score_30d_ago="health_score")
     out = accounts.select("account_id", *[c for c in ("name", "segment", "owner") if c in accounts.columns])

@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
-from upcurve.contract import known_at
 from upcurve.revenue import month_index
-from upcurve.signals import account_signals
+from upcurve.signals import account_signals_at
 
 __all__ = ["labels_after", "snapshot_dates", "training_snapshots"]
 
@@ -88,21 +87,18 @@ def training_snapshots(
 ) -> ir.Table:
     """Features of every paying account at every snapshot date, with its labels (see :func:`labels_after`).
 
-    Features at date ``d`` are the signals of :func:`upcurve.signals.account_signals` on the tables cut at ``d``:
-    adding data after ``d`` changes no feature (a test holds it).
+    Features at date ``d`` are the signals of :func:`upcurve.signals.account_signals_at`, which read nothing dated
+    after ``d``: adding data after ``d`` changes no feature (a test holds it). All dates are one query.
 
     Returns
     -------
     ``snapshot`` (date), ``snapshot_idx``, ``account_id``, the signal columns, then the label columns.
     """
-    frames = []
-    for d in dates:
-        idx = month_index(d)
-        cal = calendar.filter(calendar.month_idx <= idx)
-        feats = account_signals(known_at(dict(tables), d), account_months, cal, plan_features, as_of=d)
-        feats = feats.filter(feats.mrr_cents > 0)
-        frames.append(feats.mutate(snapshot=ibis.date(d), snapshot_idx=ibis.literal(idx, "int64")))
-    features = ibis.union(*frames, distinct=False)
+    feats = account_signals_at(tables, account_months, plan_features, dates)
+    feats = feats.filter(feats.mrr_cents > 0)
+    features = feats.mutate(
+        snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")
+    ).rename(snapshot="as_of")
     labels = labels_after(features, movements, calendar, horizon_months=horizon_months)
     out = features.left_join(labels, ["account_id", "snapshot_idx"]).select(
         features, *[c for c in labels.columns if c not in ("account_id", "snapshot_idx")]

@@ -1,19 +1,25 @@
-"""Per-account signals at the run's as-of date: what precedes expansion and churn.
+"""Per-account signals at one or many as-of dates: what precedes expansion and churn.
 
-Every signal is an Ibis expression over the contract's tables, one row per account. A signal whose source table is
-absent is null, never an error. Windows end at the end of the as-of day: "last 30 days" is the 30 days up to and
-including the as-of date.
+Every signal is an Ibis expression over the contract's tables, one row per account and date. A signal whose source
+table is absent is null, never an error. Windows end at the end of the as-of day: "last 30 days" is the 30 days up
+to and including the as-of date.
+
+All dates are computed in one query: each table is joined once to a small table of the dates and their window
+boundaries (computed here, so no engine needs date arithmetic), and the event tables are first reduced to one row
+per account, user and day. Signals at a single date are the same query with one date, so what a model learned
+from at past dates is exactly what it is shown today.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import ibis
 import ibis.expr.types as ir
+import pyarrow as pa
 
-__all__ = ["SIGNAL_COLUMNS", "account_signals"]
+__all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
 SIGNAL_COLUMNS = (
     "purchased_seats", "active_users", "seat_saturation", "flag_seat_saturation",
@@ -28,14 +34,38 @@ SIGNAL_COLUMNS = (
     "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m", "outcome_status",
     "mrr_cents", "mrr_trend_3m",
 )
+#: Window boundaries, in days before the end of the as-of day, that the signals read.
+_WINDOWS = (7, 14, 28, 30, 60, 365)
+_KEY = ("as_of", "account_id")
 
 
 def _end(as_of: dt.date) -> dt.datetime:
     return dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
 
 
-def _ago(as_of: dt.date, days: int) -> ir.TimestampScalar:
-    return ibis.timestamp(_end(as_of) - dt.timedelta(days=days))
+def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
+    """The dates to compute signals at, with the boundaries of every window (timestamps at midnight).
+
+    Columns: ``as_of``, ``month_idx`` (year × 12 + month − 1), ``end`` (the end of the as-of day), ``ago_N`` for
+    each window of N days, ``month_start`` and ``month_elapsed`` (the share of the as-of month that has passed).
+    """
+    if not dates:
+        raise ValueError("account signals need at least one as-of date")
+    days = sorted(set(dates))
+    cols: dict[str, pa.Array] = {
+        "as_of": pa.array(days, pa.date32()),
+        "month_idx": pa.array([d.year * 12 + d.month - 1 for d in days], pa.int64()),
+        "end": pa.array([_end(d) for d in days], pa.timestamp("us")),
+    }
+    for n in _WINDOWS:
+        cols[f"ago_{n}"] = pa.array([_end(d) - dt.timedelta(days=n) for d in days], pa.timestamp("us"))
+    starts = [dt.datetime(d.year, d.month, 1) for d in days]
+    nexts = [dt.datetime(d.year + d.month // 12, d.month % 12 + 1, 1) for d in days]
+    cols["month_start"] = pa.array(starts, pa.timestamp("us"))
+    cols["month_elapsed"] = pa.array(
+        [(_end(d) - s) / (n - s) for d, s, n in zip(days, starts, nexts, strict=True)], pa.float64()
+    )
+    return ibis.memtable(pa.table(cols))
 
 
 def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
@@ -47,61 +77,81 @@ def _trend(now: ir.NumericValue, before: ir.NumericValue) -> ir.FloatingValue:
     return _ratio(now - before, before) * 100
 
 
-def _seats(lines: ir.Table, plans: ir.Table, as_of: dt.date) -> ir.Table:
+def _attach(left: ir.Table, right: ir.Table, key: Sequence[str] = _KEY) -> ir.Table:
+    """``left`` with ``right``'s columns, matched on ``key`` (left join). Both sides are fresh views, so tables
+    derived from the same source can be joined in any order."""
+    left, right = left.view(), right.view()
+    joined = left.left_join(right, [left[k] == right[k] for k in key])
+    return joined.select(left, *[right[c] for c in right.columns if c not in key])
+
+
+Where = Callable[[ir.Table, ir.Table], ir.BooleanValue]
+
+
+def _at(table: ir.Table, dates: ir.Table, where: Where) -> ir.Table:
+    """``table``'s rows beside each as-of date they meet ``where(rows, dates)`` at, with the dates' columns."""
+    t, d = table.view(), dates.view()
+    joined = t.join(d, where(t, d))
+    return joined.select(t, *[d[c] for c in d.columns if c not in t.columns])
+
+
+def _active_lines(lines: ir.Table, dates: ir.Table) -> ir.Table:
+    """Invoice lines whose service period covers each as-of date."""
+    return _at(lines, dates, lambda t, d: (t.period_start <= d.as_of) & (t.period_end > d.as_of))
+
+
+def _seats(on: ir.Table, plans: ir.Table) -> ir.Table:
     """Purchased seats: the largest seat count of any product the account pays for at the as-of date.
 
     A per-seat product counts the quantity of its subscription lines; a flat plan counts its ``included_seats``.
     """
-    on = lines.filter(
-        (lines.kind == "subscription") & (lines.period_start <= as_of) & (lines.period_end > as_of)
-    )
+    on = on.filter(on.kind == "subscription")
     on = on.join(plans.select("plan_id", "product", "pricing", "included_seats"), "plan_id")
     seats = ibis.ifelse(on.pricing == "per_seat", on.quantity.cast("float64").fill_null(1.0),
                         on.included_seats.cast("float64"))
-    per_product = on.group_by(["account_id", "product"]).aggregate(seats=seats.sum())
-    return per_product.group_by("account_id").aggregate(purchased_seats=per_product.seats.max())
+    per_product = on.group_by(["as_of", "account_id", "product"]).aggregate(seats=seats.sum())
+    return per_product.group_by(list(_KEY)).aggregate(purchased_seats=per_product.seats.max())
 
 
-def _users(users: ir.Table, as_of: dt.date) -> ir.Table:
-    end = ibis.timestamp(_end(as_of))
-    u = users
-    active = (u.activated_at < end) & (u.deactivated_at.isnull() | (u.deactivated_at >= end))
+def _users(users: ir.Table, dates: ir.Table) -> ir.Table:
+    u = _at(users, dates, lambda t, d: (t.invited_at < d.end) | t.invited_at.isnull())
+    active = (u.activated_at < u.end) & (u.deactivated_at.isnull() | (u.deactivated_at >= u.end))
 
-    def between(col: ir.TimestampValue, start_days: int, end_days: int) -> ir.IntegerValue:
-        return ((col >= _ago(as_of, start_days)) & (col < _ago(as_of, end_days))).fill_null(False).cast("int64")
+    def between(col: ir.TimestampValue, start: ir.TimestampValue, stop: ir.TimestampValue) -> ir.IntegerValue:
+        return ((col >= start) & (col < stop)).fill_null(False).cast("int64")
 
-    return u.group_by("account_id").aggregate(
+    return u.group_by(list(_KEY)).aggregate(
         active_users=active.fill_null(False).cast("int64").sum(),
-        invited_14d=between(u.invited_at, 14, 0).sum(),
-        invited_prev_14d=between(u.invited_at, 28, 14).sum(),
-        new_active_14d=between(u.activated_at, 14, 0).sum(),
-        new_active_prev_14d=between(u.activated_at, 28, 14).sum(),
-        new_active_30d=between(u.activated_at, 30, 0).sum(),
+        invited_14d=between(u.invited_at, u.ago_14, u.end).sum(),
+        invited_prev_14d=between(u.invited_at, u.ago_28, u.ago_14).sum(),
+        new_active_14d=between(u.activated_at, u.ago_14, u.end).sum(),
+        new_active_prev_14d=between(u.activated_at, u.ago_28, u.ago_14).sum(),
+        new_active_30d=between(u.activated_at, u.ago_30, u.end).sum(),
     )
 
 
-def _usage(usage: ir.Table, lines: ir.Table, plans: ir.Table, as_of: dt.date) -> ir.Table:
+def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> ir.Table:
     """Usage of the as-of month against the plan's monthly limit, for each account's most-used metric."""
-    month_start = dt.datetime(as_of.year, as_of.month, 1)
-    next_month = dt.datetime(as_of.year + as_of.month // 12, as_of.month % 12 + 1, 1)
-    elapsed = (_end(as_of) - month_start) / (next_month - month_start)
-    u = usage.filter((usage.ts >= ibis.timestamp(month_start)) & (usage.ts < ibis.timestamp(_end(as_of))))
-    recent = (u.ts >= _ago(as_of, 7)).cast("int64")
-    used = u.group_by(["account_id", "metric"]).aggregate(
+    u = _at(usage, dates, lambda t, d: (t.ts >= d.month_start) & (t.ts < d.end))
+    recent = (u.ts >= u.ago_7).cast("int64")
+    used = u.group_by(["as_of", "account_id", "metric", "month_elapsed"]).aggregate(
         usage_this_month=u.quantity.cast("float64").sum(),
         usage_7d=(u.quantity.cast("float64") * recent).sum(),
     )
     # The limit: the account's own plan for the metric if it pays for one, else the entry plan's (the smallest).
     metered = plans.filter(plans.usage_metric.notnull() & plans.usage_limit.notnull())
     entry = metered.group_by("usage_metric").aggregate(entry_limit=metered.usage_limit.cast("float64").min())
-    on = lines.filter((lines.period_start <= as_of) & (lines.period_end > as_of) & lines.plan_id.notnull())
-    own = on.join(metered.select("plan_id", "usage_metric", "usage_limit"), "plan_id")
-    own = own.group_by(["account_id", "usage_metric"]).aggregate(own_limit=own.usage_limit.cast("float64").max())
+    own = on.filter(on.plan_id.notnull()).join(metered.select("plan_id", "usage_metric", "usage_limit"), "plan_id")
+    own = own.group_by(["as_of", "account_id", "usage_metric"]).aggregate(
+        own_limit=own.usage_limit.cast("float64").max()
+    )
     t = used.left_join(entry, used.metric == entry.usage_metric).select(used, entry.entry_limit)
-    t = t.left_join(own, [t.account_id == own.account_id, t.metric == own.usage_metric]).select(t, own.own_limit)
+    t = t.left_join(own, [t.as_of == own.as_of, t.account_id == own.account_id, t.metric == own.usage_metric])
+    t = t.select(t.as_of, t.account_id, t.metric, t.month_elapsed, t.usage_this_month, t.usage_7d, t.entry_limit,
+                 t.own_limit)
     limit = ibis.coalesce(t.own_limit, t.entry_limit)
     t = t.mutate(usage_limit=limit, usage_share_used=_ratio(t.usage_this_month, limit))
-    best = ibis.window(group_by=t.account_id, order_by=ibis.desc(t.usage_share_used.fill_null(-1.0)))
+    best = ibis.window(group_by=[t.as_of, t.account_id], order_by=ibis.desc(t.usage_share_used.fill_null(-1.0)))
     t = t.mutate(_n=ibis.row_number().over(best))
     t = t.filter(t._n == 0)
     daily = t.usage_7d / 7.0
@@ -113,103 +163,102 @@ def _usage(usage: ir.Table, lines: ir.Table, plans: ir.Table, as_of: dt.date) ->
         else_=left / daily,
     )
     return t.select(
+        "as_of",
         "account_id",
         usage_metric=t.metric,
         usage_limit=t.usage_limit,
         usage_this_month=t.usage_this_month,
         usage_share_used=t.usage_share_used,
         usage_daily_rate=daily,
-        usage_projected_month=t.usage_this_month / elapsed,
+        usage_projected_month=t.usage_this_month / t.month_elapsed,
         days_until_limit=days_until,
     )
 
 
-def _adoption(events: ir.Table, plan_features: ir.Table, lines: ir.Table, as_of: dt.date) -> ir.Table:
-    """Feature breadth, features newly adopted, and premium gaps."""
-    end = ibis.timestamp(_end(as_of))
-    ev = events.filter(events.feature.notnull() & (events.ts < end))
-    recent = ev.filter(ev.ts >= _ago(as_of, 30))
-    catalogue = ev.select("feature", "category").filter(ev.category.notnull()).distinct()
-    on = lines.filter((lines.period_start <= as_of) & (lines.period_end > as_of) & lines.plan_id.notnull())
-    owned = on.select("account_id", "plan_id").distinct().join(plan_features, "plan_id")
-    owned = owned.select("account_id", "feature").distinct()
-    available = owned.join(catalogue, "feature").group_by("account_id").aggregate(
-        categories_available=catalogue.category.nunique()
+def _feature_days(events: ir.Table, before: dt.datetime) -> ir.Table:
+    """Events that name a feature, reduced to one row per account, user, feature, category and day."""
+    ev = events.filter(events.feature.notnull() & (events.ts < ibis.timestamp(before)))
+    return ev.select("account_id", "user_id", "feature", "category", day=ev.ts.truncate("D")).distinct()
+
+
+def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.Table:
+    """Events reduced to one row per account, user and day: the events and the logins of that day."""
+    ev = events.filter((events.ts >= ibis.timestamp(since)) & (events.ts < ibis.timestamp(before)))
+    ev = ev.mutate(day=ev.ts.truncate("D"))
+    return ev.group_by(["account_id", "user_id", "day"]).aggregate(
+        events=ev.count(), logins=(ev.event == "login").cast("int64").sum()
     )
+
+
+def _adoption(days: ir.Table, plan_features: ir.Table, on: ir.Table, dates: ir.Table) -> tuple[ir.Table, ...]:
+    """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account."""
+    key = [*_KEY, "feature"]
+    # a feature's category is the one events report for it, known from the first day it was reported
+    seen = days.filter(days.category.notnull())
+    catalogue = seen.group_by(["feature", "category"]).aggregate(first=seen.day.min())
+    catalogue = _at(catalogue, dates, lambda t, d: t.first < d.end).select("as_of", "feature", "category")
+    owned = on.filter(on.plan_id.notnull()).select("as_of", "account_id", "plan_id").distinct()
+    owned = owned.join(plan_features, "plan_id").select(*key).distinct()
+    av = owned.join(catalogue, ["as_of", "feature"])
+    available = av.group_by(list(_KEY)).aggregate(categories_available=av.category.nunique())
+    recent = _at(days, dates, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
     # breadth counts only what the account's plans include: trials and previews of other plans are premium gaps
-    used = recent.semi_join(owned, ["account_id", "feature"])
-    breadth = used.group_by("account_id").aggregate(
+    used = recent.semi_join(owned, key)
+    breadth = used.group_by(list(_KEY)).aggregate(
         categories_used_30d=used.category.nunique(),
         _user_categories=(used.user_id.cast("string") + "|" + used.category.cast("string")).nunique(),
     )
-    included = ev.semi_join(owned, ["account_id", "feature"])
-    first = included.group_by(["account_id", "feature"]).aggregate(first_ts=included.ts.min())
-    newly = first.filter(first.first_ts >= _ago(as_of, 7))
-    newly = newly.group_by("account_id").aggregate(features_first_used_7d=newly.count())
-    touched = recent.select("account_id", "feature").distinct()
+    first = days.group_by(["account_id", "feature"]).aggregate(first=days.day.min())
+    newly = _at(first, dates, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).semi_join(owned, key)
+    newly = newly.group_by(list(_KEY)).aggregate(features_first_used_7d=newly.count())
     sold = plan_features.select("feature").distinct()
-    outside = touched.anti_join(owned, ["account_id", "feature"]).semi_join(sold, "feature")
-    gap = outside.group_by("account_id").aggregate(premium_gap_features=outside.count())
-    ever_outside = ev.select("account_id", "feature").distinct().anti_join(owned, ["account_id", "feature"])
-    ever_outside = ever_outside.semi_join(sold, "feature").select("account_id").distinct()
-    t = breadth.outer_join(available, "account_id").select(
-        account_id=ibis.coalesce(breadth.account_id, available.account_id),
-        categories_used_30d=breadth.categories_used_30d,
-        _user_categories=breadth._user_categories,
-        categories_available=available.categories_available,
-    )
-    t = _attach(t, newly)
-    t = _attach(t, gap)
-    t = _attach(t, ever_outside.mutate(_outside=ibis.literal(True)))
-    return t.mutate(
-        categories_used_30d=t.categories_used_30d.fill_null(0),
-        features_first_used_7d=t.features_first_used_7d.fill_null(0),
-        premium_gap_features=t.premium_gap_features.fill_null(0),
-        _never_outside=t._outside.isnull(),
-    )
+    touched = recent.select(*key).distinct()
+    outside = touched.anti_join(owned, key).semi_join(sold, "feature")
+    gap = outside.group_by(list(_KEY)).aggregate(premium_gap_features=outside.count())
+    ever = _at(first, dates, lambda t, d: t.first < d.end).select(*key)
+    ever_outside = ever.anti_join(owned, key).semi_join(sold, "feature").select(*_KEY).distinct()
+    return breadth, available, newly, gap, ever_outside.mutate(_outside=ibis.literal(True))
 
 
-def _engagement(events: ir.Table, as_of: dt.date) -> ir.Table:
-    end = ibis.timestamp(_end(as_of))
-    ev = events.filter((events.ts >= _ago(as_of, 60)) & (events.ts < end))
-    last = (ev.ts >= _ago(as_of, 30)).cast("int64")
-    login = (ev.event == "login").cast("int64")
-    day = ev.ts.truncate("D")
-    daily = ev.filter(ev.ts >= _ago(as_of, 30)).select("account_id", "user_id", day=day).distinct()
-    dau = daily.group_by("account_id").aggregate(
-        _user_days=daily.count(), _mau=daily.user_id.nunique()
+def _engagement(user_days: ir.Table, dates: ir.Table) -> ir.Table:
+    ev = _at(user_days, dates, lambda t, d: (t.day >= d.ago_60) & (t.day < d.end))
+    last = ev.day >= ev.ago_30
+    zero = ibis.literal(0, "int64")
+    counts = ev.group_by(list(_KEY)).aggregate(
+        _events_30d=ibis.ifelse(last, ev.events, zero).sum(), _events_prev=ibis.ifelse(last, zero, ev.events).sum(),
+        _logins_30d=ibis.ifelse(last, ev.logins, zero).sum(), _logins_prev=ibis.ifelse(last, zero, ev.logins).sum(),
     )
-    counts = ev.group_by("account_id").aggregate(
-        _events_30d=last.sum(), _events_prev=(1 - last).sum(),
-        _logins_30d=(last * login).sum(), _logins_prev=((1 - last) * login).sum(),
-    )
-    return counts.left_join(dau, "account_id").select(counts, dau._user_days, dau._mau)
-
-
-def _attach(left: ir.Table, right: ir.Table, key: str = "account_id") -> ir.Table:
-    """``left`` with ``right``'s columns, matched on ``key`` (left join). Both sides are fresh views, so tables
-    derived from the same source can be joined in any order."""
-    left, right = left.view(), right.view()
-    joined = left.left_join(right, left[key] == right[key])
-    return joined.select(left, *[right[c] for c in right.columns if c != key])
+    month = ev.filter(last)
+    dau = month.group_by(list(_KEY)).aggregate(_user_days=month.count(), _mau=month.user_id.nunique())
+    return _attach(counts, dau)
 
 
 def _latest(table: ir.Table, ts: str, value: str, name: str) -> ir.Table:
-    w = ibis.window(group_by=table.account_id, order_by=ibis.desc(table[ts]))
+    w = ibis.window(group_by=[table.as_of, table.account_id], order_by=ibis.desc(table[ts]))
     ranked = table.mutate(_n=ibis.row_number().over(w))
     ranked = ranked.filter(ranked._n == 0)
-    return ranked.select("account_id", **{name: ranked[value]})
+    return ranked.select(*_KEY, **{name: ranked[value]})
 
 
 def account_signals(
     tables: Mapping[str, ir.Table],
     account_months: ir.Table,
-    calendar: ir.Table,
     plan_features: ir.Table,
     *,
     as_of: dt.date,
 ) -> ir.Table:
-    """Every account's signals at ``as_of``, one row per account of ``accounts``.
+    """Every account's signals at ``as_of``, one row per account of ``accounts``: :func:`account_signals_at` at
+    one date, without its ``as_of`` column."""
+    return account_signals_at(tables, account_months, plan_features, [as_of]).drop("as_of")
+
+
+def account_signals_at(
+    tables: Mapping[str, ir.Table],
+    account_months: ir.Table,
+    plan_features: ir.Table,
+    dates: Sequence[dt.date],
+) -> ir.Table:
+    """Every account's signals at each of ``dates``, one row per account of ``accounts`` and date.
 
     Formula
     -------
@@ -236,20 +285,29 @@ def account_signals(
     Edge cases
     ----------
     A source table that is absent leaves its signals null; an account with no activity has 0 counts where its
-    table exists. Ratios over 0 are null. Nothing dated after the as-of date is used.
+    table exists. Ratios over 0 are null. Nothing dated after an as-of date is used for that date, whatever the
+    tables hold: the signals at a past date are the ones that date saw.
+
+    Returns
+    -------
+    ``as_of``, ``account_id`` and :data:`SIGNAL_COLUMNS`.
     """
+    dates_t = as_of_dates(dates)
+    last_end = _end(max(dates))
     accounts = tables["accounts"].select("account_id")
     lines = tables["invoice_lines"]
     plans = tables["plans"]
-    out = accounts.left_join(_seats(lines, plans, as_of), "account_id").select(accounts, "purchased_seats")
+    on = _active_lines(lines, dates_t)
+    out = accounts.cross_join(dates_t.select("as_of"))
+    out = _attach(out, _seats(on, plans))
     cols: dict[str, ir.Value] = {}
     null_f, null_i, null_s = ibis.null("float64"), ibis.null("int64"), ibis.null("string")
 
     if "users" in tables:
-        u = _users(tables["users"], as_of)
+        u = _users(tables["users"], dates_t)
         out = _attach(out, u)
         for c in u.columns:
-            if c != "account_id":
+            if c not in _KEY:
                 out = out.mutate(**{c: out[c].fill_null(0)})
     else:
         out = out.mutate(active_users=null_i, invited_14d=null_i, invited_prev_14d=null_i, new_active_14d=null_i,
@@ -263,15 +321,15 @@ def account_signals(
     usage_cols = ("usage_metric", "usage_limit", "usage_this_month", "usage_share_used", "usage_daily_rate",
                   "usage_projected_month", "days_until_limit")
     if "usage" in tables:
-        us = _usage(tables["usage"], lines, plans, as_of)
-        out = _attach(out, us)
+        out = _attach(out, _usage(tables["usage"], on, plans, dates_t))
     else:
         out = out.mutate(usage_metric=null_s, **{c: null_f for c in usage_cols[1:]})
     out = out.mutate(flag_usage_limit=(out.days_until_limit <= 30).fill_null(False))
 
     if "events" in tables:
-        ad = _adoption(tables["events"], plan_features, lines, as_of)
-        out = _attach(out, ad)
+        events = tables["events"]
+        for part in _adoption(_feature_days(events, last_end), plan_features, on, dates_t):
+            out = _attach(out, part)
         breadth = _ratio(out.categories_used_30d.fill_null(0), out.categories_available)
         out = out.mutate(
             categories_used_30d=out.categories_used_30d.fill_null(0),
@@ -283,11 +341,10 @@ def account_signals(
         out = out.mutate(
             flag_advanced_adoption=out.features_first_used_7d >= 3,
             flag_premium_gap=out.premium_gap_features > 0,
-            flag_core_heavy_no_premium=((out.adoption_breadth >= 0.6) & out._never_outside.fill_null(True))
-            .fill_null(False),
-        ).drop("_user_categories", "_never_outside")
-        en = _engagement(tables["events"], as_of)
-        out = _attach(out, en)
+            flag_core_heavy_no_premium=((out.adoption_breadth >= 0.6) & out._outside.isnull()).fill_null(False),
+        ).drop("_user_categories", "_outside")
+        first_since = min(_end(d) for d in dates) - dt.timedelta(days=60)
+        out = _attach(out, _engagement(_user_days(events, first_since, last_end), dates_t))
         out = out.mutate(
             dau_per_seat=_ratio(out._user_days.fill_null(0) / 30.0, out.purchased_seats),
             stickiness=_ratio(out._user_days.fill_null(0) / 30.0, out._mau),
@@ -304,65 +361,55 @@ def account_signals(
             activity_trend=null_f, login_trend=null_f,
         )
 
-    first_day = lines.filter(lines.kind != "one_time").group_by("account_id").aggregate(
-        _first=lines.period_start.min()
-    )
-    out = _attach(out, first_day)
-    annual_end = lines.filter(
-        (lines.kind == "subscription") & (lines.period_start <= as_of) & (lines.period_end > as_of)
-        & (lines.period_end.delta(lines.period_start, unit="day") >= 360)
-    )
-    annual_end = annual_end.group_by("account_id").aggregate(_term_end=annual_end.period_end.min())
-    out = _attach(out, annual_end)
+    billed = lines.filter(lines.kind != "one_time")
+    out = _attach(out, billed.group_by("account_id").aggregate(_first=billed.period_start.min()), ["account_id"])
+    annual = on.filter((on.kind == "subscription") & (on.period_end.delta(on.period_start, unit="day") >= 360))
+    out = _attach(out, annual.group_by(list(_KEY)).aggregate(_term_end=annual.period_end.min()))
     renewal = out._term_end
     if "renewals" in tables:
-        r = tables["renewals"]
-        nxt = r.filter(r.renewal_date >= as_of).group_by("account_id").aggregate(_next=r.renewal_date.min())
-        out = _attach(out, nxt)
+        r = _at(tables["renewals"], dates_t, lambda t, d: t.renewal_date >= d.as_of)
+        out = _attach(out, r.group_by(list(_KEY)).aggregate(_next=r.renewal_date.min()))
         renewal = ibis.coalesce(out._next, out._term_end)
-    as_of_lit = ibis.date(as_of)
+    started = out._first <= out.as_of
     out = out.mutate(
-        tenure_days=as_of_lit.delta(out._first, unit="day"),
-        days_to_renewal=renewal.delta(as_of_lit, unit="day"),
+        tenure_days=ibis.ifelse(started, out.as_of.delta(out._first, unit="day"), null_i),
+        days_to_renewal=renewal.delta(out.as_of, unit="day"),
     ).drop(*[c for c in ("_first", "_term_end", "_next") if c in out.columns])
 
-    end = ibis.timestamp(_end(as_of))
     if "tickets" in tables:
-        t = tables["tickets"]
-        t30 = t.filter((t.opened_at >= _ago(as_of, 30)) & (t.opened_at < end))
-        t30 = t30.group_by("account_id").aggregate(tickets_30d=t30.count())
-        out = _attach(out, t30)
+        t = _at(tables["tickets"], dates_t, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
+        out = _attach(out, t.group_by(list(_KEY)).aggregate(tickets_30d=t.count()))
         out = out.mutate(tickets_30d=out.tickets_30d.fill_null(0))
     else:
         out = out.mutate(tickets_30d=null_i)
     if "nps" in tables:
-        n = tables["nps"].filter(tables["nps"].ts < end)
-        latest = _latest(n, "ts", "score", "nps_latest")
-        year = n.filter(n.ts >= _ago(as_of, 365))
+        n = _at(tables["nps"], dates_t, lambda t, d: t.ts < d.end)
+        year = n.filter(n.ts >= n.ago_365)
         score = year.score
-        nps = year.group_by("account_id").aggregate(
+        nps = year.group_by(list(_KEY)).aggregate(
             nps_12m=((score >= 9).cast("float64").mean() - (score <= 6).cast("float64").mean()) * 100
         )
-        out = _attach(out, latest)
+        out = _attach(out, _latest(n, "ts", "score", "nps_latest"))
         out = _attach(out, nps)
     else:
         out = out.mutate(nps_latest=null_i, nps_12m=null_f)
     if "outcomes" in tables:
-        o = tables["outcomes"].filter(tables["outcomes"].as_of <= as_of)
-        latest = _latest(o, "as_of", "status", "outcome_status")
-        out = _attach(out, latest)
+        o = tables["outcomes"].rename(_dated="as_of")
+        o = _at(o, dates_t, lambda t, d: t._dated <= d.as_of)
+        out = _attach(out, _latest(o, "_dated", "status", "outcome_status"))
     else:
         out = out.mutate(outcome_status=null_s)
 
-    last_idx = calendar.month_idx.max().as_scalar()
-    am = account_months
-    now = am.filter(am.month_idx == last_idx).select("account_id", mrr_cents=am.cur_mrr_cents)
+    am = account_months.select("account_id", "month_idx", "cur_mrr_cents")
+    d = dates_t.select("as_of", "month_idx")
+    now = am.join(d, "month_idx").select("as_of", "account_id", mrr_cents="cur_mrr_cents")
     then = am.view()
-    then = then.filter(then.month_idx == last_idx - 3).select("account_id", _then=then.cur_mrr_cents)
+    then = then.join(d, then.month_idx == d.month_idx - 3).select(d.as_of, then.account_id,
+                                                                  _then=then.cur_mrr_cents)
     out = _attach(out, now)
     out = _attach(out, then)
     out = out.mutate(
         mrr_cents=out.mrr_cents.fill_null(0),
         mrr_trend_3m=_trend(out.mrr_cents.fill_null(0), out._then.fill_null(0)),
     ).drop("_then")
-    return out.select("account_id", *SIGNAL_COLUMNS)
+    return out.select(*_KEY, *SIGNAL_COLUMNS)
