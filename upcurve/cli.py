@@ -14,7 +14,14 @@ from rich.table import Table
 from upcurve import service
 from upcurve.config import Settings
 from upcurve.errors import ContractError, UpcurveError
-from upcurve.present.terminal import render_accounts, render_problems, render_summary
+from upcurve.present.terminal import (
+    render_accounts,
+    render_backtest,
+    render_model_card,
+    render_problems,
+    render_summary,
+    render_worklist,
+)
 from upcurve.settings_file import load_config
 
 app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True, add_completion=False)
@@ -63,8 +70,11 @@ def run(
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    models: Annotated[Path | None, typer.Option(help="Folder of a saved model (see `upcurve train`) to score "
+                                                     "with; without one, a model is trained for this run.")] = None,
+    retrain: Annotated[bool, typer.Option(help="Train again and replace the model saved in --models.")] = False,
 ) -> None:
-    """Compute MRR, movements by source, retention, cohorts and segments, and write them to OUT."""
+    """Compute MRR, movements, retention, cohorts, segments, account scores and this week's worklist into OUT."""
     settings = Settings()
     try:
         cfg = load_config(config or settings.config)
@@ -76,10 +86,12 @@ def run(
             result = service.run(
                 data_dir, out, as_of=as_of.date() if as_of else None, fmt=fmt, config=cfg,
                 engine_url=engine or settings.engine, progress=lambda msg: bar.update(task, description=msg),
+                models_dir=models, retrain=retrain,
             )
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
+    render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     console.print(f"Wrote {len(result.tables)} tables to {result.out_dir}")
@@ -107,13 +119,15 @@ def accounts(
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time (default: latest date in data).")
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
-    sort: Annotated[str, typer.Option(help="health (best first), risk (worst first) or mrr.")] = "health",
+    sort: Annotated[str, typer.Option(
+        help="health (best first), risk (worst health first), mrr, expansion or churn (likeliest first)."
+    )] = "health",
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
 ) -> None:
     """Rank accounts with their signals and health score, in the terminal."""
     settings = Settings()
-    if sort not in ("health", "risk", "mrr"):
-        err.print("[red]error:[/red] --sort takes health, risk or mrr")
+    if sort not in ("health", "risk", "mrr", "expansion", "churn"):
+        err.print("[red]error:[/red] --sort takes health, risk, mrr, expansion or churn")
         raise typer.Exit(1)
     try:
         cfg = load_config(config or settings.config)
@@ -125,6 +139,51 @@ def accounts(
         raise _fail(exc) from None
     render_accounts(console, result.tables["accounts"], sort=sort, top=top,
                     currency=result.policy.reporting_currency, as_of=result.as_of)
+
+
+@app.command()
+def train(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    models: Annotated[Path, typer.Option("--models", help="Folder to save the model and its card in.")],
+    as_of: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Train on what was known at this date.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+) -> None:
+    """Train the expansion and churn models on the company's history and save them (with a model card)."""
+    settings = Settings()
+    try:
+        cfg = load_config(config or settings.config)
+        with _progress() as bar:
+            task = bar.add_task("starting", total=None)
+            scorer = service.train(data_dir, models, as_of=as_of.date() if as_of else None, config=cfg,
+                                   engine_url=settings.engine, progress=lambda msg: bar.update(task, description=msg))
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    render_model_card(console, scorer.card_)
+    console.print(f"Saved to {models}; `upcurve run --models {models}` scores with it until it is trained again.")
+
+
+@app.command()
+def backtest(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    cutoffs: Annotated[int, typer.Option(min=1, max=24, help="How many past dates to replay.")] = 4,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder to write the backtest tables to.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+) -> None:
+    """Replay past dates: train on what was known, score, and compare each model with what happened next."""
+    settings = Settings()
+    try:
+        cfg = load_config(config or settings.config)
+        with _progress() as bar:
+            task = bar.add_task("starting", total=None)
+            result = service.backtest(data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine,
+                                      progress=lambda msg: bar.update(task, description=msg))
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
+    if result.out_dir is not None:
+        console.print(f"Wrote the backtest tables to {result.out_dir}")
 
 
 @app.command()
@@ -168,8 +227,7 @@ def demo(
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
-    render_accounts(console, result.tables["accounts"], sort="health", top=10,
-                    currency=result.policy.reporting_currency, as_of=result.as_of)
+    render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     console.print(f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables))
 
 

@@ -7,13 +7,17 @@ expressions.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from upcurve import __version__
 from upcurve.config import RevenuePolicy
@@ -32,6 +36,7 @@ from upcurve.revenue import (
     line_months,
     metrics_from_sums,
     month_calendar,
+    month_index,
     movements,
     product_account_months,
     product_months,
@@ -39,11 +44,31 @@ from upcurve.revenue import (
     segment_metrics,
     services_revenue,
 )
+from upcurve.scoring import (
+    AccountScorer,
+    premium_add_ons,
+    ranking_metrics,
+    rule_scores,
+    snapshot_dates,
+    training_snapshots,
+)
+from upcurve.scoring.worklist import weekly_worklist
 from upcurve.settings_file import UpcurveConfig
 from upcurve.signals import account_signals_at
 from upcurve.signals.health import health_scores
 
-__all__ = ["RevenueTables", "RunResult", "check_folder", "compute_revenue", "run", "simulate"]
+__all__ = [
+    "BacktestResult",
+    "RevenueTables",
+    "RunResult",
+    "backtest",
+    "check_folder",
+    "compute_revenue",
+    "fit_scorer",
+    "run",
+    "score_accounts",
+    "simulate",
+]
 
 Progress = Callable[[str], None]
 REVENUE_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth")
@@ -58,6 +83,7 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     out_dir: Path | None = None
     policy: RevenuePolicy = field(default_factory=lambda: RevenuePolicy())
+    model_card: dict[str, Any] | None = None
 
 
 @dataclass
@@ -159,28 +185,18 @@ def compute_revenue(
     return RevenueTables(cal, pm, am, mv, out)
 
 
-def run(
-    data_dir: str | Path,
-    out_dir: str | Path | None = None,
-    *,
-    as_of: dt.date | None = None,
-    fmt: str = "parquet",
-    config: UpcurveConfig | None = None,
-    engine_url: str = "duckdb://",
-    progress: Progress | None = None,
-) -> RunResult:
-    """Read and check a data folder, compute every revenue table at ``as_of`` and write them to ``out_dir``.
+@dataclass
+class Loaded:
+    """A checked data folder, cut at its as-of date and handed to the engine."""
 
-    Raises
-    ------
-    ContractError
-        Listing every problem of the input; nothing is written.
-    """
-    say = progress or (lambda _msg: None)
-    if out_dir is not None:
-        check_destination(out_dir, fmt)
-    config = config or UpcurveConfig()
-    policy = config.revenue
+    as_of: dt.date
+    first: dt.date
+    tables: dict[str, ir.Table]
+    notes: list[str]
+
+
+def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine_url: str,
+          say: Progress) -> Loaded:
     engine = connect(engine_url)
     say("reading and checking the input")
     folder = read_folder(data_dir, file_reader(engine))
@@ -198,15 +214,104 @@ def run(
     say("loading into the engine")
     tables = hand_over(engine, typed, in_place=EVENT_SCALE)
     tune_for_compute(engine)
+    return Loaded(as_of, first, tables, notes)
+
+
+def _month_end(idx: int) -> dt.date:
+    year, month = divmod(idx + 1, 12)
+    return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
+
+
+def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *,
+                       first: dt.date, as_of: dt.date, with_unknown: bool = False) -> ir.Table:
+    """Month-end snapshots of every paying account up to ``as_of``, with the outcomes known by then.
+
+    Only snapshots whose whole horizon has passed by ``as_of`` are kept, unless ``with_unknown``.
+    """
+    cfg = config.scoring
+    last = month_index(as_of) - (0 if with_unknown else cfg.horizon_months)
+    dates = [d for d in snapshot_dates(first, _month_end(last), warmup_months=cfg.warmup_months) if d <= as_of]
+    if not dates:
+        dates = [_month_end(month_index(first))]
+    return training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
+                              plan_features(tables["plans"]), dates, horizon_months=cfg.horizon_months,
+                              product_months=revenue.product_months, premium=premium_add_ons(tables["plans"]))
+
+
+def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, first: dt.date,
+               as_of: dt.date) -> AccountScorer:
+    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``."""
+    frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of).to_pyarrow()
+    return AccountScorer(config.scoring).fit(frame)
+
+
+def score_accounts(accounts: pa.Table, scorer: AccountScorer) -> pa.Table:
+    """``accounts`` with the scorer's columns; accounts paying nothing at the as-of date are not scored."""
+    mrr = accounts["mrr_cents"].fill_null(0)
+    paying = accounts.filter(pc.greater(mrr, 0))
+    scores = {r["account_id"]: r for r in scorer.score(paying).to_pylist()}
+    ids = accounts["account_id"].to_pylist()
+    out = accounts
+    types = {"scored_by": pa.string(), "expansion_propensity": pa.float64(), "churn_risk": pa.float64(),
+             "expected_expansion_mrr_cents": pa.int64(), "recommended_lever": pa.string(), "reasons": pa.string(),
+             "churn_reasons": pa.string()}
+    for name, kind in types.items():
+        out = out.append_column(name, pa.array([scores[i][name] if i in scores else None for i in ids], kind))
+    return out
+
+
+def run(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    as_of: dt.date | None = None,
+    fmt: str = "parquet",
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+    models_dir: str | Path | None = None,
+    retrain: bool = False,
+) -> RunResult:
+    """Read and check a data folder, compute every table at ``as_of`` and write them to ``out_dir``.
+
+    Accounts are scored by the model saved in ``models_dir`` when there is one (unless ``retrain``); otherwise a
+    model is trained on the company's history up to ``as_of`` and, when ``models_dir`` is given, saved there.
+
+    Raises
+    ------
+    ContractError
+        Listing every problem of the input; nothing is written.
+    """
+    say = progress or (lambda _msg: None)
+    if out_dir is not None:
+        check_destination(out_dir, fmt)
+    config = config or UpcurveConfig()
+    policy = config.revenue
+    loaded = _load(data_dir, as_of, policy, engine_url, say)
+    as_of, tables, notes = loaded.as_of, loaded.tables, loaded.notes
     say("computing MRR, movements and metrics")
-    revenue = compute_revenue(tables, as_of=as_of, first=first, policy=policy)
+    revenue = compute_revenue(tables, as_of=as_of, first=loaded.first, policy=policy)
     say("computing account signals and health")
-    revenue.tables["accounts"] = compute_accounts(tables, revenue, config, as_of=as_of)
+    accounts = compute_accounts(tables, revenue, config, as_of=as_of)
     results: dict[str, pa.Table] = {}
     for name, expr in revenue.tables.items():
         say(f"computing {name}")
         results[name] = money_columns(expr.to_pyarrow())
-    result = RunResult(as_of=as_of, tables=results, notes=notes, policy=policy)
+    scored = accounts.to_pyarrow()
+    scorer = None
+    if models_dir is not None and not retrain and (Path(models_dir) / "model_card.json").exists():
+        say(f"scoring with the model saved in {models_dir}")
+        scorer = AccountScorer.load(models_dir, config.scoring)
+    else:
+        say("learning expansion and churn from the company's history")
+        scorer = fit_scorer(tables, revenue, config, first=loaded.first, as_of=as_of)
+        if models_dir is not None and not scorer.fallback_.get("expansion"):
+            scorer.save(models_dir)
+    scored = score_accounts(scored, scorer)
+    results["accounts"] = money_columns(scored)
+    results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
+    notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())
+    result = RunResult(as_of=as_of, tables=results, notes=notes, policy=policy, model_card=scorer.card_)
     if out_dir is not None:
         say("writing the results")
         manifest = {
@@ -249,3 +354,153 @@ def simulate(
             old.unlink()
     return simulate_company(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
                             progress=progress)
+
+
+def train(
+    data_dir: str | Path,
+    models_dir: str | Path,
+    *,
+    as_of: dt.date | None = None,
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+) -> AccountScorer:
+    """Train the scorer on the company's history up to ``as_of`` and save it, with its model card, in
+    ``models_dir``; later runs reuse it until it is trained again."""
+    say = progress or (lambda _msg: None)
+    config = config or UpcurveConfig()
+    loaded = _load(data_dir, as_of, config.revenue, engine_url, say)
+    say("computing MRR and movements")
+    revenue = compute_revenue(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    say("learning expansion and churn from point-in-time snapshots")
+    scorer = fit_scorer(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    scorer.card_["as_of"] = loaded.as_of.isoformat()
+    scorer.card_["data_dir"] = str(Path(data_dir).resolve())
+    if "expansion" in scorer.fallback_:
+        raise UpcurveError(f"no model was saved: {scorer.fallback_['expansion']}. Runs rank accounts by the "
+                           "cold-start rules until the history is long enough.")
+    scorer.save(models_dir)
+    return scorer
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest measured: ranking metrics per cutoff, model and target, and calibration tables."""
+
+    tables: dict[str, pa.Table]
+    notes: list[str]
+    cutoffs: list[dt.date]
+    out_dir: Path | None = None
+
+
+def backtest(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    cutoffs: int = 4,
+    as_of: dt.date | None = None,
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay the history: at each of the last ``cutoffs`` month ends whose outcomes are known (``horizon`` apart,
+    so their outcome windows do not overlap), train every model on what was known then, score that month's
+    accounts and compare with what happened.
+
+    Models: LightGBM, logistic regression, the cold-start rules and the health score. Returns the tables
+    ``backtest_metrics`` (cutoff, target, model, auc, log_loss, brier, precision_at_k, lift_top_decile, base_rate,
+    rows, lever_match) and ``backtest_calibration`` (model, target, bin, rows, mean predicted, observed rate). A
+    model that could not be trained at a cutoff is reported as such, and the rules stand in.
+    """
+    say = progress or (lambda _msg: None)
+    if out_dir is not None:
+        check_destination(out_dir, "parquet")
+    config = config or UpcurveConfig()
+    cfg = config.scoring
+    loaded = _load(data_dir, as_of, config.revenue, engine_url, say)
+    say("computing MRR and movements")
+    revenue = compute_revenue(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    say("computing point-in-time snapshots")
+    snaps = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    keyed = snaps.mutate(_key=snaps.account_id + "@" + snaps.snapshot_idx.cast("string"))
+    health = health_scores(keyed.mutate(account_id=keyed._key), config.health, as_of=loaded.as_of)
+    snaps = keyed.left_join(health.select(_key="account_id", health_score="health_score"), "_key").drop("_key")
+    frame = snaps.to_pyarrow()
+    frame = frame.drop([c for c in frame.column_names if c.endswith("_right")])
+    months = sorted(set(frame["snapshot_idx"].to_pylist()))
+    picked = [m for m in months[::-1][::cfg.horizon_months]][:cutoffs][::-1]
+    notes: list[str] = []
+    needed = cfg.min_training_months + cfg.calibration_months
+    rows: list[dict[str, Any]] = []
+    calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    idx = np.asarray(frame["snapshot_idx"].to_pylist())
+    if not picked or len([m for m in months if m + cfg.horizon_months <= picked[0]]) < needed:
+        notes.append(f"history too short for a model: {len(months)} months of snapshots with known outcomes; "
+                     f"a backtest needs {needed} months before a cutoff plus {cfg.horizon_months} to see outcomes. "
+                     "Accounts are ranked by the cold-start rules until then.")
+    for cutoff in picked:
+        say(f"replaying {_month_label(cutoff)}")
+        train = frame.filter(pa.array(idx + cfg.horizon_months <= cutoff))
+        test = frame.filter(pa.array(idx == cutoff))
+        y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
+                                                                       ("churn", "label_churn"))}
+        truth_lever = test["expansion_lever"].to_pylist()
+        for kind in ("lightgbm", "logistic"):
+            scorer = AccountScorer(cfg.model_copy(update={"model": kind})).fit(train)
+            scores = scorer.score(test)
+            for target, column in (("expansion", "expansion_propensity"), ("churn", "churn_risk")):
+                p = np.asarray(scores[column].to_pylist(), dtype=float)
+                fell_back = target in scorer.fallback_
+                name = "rules" if fell_back else kind
+                m = ranking_metrics(y[target], p, probabilities=not fell_back)
+                row = {"cutoff": _month_end(cutoff), "target": target, "model": name, **m,
+                       "note": scorer.fallback_.get(target)}
+                if target == "expansion":
+                    levers = scores["recommended_lever"].to_pylist()
+                    pairs = [(a, b) for a, b in zip(levers, truth_lever, strict=True) if b is not None]
+                    row["lever_match"] = (sum(a == b for a, b in pairs) / len(pairs)) if pairs else math.nan
+                if not fell_back:
+                    calib.setdefault((kind, target), []).append((p, y[target]))
+                    rows.append(row)
+                elif kind == "lightgbm":
+                    rows.append(row)
+        rules = rule_scores(test, cfg.rules)
+        h = np.asarray([math.nan if v is None else v for v in test["health_score"].to_pylist()], dtype=float)
+        for target, score in (("expansion", rules["expansion"]), ("churn", rules["churn"])):
+            rows.append({"cutoff": _month_end(cutoff), "target": target, "model": "rules",
+                         **ranking_metrics(y[target], score, probabilities=False)})
+        for target, score in (("expansion", h), ("churn", 100 - h)):
+            rows.append({"cutoff": _month_end(cutoff), "target": target, "model": "health_score",
+                         **ranking_metrics(y[target], score, probabilities=False)})
+    metrics = _rows_table(rows, ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k",
+                                 "lift_top_decile", "base_rate", "rows", "lever_match", "note"])
+    tables = {"backtest_metrics": metrics, "backtest_calibration": _calibration_table(calib)}
+    result = BacktestResult(tables=tables, notes=notes, cutoffs=[_month_end(c) for c in picked])
+    if out_dir is not None:
+        manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
+                    "data_dir": str(Path(data_dir).resolve()), "notes": notes}
+        result.out_dir = write_tables(tables, out_dir, "parquet", manifest)
+    return result
+
+
+def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:
+    return pa.table({c: [r.get(c) for r in rows] for c in columns})
+
+
+def _calibration_table(calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]], bins: int = 10) -> pa.Table:
+    """Predicted against observed rates, by decile of the predicted probability (all cutoffs pooled)."""
+    rows: list[dict[str, Any]] = []
+    for (model, target), parts in sorted(calib.items()):
+        p = np.concatenate([a for a, _ in parts])
+        y = np.concatenate([b for _, b in parts])
+        order = np.argsort(p, kind="mergesort")
+        for b, chunk in enumerate(np.array_split(order, bins), start=1):
+            if len(chunk):
+                rows.append({"model": model, "target": target, "bin": b, "rows": len(chunk),
+                             "mean_predicted": float(p[chunk].mean()), "observed_rate": float(y[chunk].mean())})
+    return _rows_table(rows, ["model", "target", "bin", "rows", "mean_predicted", "observed_rate"])
+
+
+def _month_label(idx: int) -> str:
+    year, month = divmod(int(idx), 12)
+    return f"{year:04d}-{month + 1:02d}"

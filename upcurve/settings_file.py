@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from upcurve.config import RevenuePolicy
 from upcurve.errors import ConfigError
+from upcurve.scoring.config import ScoringConfig
 from upcurve.signals.health import HealthConfig
 
 __all__ = ["UpcurveConfig", "load_config"]
@@ -25,6 +26,7 @@ class UpcurveConfig(BaseModel):
 
     revenue: RevenuePolicy = RevenuePolicy()
     health: HealthConfig = HealthConfig()
+    scoring: ScoringConfig = ScoringConfig()
 
 
 def load_config(path: str | Path | None) -> UpcurveConfig:

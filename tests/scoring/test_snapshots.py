@@ -11,7 +11,7 @@ import pytest
 from upcurve.config import RevenuePolicy
 from upcurve.contract import known_at, plan_features, read_folder, typed_tables
 from upcurve.engine import hand_over
-from upcurve.scoring import labels_after, snapshot_dates, training_snapshots
+from upcurve.scoring import labels_after, premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.service import compute_revenue
 from upcurve.simulate import simulate_company
 
@@ -43,7 +43,7 @@ def test_features_never_change_when_later_data_is_added(company: Path) -> None:
     d = dt.date(2024, 2, 29)
     later = _snapshots(company, dt.date(2024, 8, 31), [d])
     then = _snapshots(company, d, [d])
-    features = [c for c in then.column_names if not c.startswith(("label_", "net_expansion", "expansion_source"))]
+    features = [c for c in then.column_names if not c.startswith(("label_", "net_expansion", "expansion_"))]
     assert later.num_rows == then.num_rows > 20
 
     def rows(table):
@@ -61,7 +61,7 @@ def test_labels_read_the_following_three_months() -> None:
         "account_id": ["A", "A", "B", "B", "C", "D"],
         "month_idx": [11, 13, 12, 14, 11, 15],
         "type": ["expansion", "expansion", "contraction", "expansion", "churn", "expansion"],
-        "source": ["seat", "tier", "price", "seat", None, "usage"],
+        "source": ["seat", "tier", "seat", "seat", None, "usage"],
         "amount_cents": [500, 900, -300, 5000, -1000, 100],
     })
     calendar = ibis.memtable({"month_idx": list(range(0, 16))})
@@ -72,3 +72,27 @@ def test_labels_read_the_following_three_months() -> None:
     assert rows["B"]["net_expansion_cents"] == -300 and rows["B"]["label_expansion"] is False  # month 14 is after
     assert rows["C"]["label_churn"] is True and rows["C"]["label_expansion"] is False
     assert rows["D"]["label_expansion"] is None  # months 15–17 are not all known yet
+
+
+def test_labels_leave_out_price_changes_and_name_premium_add_ons() -> None:
+    snapshots = ibis.memtable({"account_id": ["E", "F", "G"], "snapshot_idx": [10, 10, 10]})
+    movements = ibis.memtable({
+        "account_id": ["E", "E", "F", "G"],
+        "month_idx": [11, 12, 11, 12],
+        "type": ["expansion", "expansion", "expansion", "expansion"],
+        "source": ["price", "seat", "cross_sell", "price"],
+        "amount_cents": [900, 300, 19900, 500],
+    })
+    product_months = ibis.memtable({
+        "account_id": ["F", "F", "F"], "product": ["core", "core", "security"], "month_idx": [10, 11, 11],
+        "mrr_cents": [5000, 5000, 19900],
+    })
+    plans = ibis.memtable({"product": ["core", "core", "security"], "tier": ["team", "business", "Premium"]})
+    calendar = ibis.memtable({"month_idx": list(range(0, 16))})
+    labels = labels_after(snapshots, movements, calendar, product_months=product_months,
+                          premium=premium_add_ons(plans))
+    rows = {r["account_id"]: r for r in ibis.duckdb.connect().to_pyarrow(labels).to_pylist()}
+    assert (rows["E"]["expansion_source"], rows["E"]["expansion_lever"]) == ("seat", "seat")
+    assert rows["E"]["net_expansion_cents"] == 300
+    assert (rows["F"]["expansion_source"], rows["F"]["expansion_lever"]) == ("cross_sell", "premium")
+    assert rows["G"]["label_expansion"] is False and rows["G"]["expansion_lever"] is None  # a price rise only

@@ -73,6 +73,8 @@ def signals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
 def test_seats_and_invites(signals) -> None:
     a = signals["A"]
     assert a["purchased_seats"] == 10 and a["active_users"] == 8
+    # on core's team tier (business is one above), without the api product
+    assert (a["products_paid"], a["products_unowned"], a["tier_headroom"]) == (1, 1, 1)
     assert a["seat_saturation"] == pytest.approx(0.8) and a["flag_seat_saturation"] is True
     assert (a["invited_14d"], a["new_active_14d"], a["new_active_prev_14d"], a["new_active_30d"]) == (3, 3, 0, 3)
     assert a["flag_invite_surge"] is True and a["flag_team_growth"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,7 +45,7 @@ def _money(value: Decimal | None, currency: str) -> str:
 
 
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value * 100:.1f}%"
+    return "–" if value is None or value != value else f"{value * 100:.1f}%"
 
 
 def render_summary(console: Console, tables: dict[str, pa.Table], currency: str, as_of: object) -> None:
@@ -133,12 +134,17 @@ def render_accounts(console: Console, accounts: pa.Table, *, sort: str, top: int
         rows.sort(key=lambda r: -r["mrr"])
     elif sort == "risk":
         rows.sort(key=lambda r: (r["health_score"] is None, r["health_score"] or 0.0))
+    elif sort in ("expansion", "churn"):
+        key = "expansion_propensity" if sort == "expansion" else "churn_risk"
+        rows.sort(key=lambda r: (r.get(key) is None, -(r.get(key) or 0.0), -r["mrr"]))
     else:
         rows.sort(key=lambda r: (r["health_score"] is None, -(r["health_score"] or 0.0), -r["mrr"]))
     table = Table(title=f"Accounts as of {as_of}: {len(rows):,} customers, top {min(top, len(rows))} by {sort}")
     right: JustifyMethod = "right"
-    for col in ("#", "account", "owner", "MRR", "health", "tier", "trend", "weakest", "renewal in", "signals"):
-        table.add_column(col, justify=right if col in ("#", "MRR", "health", "renewal in") else "left")
+    numbers = ("#", "MRR", "health", "expand p", "churn p", "renewal in")
+    for col in ("#", "account", "owner", "MRR", "health", "tier", "trend", "expand p", "churn p", "lever",
+                "weakest", "renewal in", "signals"):
+        table.add_column(col, justify=right if col in numbers else "left")
     arrows = {"up": "▲", "down": "▼", "same": "•"}
     for rank, r in enumerate(rows[:top], start=1):
         flags = ", ".join(label for key, label in _FLAGS if r.get(key))
@@ -147,5 +153,91 @@ def render_accounts(console: Console, accounts: pa.Table, *, sort: str, top: int
         renewal = "" if r["days_to_renewal"] is None else f"{r['days_to_renewal']} d"
         table.add_row(str(rank), r.get("name") or r["account_id"], r.get("owner") or "", _money(r["mrr"], currency),
                       score, Text(tier, style=_TIER_STYLE.get(tier, "")), arrows.get(r["health_trend"] or "", ""),
+                      _pct(r.get("expansion_propensity")), _pct(r.get("churn_risk")), r.get("recommended_lever") or "",
                       r["health_weakest"] or "", renewal, flags)
     console.print(table)
+
+
+def render_worklist(console: Console, worklist: pa.Table, *, currency: str, top: int = 15) -> None:
+    """This week's worklist: rank, account, owner, motion, value at stake, the lever, the play and why."""
+    rows = worklist.to_pylist()
+    week = rows[0]["week"] if rows else ""
+    scored_by = {r["scored_by"] for r in rows}
+    table = Table(title=f"Worklist for the week of {week}: {len(rows)} accounts, in {currency} "
+                        f"(scored by {', '.join(sorted(s for s in scored_by if s))})", show_lines=True,
+                  expand=True)
+    right: JustifyMethod = "right"
+    table.add_column("#", justify=right, width=3)
+    table.add_column("account · owner", overflow="fold", width=14)
+    table.add_column("motion", overflow="fold", width=12)
+    table.add_column("at stake · MRR", justify=right, width=8)
+    table.add_column("expand · churn", justify=right, width=7)
+    table.add_column("why", overflow="fold", ratio=1)
+    for r in rows[:top]:
+        motion = Text(r["motion"], style="bold red" if r["motion"] == "retain" else "bold green")
+        if r["recommended_lever"]:
+            motion.append(f": {r['recommended_lever']}")
+        stake = f"{_amount(r['value_at_stake'])}\n{_amount(r['mrr'])}"
+        odds = f"{_pct(r['expansion_propensity'])}\n{_pct(r['churn_risk'])}"
+        table.add_row(str(r["rank"]), f"{r.get('name') or r['account_id']}\n{r['owner']}", motion, stake, odds,
+                      (r["reasons"] or "").replace("; ", "\n"))
+    console.print(table)
+
+
+def _amount(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def render_model_card(console: Console, card: dict[str, Any]) -> None:
+    """What a trained scorer learned from: window, rows, held-out metrics, fallbacks and versions."""
+    lines = [f"model: {card.get('model')}  ·  horizon {card.get('horizon_months')} months  ·  "
+             f"{card.get('rows', 0):,} labelled snapshots over {card.get('labelled_months')} months"]
+    if card.get("training_window"):
+        lines.append(f"trained on {' to '.join(card['training_window'])}, calibrated on "
+                     f"{' to '.join(card['calibration_window'])}")
+    for target, info in card.get("targets", {}).items():
+        h = info["held_out"]
+        lines.append(f"{target}: held-out AUC {h['auc']:.3f}, lift in the top decile {h['lift_top_decile']:.2f}, "
+                     f"Brier {h['brier']:.3f} ({info['calibration_rows']:,} rows, "
+                     f"{info['calibration_positives']:,} positive)")
+    for target, why in card.get("fallback", {}).items():
+        lines.append(f"[yellow]{target}: rules, {why}[/yellow]")
+    versions = card.get("versions", {})
+    lines.append("trained " + str(card.get("trained_at", "")) + " with " +
+                 ", ".join(f"{k} {v}" for k, v in versions.items()))
+    console.print(Panel("\n".join(lines), title="model card", expand=False))
+
+
+def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, notes: list[str]) -> None:
+    """Each model's ranking quality at every cutoff, then how calibrated its probabilities were."""
+    table = Table(title="Backtest: how well each model ranked the next quarter's outcomes")
+    right: JustifyMethod = "right"
+    for col in ("cutoff", "target", "model", "AUC", "log loss", "Brier", "precision@10%", "lift", "base rate",
+                "rows", "lever match"):
+        table.add_column(col, justify="left" if col in ("cutoff", "target", "model") else right)
+
+    def num(v: float | None, fmt: str = ".3f") -> str:
+        return "–" if v is None or v != v else format(v, fmt)
+
+    for r in metrics.to_pylist():
+        style = "bold" if r["model"] == "lightgbm" else ""
+        table.add_row(str(r["cutoff"]), r["target"], Text(r["model"], style=style), num(r["auc"]),
+                      num(r["log_loss"]), num(r["brier"]), _pct(r["precision_at_k"]), num(r["lift_top_decile"], ".2f"),
+                      _pct(r["base_rate"]), f"{int(r['rows']):,}", _pct(r.get("lever_match")))
+    console.print(table)
+    if calibration.num_rows:
+        cal = Table(title="Calibration on the cutoffs (deciles of the predicted probability)")
+        cal.add_column("model")
+        cal.add_column("target")
+        for b in range(1, 11):
+            cal.add_column(f"d{b}", justify=right)
+        groups: dict[tuple[str, str], list[str]] = {}
+        for r in calibration.to_pylist():
+            groups.setdefault((r["model"], r["target"]), []).append(
+                f"{r['mean_predicted']:.0%}→{r['observed_rate']:.0%}")
+        for (model, target), cells in groups.items():
+            cal.add_row(model, target, *cells)
+        console.print(cal)
+        console.print("each cell: mean predicted → observed rate")
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}")

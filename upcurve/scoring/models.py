@@ -13,7 +13,7 @@ import pyarrow as pa
 from upcurve.errors import UpcurveError
 from upcurve.signals import SIGNAL_COLUMNS
 
-__all__ = ["FEATURES", "PropensityModel", "feature_matrix"]
+__all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "feature_matrix"]
 
 _TEXT = {"usage_metric", "outcome_status"}
 #: The model's features: every numeric or yes/no signal, and the latest outcome as an ordinal.
@@ -52,7 +52,7 @@ class PropensityModel:
     """
 
     def __init__(self, *, kind: str = "lightgbm", n_estimators: int = 300, learning_rate: float = 0.03,
-                 num_leaves: int = 15, min_child_samples: int = 20, random_state: int = 0) -> None:
+                 num_leaves: int = 15, min_child_samples: int = 40, random_state: int = 0) -> None:
         self.kind = kind
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -72,17 +72,21 @@ class PropensityModel:
         if self.kind == "lightgbm":
             import lightgbm
 
-            self.model_: Any = lightgbm.LGBMClassifier(
+            model = lightgbm.LGBMClassifier(
                 n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
-                min_child_samples=self.min_child_samples, random_state=self.random_state, verbose=-1,
-                deterministic=True, force_col_wise=True, n_jobs=1,
+                min_child_samples=self.min_child_samples, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
+                reg_lambda=1.0, random_state=self.random_state, verbose=-1, deterministic=True,
+                force_col_wise=True, n_jobs=1,
             ).fit(X, y)
+            self.booster_: Any = model.booster_
         else:
             from sklearn.linear_model import LogisticRegression
 
             self.median_ = np.nan_to_num(np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0))
             Z = self._standardise(X, fit=True)
-            self.model_ = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y)
+            fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y)
+            self.coef_ = np.asarray(fitted.coef_[0], dtype=float)
+            self.intercept_ = float(fitted.intercept_[0])
         return self
 
     def _standardise(self, X: np.ndarray, *, fit: bool = False) -> np.ndarray:
@@ -92,10 +96,89 @@ class PropensityModel:
             self.scale_ = np.where(filled.std(axis=0) > 0, filled.std(axis=0), 1.0)
         return (filled - self.mean_) / self.scale_
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """The probability of the outcome for each row."""
-        if not hasattr(self, "model_"):
+    def _check(self, X: np.ndarray) -> None:
+        if not hasattr(self, "n_features_in_"):
             raise UpcurveError("this model is not fitted yet: call fit(X, y) first")
+        if X.shape[1] != self.n_features_in_:
+            raise UpcurveError(f"the model was trained on {self.n_features_in_} features, not {X.shape[1]}")
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Each feature's signed contribution to each row's log-odds, with the base value as the last column.
+
+        A row's contributions and the base value sum to :meth:`log_odds`: TreeSHAP values for ``lightgbm``,
+        ``coefficient × standardised value`` (base: the intercept) for ``logistic``.
+        """
+        self._check(X)
         if self.kind == "lightgbm":
-            return np.asarray(self.model_.predict_proba(X)[:, 1])
-        return np.asarray(self.model_.predict_proba(self._standardise(X))[:, 1])
+            return np.asarray(self.booster_.predict(X, pred_contrib=True), dtype=float)
+        Z = self._standardise(X)
+        return np.column_stack([Z * self.coef_, np.full(len(Z), self.intercept_)])
+
+    def log_odds(self, X: np.ndarray) -> np.ndarray:
+        """The model's raw output: the log-odds of the outcome for each row."""
+        self._check(X)
+        if self.kind == "lightgbm":
+            return np.asarray(self.booster_.predict(X, raw_score=True), dtype=float)
+        return np.asarray(self._standardise(X) @ self.coef_ + self.intercept_, dtype=float)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """The probability of the outcome for each row (before any calibration)."""
+        return 1.0 / (1.0 + np.exp(-self.log_odds(X)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted model as plain data (trees as LightGBM's own text format), for :meth:`from_dict`."""
+        self._check(np.empty((0, getattr(self, "n_features_in_", 0))))
+        out: dict[str, Any] = {"kind": self.kind, "n_features_in": self.n_features_in_,
+                               "random_state": self.random_state}
+        if self.kind == "lightgbm":
+            out["trees"] = self.booster_.model_to_string()
+        else:
+            out.update(coef=self.coef_.tolist(), intercept=self.intercept_, median=self.median_.tolist(),
+                       mean=self.mean_.tolist(), scale=self.scale_.tolist())
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PropensityModel:
+        model = cls(kind=data["kind"], random_state=data.get("random_state", 0))
+        model.n_features_in_ = int(data["n_features_in"])
+        if model.kind == "lightgbm":
+            import lightgbm
+
+            model.booster_ = lightgbm.Booster(model_str=data["trees"])
+        else:
+            model.coef_ = np.asarray(data["coef"], dtype=float)
+            model.intercept_ = float(data["intercept"])
+            model.median_ = np.asarray(data["median"], dtype=float)
+            model.mean_ = np.asarray(data["mean"], dtype=float)
+            model.scale_ = np.asarray(data["scale"], dtype=float)
+        return model
+
+
+class PlattCalibration:
+    """Probabilities that match observed rates: ``p = 1 / (1 + exp(−(a · log_odds + b)))``, fitted on later data.
+
+    A logistic fit of the outcome on the model's log-odds (Platt scaling). With ``a > 0`` it is strictly
+    increasing, so it never reorders accounts: ranking metrics are unchanged and only the probabilities move.
+    """
+
+    def __init__(self, a: float = 1.0, b: float = 0.0) -> None:
+        self.a = a
+        self.b = b
+
+    def fit(self, log_odds: np.ndarray, y: np.ndarray) -> PlattCalibration:
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(y, dtype=int)
+        if len(np.unique(y)) < 2:
+            return self  # one class in the calibration months: keep the model's own probabilities
+        fitted = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(log_odds).reshape(-1, 1), y)
+        a, b = float(fitted.coef_[0][0]), float(fitted.intercept_[0])
+        if a > 0:  # a reversed fit would reorder accounts: a sign the calibration months are too few
+            self.a, self.b = a, b
+        return self
+
+    def log_odds(self, raw: np.ndarray) -> np.ndarray:
+        return self.a * np.asarray(raw, dtype=float) + self.b
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.log_odds(raw)))

@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 from upcurve.revenue import month_index
 from upcurve.signals import account_signals_at
 
-__all__ = ["labels_after", "snapshot_dates", "training_snapshots"]
+__all__ = ["labels_after", "premium_add_ons", "snapshot_dates", "training_snapshots"]
 
 
 def snapshot_dates(first: dt.date, last: dt.date, *, warmup_months: int = 3) -> list[dt.date]:
@@ -32,21 +32,29 @@ def snapshot_dates(first: dt.date, last: dt.date, *, warmup_months: int = 3) -> 
         idx += 1
 
 
-def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *, horizon_months: int = 3) -> ir.Table:
+def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *, horizon_months: int = 3,
+                 product_months: ir.Table | None = None, premium: ir.Table | None = None) -> ir.Table:
     """What happened to each account in the ``horizon_months`` after each snapshot (three months ≈ 90 days).
 
     Formula
     -------
     For the months ``(s, s + horizon]`` after snapshot month ``s``: ``net_expansion_cents`` = Σ expansion and
-    contraction movements; ``label_expansion`` = ``net_expansion_cents > 0``; ``label_churn`` = a churn movement;
-    ``expansion_source`` = the source with the largest expansion in the window.
+    contraction movements except those of source ``price`` (a price change is the company's doing, and a price
+    increase for every customer would teach a model nothing about accounts); ``label_expansion`` =
+    ``net_expansion_cents > 0``; ``label_churn`` = a churn movement; ``expansion_source`` = the source with the
+    largest expansion in the window; ``expansion_lever`` = that source as a lever, where a cross-sell into one of
+    (a product of the one-column table ``premium``, see :func:`premium_add_ons`, that the account did not pay for
+    at ``s`` and pays for in the window, per ``product_months``) is ``premium``.
 
     Edge cases
     ----------
-    Labels are null where the window reaches past the calendar's last month: that future is not known yet.
+    Labels are null where the window reaches past the calendar's last month: that future is not known yet. An
+    account whose MRR grew only by a price increase did not expand.
     """
     s = snapshots.select("account_id", "snapshot_idx")
-    mv = movements.filter(movements.type.isin(["expansion", "contraction", "churn"]))
+    # a price change is the company's doing, not the account's: it is left out of what the models learn
+    mv = movements.filter(movements.type.isin(["expansion", "contraction", "churn"])
+                          & (movements.source.isnull() | (movements.source != "price")))
     j = s.join(mv, [s.account_id == mv.account_id, mv.month_idx > s.snapshot_idx,
                     mv.month_idx <= s.snapshot_idx + horizon_months])
     zero = ibis.literal(0, "int64")
@@ -58,21 +66,51 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
     by_source = grown.group_by([grown.account_id, grown.snapshot_idx, grown.source]).aggregate(
         cents=grown.amount_cents.sum()
     )
-    best = ibis.window(group_by=[by_source.account_id, by_source.snapshot_idx], order_by=ibis.desc(by_source.cents))
-    top = by_source.mutate(_n=ibis.row_number().over(best))
-    top = top.filter(top._n == 0).select("account_id", "snapshot_idx", expansion_source="source")
+
+    def largest(table: ir.Table, name: str) -> ir.Table:
+        best = ibis.window(group_by=[table.account_id, table.snapshot_idx],
+                           order_by=[ibis.desc(table.cents), table.source])
+        top = table.mutate(_n=ibis.row_number().over(best))
+        return top.filter(top._n == 0).select("account_id", "snapshot_idx", **{name: top.source})
+
+    top = largest(by_source, "expansion_source")
+    lever = largest(by_source.view(), "expansion_lever")
+    if product_months is not None and premium is not None:
+        pm = product_months.filter(product_months.mrr_cents > 0).semi_join(premium, "product")
+        s1, s2, pm2 = s.view(), s.view(), pm.view()
+        before = s1.join(pm, [s1.account_id == pm.account_id, pm.month_idx == s1.snapshot_idx])
+        before = before.select(s1.account_id, s1.snapshot_idx, pm.product)
+        after = s2.join(pm2, [s2.account_id == pm2.account_id, pm2.month_idx > s2.snapshot_idx,
+                              pm2.month_idx <= s2.snapshot_idx + horizon_months])
+        after = after.select(s2.account_id, s2.snapshot_idx, pm2.product).distinct()
+        started = after.anti_join(before, ["account_id", "snapshot_idx", "product"])
+        started = started.select("account_id", "snapshot_idx").distinct().mutate(_premium=ibis.literal(True))
+        lever = lever.left_join(started, ["account_id", "snapshot_idx"]).select(lever, started._premium)
+        lever = lever.mutate(expansion_lever=ibis.ifelse(
+            (lever.expansion_lever == "cross_sell") & lever._premium.fill_null(False), "premium",
+            lever.expansion_lever)).drop("_premium")
     out = s.left_join(sums, ["account_id", "snapshot_idx"]).select(s, sums.net_expansion_cents, sums.churned)
     out = out.left_join(top, ["account_id", "snapshot_idx"]).select(out, top.expansion_source)
+    out = out.left_join(lever, ["account_id", "snapshot_idx"]).select(out, lever.expansion_lever)
     known = (out.snapshot_idx + horizon_months) <= calendar.month_idx.max().as_scalar()
     net = out.net_expansion_cents.fill_null(0)
+    grew = net > 0
     return out.select(
         "account_id",
         "snapshot_idx",
         net_expansion_cents=ibis.ifelse(known, net, ibis.null("int64")),
-        label_expansion=ibis.ifelse(known, net > 0, ibis.null("boolean")),
+        label_expansion=ibis.ifelse(known, grew, ibis.null("boolean")),
         label_churn=ibis.ifelse(known, out.churned.fill_null(0) > 0, ibis.null("boolean")),
-        expansion_source=ibis.ifelse(known, out.expansion_source, ibis.null("string")),
+        expansion_source=ibis.ifelse(known & grew, out.expansion_source, ibis.null("string")),
+        expansion_lever=ibis.ifelse(known & grew, out.expansion_lever, ibis.null("string")),
     )
+
+
+def premium_add_ons(plans: ir.Table) -> ir.Table:
+    """Products sold only as a premium add-on (every plan of the product has the tier name ``premium``), as a
+    one-column table ``product``."""
+    t = plans.group_by("product").aggregate(premium=(plans.tier.lower() == "premium").cast("int64").min())
+    return t.filter(t.premium == 1).select("product")
 
 
 def training_snapshots(
@@ -84,6 +122,8 @@ def training_snapshots(
     dates: Sequence[dt.date],
     *,
     horizon_months: int = 3,
+    product_months: ir.Table | None = None,
+    premium: ir.Table | None = None,
 ) -> ir.Table:
     """Features of every paying account at every snapshot date, with its labels (see :func:`labels_after`).
 
@@ -99,7 +139,8 @@ def training_snapshots(
     features = feats.mutate(
         snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")
     ).rename(snapshot="as_of")
-    labels = labels_after(features, movements, calendar, horizon_months=horizon_months)
+    labels = labels_after(features, movements, calendar, horizon_months=horizon_months,
+                          product_months=product_months, premium=premium)
     out = features.left_join(labels, ["account_id", "snapshot_idx"]).select(
         features, *[c for c in labels.columns if c not in ("account_id", "snapshot_idx")]
     )

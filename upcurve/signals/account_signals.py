@@ -22,6 +22,7 @@ import pyarrow as pa
 __all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
 SIGNAL_COLUMNS = (
+    "products_paid", "products_unowned", "tier_headroom",
     "purchased_seats", "active_users", "seat_saturation", "flag_seat_saturation",
     "invited_14d", "invited_prev_14d", "new_active_14d", "new_active_prev_14d", "new_active_30d",
     "flag_invite_surge", "flag_team_growth",
@@ -101,16 +102,27 @@ def _active_lines(lines: ir.Table, dates: ir.Table) -> ir.Table:
 
 
 def _seats(on: ir.Table, plans: ir.Table) -> ir.Table:
-    """Purchased seats: the largest seat count of any product the account pays for at the as-of date.
+    """Purchased seats, and where the account stands in the catalogue, at each as-of date.
 
-    A per-seat product counts the quantity of its subscription lines; a flat plan counts its ``included_seats``.
+    ``purchased_seats``: the largest seat count of any product the account subscribes to (per-seat quantity, or a
+    flat plan's ``included_seats``). ``products_paid``: products it subscribes to; ``products_unowned``: the
+    catalogue's other products; ``tier_headroom``: the most tiers above its current one in any of its products.
     """
     on = on.filter(on.kind == "subscription")
-    on = on.join(plans.select("plan_id", "product", "pricing", "included_seats"), "plan_id")
+    on = on.join(plans.select("plan_id", "product", "pricing", "included_seats", "tier_rank"), "plan_id")
     seats = ibis.ifelse(on.pricing == "per_seat", on.quantity.cast("float64").fill_null(1.0),
                         on.included_seats.cast("float64"))
-    per_product = on.group_by(["as_of", "account_id", "product"]).aggregate(seats=seats.sum())
-    return per_product.group_by(list(_KEY)).aggregate(purchased_seats=per_product.seats.max())
+    per_product = on.group_by(["as_of", "account_id", "product"]).aggregate(
+        seats=seats.sum(), tier=on.tier_rank.max()
+    )
+    top = plans.group_by("product").aggregate(top_tier=plans.tier_rank.max())
+    per_product = per_product.join(top, "product")
+    catalogue = plans.select("product").distinct().count().as_scalar()
+    return per_product.group_by(list(_KEY)).aggregate(
+        purchased_seats=per_product.seats.max(),
+        products_paid=per_product.product.nunique(),
+        tier_headroom=(per_product.top_tier - per_product.tier).max().cast("int64"),
+    ).mutate(products_unowned=lambda t: catalogue - t.products_paid)
 
 
 def _users(users: ir.Table, dates: ir.Table) -> ir.Table:
@@ -262,6 +274,8 @@ def account_signals_at(
 
     Formula
     -------
+    - Catalogue: ``products_paid`` (products with a current subscription), ``products_unowned`` (the plans'
+      other products: room to cross-sell), ``tier_headroom`` (tiers above the current one, most of any product).
     - Seats: ``purchased_seats`` (per-seat quantity, or a flat plan's ``included_seats``, of the product with the
       most), ``active_users`` (activated, not deactivated), ``seat_saturation = active ÷ purchased``; flag at ≥ 80%.
     - Invites: users invited in the last 14 days and the 14 before; users activated in the last 14, the 14 before
@@ -300,6 +314,7 @@ def account_signals_at(
     on = _active_lines(lines, dates_t)
     out = accounts.cross_join(dates_t.select("as_of"))
     out = _attach(out, _seats(on, plans))
+    out = out.mutate(products_paid=out.products_paid.fill_null(0))
     cols: dict[str, ir.Value] = {}
     null_f, null_i, null_s = ibis.null("float64"), ibis.null("int64"), ibis.null("string")
 

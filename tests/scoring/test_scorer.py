@@ -1,0 +1,178 @@
+"""The account scorer: reasons that add up, calibration that keeps order, the fallback, saving, the worklist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import run_folder, write_folder
+from upcurve.cli import app
+from upcurve.scoring import (
+    FEATURES,
+    ColdStartRules,
+    PlattCalibration,
+    PropensityModel,
+    ScoringConfig,
+    rule_scores,
+    weekly_worklist,
+)
+from upcurve.scoring.reasons import FEATURE_LABELS, probability_contributions, top_reasons
+from upcurve.service import backtest, run
+from upcurve.simulate import simulate_company
+
+
+@pytest.fixture(scope="module")
+def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scored")
+    simulate_company(out, accounts=300, months=24, seed=11)
+    return out
+
+
+def _synthetic(n: int = 1500, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    logit = 1.8 * X[:, 0] - 1.2 * X[:, 3] - 1.0
+    return X, (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "logistic"])
+def test_contributions_and_base_value_sum_to_the_model_output(kind: str) -> None:
+    X, y = _synthetic()
+    model = PropensityModel(kind=kind, n_estimators=60).fit(X[:1000], y[:1000])
+    contrib = model.contributions(X[1000:])
+    assert contrib.shape == (500, 6)
+    np.testing.assert_allclose(contrib.sum(axis=1), model.log_odds(X[1000:]), atol=1e-9)
+    calibration = PlattCalibration(0.8, -0.3)
+    points, base = probability_contributions(contrib, calibration.a, calibration.b)
+    np.testing.assert_allclose(base + points.sum(axis=1), calibration(contrib.sum(axis=1)), atol=1e-12)
+    # the signal the data was made from explains the most, with the sign it was made with
+    strongest = np.abs(contrib[:, :-1]).mean(axis=0)
+    assert strongest.argmax() == 0
+    assert np.corrcoef(X[1000:, 0], contrib[:, 0])[0, 1] > 0.8
+
+
+def test_calibration_keeps_the_order_and_matches_held_out_rates() -> None:
+    X, y = _synthetic(4000, seed=1)
+    # a model trained on rebalanced data overstates the rate: calibration on later rows brings it back
+    keep = (y == 1) | (np.arange(len(y)) % 3 == 0)
+    train = np.arange(len(y)) < 2000
+    model = PropensityModel(kind="logistic").fit(X[train & keep], y[train & keep])
+    calib, held = (np.arange(len(y)) >= 2000) & (np.arange(len(y)) < 3000), np.arange(len(y)) >= 3000
+    calibration = PlattCalibration().fit(model.log_odds(X[calib]), y[calib])
+    raw = model.log_odds(X[held])
+    p = calibration(raw)
+    assert calibration.a > 0
+    assert (np.diff(p[np.argsort(raw)]) >= 0).all()  # monotone: no account changes place
+    assert abs(p.mean() - y[held].mean()) < abs(model.predict_proba(X[held]).mean() - y[held].mean())
+    observed = [y[held][chunk].mean() for chunk in np.array_split(np.argsort(p), 5)]
+    assert all(b >= a for a, b in itertools.pairwise(observed))  # held-out rates rise bin by bin
+
+
+def test_reasons_name_real_features_in_words() -> None:
+    assert set(FEATURES) <= set(FEATURE_LABELS)
+    text = top_reasons(["seat_saturation", "days_until_limit", "flag_premium_gap"],
+                       np.array([[0.96, 12.0, 1.0]]), np.array([[0.21, -0.04, 0.08]]))
+    assert text == ["seat saturation 96% (+0.21); premium gap: yes (+0.08); days until the usage limit 12 days (-0.04)"]
+
+
+def test_cold_start_rules_by_hand() -> None:
+    frame = pa.table({
+        "flag_usage_limit": [True, False, False], "flag_seat_saturation": [True, True, False],
+        "invited_14d": [2, 0, 0], "new_active_14d": [0, 0, 0], "flag_premium_gap": [False, True, False],
+        "flag_core_heavy_no_premium": [False, False, False], "tier_headroom": [1, 0, 1], "products_unowned": [2, 2, 2],
+        "login_trend": [10.0, -50.0, None], "health_score": [80.0, 30.0, None], "nps_latest": [9, 3, None],
+        "tickets_30d": [0, 4, 0], "adoption_breadth": [0.5, 0.5, 0.2], "outcome_status": [None, None, "behind"],
+    })
+    s = rule_scores(frame, ColdStartRules())
+    assert s["expansion"][0] == pytest.approx(1 - 0.5 * 0.55)  # usage limit, and seats full while inviting
+    assert s["expansion"][1] == pytest.approx(0.35)  # premium gap only: seats full but nobody invited
+    assert s["lever"] == ["usage", "premium", "services"]  # at the top tier a gap is a premium add-on
+    assert s["churn"][1] == pytest.approx(1 - 0.65 * 0.65 * 0.8 * 0.85)
+    assert s["churn"][2] == 0.0 and s["churn_reasons"][1].startswith("logins falling")
+
+
+def test_worklist_by_capacity_with_motions() -> None:
+    accounts = pa.table({
+        "account_id": ["A", "B", "C", "D", "E"], "name": ["a", "b", "c", "d", "e"],
+        "owner": ["ann", "ann", "ann", None, "bob"],
+        "mrr_cents": [10_000, 50_000, 20_000, 5_000, 0],
+        "expansion_propensity": [0.9, 0.1, 0.5, 0.6, 0.9], "churn_risk": [0.01, 0.4, 0.02, 0.0, 0.5],
+        "expected_expansion_mrr_cents": [3_000, 500, 2_500, 1_000, 9_000],
+        "recommended_lever": ["seat", "tier", "usage", "cross_sell", "seat"],
+        "reasons": ["r1", "r2", "r3", "r4", "r5"], "churn_reasons": ["c1", "c2", "c3", "c4", "c5"],
+        "scored_by": ["lightgbm"] * 5,
+    })
+    w = weekly_worklist(accounts, ScoringConfig(capacity_per_owner=2), as_of=dt.date(2025, 6, 12)).to_pylist()
+    # B: 40% × 500.00 = 200.00 at stake to retain; A: 30.00 to expand; C: 25.00 (over ann's capacity); E pays nothing
+    assert [(r["account_id"], r["motion"], r["owner_rank"]) for r in w] == [
+        ("B", "retain", 1), ("A", "expand", 2), ("D", "expand", 1)]
+    assert w[0]["value_at_stake_cents"] == 20_000 and w[0]["reasons"] == "c2" and w[0]["recommended_lever"] is None
+    assert w[0]["suggested_play"].startswith("Save play") and w[1]["suggested_play"].startswith("Seat")
+    assert w[2]["owner"] == "unassigned" and w[0]["week"] == dt.date(2025, 6, 9)
+
+
+def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company: Path, tmp_path: Path) -> None:
+    result = run(company, models_dir=tmp_path / "models")
+    accounts = result.tables["accounts"]
+    paying = [r for r in accounts.to_pylist() if r["mrr"] and r["mrr"] > 0]
+    assert {r["scored_by"] for r in paying} == {"lightgbm"}
+    assert all(0 < r["expansion_propensity"] < 1 and 0 < r["churn_risk"] < 1 for r in paying)
+    labels = [label for label, _ in FEATURE_LABELS.values()]
+    for r in paying[:50]:
+        parts = r["reasons"].split("; ")
+        assert 1 <= len(parts) <= 3 and all(any(p.startswith(lab) for lab in labels) for p in parts)
+        assert r["recommended_lever"] in ("usage", "seat", "tier", "premium", "cross_sell", "services")
+    worklist = result.tables["worklist"]
+    owners = worklist["owner"].to_pylist()
+    assert max(owners.count(o) for o in set(owners)) <= ScoringConfig().capacity_per_owner
+    assert worklist["rank"].to_pylist() == list(range(1, worklist.num_rows + 1))
+    card = (tmp_path / "models" / "model_card.json")
+    assert card.exists() and result.model_card and result.model_card["features"] == list(FEATURES)
+    # the saved model is reused: the same scores, without training again
+    again = run(company, models_dir=tmp_path / "models")
+    assert again.model_card["trained_at"] == result.model_card["trained_at"]
+    assert again.tables["accounts"]["expansion_propensity"] == accounts["expansion_propensity"]
+
+
+def test_training_is_deterministic(company: Path) -> None:
+    first, second = run(company), run(company)
+    for column in ("expansion_propensity", "churn_risk", "recommended_lever", "reasons"):
+        assert first.tables["accounts"][column] == second.tables["accounts"][column]
+
+
+def test_short_history_falls_back_to_rules_and_says_so(tmp_path: Path) -> None:
+    lines = "line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end\n" + "".join(
+        f"l{m},A,team_m,subscription,10,100,USD,2025-{m:02d}-01,2025-{m + 1:02d}-01\n" for m in range(1, 5))
+    folder = write_folder(tmp_path / "d", {"invoice_lines": lines})
+    result = run_folder(folder, "2025-04-30")
+    row = result.tables["accounts"].to_pylist()[0]
+    assert row["scored_by"] == "rules" and row["reasons"].startswith("rules (history too short")
+    assert any("history too short" in n for n in result.notes)
+    assert result.tables["worklist"].num_rows == 1
+    bt = backtest(folder)
+    assert any("history too short" in n for n in bt.notes)
+
+
+def test_cli_train_backtest_and_reuse(company: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    models = tmp_path / "m"
+    trained = runner.invoke(app, ["train", str(company), "--models", str(models)])
+    assert trained.exit_code == 0, trained.output
+    assert "model card" in trained.output and "held-out AUC" in trained.output
+    done = runner.invoke(app, ["run", str(company), "--out", str(tmp_path / "out"), "--models", str(models)])
+    assert done.exit_code == 0, done.output
+    assert "Worklist for the week of" in done.output
+    assert (tmp_path / "out" / "worklist.parquet").exists()
+    bt = runner.invoke(app, ["backtest", str(company), "--cutoffs", "2", "--out", str(tmp_path / "bt")])
+    assert bt.exit_code == 0, bt.output
+    assert "Backtest" in bt.output and "Calibration" in bt.output
+    metrics = pq.read_table(tmp_path / "bt" / "backtest_metrics.parquet")
+    assert set(metrics["model"].to_pylist()) == {"lightgbm", "logistic", "rules", "health_score"}
+    assert len(set(metrics["cutoff"].to_pylist())) == 2

@@ -1,0 +1,318 @@
+"""The account scorer: expansion propensity, churn risk, expected expansion, the lever and the reasons, learned
+together from a company's point-in-time snapshots, with the cold-start rules as its fallback.
+
+Habits of scikit-learn: settings in ``__init__`` (a :class:`ScoringConfig`), ``fit`` returns the scorer, learned
+state ends in ``_``; ``save`` and ``load`` keep a fitted scorer as plain JSON with its model card.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from upcurve import __version__
+from upcurve.errors import UpcurveError
+from upcurve.scoring.backtest import ranking_metrics
+from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
+from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
+from upcurve.scoring.reasons import probability_contributions, top_reasons
+
+__all__ = ["SCORE_COLUMNS", "AccountScorer", "rule_scores"]
+
+#: What :meth:`AccountScorer.score` returns for each account.
+SCORE_COLUMNS = ("account_id", "scored_by", "expansion_propensity", "churn_risk", "expected_expansion_mrr_cents",
+                 "recommended_lever", "reasons", "churn_reasons")
+TARGETS = {"expansion": "label_expansion", "churn": "label_churn"}
+_CARD = "model_card.json"
+_MODELS = "models.json"
+
+
+def _col(frame: pa.Table, name: str) -> np.ndarray:
+    if name not in frame.column_names:
+        return np.full(frame.num_rows, np.nan)
+    col = frame[name]
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.float64())
+    return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _lever_from_signals(frame: pa.Table) -> list[str | None]:
+    """The lever the signals point to, first that applies: usage near its limit, a full team still inviting,
+    features previewed beyond the plan (a higher tier while there is one, else a premium add-on), deep core use
+    with other products to sell, and an account behind on its outcome with narrow adoption (services)."""
+    usage = _col(frame, "flag_usage_limit") == 1
+    seats = (_col(frame, "flag_seat_saturation") == 1) & (
+        (np.nan_to_num(_col(frame, "invited_14d")) > 0) | (np.nan_to_num(_col(frame, "new_active_14d")) > 0))
+    gap = _col(frame, "flag_premium_gap") == 1
+    headroom = np.nan_to_num(_col(frame, "tier_headroom")) > 0
+    core = (_col(frame, "flag_core_heavy_no_premium") == 1) & (np.nan_to_num(_col(frame, "products_unowned")) > 0)
+    outcome = frame["outcome_status"].to_pylist() if "outcome_status" in frame.column_names else [None] * len(usage)
+    narrow = np.nan_to_num(_col(frame, "adoption_breadth"), nan=1.0) < 0.4
+    out: list[str | None] = []
+    for i in range(frame.num_rows):
+        if usage[i]:
+            out.append("usage")
+        elif seats[i]:
+            out.append("seat")
+        elif gap[i]:
+            out.append("tier" if headroom[i] else "premium")
+        elif core[i]:
+            out.append("cross_sell")
+        elif outcome[i] == "behind" and narrow[i]:
+            out.append("services")
+        else:
+            out.append(None)
+    return out
+
+
+def rule_scores(frame: pa.Table, rules: ColdStartRules) -> dict[str, Any]:
+    """The cold-start score of each account: the field's rules, where no model can be trained yet.
+
+    Formula
+    -------
+    ``score = 1 − Π(1 − w)`` over the rules that fire (weights in :class:`ColdStartRules`), for expansion and
+    for churn. The scores rank accounts; they are not probabilities. The reasons list the rules that fired.
+
+    Returns
+    -------
+    ``expansion`` and ``churn`` (arrays in [0, 1]), ``expansion_reasons`` and ``churn_reasons`` (texts),
+    ``lever`` (see :func:`_lever_from_signals`).
+    """
+    n = frame.num_rows
+    seat_growth = (np.nan_to_num(_col(frame, "invited_14d")) > 0) | (np.nan_to_num(_col(frame, "new_active_14d")) > 0)
+    expansion_rules = [
+        (_col(frame, "flag_usage_limit") == 1, rules.usage_limit, "usage reaches the plan limit within 30 days"),
+        ((_col(frame, "flag_seat_saturation") == 1) & seat_growth, rules.seat_saturation_with_invites,
+         "seats ≥ 80% used and the team still growing"),
+        (_col(frame, "flag_premium_gap") == 1, rules.premium_gap, "uses features its plan lacks"),
+        (_col(frame, "flag_core_heavy_no_premium") == 1, rules.core_heavy, "deep in core, nothing adjacent"),
+    ]
+    nps = _col(frame, "nps_latest")
+    churn_rules = [
+        (_col(frame, "login_trend") <= rules.falling_logins_below, rules.falling_logins, "logins falling"),
+        (_col(frame, "health_score") < rules.poor_health_below, rules.poor_health, "poor health score"),
+        (nps <= 6, rules.detractor, "NPS detractor"),
+        (np.nan_to_num(_col(frame, "tickets_30d")) >= 3, rules.many_tickets, "3+ tickets in 30 days"),
+    ]
+    out: dict[str, Any] = {"lever": _lever_from_signals(frame)}
+    for name, fired_rules in (("expansion", expansion_rules), ("churn", churn_rules)):
+        keep = np.ones(n)
+        texts: list[list[str]] = [[] for _ in range(n)]
+        for fired, weight, text in fired_rules:
+            keep *= np.where(fired, 1 - weight, 1.0)
+            for i in np.flatnonzero(fired):
+                texts[i].append(text)
+        out[name] = 1 - keep
+        out[f"{name}_reasons"] = ["; ".join(t) for t in texts]
+    return out
+
+
+class AccountScorer:
+    """Learns, from labelled snapshots, to score accounts: :data:`SCORE_COLUMNS`.
+
+    Parameters
+    ----------
+    config
+        :class:`ScoringConfig`: the model kind, the horizon, the calibration months, the least history to train on.
+
+    Training (``fit``) takes the snapshots of :func:`upcurve.scoring.training_snapshots` with known labels, keeps
+    the latest ``calibration_months`` out of training and calibrates the probabilities on them (a time split,
+    never random rows). A target whose history is too short or too small is scored by the cold-start rules, and
+    ``fallback_`` says why; each account's reasons then start with ``rules:``.
+    """
+
+    def __init__(self, config: ScoringConfig | None = None) -> None:
+        self.config = config or ScoringConfig()
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def fit(self, snapshots: pa.Table) -> AccountScorer:
+        cfg = self.config
+        labelled = snapshots.filter(pc.is_valid(snapshots["label_expansion"]))
+        # engines may return rows in any order; the trees' row sampling must not depend on it
+        labelled = labelled.sort_by([("snapshot_idx", "ascending"), ("account_id", "ascending")])
+        months = np.asarray(labelled["snapshot_idx"].to_numpy(zero_copy_only=False), dtype=np.int64)
+        unique = np.unique(months)
+        self.models_: dict[str, PropensityModel] = {}
+        self.calibration_: dict[str, PlattCalibration] = {}
+        self.fallback_: dict[str, str] = {}
+        self.lever_model_: Any = None
+        self.lever_classes_: list[str] = []
+        self.size_model_: Any = None
+        self.size_ratio_ = 0.1
+        needed = cfg.min_training_months + cfg.calibration_months
+        card: dict[str, Any] = {"features": list(FEATURES), "model": cfg.model, "horizon_months": cfg.horizon_months,
+                                "labelled_months": len(unique), "rows": int(labelled.num_rows), "targets": {}}
+        if len(unique) < needed:
+            why = (f"history too short: {len(unique)} months of snapshots with known outcomes, a model needs "
+                   f"{needed} ({cfg.min_training_months} to train, {cfg.calibration_months} to calibrate)")
+            self.fallback_ = {"expansion": why, "churn": why, "lever": why}
+            self.card_ = {**card, "fallback": self.fallback_, **self._versions()}
+            return self
+        calib_from = unique[-cfg.calibration_months]
+        train, calib = months < calib_from, months >= calib_from
+        X = feature_matrix(labelled)
+        card["training_window"] = [_month_label(unique[0]), _month_label(unique[-cfg.calibration_months - 1])]
+        card["calibration_window"] = [_month_label(calib_from), _month_label(unique[-1])]
+        for target, column in TARGETS.items():
+            y = np.asarray(labelled[column].to_pylist(), dtype=int)
+            positives = int(y[train].sum())
+            if positives < cfg.min_positives or positives == int(train.sum()):
+                self.fallback_[target] = (f"too few {target} outcomes to learn from: {positives} in training, "
+                                          f"a model needs {cfg.min_positives}")
+                continue
+            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state).fit(X[train], y[train])
+            raw = model.log_odds(X[calib])
+            calibration = PlattCalibration().fit(raw, y[calib])
+            self.models_[target], self.calibration_[target] = model, calibration
+            held_out = ranking_metrics(y[calib], calibration(raw))
+            card["targets"][target] = {
+                "training_rows": int(train.sum()), "training_positives": positives,
+                "calibration_rows": int(calib.sum()), "calibration_positives": int(y[calib].sum()),
+                "calibration": {"a": calibration.a, "b": calibration.b},
+                "held_out": {k: round(v, 4) for k, v in held_out.items()},
+            }
+        self._fit_lever_and_size(labelled, X)
+        card["levers"] = self.lever_classes_
+        card["fallback"] = self.fallback_
+        self.card_ = {**card, **self._versions()}
+        return self
+
+    def _fit_lever_and_size(self, labelled: pa.Table, X: np.ndarray) -> None:
+        import lightgbm
+
+        cfg = self.config
+        grew = np.asarray(labelled["label_expansion"].to_pylist(), dtype=bool)
+        net = np.asarray(labelled["net_expansion_cents"].fill_null(0).to_numpy(zero_copy_only=False), dtype=float)
+        mrr = np.nan_to_num(_col(labelled, "mrr_cents"))
+        lever = np.asarray(labelled["expansion_lever"].to_pylist(), dtype=object)
+        has = grew & np.asarray([v is not None for v in lever], dtype=bool)
+        classes = sorted({str(v) for v in lever[has]}, key=LEVERS.index)
+        if int(has.sum()) >= cfg.min_positives and len(classes) >= 2:
+            target = np.asarray([classes.index(v) for v in lever[has]])
+            self.lever_model_ = lightgbm.LGBMClassifier(
+                n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=1,
+            ).fit(X[has], target).booster_
+            self.lever_classes_ = classes
+        else:
+            self.fallback_["lever"] = f"too few expansions with a known lever: {int(has.sum())}"
+        if int(grew.sum()) >= cfg.min_positives:
+            self.size_model_ = lightgbm.LGBMRegressor(
+                n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=1,
+            ).fit(X[grew], np.log(net[grew])).booster_
+        positive = grew & (mrr > 0)
+        if positive.any():
+            self.size_ratio_ = float(np.median(net[positive] / mrr[positive]))
+
+    @staticmethod
+    def _versions() -> dict[str, Any]:
+        import lightgbm
+        import sklearn
+
+        return {"trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "versions": {"upcurve": __version__, "lightgbm": lightgbm.__version__,
+                             "scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                             "python": platform.python_version()}}
+
+    # -- scoring ------------------------------------------------------------------------------------------------
+    def score(self, frame: pa.Table) -> pa.Table:
+        """Score accounts: a table of ``account_id``, signal columns (and ``health_score`` for the rules)."""
+        if not hasattr(self, "card_"):
+            raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) or AccountScorer.load(folder)")
+        X = feature_matrix(frame)
+        rules = rule_scores(frame, self.config.rules)
+        mrr = np.nan_to_num(_col(frame, "mrr_cents"))
+        cols: dict[str, Any] = {"account_id": frame["account_id"]}
+        scored_by = self.config.model if self.models_.get("expansion") else "rules"
+        cols["scored_by"] = pa.array([scored_by] * frame.num_rows, pa.string())
+        for target in TARGETS:
+            model = self.models_.get(target)
+            if model is None:
+                cols[_OUT[target]] = rules[target]
+                why = self.fallback_.get(target, "")
+                cols[_REASONS[target]] = [f"rules ({why}): {r}" if r else f"rules ({why}): no rule fired"
+                                          for r in rules[f"{target}_reasons"]]
+                continue
+            calibration = self.calibration_[target]
+            contrib = model.contributions(X)
+            points, _ = probability_contributions(contrib, calibration.a, calibration.b)
+            cols[_OUT[target]] = calibration(contrib.sum(axis=1))
+            cols[_REASONS[target]] = top_reasons(FEATURES, X, points)
+        size = (np.exp(np.asarray(self.size_model_.predict(X), dtype=float)) if self.size_model_ is not None
+                else mrr * self.size_ratio_)
+        expected = np.rint(np.asarray(cols["expansion_propensity"]) * size).astype(np.int64)
+        cols["expected_expansion_mrr_cents"] = np.where(mrr > 0, expected, 0)
+        cols["recommended_lever"] = self._levers(X, rules["lever"])
+        return pa.table({name: cols[name] for name in SCORE_COLUMNS})
+
+    def _levers(self, X: np.ndarray, from_signals: list[str | None]) -> list[str | None]:
+        if self.lever_model_ is None:
+            return from_signals
+        probs = np.asarray(self.lever_model_.predict(X), dtype=float)
+        best = [self.lever_classes_[i] for i in probs.argmax(axis=1)]
+        # services are not an MRR expansion the model can learn: the signals recommend them where they apply
+        return ["services" if s == "services" else b for b, s in zip(best, from_signals, strict=True)]
+
+    # -- saving -------------------------------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted scorer (``models.json``) and its card (``model_card.json``) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        models: dict[str, Any] = {
+            "targets": {t: {"model": m.to_dict(), "calibration": [self.calibration_[t].a, self.calibration_[t].b]}
+                        for t, m in self.models_.items()},
+            "fallback": self.fallback_,
+            "lever": None if self.lever_model_ is None else {"classes": self.lever_classes_,
+                                                             "trees": self.lever_model_.model_to_string()},
+            "size": None if self.size_model_ is None else self.size_model_.model_to_string(),
+            "size_ratio": self.size_ratio_,
+        }
+        for name, data in ((_MODELS, models), (_CARD, self.card_)):
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+            tmp.replace(folder / name)
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path, config: ScoringConfig | None = None) -> AccountScorer:
+        """A scorer saved by :meth:`save`; an error says what to do when it is missing or from other features."""
+        import lightgbm
+
+        folder = Path(folder)
+        try:
+            card = json.loads((folder / _CARD).read_text())
+            models = json.loads((folder / _MODELS).read_text())
+        except FileNotFoundError as exc:
+            raise UpcurveError(f"{folder}: no saved model here; train one with `upcurve train`") from exc
+        if card.get("features") != list(FEATURES):
+            raise UpcurveError(f"{folder}: the saved model was trained on other features (upcurve "
+                               f"{card.get('versions', {}).get('upcurve')}); retrain it with `upcurve train`")
+        scorer = cls(config)
+        scorer.card_ = card
+        scorer.fallback_ = dict(models["fallback"])
+        scorer.models_ = {t: PropensityModel.from_dict(v["model"]) for t, v in models["targets"].items()}
+        scorer.calibration_ = {t: PlattCalibration(*v["calibration"]) for t, v in models["targets"].items()}
+        lever = models.get("lever")
+        scorer.lever_model_ = None if lever is None else lightgbm.Booster(model_str=lever["trees"])
+        scorer.lever_classes_ = [] if lever is None else list(lever["classes"])
+        size = models.get("size")
+        scorer.size_model_ = None if size is None else lightgbm.Booster(model_str=size)
+        scorer.size_ratio_ = float(models.get("size_ratio", 0.1))
+        return scorer
+
+
+_OUT = {"expansion": "expansion_propensity", "churn": "churn_risk"}
+_REASONS = {"expansion": "reasons", "churn": "churn_reasons"}
+
+
+def _month_label(idx: int) -> str:
+    year, month = divmod(int(idx), 12)
+    return f"{year:04d}-{month + 1:02d}"

@@ -1,0 +1,79 @@
+"""This week's worklist: the accounts each owner should work, the motion, the lever and the play."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+
+from upcurve.scoring.config import ScoringConfig
+
+__all__ = ["WORKLIST_COLUMNS", "weekly_worklist"]
+
+WORKLIST_COLUMNS = ("week", "rank", "owner", "owner_rank", "account_id", "name", "mrr_cents", "motion",
+                    "value_at_stake_cents", "expansion_propensity", "churn_risk", "expected_expansion_mrr_cents",
+                    "recommended_lever", "reasons", "suggested_play", "scored_by")
+
+
+def _values(table: pa.Table, name: str, default: object = None) -> list:
+    return table[name].to_pylist() if name in table.column_names else [default] * table.num_rows
+
+
+def weekly_worklist(accounts: pa.Table, config: ScoringConfig, *, as_of: dt.date) -> pa.Table:
+    """The accounts to work in the week of ``as_of``, ranked, at most ``capacity_per_owner`` per owner.
+
+    Formula
+    -------
+    For each paying account: expansion value ``E`` = ``expected_expansion_mrr_cents`` (propensity × expected size)
+    and retention value ``R`` = ``churn_risk × mrr_cents``. The motion is ``retain`` when ``R > E`` (its play the
+    save play, its reasons the churn reasons), else ``expand`` (the play of its recommended lever).
+    ``value_at_stake_cents = max(E, R)`` ranks the accounts; each owner keeps their top ``capacity_per_owner``.
+
+    Edge cases
+    ----------
+    Accounts without an owner are worked as ``unassigned``; ties are broken by MRR, then account id. An account
+    paying nothing is not listed. ``week`` is the Monday of the as-of date's week.
+    """
+    mrr = np.asarray(_values(accounts, "mrr_cents", 0), dtype=float)
+    paying = np.nan_to_num(mrr) > 0
+    t = accounts.filter(pa.array(paying))
+    mrr = mrr[paying]
+    expected = np.nan_to_num(np.asarray(_values(t, "expected_expansion_mrr_cents", 0), dtype=float))
+    risk = np.nan_to_num(np.asarray(_values(t, "churn_risk", 0), dtype=float))
+    retain_value = risk * mrr
+    retain = retain_value > expected
+    value = np.rint(np.maximum(expected, retain_value)).astype(np.int64)
+    owners = [o or "unassigned" for o in _values(t, "owner")]
+    ids = _values(t, "account_id")
+    order = sorted(range(t.num_rows), key=lambda i: (-value[i], -mrr[i], ids[i]))
+    taken: dict[str, int] = {}
+    keep: list[int] = []
+    owner_rank: list[int] = []
+    for i in order:
+        n = taken.get(owners[i], 0)
+        if n < config.capacity_per_owner:
+            taken[owners[i]] = n + 1
+            keep.append(i)
+            owner_rank.append(n + 1)
+    levers, reasons, churn_reasons = _values(t, "recommended_lever"), _values(t, "reasons"), _values(t, "churn_reasons")
+    names, propensity, scored_by = _values(t, "name"), _values(t, "expansion_propensity"), _values(t, "scored_by")
+    week = as_of - dt.timedelta(days=as_of.weekday())
+    return pa.table({
+        "week": pa.array([week] * len(keep), pa.date32()),
+        "rank": pa.array(range(1, len(keep) + 1), pa.int64()),
+        "owner": pa.array([owners[i] for i in keep], pa.string()),
+        "owner_rank": pa.array(owner_rank, pa.int64()),
+        "account_id": pa.array([ids[i] for i in keep], pa.string()),
+        "name": pa.array([names[i] for i in keep], pa.string()),
+        "mrr_cents": pa.array([int(mrr[i]) for i in keep], pa.int64()),
+        "motion": pa.array(["retain" if retain[i] else "expand" for i in keep], pa.string()),
+        "value_at_stake_cents": pa.array([int(value[i]) for i in keep], pa.int64()),
+        "expansion_propensity": pa.array([propensity[i] for i in keep], pa.float64()),
+        "churn_risk": pa.array([float(risk[i]) for i in keep], pa.float64()),
+        "expected_expansion_mrr_cents": pa.array([int(expected[i]) for i in keep], pa.int64()),
+        "recommended_lever": pa.array([None if retain[i] else levers[i] for i in keep], pa.string()),
+        "reasons": pa.array([churn_reasons[i] if retain[i] else reasons[i] for i in keep], pa.string()),
+        "suggested_play": pa.array([config.play("retain" if retain[i] else levers[i]) for i in keep], pa.string()),
+        "scored_by": pa.array([scored_by[i] for i in keep], pa.string()),
+    })
