@@ -40,6 +40,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_signals.py
 	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,7 +23,7 @@ from upcurve.present.terminal import (
     render_summary,
     render_worklist,
 )
-from upcurve.settings_file import load_config
+from upcurve.settings_file import UpcurveConfig, load_config
 
 app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -59,6 +60,26 @@ def _progress() -> Progress:
                     transient=True)
 
 
+T = TypeVar("T")
+
+
+def _with_progress(work: Callable[[Callable[[str], None]], T]) -> T:
+    """Run ``work(say)`` under a spinner that shows what it says; a user error exits with its message."""
+    try:
+        with _progress() as bar:
+            task = bar.add_task("starting", total=None)
+            return work(lambda msg: bar.update(task, description=msg))
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+
+
+def _config(path: Path | None, settings: Settings) -> UpcurveConfig:
+    try:
+        return load_config(path or settings.config)
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def run(
     data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
@@ -76,20 +97,14 @@ def run(
 ) -> None:
     """Compute MRR, movements, retention, cohorts, segments, account scores and this week's worklist into OUT."""
     settings = Settings()
-    try:
-        cfg = load_config(config or settings.config)
-        if currency:
-            policy = cfg.revenue.model_copy(update={"reporting_currency": currency.upper()})
-            cfg = cfg.model_copy(update={"revenue": policy})
-        with _progress() as bar:
-            task = bar.add_task("starting", total=None)
-            result = service.run(
-                data_dir, out, as_of=as_of.date() if as_of else None, fmt=fmt, config=cfg,
-                engine_url=engine or settings.engine, progress=lambda msg: bar.update(task, description=msg),
-                models_dir=models, retrain=retrain,
-            )
-    except UpcurveError as exc:
-        raise _fail(exc) from None
+    cfg = _config(config, settings)
+    if currency:
+        cfg = cfg.model_copy(update={"revenue": cfg.revenue.model_copy(
+            update={"reporting_currency": currency.upper()})})
+    result = _with_progress(lambda say: service.run(
+        data_dir, out, as_of=as_of.date() if as_of else None, fmt=fmt, config=cfg,
+        engine_url=engine or settings.engine, progress=say, models_dir=models, retrain=retrain,
+    ))
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
@@ -129,14 +144,10 @@ def accounts(
     if sort not in ("health", "risk", "mrr", "expansion", "churn"):
         err.print("[red]error:[/red] --sort takes health, risk, mrr, expansion or churn")
         raise typer.Exit(1)
-    try:
-        cfg = load_config(config or settings.config)
-        with _progress() as bar:
-            task = bar.add_task("starting", total=None)
-            result = service.run(data_dir, None, as_of=as_of.date() if as_of else None, config=cfg,
-                                 engine_url=settings.engine, progress=lambda msg: bar.update(task, description=msg))
-    except UpcurveError as exc:
-        raise _fail(exc) from None
+    cfg = _config(config, settings)
+    result = _with_progress(lambda say: service.run(
+        data_dir, None, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
+        progress=say))
     render_accounts(console, result.tables["accounts"], sort=sort, top=top,
                     currency=result.policy.reporting_currency, as_of=result.as_of)
 
@@ -152,14 +163,10 @@ def train(
 ) -> None:
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
     settings = Settings()
-    try:
-        cfg = load_config(config or settings.config)
-        with _progress() as bar:
-            task = bar.add_task("starting", total=None)
-            scorer = service.train(data_dir, models, as_of=as_of.date() if as_of else None, config=cfg,
-                                   engine_url=settings.engine, progress=lambda msg: bar.update(task, description=msg))
-    except UpcurveError as exc:
-        raise _fail(exc) from None
+    cfg = _config(config, settings)
+    scorer = _with_progress(lambda say: service.train(
+        data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
+        progress=say))
     render_model_card(console, scorer.card_)
     console.print(f"Saved to {models}; `upcurve run --models {models}` scores with it until it is trained again.")
 
@@ -173,14 +180,9 @@ def backtest(
 ) -> None:
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
-    try:
-        cfg = load_config(config or settings.config)
-        with _progress() as bar:
-            task = bar.add_task("starting", total=None)
-            result = service.backtest(data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine,
-                                      progress=lambda msg: bar.update(task, description=msg))
-    except UpcurveError as exc:
-        raise _fail(exc) from None
+    cfg = _config(config, settings)
+    result = _with_progress(lambda say: service.backtest(
+        data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
         console.print(f"Wrote the backtest tables to {result.out_dir}")
@@ -223,12 +225,17 @@ def demo(
             service.simulate(data, accounts=accounts, months=months, seed=seed, replace=True,
                              progress=lambda done, total: bar.update(
                                  task, description=f"simulating accounts: {done:,} of {total:,}"))
-            result = service.run(data, results, progress=lambda msg: bar.update(task, description=msg))
+            result = service.run(data, results, progress=lambda msg: bar.update(task, description=msg),
+                                 models_dir=out / "models", retrain=True)
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
+    if result.model_card:
+        render_model_card(console, result.model_card)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     console.print(f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables))
+    console.print(f"The trained model and its card are in {out / 'models'}; replay its history with "
+                  f"`upcurve backtest {data}`.")
 
 
 def main() -> None:  # pragma: no cover - console entry point

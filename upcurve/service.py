@@ -223,13 +223,11 @@ def _month_end(idx: int) -> dt.date:
 
 
 def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *,
-                       first: dt.date, as_of: dt.date, with_unknown: bool = False) -> ir.Table:
-    """Month-end snapshots of every paying account up to ``as_of``, with the outcomes known by then.
-
-    Only snapshots whose whole horizon has passed by ``as_of`` are kept, unless ``with_unknown``.
-    """
+                       first: dt.date, as_of: dt.date) -> ir.Table:
+    """Month-end snapshots of every paying account up to ``as_of`` whose whole horizon has passed by then, with
+    their outcomes."""
     cfg = config.scoring
-    last = month_index(as_of) - (0 if with_unknown else cfg.horizon_months)
+    last = month_index(as_of) - cfg.horizon_months
     dates = [d for d in snapshot_dates(first, _month_end(last), warmup_months=cfg.warmup_months) if d <= as_of]
     if not dates:
         dates = [_month_end(month_index(first))]
@@ -424,9 +422,9 @@ def backtest(
     snaps = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
     keyed = snaps.mutate(_key=snaps.account_id + "@" + snaps.snapshot_idx.cast("string"))
     health = health_scores(keyed.mutate(account_id=keyed._key), config.health, as_of=loaded.as_of)
-    snaps = keyed.left_join(health.select(_key="account_id", health_score="health_score"), "_key").drop("_key")
+    health = health.select(_key="account_id", health_score="health_score")
+    snaps = keyed.left_join(health, "_key").select(keyed, health.health_score).drop("_key")
     frame = snaps.to_pyarrow()
-    frame = frame.drop([c for c in frame.column_names if c.endswith("_right")])
     months = sorted(set(frame["snapshot_idx"].to_pylist()))
     picked = [m for m in months[::-1][::cfg.horizon_months]][:cutoffs][::-1]
     notes: list[str] = []
