@@ -53,7 +53,8 @@ class ScoringConfig(BaseModel):
     ``horizon_months``: the window the outcomes are predicted over (3 months ≈ 90 days). ``calibration_months``:
     the latest months of labelled snapshots kept out of training to calibrate the probabilities on.
     ``min_training_months`` and ``min_positives``: the least history a model is trained on; with less, accounts
-    are ranked by the cold-start rules and their reasons say so. ``capacity_per_owner``: accounts each owner can
+    are ranked by the cold-start rules and their reasons say so. ``max_training_rows``: beyond it, the models learn
+    from a seeded random sample of the snapshots. ``capacity_per_owner``: accounts each owner can
     work in a week (the worklist's size). ``plays``: the suggested play for each lever and for ``retain``.
     """
 
@@ -66,6 +67,7 @@ class ScoringConfig(BaseModel):
     min_positives: int = Field(30, ge=5)
     warmup_months: int = Field(3, ge=0, description="months of history before the first snapshot")
     capacity_per_owner: int = Field(10, ge=1)
+    max_training_rows: int = Field(400_000, ge=1_000, description="a seeded sample of snapshots beyond this")
     random_state: int = 0
     plays: dict[str, str] = Field(default_factory=lambda: dict(_PLAYS))
     rules: ColdStartRules = Field(default_factory=ColdStartRules)

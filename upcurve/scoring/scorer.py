@@ -137,6 +137,11 @@ class AccountScorer:
         labelled = snapshots.filter(pc.is_valid(snapshots["label_expansion"]))
         # engines may return rows in any order; the trees' row sampling must not depend on it
         labelled = labelled.sort_by([("snapshot_idx", "ascending"), ("account_id", "ascending")])
+        if labelled.num_rows > cfg.max_training_rows:
+            # a random, seeded sample of rows: beyond a few hundred thousand rows the models gain little
+            rng = np.random.default_rng(cfg.random_state)
+            keep = np.sort(rng.choice(labelled.num_rows, cfg.max_training_rows, replace=False))
+            labelled = labelled.take(pa.array(keep))
         months = np.asarray(labelled["snapshot_idx"].to_numpy(zero_copy_only=False), dtype=np.int64)
         unique = np.unique(months)
         self.models_: dict[str, PropensityModel] = {}
@@ -198,7 +203,7 @@ class AccountScorer:
             target = np.asarray([classes.index(v) for v in lever[has]])
             self.lever_model_ = lightgbm.LGBMClassifier(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
-                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=1,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=2,
             ).fit(X[has], target).booster_
             self.lever_classes_ = classes
         else:
@@ -206,7 +211,7 @@ class AccountScorer:
         if int(grew.sum()) >= cfg.min_positives:
             self.size_model_ = lightgbm.LGBMRegressor(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
-                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=1,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=2,
             ).fit(X[grew], np.log(net[grew])).booster_
         positive = grew & (mrr > 0)
         if positive.any():

@@ -343,7 +343,9 @@ def account_signals_at(
 
     if "events" in tables:
         events = tables["events"]
-        for part in _adoption(_feature_days(events, last_end), plan_features, on, dates_t):
+        # each reduction feeds several signals: computed once, held by the engine
+        days = _feature_days(events, last_end).cache()
+        for part in _adoption(days, plan_features, on, dates_t):
             out = _attach(out, part)
         breadth = _ratio(out.categories_used_30d.fill_null(0), out.categories_available)
         out = out.mutate(
@@ -359,7 +361,7 @@ def account_signals_at(
             flag_core_heavy_no_premium=((out.adoption_breadth >= 0.6) & out._outside.isnull()).fill_null(False),
         ).drop("_user_categories", "_outside")
         first_since = min(_end(d) for d in dates) - dt.timedelta(days=60)
-        out = _attach(out, _engagement(_user_days(events, first_since, last_end), dates_t))
+        out = _attach(out, _engagement(_user_days(events, first_since, last_end).cache(), dates_t))
         out = out.mutate(
             dau_per_seat=_ratio(out._user_days.fill_null(0) / 30.0, out.purchased_seats),
             stickiness=_ratio(out._user_days.fill_null(0) / 30.0, out._mau),
