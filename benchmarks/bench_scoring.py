@@ -54,7 +54,8 @@ def main() -> None:
                     continue
 
                 def mean(key: str, rows: list = rows) -> float:
-                    return float(np.nanmean([np.nan if r[key] is None else r[key] for r in rows]))
+                    values = [r[key] for r in rows if r[key] is not None and r[key] == r[key]]
+                    return float(np.mean(values)) if values else float("nan")
 
                 lifts = [r["lift_top_decile"] for r in rows]
                 line = (f"  {model:12s} AUC {mean('auc'):.3f}  log loss {mean('log_loss'):.3f}  "

@@ -58,9 +58,10 @@ def main() -> None:
         t0 = time.perf_counter()
         scorer = train(data, models)
         seconds = time.perf_counter() - t0
-        rows = scorer.card_["rows"]
-        print(f"train: {rows:,} labelled snapshot rows over {scorer.card_['labelled_months']} months in "
-              f"{seconds:.1f} s ({rows / seconds:,.0f} rows/s), peak RSS {_peak_mb():,.0f} MB")
+        rows, used = scorer.card_["snapshot_rows"], scorer.card_["rows"]
+        print(f"train: {rows:,} labelled snapshot rows over {scorer.card_['labelled_months']} months "
+              f"(the models learn from {used:,}) in {seconds:.1f} s ({rows / seconds:,.0f} rows/s), "
+              f"peak RSS {_peak_mb():,.0f} MB")
         for target, info in scorer.card_["targets"].items():
             held = info["held_out"]
             print(f"  {target}: held-out AUC {held['auc']:.3f}, lift {held['lift_top_decile']:.2f}")

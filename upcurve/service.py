@@ -68,6 +68,7 @@ __all__ = [
     "run",
     "score_accounts",
     "simulate",
+    "training_dates",
 ]
 
 Progress = Callable[[str], None]
@@ -122,15 +123,20 @@ EVENT_SCALE = ("events", "usage")
 
 
 def compute_accounts(
-    tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, as_of: dt.date
+    tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, as_of: dt.date,
+    signals: ir.Table | None = None,
 ) -> ir.Table:
-    """The ``accounts`` table: one row per account with its attributes, signals, health and its trend."""
-    features = plan_features(tables["plans"])
+    """The ``accounts`` table: one row per account with its attributes, signals, health and its trend.
+
+    ``signals``: :func:`account_signals_at` already computed at ``as_of`` and 30 days before (among other dates).
+    """
     accounts = tables["accounts"]
     before_day = as_of - dt.timedelta(days=30)
-    both = account_signals_at(tables, revenue.account_months, features, [before_day, as_of])
-    now = both.filter(both.as_of == as_of).drop("as_of")
-    then = both.filter(both.as_of == before_day).drop("as_of")
+    if signals is None:
+        signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                     [before_day, as_of])
+    now = signals.filter(signals.as_of == as_of).drop("as_of")
+    then = signals.filter(signals.as_of == before_day).drop("as_of")
     segments = accounts.select("account_id", "segment")
     health = health_scores(now, config.health, as_of=as_of, segments=segments)
     health_then = health_scores(then, config.health, as_of=before_day, segments=segments)
@@ -222,25 +228,54 @@ def _month_end(idx: int) -> dt.date:
     return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
 
 
-def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *,
-                       first: dt.date, as_of: dt.date) -> ir.Table:
-    """Month-end snapshots of every paying account up to ``as_of`` whose whole horizon has passed by then, with
-    their outcomes."""
+def training_dates(first: dt.date, as_of: dt.date, config: UpcurveConfig) -> list[dt.date]:
+    """The month ends, after the warm-up, whose whole outcome window has passed by ``as_of``."""
     cfg = config.scoring
-    last = month_index(as_of) - cfg.horizon_months
+    # the as-of month counts as seen only when the as-of date is its last day
+    seen = month_index(as_of) - (0 if (as_of + dt.timedelta(days=1)).day == 1 else 1)
+    last = seen - cfg.horizon_months
     dates = [d for d in snapshot_dates(first, _month_end(last), warmup_months=cfg.warmup_months) if d <= as_of]
-    if not dates:
-        dates = [_month_end(month_index(first))]
+    return dates or [_month_end(month_index(first))]
+
+
+def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *,
+                       first: dt.date, as_of: dt.date, signals: ir.Table | None = None) -> ir.Table:
+    """Month-end snapshots of every paying account up to ``as_of`` whose whole horizon has passed by then, with
+    their outcomes (see :func:`training_dates`)."""
     return training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
-                              plan_features(tables["plans"]), dates, horizon_months=cfg.horizon_months,
-                              product_months=revenue.product_months, premium=premium_add_ons(tables["plans"]))
+                              plan_features(tables["plans"]), training_dates(first, as_of, config),
+                              horizon_months=config.scoring.horizon_months, product_months=revenue.product_months,
+                              premium=premium_add_ons(tables["plans"]), signals=signals)
 
 
 def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *, first: dt.date,
-               as_of: dt.date) -> AccountScorer:
+               as_of: dt.date, signals: ir.Table | None = None) -> AccountScorer:
     """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``."""
-    frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of).to_pyarrow()
-    return AccountScorer(config.scoring).fit(frame)
+    if signals is None:
+        # held by the engine: the labels and the features both read it, and it must not be computed twice
+        signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                     training_dates(first, as_of, config)).cache()
+    frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals).to_pyarrow()
+    scorer = AccountScorer(config.scoring).fit(frame)
+    scorer.card_["as_of"] = as_of.isoformat()
+    return scorer
+
+
+def _saved_scorer(models_dir: str | Path, config: UpcurveConfig, as_of: dt.date) -> AccountScorer:
+    """The scorer saved in ``models_dir``, if it may score at ``as_of`` with these settings."""
+    scorer = AccountScorer.load(models_dir, config.scoring)
+    card = scorer.card_
+    trained = card.get("as_of")
+    if trained and dt.date.fromisoformat(trained) > as_of:
+        raise UpcurveError(f"{models_dir}: the saved model learned from data up to {trained}, after this run's "
+                           f"as-of date {as_of}; scoring the past with it would use the future. Train one at "
+                           f"{as_of} (`upcurve train --as-of {as_of}`) or run without --models.")
+    for key in ("horizon_months", "model"):
+        if card.get(key) != getattr(config.scoring, key):
+            raise UpcurveError(f"{models_dir}: the saved model has {key} = {card.get(key)!r} but the settings say "
+                               f"{getattr(config.scoring, key)!r}; retrain it (`upcurve run --retrain` or "
+                               "`upcurve train`)")
+    return scorer
 
 
 def score_accounts(accounts: pa.Table, scorer: AccountScorer) -> pa.Table:
@@ -290,19 +325,27 @@ def run(
     say("computing MRR, movements and metrics")
     revenue = compute_revenue(tables, as_of=as_of, first=loaded.first, policy=policy)
     say("computing account signals and health")
-    accounts = compute_accounts(tables, revenue, config, as_of=as_of)
+    use_saved = models_dir is not None and not retrain and (Path(models_dir) / "model_card.json").exists()
+    # the signals now, 30 days ago and, to learn from, at every past month end: one query, kept by the engine
+    dates = {as_of, as_of - dt.timedelta(days=30)}
+    if not use_saved:
+        dates.update(training_dates(loaded.first, as_of, config))
+    signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                 sorted(dates)).cache()
+    accounts = compute_accounts(tables, revenue, config, as_of=as_of, signals=signals)
     results: dict[str, pa.Table] = {}
     for name, expr in revenue.tables.items():
         say(f"computing {name}")
         results[name] = money_columns(expr.to_pyarrow())
     scored = accounts.to_pyarrow()
     scorer = None
-    if models_dir is not None and not retrain and (Path(models_dir) / "model_card.json").exists():
+    if use_saved and models_dir is not None:
         say(f"scoring with the model saved in {models_dir}")
-        scorer = AccountScorer.load(models_dir, config.scoring)
+        scorer = _saved_scorer(models_dir, config, as_of)
     else:
         say("learning expansion and churn from the company's history")
-        scorer = fit_scorer(tables, revenue, config, first=loaded.first, as_of=as_of)
+        scorer = fit_scorer(tables, revenue, config, first=loaded.first, as_of=as_of, signals=signals)
+        scorer.card_["data_dir"] = str(Path(data_dir).resolve())
         if models_dir is not None and not scorer.fallback_.get("expansion"):
             scorer.save(models_dir)
     scored = score_accounts(scored, scorer)
@@ -372,7 +415,6 @@ def train(
     revenue = compute_revenue(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("learning expansion and churn from point-in-time snapshots")
     scorer = fit_scorer(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
-    scorer.card_["as_of"] = loaded.as_of.isoformat()
     scorer.card_["data_dir"] = str(Path(data_dir).resolve())
     if "expansion" in scorer.fallback_:
         raise UpcurveError(f"no model was saved: {scorer.fallback_['expansion']}. Runs rank accounts by the "
@@ -419,16 +461,27 @@ def backtest(
     say("computing MRR and movements")
     revenue = compute_revenue(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")
-    snaps = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    signals = account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
+                                 training_dates(loaded.first, loaded.as_of, config)).cache()
+    snaps = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of,
+                               signals=signals)
     keyed = snaps.mutate(_key=snaps.account_id + "@" + snaps.snapshot_idx.cast("string"))
-    health = health_scores(keyed.mutate(account_id=keyed._key), config.health, as_of=loaded.as_of)
+    # the health score of each snapshot row, with its segment's weights (rows keyed account@month)
+    accounts = loaded.tables["accounts"]
+    segment = accounts.select("account_id", "segment") if "segment" in accounts.columns else None
+    segments = None
+    if segment is not None:
+        k = keyed.select("account_id", "_key").view()
+        segments = k.join(segment, "account_id").select(account_id=k._key, segment=segment.segment)
+    health = health_scores(keyed.mutate(account_id=keyed._key), config.health, as_of=loaded.as_of,
+                           segments=segments)
     health = health.select(_key="account_id", health_score="health_score")
     snaps = keyed.left_join(health, "_key").select(keyed, health.health_score).drop("_key")
     frame = snaps.to_pyarrow()
     months = sorted(set(frame["snapshot_idx"].to_pylist()))
     picked = [m for m in months[::-1][::cfg.horizon_months]][:cutoffs][::-1]
     notes: list[str] = []
-    needed = cfg.min_training_months + cfg.calibration_months
+    needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
     rows: list[dict[str, Any]] = []
     calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     idx = np.asarray(frame["snapshot_idx"].to_pylist())
@@ -451,17 +504,18 @@ def backtest(
                 fell_back = target in scorer.fallback_
                 name = "rules" if fell_back else kind
                 m = ranking_metrics(y[target], p, probabilities=not fell_back)
-                row = {"cutoff": _month_end(cutoff), "target": target, "model": name, **m,
-                       "note": scorer.fallback_.get(target)}
+                row = {"cutoff": _month_end(cutoff), "target": target, "model": name, **m}
                 if target == "expansion":
                     levers = scores["recommended_lever"].to_pylist()
                     pairs = [(a, b) for a, b in zip(levers, truth_lever, strict=True) if b is not None]
                     row["lever_match"] = (sum(a == b for a, b in pairs) / len(pairs)) if pairs else math.nan
-                if not fell_back:
-                    calib.setdefault((kind, target), []).append((p, y[target]))
-                    rows.append(row)
-                elif kind == "lightgbm":
-                    rows.append(row)
+                if fell_back:  # the rules' own row below stands for it
+                    why = f"{_month_label(cutoff)}, {target}: no {kind} model ({scorer.fallback_[target]})"
+                    if why not in notes:
+                        notes.append(why)
+                    continue
+                calib.setdefault((kind, target), []).append((p, y[target]))
+                rows.append(row)
         rules = rule_scores(test, cfg.rules)
         h = np.asarray([math.nan if v is None else v for v in test["health_score"].to_pylist()], dtype=float)
         for target, score in (("expansion", rules["expansion"]), ("churn", rules["churn"])):
@@ -471,7 +525,7 @@ def backtest(
             rows.append({"cutoff": _month_end(cutoff), "target": target, "model": "health_score",
                          **ranking_metrics(y[target], score, probabilities=False)})
     metrics = _rows_table(rows, ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k",
-                                 "lift_top_decile", "base_rate", "rows", "lever_match", "note"])
+                                 "lift_top_decile", "base_rate", "rows", "lever_match"])
     tables = {"backtest_metrics": metrics, "backtest_calibration": _calibration_table(calib)}
     result = BacktestResult(tables=tables, notes=notes, cutoffs=[_month_end(c) for c in picked])
     if out_dir is not None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +17,8 @@ from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
 from upcurve.scoring import (
     FEATURES,
+    SCORE_COLUMNS,
+    AccountScorer,
     ColdStartRules,
     PlattCalibration,
     PropensityModel,
@@ -52,6 +55,11 @@ def test_contributions_and_base_value_sum_to_the_model_output(kind: str) -> None
     calibration = PlattCalibration(0.8, -0.3)
     points, base = probability_contributions(contrib, calibration.a, calibration.b)
     np.testing.assert_allclose(base + points.sum(axis=1), calibration(contrib.sum(axis=1)), atol=1e-12)
+    moved = np.abs(points) > 1e-12
+    assert (np.sign(points[moved]) == np.sign(contrib[:, :-1][moved])).all()  # each keeps its feature's sign
+    # contributions that cancel out: each gets its first-order effect, with its own sign
+    even, _ = probability_contributions(np.array([[0.5, -0.5, 0.1]]), 1.0, 0.0)
+    assert even[0, 0] > 0 > even[0, 1] and even.sum() == pytest.approx(0.0)
     # the signal the data was made from explains the most, with the sign it was made with
     strongest = np.abs(contrib[:, :-1]).mean(axis=0)
     assert strongest.argmax() == 0
@@ -176,3 +184,66 @@ def test_cli_train_backtest_and_reuse(company: Path, tmp_path: Path) -> None:
     metrics = pq.read_table(tmp_path / "bt" / "backtest_metrics.parquet")
     assert set(metrics["model"].to_pylist()) == {"lightgbm", "logistic", "rules", "health_score"}
     assert len(set(metrics["cutoff"].to_pylist())) == 2
+
+
+def _snapshot_frame(n_accounts: int, months: int, levers: tuple[str, ...], seed: int = 0) -> pa.Table:
+    """Labelled snapshots made up from two signals: seat saturation drives expansion, falling logins churn."""
+    rng = np.random.default_rng(seed)
+    n = n_accounts * months
+    columns: dict[str, object] = {name: np.full(n, np.nan) for name in FEATURES if name != "outcome_level"}
+    saturation, logins = rng.random(n) * 1.2, rng.normal(0, 40, n)
+    columns.update(seat_saturation=saturation, login_trend=logins, mrr_cents=rng.integers(5_000, 50_000, n))
+    grew = rng.random(n) < 1 / (1 + np.exp(-(4 * saturation - 3)))
+    churned = rng.random(n) < 1 / (1 + np.exp(0.05 * logins + 3))
+    return pa.table({
+        **columns,
+        "outcome_status": pa.nulls(n, pa.string()),
+        "account_id": [f"A{i % n_accounts}" for i in range(n)],
+        "snapshot_idx": np.repeat(np.arange(24_000, 24_000 + months), n_accounts),
+        "label_expansion": grew, "label_churn": churned,
+        "net_expansion_cents": np.where(grew, rng.integers(1_000, 9_000, n), 0),
+        "expansion_lever": [levers[i % len(levers)] if g else None for i, g in enumerate(grew)],
+    })
+
+
+def test_two_levers_no_rows_and_a_sample_of_the_snapshots() -> None:
+    frame = _snapshot_frame(200, 16, ("seat", "tier"))
+    config = ScoringConfig(max_training_rows=2_000, min_training_months=4)
+    scorer = AccountScorer(config).fit(frame)
+    assert not scorer.fallback_ and scorer.lever_classes_ == ["seat", "tier"]
+    assert scorer.card_["rows"] == 2_000  # a seeded sample of the 3,200 rows
+    scores = scorer.score(frame.slice(0, 50))
+    assert set(scores["recommended_lever"].to_pylist()) <= {"seat", "tier"}
+    empty = scorer.score(frame.slice(0, 0))
+    assert empty.num_rows == 0 and empty.column_names == list(SCORE_COLUMNS)
+    # the model learned the made-up drivers: saturation raises the propensity, falling logins the risk
+    p = np.asarray(scores["expansion_propensity"].to_pylist())
+    s = np.asarray(frame.slice(0, 50)["seat_saturation"].to_pylist())
+    assert np.corrcoef(p, s)[0, 1] > 0.5
+    assert AccountScorer(config).fit(frame).score(frame.slice(0, 50)) == scores  # seeded: the same sample
+
+
+def test_training_keeps_outcome_windows_out_of_the_calibration_months() -> None:
+    frame = _snapshot_frame(100, 14, ("seat", "usage"))
+    scorer = AccountScorer(ScoringConfig(min_training_months=4, min_positives=5)).fit(frame)
+    # months 0–13; calibration on the last 3 (11–13); training rows end 3 months before them (month 8)
+    assert scorer.card_["calibration_window"] == ["2000-12", "2001-02"]
+    assert scorer.card_["training_window"] == ["2000-01", "2000-09"]
+    short = AccountScorer(ScoringConfig()).fit(frame.filter(pc.less(frame["snapshot_idx"], 24_011)))
+    assert short.fallback_["expansion"].startswith("history too short: 11 months")
+
+
+def test_rules_give_no_expected_amount_and_weigh_both_motions_on_mrr() -> None:
+    frame = _snapshot_frame(30, 2, ("seat",))
+    scorer = AccountScorer().fit(frame)
+    scores = scorer.score(frame)
+    assert set(scores["scored_by"].to_pylist()) == {"rules"}
+    assert scores["expected_expansion_mrr_cents"].null_count == frame.num_rows
+    accounts = pa.table({
+        "account_id": ["A", "B"], "mrr_cents": [10_000, 10_000], "expansion_propensity": [0.5, 0.0],
+        "churn_risk": [0.15, 0.2], "expected_expansion_mrr_cents": pa.nulls(2, pa.int64()),
+        "recommended_lever": ["usage", None], "reasons": ["r", ""], "churn_reasons": ["", "c"],
+    })
+    w = weekly_worklist(accounts, ScoringConfig(), as_of=dt.date(2025, 1, 1)).to_pylist()
+    assert [(r["account_id"], r["motion"], r["value_at_stake_cents"]) for r in w] == [
+        ("A", "expand", 5_000), ("B", "retain", 2_000)]

@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import ibis
+import pyarrow.compute as pc
 import pytest
 
 from upcurve.config import RevenuePolicy
@@ -96,3 +97,17 @@ def test_labels_leave_out_price_changes_and_name_premium_add_ons() -> None:
     assert rows["E"]["net_expansion_cents"] == 300
     assert (rows["F"]["expansion_source"], rows["F"]["expansion_lever"]) == ("cross_sell", "premium")
     assert rows["G"]["label_expansion"] is False and rows["G"]["expansion_lever"] is None  # a price rise only
+
+
+def test_snapshots_at_many_dates_equal_each_date_alone(company: Path) -> None:
+    """All dates are one query: a date's rows must not change when other, later dates join it."""
+    d, later = dt.date(2023, 11, 30), dt.date(2024, 5, 31)
+    alone = _snapshots(company, dt.date(2024, 8, 31), [d])
+    together = _snapshots(company, dt.date(2024, 8, 31), [d, later])
+    assert len(set(together["snapshot"].to_pylist())) == 2
+
+    def rows(table):
+        table = table.filter(pc.equal(table["snapshot"], d))
+        return sorted(table.to_pylist(), key=lambda r: r["account_id"])
+
+    assert rows(together) == rows(alone)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class AccountScorer:
         labelled = snapshots.filter(pc.is_valid(snapshots["label_expansion"]))
         # engines may return rows in any order; the trees' row sampling must not depend on it
         labelled = labelled.sort_by([("snapshot_idx", "ascending"), ("account_id", "ascending")])
+        snapshot_rows = labelled.num_rows
         if labelled.num_rows > cfg.max_training_rows:
             # a random, seeded sample of rows: beyond a few hundred thousand rows the models gain little
             rng = np.random.default_rng(cfg.random_state)
@@ -151,19 +153,22 @@ class AccountScorer:
         self.lever_classes_: list[str] = []
         self.size_model_: Any = None
         self.size_ratio_ = 0.1
-        needed = cfg.min_training_months + cfg.calibration_months
+        # training rows must have their whole outcome window before the calibration months begin
+        needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
         card: dict[str, Any] = {"features": list(FEATURES), "model": cfg.model, "horizon_months": cfg.horizon_months,
-                                "labelled_months": len(unique), "rows": int(labelled.num_rows), "targets": {}}
+                                "labelled_months": len(unique), "snapshot_rows": snapshot_rows,
+                                "rows": int(labelled.num_rows), "targets": {}}
         if len(unique) < needed:
             why = (f"history too short: {len(unique)} months of snapshots with known outcomes, a model needs "
-                   f"{needed} ({cfg.min_training_months} to train, {cfg.calibration_months} to calibrate)")
+                   f"{needed} ({cfg.min_training_months} to train, {cfg.horizon_months} for their outcomes to be "
+                   f"seen, {cfg.calibration_months} to calibrate)")
             self.fallback_ = {"expansion": why, "churn": why, "lever": why}
             self.card_ = {**card, "fallback": self.fallback_, **self._versions()}
             return self
         calib_from = unique[-cfg.calibration_months]
-        train, calib = months < calib_from, months >= calib_from
+        train, calib = months + cfg.horizon_months <= calib_from, months >= calib_from
         X = feature_matrix(labelled)
-        card["training_window"] = [_month_label(unique[0]), _month_label(unique[-cfg.calibration_months - 1])]
+        card["training_window"] = [_month_label(unique[0]), _month_label(months[train].max())]
         card["calibration_window"] = [_month_label(calib_from), _month_label(unique[-1])]
         for target, column in TARGETS.items():
             y = np.asarray(labelled[column].to_pylist(), dtype=int)
@@ -176,12 +181,14 @@ class AccountScorer:
             raw = model.log_odds(X[calib])
             calibration = PlattCalibration().fit(raw, y[calib])
             self.models_[target], self.calibration_[target] = model, calibration
-            held_out = ranking_metrics(y[calib], calibration(raw))
+            # the model never saw these months; its probabilities before calibration, so the calibration's own
+            # fit does not flatter the log loss and Brier score (ranking metrics are the same either way)
+            held_out = ranking_metrics(y[calib], 1 / (1 + np.exp(-raw)))
             card["targets"][target] = {
                 "training_rows": int(train.sum()), "training_positives": positives,
                 "calibration_rows": int(calib.sum()), "calibration_positives": int(y[calib].sum()),
                 "calibration": {"a": calibration.a, "b": calibration.b},
-                "held_out": {k: round(v, 4) for k, v in held_out.items()},
+                "held_out": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in held_out.items()},
             }
         self._fit_lever_and_size(labelled, X)
         card["levers"] = self.lever_classes_
@@ -232,11 +239,14 @@ class AccountScorer:
         """Score accounts: a table of ``account_id``, signal columns (and ``health_score`` for the rules)."""
         if not hasattr(self, "card_"):
             raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) or AccountScorer.load(folder)")
+        if frame.num_rows == 0:
+            return pa.table({name: pa.array([], _TYPES[name]) for name in SCORE_COLUMNS})
         X = feature_matrix(frame)
         rules = rule_scores(frame, self.config.rules)
         mrr = np.nan_to_num(_col(frame, "mrr_cents"))
-        cols: dict[str, Any] = {"account_id": frame["account_id"]}
-        scored_by = self.config.model if self.models_.get("expansion") else "rules"
+        cols: dict[str, Any] = {"account_id": frame["account_id"].combine_chunks()}
+        model = self.models_.get("expansion")
+        scored_by = model.kind if model is not None else "rules"
         cols["scored_by"] = pa.array([scored_by] * frame.num_rows, pa.string())
         for target in TARGETS:
             model = self.models_.get(target)
@@ -251,17 +261,24 @@ class AccountScorer:
             points, _ = probability_contributions(contrib, calibration.a, calibration.b)
             cols[_OUT[target]] = calibration(contrib.sum(axis=1))
             cols[_REASONS[target]] = top_reasons(FEATURES, X, points)
-        size = (np.exp(np.asarray(self.size_model_.predict(X), dtype=float)) if self.size_model_ is not None
-                else mrr * self.size_ratio_)
-        expected = np.rint(np.asarray(cols["expansion_propensity"]) * size).astype(np.int64)
-        cols["expected_expansion_mrr_cents"] = np.where(mrr > 0, expected, 0)
+        if model is None:
+            # a rule score is a rank, not a probability: it gives no expected amount
+            cols["expected_expansion_mrr_cents"] = pa.nulls(frame.num_rows, pa.int64())
+        else:
+            size = (np.exp(np.asarray(self.size_model_.predict(X), dtype=float)) if self.size_model_ is not None
+                    else mrr * self.size_ratio_)
+            expected = np.rint(np.asarray(cols["expansion_propensity"]) * size).astype(np.int64)
+            cols["expected_expansion_mrr_cents"] = np.where(mrr > 0, expected, 0)
         cols["recommended_lever"] = self._levers(X, rules["lever"])
-        return pa.table({name: cols[name] for name in SCORE_COLUMNS})
+        return pa.table({name: pa.array(cols[name], _TYPES[name]) if not isinstance(cols[name], pa.Array)
+                         else cols[name] for name in SCORE_COLUMNS})
 
     def _levers(self, X: np.ndarray, from_signals: list[str | None]) -> list[str | None]:
         if self.lever_model_ is None:
             return from_signals
         probs = np.asarray(self.lever_model_.predict(X), dtype=float)
+        if probs.ndim == 1:  # two levers only: the model gives the second one's probability
+            probs = np.column_stack([1 - probs, probs])
         best = [self.lever_classes_[i] for i in probs.argmax(axis=1)]
         # services are not an MRR expansion the model can learn: the signals recommend them where they apply
         return ["services" if s == "services" else b for b, s in zip(best, from_signals, strict=True)]
@@ -282,7 +299,7 @@ class AccountScorer:
         }
         for name, data in ((_MODELS, models), (_CARD, self.card_)):
             tmp = folder / f".{name}.tmp"
-            tmp.write_text(json.dumps(data, indent=1, default=str))
+            tmp.write_text(json.dumps(data, indent=1, default=str, allow_nan=False))
             tmp.replace(folder / name)
         return folder
 
@@ -315,6 +332,9 @@ class AccountScorer:
 
 
 _OUT = {"expansion": "expansion_propensity", "churn": "churn_risk"}
+_TYPES = {"account_id": pa.string(), "scored_by": pa.string(), "expansion_propensity": pa.float64(),
+          "churn_risk": pa.float64(), "expected_expansion_mrr_cents": pa.int64(), "recommended_lever": pa.string(),
+          "reasons": pa.string(), "churn_reasons": pa.string()}
 _REASONS = {"expansion": "reasons", "churn": "churn_reasons"}
 
 

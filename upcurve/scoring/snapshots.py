@@ -1,8 +1,8 @@
 """Point-in-time training snapshots: each account's signals as known at a date, beside what happened next.
 
 A model of expansion and churn is only honest if every feature it learns from was known at the snapshot date. Here
-each snapshot's features are the signals computed on the tables cut at that date (:func:`upcurve.contract.known_at`);
-only the labels look ahead, at the revenue movements of the following months.
+each snapshot's features are the signals at that date (:func:`upcurve.signals.account_signals_at`, which reads
+nothing dated later); only the labels look ahead, at the revenue movements of the following months.
 """
 
 from __future__ import annotations
@@ -124,17 +124,22 @@ def training_snapshots(
     horizon_months: int = 3,
     product_months: ir.Table | None = None,
     premium: ir.Table | None = None,
+    signals: ir.Table | None = None,
 ) -> ir.Table:
     """Features of every paying account at every snapshot date, with its labels (see :func:`labels_after`).
 
     Features at date ``d`` are the signals of :func:`upcurve.signals.account_signals_at`, which read nothing dated
-    after ``d``: adding data after ``d`` changes no feature (a test holds it). All dates are one query.
+    after ``d``: adding data after ``d`` changes no feature (a test holds it). All dates are one query; ``signals``
+    (the result of ``account_signals_at`` at these dates, and maybe others) saves computing it again.
 
     Returns
     -------
     ``snapshot`` (date), ``snapshot_idx``, ``account_id``, the signal columns, then the label columns.
     """
-    feats = account_signals_at(tables, account_months, plan_features, dates)
+    if signals is None:
+        feats = account_signals_at(tables, account_months, plan_features, dates)
+    else:  # already computed, at these dates among others
+        feats = signals.filter(signals.as_of.isin(list(dates)))
     feats = feats.filter(feats.mrr_cents > 0)
     features = feats.mutate(
         snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")

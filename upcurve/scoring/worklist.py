@@ -32,14 +32,19 @@ def weekly_worklist(accounts: pa.Table, config: ScoringConfig, *, as_of: dt.date
 
     Edge cases
     ----------
-    Accounts without an owner are worked as ``unassigned``; ties are broken by MRR, then account id. An account
+    Scored by the cold-start rules (no expected amount), ``E = expansion score × MRR`` and ``R = churn score ×
+    MRR``. Accounts without an owner are worked as ``unassigned``; ties are broken by MRR, then account id. An account
     paying nothing is not listed. ``week`` is the Monday of the as-of date's week.
     """
     mrr = np.asarray(_values(accounts, "mrr_cents", 0), dtype=float)
     paying = np.nan_to_num(mrr) > 0
     t = accounts.filter(pa.array(paying))
     mrr = mrr[paying]
-    expected = np.nan_to_num(np.asarray(_values(t, "expected_expansion_mrr_cents", 0), dtype=float))
+    propensity_values = np.nan_to_num(np.asarray(_values(t, "expansion_propensity", 0), dtype=float))
+    expected_values = _values(t, "expected_expansion_mrr_cents", None)
+    expected = np.asarray([np.nan if v is None else v for v in expected_values], dtype=float)
+    # scored by the rules there is no expected amount: the two rule scores are weighed on the same MRR
+    expected = np.where(np.isnan(expected), propensity_values * mrr, expected)
     risk = np.nan_to_num(np.asarray(_values(t, "churn_risk", 0), dtype=float))
     retain_value = risk * mrr
     retain = retain_value > expected
@@ -71,7 +76,7 @@ def weekly_worklist(accounts: pa.Table, config: ScoringConfig, *, as_of: dt.date
         "value_at_stake_cents": pa.array([int(value[i]) for i in keep], pa.int64()),
         "expansion_propensity": pa.array([propensity[i] for i in keep], pa.float64()),
         "churn_risk": pa.array([float(risk[i]) for i in keep], pa.float64()),
-        "expected_expansion_mrr_cents": pa.array([int(expected[i]) for i in keep], pa.int64()),
+        "expected_expansion_mrr_cents": pa.array([expected_values[i] for i in keep], pa.int64()),
         "recommended_lever": pa.array([None if retain[i] else levers[i] for i in keep], pa.string()),
         "reasons": pa.array([churn_reasons[i] if retain[i] else reasons[i] for i in keep], pa.string()),
         "suggested_play": pa.array([config.play("retain" if retain[i] else levers[i]) for i in keep], pa.string()),

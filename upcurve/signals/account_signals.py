@@ -187,10 +187,21 @@ def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> i
     )
 
 
-def _feature_days(events: ir.Table, before: dt.datetime) -> ir.Table:
+def _feature_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.Table:
     """Events that name a feature, reduced to one row per account, user, feature, category and day."""
-    ev = events.filter(events.feature.notnull() & (events.ts < ibis.timestamp(before)))
+    ev = events.filter(events.feature.notnull() & (events.ts >= ibis.timestamp(since))
+                       & (events.ts < ibis.timestamp(before)))
     return ev.select("account_id", "user_id", "feature", "category", day=ev.ts.truncate("D")).distinct()
+
+
+def _first_uses(events: ir.Table, before: dt.datetime) -> tuple[ir.Table, ir.Table]:
+    """The first day each account used each feature, and the first day each feature reported each category."""
+    ev = events.filter(events.feature.notnull() & (events.ts < ibis.timestamp(before)))
+    day = ev.ts.truncate("D")
+    first = ev.group_by(["account_id", "feature"]).aggregate(first=day.min())
+    seen = ev.filter(ev.category.notnull())
+    catalogue = seen.group_by(["feature", "category"]).aggregate(first=seen.ts.truncate("D").min())
+    return first, catalogue
 
 
 def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.Table:
@@ -202,12 +213,15 @@ def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.
     )
 
 
-def _adoption(days: ir.Table, plan_features: ir.Table, on: ir.Table, dates: ir.Table) -> tuple[ir.Table, ...]:
-    """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account."""
+def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
+              dates: ir.Table) -> tuple[ir.Table, ...]:
+    """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account.
+
+    ``days``: :func:`_feature_days` over the 30 days before each date; ``first`` and ``catalogue``:
+    :func:`_first_uses`.
+    """
     key = [*_KEY, "feature"]
     # a feature's category is the one events report for it, known from the first day it was reported
-    seen = days.filter(days.category.notnull())
-    catalogue = seen.group_by(["feature", "category"]).aggregate(first=seen.day.min())
     catalogue = _at(catalogue, dates, lambda t, d: t.first < d.end).select("as_of", "feature", "category")
     owned = on.filter(on.plan_id.notnull()).select("as_of", "account_id", "plan_id").distinct()
     owned = owned.join(plan_features, "plan_id").select(*key).distinct()
@@ -220,7 +234,6 @@ def _adoption(days: ir.Table, plan_features: ir.Table, on: ir.Table, dates: ir.T
         categories_used_30d=used.category.nunique(),
         _user_categories=(used.user_id.cast("string") + "|" + used.category.cast("string")).nunique(),
     )
-    first = days.group_by(["account_id", "feature"]).aggregate(first=days.day.min())
     newly = _at(first, dates, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).semi_join(owned, key)
     newly = newly.group_by(list(_KEY)).aggregate(features_first_used_7d=newly.count())
     sold = plan_features.select("feature").distinct()
@@ -344,8 +357,10 @@ def account_signals_at(
     if "events" in tables:
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine
-        days = _feature_days(events, last_end).cache()
-        for part in _adoption(days, plan_features, on, dates_t):
+        first_end = min(_end(d) for d in dates)
+        days = _feature_days(events, first_end - dt.timedelta(days=30), last_end).cache()
+        first, catalogue = _first_uses(events, last_end)
+        for part in _adoption(days, first.cache(), catalogue, plan_features, on, dates_t):
             out = _attach(out, part)
         breadth = _ratio(out.categories_used_30d.fill_null(0), out.categories_available)
         out = out.mutate(
@@ -360,8 +375,8 @@ def account_signals_at(
             flag_premium_gap=out.premium_gap_features > 0,
             flag_core_heavy_no_premium=((out.adoption_breadth >= 0.6) & out._outside.isnull()).fill_null(False),
         ).drop("_user_categories", "_outside")
-        first_since = min(_end(d) for d in dates) - dt.timedelta(days=60)
-        out = _attach(out, _engagement(_user_days(events, first_since, last_end).cache(), dates_t))
+        out = _attach(out, _engagement(_user_days(events, first_end - dt.timedelta(days=60), last_end).cache(),
+                                       dates_t))
         out = out.mutate(
             dau_per_seat=_ratio(out._user_days.fill_null(0) / 30.0, out.purchased_seats),
             stickiness=_ratio(out._user_days.fill_null(0) / 30.0, out._mau),
