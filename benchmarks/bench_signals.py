@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import ibis
+from synthetic_events import write_events
 
 from upcurve.contract import read_folder, typed_tables
 from upcurve.engine import hand_over
@@ -35,23 +36,11 @@ def main() -> None:
         tables = simulate_tables(args.accounts, 36, seed=1)
         write_folder(tables, data, "parquet", ("accounts", "plans", "invoice_lines", "fx_rates", "users",
                                                "renewals", "tickets", "nps", "outcomes"))
-        users = tables["users"].num_rows
         del tables
         con = ibis.duckdb.connect()
         t0 = time.perf_counter()
         # Events over 2025, drawn uniformly: the engine writes them straight to Parquet.
-        con.raw_sql(f"""
-            COPY (
-              SELECT TIMESTAMP '2025-01-01' + to_seconds((random() * 365 * 86400)::BIGINT) AS ts,
-                     u.account_id, u.user_id,
-                     CASE WHEN random() < 0.4 THEN 'login' ELSE 'feature_used' END AS event,
-                     ['projects', 'comments', 'dashboards', 'reports', 'sso'][1 + (i % 5)::INT] AS feature,
-                     ['core', 'core', 'collaboration', 'analytics', 'premium'][1 + (i % 5)::INT] AS category
-              FROM range({args.events}) r(i)
-              JOIN (SELECT row_number() OVER () - 1 AS k, account_id, user_id
-                    FROM read_parquet('{data}/users.parquet')) u ON u.k = i % {users}
-            ) TO '{data}/events.parquet' (FORMAT parquet)
-        """)
+        write_events(data, args.events, start=dt.date(2025, 1, 1), days=365)
         print(f"wrote {args.events:,} events in {time.perf_counter() - t0:.1f} s")
         as_of = dt.date(2025, 12, 31)
         folder = read_folder(data, con)

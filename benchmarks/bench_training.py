@@ -12,12 +12,13 @@ rows/s, seconds and peak RSS.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import resource
 import tempfile
 import time
 from pathlib import Path
 
-import ibis
+from synthetic_events import write_events
 
 from upcurve.service import run, train
 from upcurve.simulate import simulate_tables, write_folder
@@ -37,21 +38,8 @@ def main() -> None:
         t0 = time.perf_counter()
         tables = simulate_tables(args.accounts, 36, seed=1)
         write_folder(tables, data, "parquet", tuple(t for t in tables if t != "events"))
-        users = tables["users"].num_rows
         del tables
-        con = ibis.duckdb.connect()
-        con.raw_sql(f"""
-            COPY (
-              SELECT TIMESTAMP '2023-01-01' + to_seconds((random() * 1095 * 86400)::BIGINT) AS ts,
-                     u.account_id, u.user_id,
-                     CASE WHEN random() < 0.4 THEN 'login' ELSE 'feature_used' END AS event,
-                     ['projects', 'comments', 'dashboards', 'reports', 'sso'][1 + (i % 5)::INT] AS feature,
-                     ['core', 'core', 'collaboration', 'analytics', 'premium'][1 + (i % 5)::INT] AS category
-              FROM range({args.events}) r(i)
-              JOIN (SELECT row_number() OVER () - 1 AS k, account_id, user_id
-                    FROM read_parquet('{data}/users.parquet')) u ON u.k = i % {users}
-            ) TO '{data}/events.parquet' (FORMAT parquet)
-        """)
+        write_events(data, args.events, start=dt.date(2023, 1, 1), days=1095)
         print(f"built {args.accounts:,} accounts × 36 months and {args.events:,} events in "
               f"{time.perf_counter() - t0:.1f} s")
         models = Path(tmp) / "models"

@@ -77,7 +77,7 @@ def describe(name: str, value: float) -> str:
     if kind == "money":
         return f"{label} ${value / 100:,.0f}"
     if kind == "days":
-        return f"{label} {value:,.0f} days"
+        return f"{label} {value:,.0f} {'day' if round(value) in (1, -1) else 'days'}"
     if kind == "outcome":
         return f"{label} {_OUTCOMES.get(float(value), value)}"
     if kind == "count":
