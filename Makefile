@@ -32,7 +32,8 @@ lint: install-dev
 
 ## test: install what the tests need, lint, and run the whole suite
 test: install-dev lint
-	$(VENV)/bin/pytest -n 2
+	# two test workers on two cores: one OpenMP thread each, or LightGBM's threads spin against each other
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2
 
 ## bench: the benchmark of every hot path (not part of the test suite)
 bench: install-dev

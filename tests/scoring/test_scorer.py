@@ -27,7 +27,7 @@ from upcurve.scoring import (
     weekly_worklist,
 )
 from upcurve.scoring.reasons import FEATURE_LABELS, probability_contributions, top_reasons
-from upcurve.service import backtest, run
+from upcurve.service import RunResult, backtest, run
 from upcurve.simulate import simulate_company
 
 
@@ -126,8 +126,19 @@ def test_worklist_by_capacity_with_motions() -> None:
     assert w[2]["owner"] == "unassigned" and w[0]["week"] == dt.date(2025, 6, 9)
 
 
-def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company: Path, tmp_path: Path) -> None:
-    result = run(company, models_dir=tmp_path / "models")
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def scored(company: Path, models: Path) -> RunResult:
+    return run(company, models_dir=models)
+
+
+def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company: Path, models: Path,
+                                                                          scored: RunResult) -> None:
+    result = scored
     accounts = result.tables["accounts"]
     paying = [r for r in accounts.to_pylist() if r["mrr"] and r["mrr"] > 0]
     assert {r["scored_by"] for r in paying} == {"lightgbm"}
@@ -141,16 +152,16 @@ def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company
     owners = worklist["owner"].to_pylist()
     assert max(owners.count(o) for o in set(owners)) <= ScoringConfig().capacity_per_owner
     assert worklist["rank"].to_pylist() == list(range(1, worklist.num_rows + 1))
-    card = (tmp_path / "models" / "model_card.json")
+    card = models / "model_card.json"
     assert card.exists() and result.model_card and result.model_card["features"] == list(FEATURES)
     # the saved model is reused: the same scores, without training again
-    again = run(company, models_dir=tmp_path / "models")
+    again = run(company, models_dir=models)
     assert again.model_card["trained_at"] == result.model_card["trained_at"]
     assert again.tables["accounts"]["expansion_propensity"] == accounts["expansion_propensity"]
 
 
-def test_training_is_deterministic(company: Path) -> None:
-    first, second = run(company), run(company)
+def test_training_is_deterministic(company: Path, scored: RunResult) -> None:
+    first, second = scored, run(company)
     for column in ("expansion_propensity", "churn_risk", "recommended_lever", "reasons"):
         assert first.tables["accounts"][column] == second.tables["accounts"][column]
 

@@ -76,7 +76,7 @@ class PropensityModel:
                 n_estimators=self.n_estimators, learning_rate=self.learning_rate, num_leaves=self.num_leaves,
                 min_child_samples=self.min_child_samples, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
                 reg_lambda=1.0, random_state=self.random_state, verbose=-1, deterministic=True,
-                force_col_wise=True, n_jobs=2,
+                force_col_wise=True,
             ).fit(X, y)
             self.booster_: Any = model.booster_
         else:

@@ -210,7 +210,7 @@ class AccountScorer:
             target = np.asarray([classes.index(v) for v in lever[has]])
             self.lever_model_ = lightgbm.LGBMClassifier(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
-                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=2,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
             ).fit(X[has], target).booster_
             self.lever_classes_ = classes
         else:
@@ -218,7 +218,7 @@ class AccountScorer:
         if int(grew.sum()) >= cfg.min_positives:
             self.size_model_ = lightgbm.LGBMRegressor(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
-                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True, n_jobs=2,
+                random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
             ).fit(X[grew], np.log(net[grew])).booster_
         positive = grew & (mrr > 0)
         if positive.any():
