@@ -36,7 +36,9 @@ from upcurve.revenue import (
     line_months,
     metrics_from_sums,
     month_calendar,
+    month_end,
     month_index,
+    month_label,
     movements,
     product_account_months,
     product_months,
@@ -46,6 +48,7 @@ from upcurve.revenue import (
 )
 from upcurve.scoring import (
     AccountScorer,
+    calibration_table,
     premium_add_ons,
     ranking_metrics,
     rule_scores,
@@ -223,19 +226,14 @@ def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, en
     return Loaded(as_of, first, tables, notes)
 
 
-def _month_end(idx: int) -> dt.date:
-    year, month = divmod(idx + 1, 12)
-    return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
-
-
 def training_dates(first: dt.date, as_of: dt.date, config: UpcurveConfig) -> list[dt.date]:
     """The month ends, after the warm-up, whose whole outcome window has passed by ``as_of``."""
     cfg = config.scoring
     # the as-of month counts as seen only when the as-of date is its last day
     seen = month_index(as_of) - (0 if (as_of + dt.timedelta(days=1)).day == 1 else 1)
     last = seen - cfg.horizon_months
-    dates = [d for d in snapshot_dates(first, _month_end(last), warmup_months=cfg.warmup_months) if d <= as_of]
-    return dates or [_month_end(month_index(first))]
+    dates = [d for d in snapshot_dates(first, month_end(last), warmup_months=cfg.warmup_months) if d <= as_of]
+    return dates or [month_end(month_index(first))]
 
 
 def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: UpcurveConfig, *,
@@ -279,17 +277,14 @@ def _saved_scorer(models_dir: str | Path, config: UpcurveConfig, as_of: dt.date)
 
 
 def score_accounts(accounts: pa.Table, scorer: AccountScorer) -> pa.Table:
-    """``accounts`` with the scorer's columns; accounts paying nothing at the as-of date are not scored."""
-    mrr = accounts["mrr_cents"].fill_null(0)
-    paying = accounts.filter(pc.greater(mrr, 0))
-    scores = {r["account_id"]: r for r in scorer.score(paying).to_pylist()}
-    ids = accounts["account_id"].to_pylist()
+    """``accounts`` with the scorer's columns, in the same order; accounts paying nothing at the as-of date are not
+    scored."""
+    paying = accounts.filter(pc.greater(accounts["mrr_cents"].fill_null(0), 0))
+    scores = scorer.score(paying)
+    at = pc.index_in(accounts["account_id"], value_set=scores["account_id"])
     out = accounts
-    types = {"scored_by": pa.string(), "expansion_propensity": pa.float64(), "churn_risk": pa.float64(),
-             "expected_expansion_mrr_cents": pa.int64(), "recommended_lever": pa.string(), "reasons": pa.string(),
-             "churn_reasons": pa.string()}
-    for name, kind in types.items():
-        out = out.append_column(name, pa.array([scores[i][name] if i in scores else None for i in ids], kind))
+    for name in scores.column_names[1:]:
+        out = out.append_column(name, scores[name].take(at))
     return out
 
 
@@ -490,7 +485,7 @@ def backtest(
                      f"a backtest needs {needed} months before a cutoff plus {cfg.horizon_months} to see outcomes. "
                      "Accounts are ranked by the cold-start rules until then.")
     for cutoff in picked:
-        say(f"replaying {_month_label(cutoff)}")
+        say(f"replaying {month_label(cutoff)}")
         train = frame.filter(pa.array(idx + cfg.horizon_months <= cutoff))
         test = frame.filter(pa.array(idx == cutoff))
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
@@ -504,13 +499,13 @@ def backtest(
                 fell_back = target in scorer.fallback_
                 name = "rules" if fell_back else kind
                 m = ranking_metrics(y[target], p, probabilities=not fell_back)
-                row = {"cutoff": _month_end(cutoff), "target": target, "model": name, **m}
+                row = {"cutoff": month_end(cutoff), "target": target, "model": name, **m}
                 if target == "expansion":
                     levers = scores["recommended_lever"].to_pylist()
                     pairs = [(a, b) for a, b in zip(levers, truth_lever, strict=True) if b is not None]
                     row["lever_match"] = (sum(a == b for a, b in pairs) / len(pairs)) if pairs else math.nan
                 if fell_back:  # the rules' own row below stands for it
-                    why = f"{_month_label(cutoff)}, {target}: no {kind} model ({scorer.fallback_[target]})"
+                    why = f"{month_label(cutoff)}, {target}: no {kind} model ({scorer.fallback_[target]})"
                     if why not in notes:
                         notes.append(why)
                     continue
@@ -519,15 +514,15 @@ def backtest(
         rules = rule_scores(test, cfg.rules)
         h = np.asarray([math.nan if v is None else v for v in test["health_score"].to_pylist()], dtype=float)
         for target, score in (("expansion", rules["expansion"]), ("churn", rules["churn"])):
-            rows.append({"cutoff": _month_end(cutoff), "target": target, "model": "rules",
+            rows.append({"cutoff": month_end(cutoff), "target": target, "model": "rules",
                          **ranking_metrics(y[target], score, probabilities=False)})
         for target, score in (("expansion", h), ("churn", 100 - h)):
-            rows.append({"cutoff": _month_end(cutoff), "target": target, "model": "health_score",
+            rows.append({"cutoff": month_end(cutoff), "target": target, "model": "health_score",
                          **ranking_metrics(y[target], score, probabilities=False)})
     metrics = _rows_table(rows, ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k",
                                  "lift_top_decile", "base_rate", "rows", "lever_match"])
-    tables = {"backtest_metrics": metrics, "backtest_calibration": _calibration_table(calib)}
-    result = BacktestResult(tables=tables, notes=notes, cutoffs=[_month_end(c) for c in picked])
+    tables = {"backtest_metrics": metrics, "backtest_calibration": calibration_table(calib)}
+    result = BacktestResult(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
     if out_dir is not None:
         manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
                     "data_dir": str(Path(data_dir).resolve()), "notes": notes}
@@ -537,22 +532,3 @@ def backtest(
 
 def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> pa.Table:
     return pa.table({c: [r.get(c) for r in rows] for c in columns})
-
-
-def _calibration_table(calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]], bins: int = 10) -> pa.Table:
-    """Predicted against observed rates, by decile of the predicted probability (all cutoffs pooled)."""
-    rows: list[dict[str, Any]] = []
-    for (model, target), parts in sorted(calib.items()):
-        p = np.concatenate([a for a, _ in parts])
-        y = np.concatenate([b for _, b in parts])
-        order = np.argsort(p, kind="mergesort")
-        for b, chunk in enumerate(np.array_split(order, bins), start=1):
-            if len(chunk):
-                rows.append({"model": model, "target": target, "bin": b, "rows": len(chunk),
-                             "mean_predicted": float(p[chunk].mean()), "observed_rate": float(y[chunk].mean())})
-    return _rows_table(rows, ["model", "target", "bin", "rows", "mean_predicted", "observed_rate"])
-
-
-def _month_label(idx: int) -> str:
-    year, month = divmod(int(idx), 12)
-    return f"{year:04d}-{month + 1:02d}"

@@ -63,3 +63,14 @@ def test_feature_matrix_turns_flags_and_outcomes_into_numbers() -> None:
     assert X.shape == (2, len(FEATURES))
     assert X[0, FEATURES.index("flag_seat_saturation")] == 1.0
     assert X[0, FEATURES.index("outcome_level")] == 2.0 and np.isnan(X[1, FEATURES.index("outcome_level")])
+
+
+def test_calibration_table_by_hand() -> None:
+    from upcurve.scoring import calibration_table
+
+    two_cutoffs = [(np.array([0.9, 0.1]), np.array([1, 0])), (np.array([0.2, 0.8]), np.array([0, 0]))]
+    calib = {("lightgbm", "churn"): two_cutoffs}
+    rows = calibration_table(calib, bins=2).to_pylist()
+    assert [(r["bin"], r["rows"]) for r in rows] == [(1, 2), (2, 2)]
+    assert rows[0]["mean_predicted"] == pytest.approx(0.15) and rows[0]["observed_rate"] == 0.0
+    assert rows[1]["mean_predicted"] == pytest.approx(0.85) and rows[1]["observed_rate"] == 0.5

@@ -4,7 +4,7 @@ Every function takes Ibis tables and returns Ibis tables; nothing here executes 
 it. Money is whole cents (``*_cents``, ``int64``).
 """
 
-from upcurve.revenue.calendar import month_calendar, month_index, month_label
+from upcurve.revenue.calendar import month_calendar, month_end, month_index, month_label
 from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_by_source
 from upcurve.revenue.ledger import fx_rates_by_month, line_months, months_in_period, product_months, services_revenue
 from upcurve.revenue.metrics import (
@@ -42,6 +42,7 @@ __all__ = [
     "line_months",
     "metrics_from_sums",
     "month_calendar",
+    "month_end",
     "month_index",
     "month_label",
     "monthly_metrics",

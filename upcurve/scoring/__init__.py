@@ -1,6 +1,6 @@
 """Expansion propensity and churn risk: point-in-time training data, models and their backtest metrics."""
 
-from upcurve.scoring.backtest import ranking_metrics
+from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
 from upcurve.scoring.scorer import SCORE_COLUMNS, AccountScorer, rule_scores
@@ -17,6 +17,7 @@ __all__ = [
     "PlattCalibration",
     "PropensityModel",
     "ScoringConfig",
+    "calibration_table",
     "feature_matrix",
     "labels_after",
     "premium_add_ons",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-__all__ = ["ranking_metrics"]
+__all__ = ["calibration_table", "ranking_metrics"]
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -60,3 +62,21 @@ def ranking_metrics(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.n
         out["log_loss"] = math.nan
         out["brier"] = math.nan
     return out
+
+
+def calibration_table(calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]], bins: int = 10) -> pa.Table:
+    """Predicted against observed rates by bin (deciles by default) of the predicted probability.
+
+    ``calib`` maps (model, target) to the (probabilities, outcomes) of each cutoff; the cutoffs are pooled.
+    """
+    columns = ["model", "target", "bin", "rows", "mean_predicted", "observed_rate"]
+    rows: list[dict[str, Any]] = []
+    for (model, target), parts in sorted(calib.items()):
+        p = np.concatenate([a for a, _ in parts])
+        y = np.concatenate([b for _, b in parts])
+        order = np.argsort(p, kind="mergesort")
+        for b, chunk in enumerate(np.array_split(order, bins), start=1):
+            if len(chunk):
+                rows.append({"model": model, "target": target, "bin": b, "rows": len(chunk),
+                             "mean_predicted": float(p[chunk].mean()), "observed_rate": float(y[chunk].mean())})
+    return pa.table({c: [r[c] for r in rows] for c in columns})

@@ -13,12 +13,22 @@ import pyarrow as pa
 from upcurve.errors import UpcurveError
 from upcurve.signals import SIGNAL_COLUMNS
 
-__all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "feature_matrix"]
+__all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "column_values", "feature_matrix"]
 
 _TEXT = {"usage_metric", "outcome_status"}
 #: The model's features: every numeric or yes/no signal, and the latest outcome as an ordinal.
 FEATURES: tuple[str, ...] = (*[c for c in SIGNAL_COLUMNS if c not in _TEXT], "outcome_level")
 _OUTCOME = {"behind": 0.0, "on_track": 1.0, "exceeded": 2.0}
+
+
+def column_values(frame: pa.Table, name: str) -> np.ndarray:
+    """A numeric or yes/no column as floats (NaN where empty, yes/no as 1/0); all NaN when the column is absent."""
+    if name not in frame.column_names:
+        return np.full(frame.num_rows, np.nan)
+    col = frame[name]
+    if pa.types.is_boolean(col.type):
+        col = col.cast(pa.float64())
+    return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def feature_matrix(frame: pa.Table, features: Sequence[str] = FEATURES) -> np.ndarray:
@@ -27,13 +37,9 @@ def feature_matrix(frame: pa.Table, features: Sequence[str] = FEATURES) -> np.nd
     for name in features:
         if name == "outcome_level":
             status = frame["outcome_status"].to_pylist()
-            values = [_OUTCOME.get(v, np.nan) if v is not None else np.nan for v in status]
-            cols.append(np.asarray(values, dtype=float))
-            continue
-        col = frame[name]
-        if pa.types.is_boolean(col.type):
-            col = col.cast(pa.float64())
-        cols.append(col.cast(pa.float64()).to_numpy(zero_copy_only=False))
+            cols.append(np.asarray([_OUTCOME.get(v, np.nan) if v is not None else np.nan for v in status]))
+        else:
+            cols.append(column_values(frame, name))
     return np.column_stack(cols) if cols else np.empty((frame.num_rows, 0))
 
 

@@ -55,6 +55,16 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "mrr_trend_3m": ("MRR trend over 3 months", "trend"),
 }
 _OUTCOMES = {0.0: "behind", 1.0: "on track", 2.0: "exceeded"}
+_FORMATS = {
+    "flag": lambda v: f": {'yes' if v else 'no'}",
+    "share": lambda v: f" {v:.0%}",
+    "trend": lambda v: f" {v:+.0f}%",
+    "money": lambda v: f" ${v / 100:,.0f}",
+    "days": lambda v: f" {v:,.0f} {'day' if round(v) in (1, -1) else 'days'}",
+    "outcome": lambda v: f" {_OUTCOMES.get(float(v), v)}",
+    "count": lambda v: f" {v:,.0f}",
+    "number": lambda v: f" {v:,.1f}",
+}
 
 
 def describe(name: str, value: float) -> str:
@@ -68,21 +78,7 @@ def describe(name: str, value: float) -> str:
     label, kind = FEATURE_LABELS.get(name, (name.replace("_", " "), "number"))
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{label}: none"
-    if kind == "flag":
-        return f"{label}: {'yes' if value else 'no'}"
-    if kind == "share":
-        return f"{label} {value:.0%}"
-    if kind == "trend":
-        return f"{label} {value:+.0f}%"
-    if kind == "money":
-        return f"{label} ${value / 100:,.0f}"
-    if kind == "days":
-        return f"{label} {value:,.0f} {'day' if round(value) in (1, -1) else 'days'}"
-    if kind == "outcome":
-        return f"{label} {_OUTCOMES.get(float(value), value)}"
-    if kind == "count":
-        return f"{label} {value:,.0f}"
-    return f"{label} {value:,.1f}"
+    return label + _FORMATS[kind](value)
 
 
 def probability_contributions(contrib: np.ndarray, scale: float, offset: float) -> tuple[np.ndarray, np.ndarray]:

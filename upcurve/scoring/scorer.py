@@ -20,9 +20,10 @@ import pyarrow.compute as pc
 
 from upcurve import __version__
 from upcurve.errors import UpcurveError
+from upcurve.revenue import month_label
 from upcurve.scoring.backtest import ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
-from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
+from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, column_values, feature_matrix
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 
 __all__ = ["SCORE_COLUMNS", "AccountScorer", "rule_scores"]
@@ -35,42 +36,39 @@ _CARD = "model_card.json"
 _MODELS = "models.json"
 
 
-def _col(frame: pa.Table, name: str) -> np.ndarray:
-    if name not in frame.column_names:
-        return np.full(frame.num_rows, np.nan)
-    col = frame[name]
-    if pa.types.is_boolean(col.type):
-        col = col.cast(pa.float64())
-    return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+def _fired(frame: pa.Table, name: str) -> np.ndarray:
+    """A yes/no signal as booleans (empty: no)."""
+    return column_values(frame, name) == 1
+
+
+def _positive(frame: pa.Table, name: str) -> np.ndarray:
+    """A count above zero (empty: no)."""
+    return np.nan_to_num(column_values(frame, name)) > 0
+
+
+def _team_growing(frame: pa.Table) -> np.ndarray:
+    """Users invited or activated in the last 14 days."""
+    return _positive(frame, "invited_14d") | _positive(frame, "new_active_14d")
 
 
 def _lever_from_signals(frame: pa.Table) -> list[str | None]:
     """The lever the signals point to, first that applies: usage near its limit, a full team still inviting,
     features previewed beyond the plan (a higher tier while there is one, else a premium add-on), deep core use
     with other products to sell, and an account behind on its outcome with narrow adoption (services)."""
-    usage = _col(frame, "flag_usage_limit") == 1
-    seats = (_col(frame, "flag_seat_saturation") == 1) & (
-        (np.nan_to_num(_col(frame, "invited_14d")) > 0) | (np.nan_to_num(_col(frame, "new_active_14d")) > 0))
-    gap = _col(frame, "flag_premium_gap") == 1
-    headroom = np.nan_to_num(_col(frame, "tier_headroom")) > 0
-    core = (_col(frame, "flag_core_heavy_no_premium") == 1) & (np.nan_to_num(_col(frame, "products_unowned")) > 0)
-    outcome = frame["outcome_status"].to_pylist() if "outcome_status" in frame.column_names else [None] * len(usage)
-    narrow = np.nan_to_num(_col(frame, "adoption_breadth"), nan=1.0) < 0.4
-    out: list[str | None] = []
-    for i in range(frame.num_rows):
-        if usage[i]:
-            out.append("usage")
-        elif seats[i]:
-            out.append("seat")
-        elif gap[i]:
-            out.append("tier" if headroom[i] else "premium")
-        elif core[i]:
-            out.append("cross_sell")
-        elif outcome[i] == "behind" and narrow[i]:
-            out.append("services")
-        else:
-            out.append(None)
-    return out
+    gap = _fired(frame, "flag_premium_gap")
+    behind = (pc.equal(frame["outcome_status"], "behind").fill_null(False).to_numpy(zero_copy_only=False)
+              if "outcome_status" in frame.column_names else np.zeros(frame.num_rows, dtype=bool))
+    narrow = np.nan_to_num(column_values(frame, "adoption_breadth"), nan=1.0) < 0.4
+    conditions = [
+        _fired(frame, "flag_usage_limit"),
+        _fired(frame, "flag_seat_saturation") & _team_growing(frame),
+        gap & _positive(frame, "tier_headroom"),
+        gap,
+        _fired(frame, "flag_core_heavy_no_premium") & _positive(frame, "products_unowned"),
+        behind & narrow,
+    ]
+    chosen = np.select(conditions, ["usage", "seat", "tier", "premium", "cross_sell", "services"], default="")
+    return [str(v) or None for v in chosen]
 
 
 def rule_scores(frame: pa.Table, rules: ColdStartRules) -> dict[str, Any]:
@@ -87,20 +85,19 @@ def rule_scores(frame: pa.Table, rules: ColdStartRules) -> dict[str, Any]:
     ``lever`` (see :func:`_lever_from_signals`).
     """
     n = frame.num_rows
-    seat_growth = (np.nan_to_num(_col(frame, "invited_14d")) > 0) | (np.nan_to_num(_col(frame, "new_active_14d")) > 0)
     expansion_rules = [
-        (_col(frame, "flag_usage_limit") == 1, rules.usage_limit, "usage reaches the plan limit within 30 days"),
-        ((_col(frame, "flag_seat_saturation") == 1) & seat_growth, rules.seat_saturation_with_invites,
+        (_fired(frame, "flag_usage_limit"), rules.usage_limit, "usage reaches the plan limit within 30 days"),
+        (_fired(frame, "flag_seat_saturation") & _team_growing(frame), rules.seat_saturation_with_invites,
          "seats ≥ 80% used and the team still growing"),
-        (_col(frame, "flag_premium_gap") == 1, rules.premium_gap, "uses features its plan lacks"),
-        (_col(frame, "flag_core_heavy_no_premium") == 1, rules.core_heavy, "deep in core, nothing adjacent"),
+        (_fired(frame, "flag_premium_gap"), rules.premium_gap, "uses features its plan lacks"),
+        (_fired(frame, "flag_core_heavy_no_premium"), rules.core_heavy, "deep in core, nothing adjacent"),
     ]
-    nps = _col(frame, "nps_latest")
+    nps = column_values(frame, "nps_latest")
     churn_rules = [
-        (_col(frame, "login_trend") <= rules.falling_logins_below, rules.falling_logins, "logins falling"),
-        (_col(frame, "health_score") < rules.poor_health_below, rules.poor_health, "poor health score"),
+        (column_values(frame, "login_trend") <= rules.falling_logins_below, rules.falling_logins, "logins falling"),
+        (column_values(frame, "health_score") < rules.poor_health_below, rules.poor_health, "poor health score"),
         (nps <= 6, rules.detractor, "NPS detractor"),
-        (np.nan_to_num(_col(frame, "tickets_30d")) >= 3, rules.many_tickets, "3+ tickets in 30 days"),
+        (np.nan_to_num(column_values(frame, "tickets_30d")) >= 3, rules.many_tickets, "3+ tickets in 30 days"),
     ]
     out: dict[str, Any] = {"lever": _lever_from_signals(frame)}
     for name, fired_rules in (("expansion", expansion_rules), ("churn", churn_rules)):
@@ -168,8 +165,8 @@ class AccountScorer:
         calib_from = unique[-cfg.calibration_months]
         train, calib = months + cfg.horizon_months <= calib_from, months >= calib_from
         X = feature_matrix(labelled)
-        card["training_window"] = [_month_label(unique[0]), _month_label(months[train].max())]
-        card["calibration_window"] = [_month_label(calib_from), _month_label(unique[-1])]
+        card["training_window"] = [month_label(unique[0]), month_label(months[train].max())]
+        card["calibration_window"] = [month_label(calib_from), month_label(unique[-1])]
         for target, column in TARGETS.items():
             y = np.asarray(labelled[column].to_pylist(), dtype=int)
             positives = int(y[train].sum())
@@ -202,7 +199,7 @@ class AccountScorer:
         cfg = self.config
         grew = np.asarray(labelled["label_expansion"].to_pylist(), dtype=bool)
         net = np.asarray(labelled["net_expansion_cents"].fill_null(0).to_numpy(zero_copy_only=False), dtype=float)
-        mrr = np.nan_to_num(_col(labelled, "mrr_cents"))
+        mrr = np.nan_to_num(column_values(labelled, "mrr_cents"))
         lever = np.asarray(labelled["expansion_lever"].to_pylist(), dtype=object)
         has = grew & np.asarray([v is not None for v in lever], dtype=bool)
         classes = sorted({str(v) for v in lever[has]}, key=LEVERS.index)
@@ -243,7 +240,7 @@ class AccountScorer:
             return pa.table({name: pa.array([], _TYPES[name]) for name in SCORE_COLUMNS})
         X = feature_matrix(frame)
         rules = rule_scores(frame, self.config.rules)
-        mrr = np.nan_to_num(_col(frame, "mrr_cents"))
+        mrr = np.nan_to_num(column_values(frame, "mrr_cents"))
         cols: dict[str, Any] = {"account_id": frame["account_id"].combine_chunks()}
         model = self.models_.get("expansion")
         scored_by = model.kind if model is not None else "rules"
@@ -336,8 +333,3 @@ _TYPES = {"account_id": pa.string(), "scored_by": pa.string(), "expansion_propen
           "churn_risk": pa.float64(), "expected_expansion_mrr_cents": pa.int64(), "recommended_lever": pa.string(),
           "reasons": pa.string(), "churn_reasons": pa.string()}
 _REASONS = {"expansion": "reasons", "churn": "churn_reasons"}
-
-
-def _month_label(idx: int) -> str:
-    year, month = divmod(int(idx), 12)
-    return f"{year:04d}-{month + 1:02d}"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
-from upcurve.revenue import month_index
+from upcurve.revenue import month_end, month_index
 from upcurve.signals import account_signals_at
 
 __all__ = ["labels_after", "premium_add_ons", "snapshot_dates", "training_snapshots"]
@@ -24,8 +24,7 @@ def snapshot_dates(first: dt.date, last: dt.date, *, warmup_months: int = 3) -> 
     dates: list[dt.date] = []
     idx = month_index(first) + warmup_months
     while True:
-        year, month = divmod(idx, 12)
-        end = dt.date(year + (month + 1) // 12, (month + 1) % 12 + 1, 1) - dt.timedelta(days=1)
+        end = month_end(idx)
         if end > last:
             return dates
         dates.append(end)
