@@ -11,10 +11,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from upcurve import service
 from upcurve.config import Settings
-from upcurve.errors import ContractError, UpcurveError
+from upcurve.engine import engine_errors
+from upcurve.errors import ConfigError, ContractError, UpcurveError
+from upcurve.present.safe import literal, safe_text, visible
 from upcurve.present.terminal import (
     render_accounts,
     render_backtest,
@@ -29,7 +32,11 @@ app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help
 console = Console()
 err = Console(stderr=True)
 
+#: Exit codes: the input (data, settings file or options) is wrong and nothing was written; or upcurve could not
+#: finish for another reason it names (an output folder it may not replace, the engine out of memory, a saved
+#: model it refuses). Anything else is a traceback: a bug in upcurve.
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
 
 
 def _fail(exc: UpcurveError) -> typer.Exit:
@@ -37,27 +44,27 @@ def _fail(exc: UpcurveError) -> typer.Exit:
         render_problems(err, exc.problems)
         err.print(f"[red]The input breaks the contract ({len(exc.problems)} problem(s)); nothing was written.[/red]")
         return typer.Exit(EXIT_BAD_INPUT)
-    err.print(f"[red]error:[/red] {exc}")
-    return typer.Exit(1)
+    err.print(Text.assemble(("error:", "red"), " ", literal(err, exc, multiline=True)))
+    return typer.Exit(EXIT_BAD_INPUT if isinstance(exc, ConfigError) else EXIT_FAILED)
 
 
 def _counting() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=True)
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
 
 
 def _rows_table(rows: dict[str, int], title: str) -> None:
-    table = Table(title=title)
+    table = Table(title=safe_text(title, "table.title"))
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, count in rows.items():
-        table.add_row(name, f"{count:,}")
+        table.add_row(safe_text(name), f"{count:,}")
     console.print(table)
 
 
 def _progress() -> Progress:
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                    transient=True)
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), TimeElapsedColumn(),
+                    console=err, transient=True)
 
 
 T = TypeVar("T")
@@ -66,9 +73,9 @@ T = TypeVar("T")
 def _with_progress(work: Callable[[Callable[[str], None]], T]) -> T:
     """Run ``work(say)`` under a spinner that shows what it says; a user error exits with its message."""
     try:
-        with _progress() as bar:
+        with _progress() as bar, engine_errors():
             task = bar.add_task("starting", total=None)
-            return work(lambda msg: bar.update(task, description=msg))
+            return work(lambda msg: bar.update(task, description=visible(msg)))
     except UpcurveError as exc:
         raise _fail(exc) from None
 
@@ -108,23 +115,29 @@ def run(
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
-    console.print(f"Wrote {len(result.tables)} tables to {result.out_dir}")
+        console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
+    console.print(literal(console, f"Wrote {len(result.tables)} tables to {result.out_dir}"))
 
 
 @app.command()
 def validate(
     data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
-    currency: Annotated[str, typer.Option(help="Reporting currency.")] = "USD",
+    currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
     """List every problem of DATA_DIR against the input contract; exit 2 if there is any."""
-    problems = service.check_folder(data_dir, reporting_currency=currency.upper())
+    settings = Settings()
+    cfg = _config(config, settings)
+    reporting = (currency or cfg.revenue.reporting_currency).upper()
+    problems = _with_progress(lambda say: service.check_folder(data_dir, reporting_currency=reporting,
+                                                              engine_url=engine or settings.engine))
     errors = [p for p in problems if p.severity == "error"]
     if problems:
         render_problems(console if not errors else err, problems)
     if errors:
         raise typer.Exit(EXIT_BAD_INPUT)
-    console.print(f"[green]{data_dir}: the input meets the contract.[/green]")
+    console.print(literal(console, f"{data_dir}: the input meets the contract.", "green"))
 
 
 @app.command()
@@ -168,7 +181,8 @@ def train(
         data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
         progress=say))
     render_model_card(console, scorer.card_)
-    console.print(f"Saved to {models}; `upcurve run --models {models}` scores with it until it is trained again.")
+    console.print(literal(console, f"Saved to {models}; `upcurve run --models {models}` scores with it until it is "
+                                   "trained again."))
 
 
 @app.command()
@@ -185,7 +199,7 @@ def backtest(
         data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
-        console.print(f"Wrote the backtest tables to {result.out_dir}")
+        console.print(literal(console, f"Wrote the backtest tables to {result.out_dir}"))
 
 
 @app.command()
@@ -220,12 +234,13 @@ def demo(
     """Simulate a sample company and run the whole pipeline on it with embedded DuckDB."""
     data, results = out / "data", out / "results"
     try:
+        service.check_demo_destination(out)
         with _progress() as bar:
             task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
-            service.simulate(data, accounts=accounts, months=months, seed=seed, replace=True,
+            service.simulate(data, accounts=accounts, months=months, seed=seed,
                              progress=lambda done, total: bar.update(
                                  task, description=f"simulating accounts: {done:,} of {total:,}"))
-            result = service.run(data, results, progress=lambda msg: bar.update(task, description=msg),
+            result = service.run(data, results, progress=lambda msg: bar.update(task, description=visible(msg)),
                                  models_dir=out / "models", retrain=True)
     except UpcurveError as exc:
         raise _fail(exc) from None
@@ -233,9 +248,9 @@ def demo(
     if result.model_card:
         render_model_card(console, result.model_card)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
-    console.print(f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables))
-    console.print(f"The trained model and its card are in {out / 'models'}; replay its history with "
-                  f"`upcurve backtest {data}`.")
+    console.print(literal(console, f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables)))
+    console.print(literal(console, f"The trained model and its card are in {out / 'models'}; replay its history "
+                                   f"with `upcurve backtest {data}`."))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -6,26 +6,77 @@ DuckDB (the file reader); when the computing engine is another backend, the vali
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import contextlib
+from collections.abc import Collection, Iterator, Mapping
 
+import duckdb
 import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 from ibis.backends.duckdb import Backend as DuckDBBackend
 
-__all__ = ["connect", "file_reader", "hand_over", "tune_for_compute"]
+from upcurve.errors import UpcurveError
+
+__all__ = ["READER_MEMORY_LIMIT", "EngineError", "connect", "engine_errors", "file_reader", "hand_over",
+           "tune_for_compute"]
+
+#: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
+READER_MEMORY_LIMIT = "50%"
+
+
+class EngineError(UpcurveError, RuntimeError):
+    """The computing engine cannot be opened or could not finish; the message says what to change."""
 
 
 def connect(url: str = "duckdb://") -> ibis.BaseBackend:
-    """Open the computing engine named by an Ibis URL (``duckdb://``, ``duckdb://path.db``, ``sqlite://``, ...)."""
-    return ibis.connect(url)
+    """Open the computing engine named by an Ibis URL (``duckdb://``, ``duckdb://path.db``, ``sqlite://``, ...).
+
+    Raises
+    ------
+    EngineError
+        When the URL names no engine Ibis knows, the engine's package is not installed, or it cannot be opened.
+    """
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    try:
+        return ibis.connect(url)
+    except ImportError:
+        raise EngineError(f"the engine {scheme!r} needs its package: pip install 'ibis-framework[{scheme}]'") \
+            from None
+    except ValueError as exc:
+        if "Don't know how to connect" in str(exc) or not scheme:
+            raise EngineError(f"{url!r} is not an engine URL upcurve can open: use duckdb:// (the default), "
+                              "duckdb://path/to/file.duckdb, sqlite://path.db, or another Ibis backend's URL") \
+                from None
+        raise EngineError(f"cannot open the engine {url!r}: {exc}") from None
+    except (duckdb.Error, OSError) as exc:
+        raise EngineError(f"cannot open the engine {url!r}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@contextlib.contextmanager
+def engine_errors() -> Iterator[None]:
+    """Turn the engine's failures that a user can act on (memory, disk) into an :class:`EngineError`."""
+    try:
+        yield
+    except duckdb.OutOfMemoryException as exc:
+        raise EngineError(f"the engine ran out of memory ({_first_line(exc)}). Give DuckDB more memory or a folder "
+                          "to spill to on the engine URL, e.g. duckdb://?memory_limit=16GB&temp_directory=/scratch")\
+            from None
+    except duckdb.IOException as exc:
+        raise EngineError(f"the engine could not read or write a file: {_first_line(exc)}") from None
 
 
 def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
-    """The DuckDB connection that reads input files: the engine itself when it is DuckDB."""
+    """The DuckDB connection that reads input files: the engine itself when it is DuckDB (with the memory limit
+    its URL sets), otherwise an embedded DuckDB capped at :data:`READER_MEMORY_LIMIT` of the machine's memory."""
     if isinstance(engine, DuckDBBackend):
         return engine
-    return ibis.duckdb.connect()
+    reader = ibis.duckdb.connect()
+    reader.raw_sql(f"SET memory_limit = '{READER_MEMORY_LIMIT}'")
+    return reader
 
 
 def hand_over(

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,8 +13,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from upcurve.errors import UpcurveError
+from upcurve.folders import check_destination as check_folder_destination
+from upcurve.folders import write_folder
 
-__all__ = ["FORMATS", "check_destination", "money_columns", "write_tables"]
+__all__ = ["FORMATS", "RUN_INFO", "check_destination", "money_columns", "write_tables"]
 
 FORMATS = ("parquet", "csv")
 MONEY = pa.decimal128(20, 2)
@@ -41,54 +40,42 @@ def money_columns(table: pa.Table) -> pa.Table:
     return pa.table(cols, names=names)
 
 
-MANIFEST = "run.json"
+#: The run's own description (as-of date, policy, notes, row counts), beside its tables.
+RUN_INFO = "run.json"
 
 
-def check_destination(out_dir: str | Path, fmt: str) -> Path:
-    """The resolved output folder, after checking that the format is known and that the folder may be replaced.
+def check_destination(out_dir: str | Path, fmt: str, *, inputs: Iterable[str | Path] = ()) -> Path:
+    """The resolved output folder, after checking that the format is known and that upcurve may write the folder
+    (see :func:`upcurve.folders.check_destination`).
 
     Called before a run computes anything, so a wrong option costs nothing; and again when writing.
     """
     if fmt not in FORMATS:
         raise UpcurveError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    out = Path(out_dir).resolve()
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise UpcurveError(
-            f"{out} exists and is not an upcurve output folder (no {MANIFEST}); choose an empty or new folder"
-        )
-    return out
+    return check_folder_destination(out_dir, inputs=inputs)
 
 
 def write_tables(
-    tables: Mapping[str, pa.Table], out_dir: str | Path, fmt: str = "parquet", manifest: Mapping | None = None
+    tables: Mapping[str, pa.Table], out_dir: str | Path, fmt: str = "parquet", manifest: Mapping | None = None,
+    *, inputs: Iterable[str | Path] = (), kind: str = "results",
 ) -> Path:
     """Write ``tables`` into ``out_dir``, one file each, replacing the folder whole.
 
-    Everything is first written to a temporary folder beside ``out_dir``; only when every table is written does it
-    take the place of ``out_dir`` (an earlier result there is replaced in one rename). A failure leaves the earlier
-    folder as it was and no half-written file. ``run.json`` records what was written; a non-empty folder without it
-    is not an upcurve result and is never replaced.
+    Everything is first written to a staging folder beside ``out_dir``, which then takes its place in one step
+    (:func:`upcurve.folders.write_folder`): a failure or a kill leaves the earlier folder as it was. ``run.json``
+    records what was computed; the folder's manifest lists every file, so only a folder upcurve wrote is ever
+    replaced, and never one of the ``inputs``.
     """
-    out = check_destination(out_dir, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    check_destination(out_dir, fmt, inputs=inputs)
+
+    def fill(stage: Path) -> None:
         for name, table in tables.items():
-            path = tmp / f"{name}.{fmt}"
+            path = stage / f"{name}.{fmt}"
             if fmt == "parquet":
                 pq.write_table(table, path)
             else:
                 pacsv.write_csv(table, path)
         info = {"tables": {n: {"rows": t.num_rows, "file": f"{n}.{fmt}"} for n, t in tables.items()}}
-        (tmp / MANIFEST).write_text(json.dumps({**(manifest or {}), **info}, indent=2, default=str))
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old.{os.getpid()}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        (stage / RUN_INFO).write_text(json.dumps({**(manifest or {}), **info}, indent=2, default=str))
+
+    return write_folder(out_dir, fill, kind=kind, inputs=inputs)

@@ -24,6 +24,8 @@ from upcurve.config import RevenuePolicy
 from upcurve.contract import known_at, plan_features, read_folder, typed_tables, validate
 from upcurve.engine import connect, file_reader, hand_over, tune_for_compute
 from upcurve.errors import ContractError, Problem, UpcurveError
+from upcurve.folders import check_destination as check_folder_destination
+from upcurve.folders import write_folder
 from upcurve.outputs import check_destination, money_columns, write_tables
 from upcurve.revenue import (
     account_growth,
@@ -101,22 +103,40 @@ class RevenueTables:
     tables: dict[str, ir.Table]
 
 
-def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD") -> list[Problem]:
-    """Every problem of a data folder against the input contract (errors first, then notes)."""
+def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD",
+                 engine_url: str = "duckdb://") -> list[Problem]:
+    """Every problem of a data folder against the input contract (errors first, then notes), read by the engine's
+    file reader (so its memory settings apply)."""
     try:
-        folder = read_folder(data_dir, file_reader(connect()))
+        folder = read_folder(data_dir, file_reader(connect(engine_url)))
     except ContractError as exc:
         return exc.problems
     return validate(folder, reporting_currency=reporting_currency)
 
 
-def _as_of_bounds(lines: ir.Table, as_of: dt.date | None) -> tuple[dt.date, dt.date]:
-    bounds = lines.aggregate(first=lines.period_start.min(), last=lines.period_start.max()).to_pyarrow()
+def _as_of_bounds(lines: ir.Table, as_of: dt.date | None, *, today: dt.date | None = None,
+                   notes: list[str] | None = None) -> tuple[dt.date, dt.date]:
+    """The first billed day and the as-of date of a run.
+
+    The default as-of date is the start of the latest invoice line that starts on or before today: the last day
+    the data is known to be complete (a line is issued when its period starts). Lines dated in the future, such
+    as a typo of 2031 for 2021, cannot move it; they are left out and a note says so.
+    """
+    today = today or dt.date.today()
+    bounds = lines.aggregate(
+        first=lines.period_start.min(),
+        last=ibis.ifelse(lines.period_start <= today, lines.period_start, ibis.null("date")).max(),
+    ).to_pyarrow()
     first, last = bounds["first"][0].as_py(), bounds["last"][0].as_py()
     if first is None:
         raise UpcurveError("invoice_lines has no rows: there is no revenue to measure")
     if as_of is None:
+        if last is None:
+            raise UpcurveError(f"every invoice line starts after today ({today}); pass --as-of to measure a date")
         as_of = last
+        if notes is not None:
+            notes.append(f"as of {as_of}, the start of the latest invoice line (pass --as-of to measure another "
+                         "date)")
     if as_of < first:
         raise UpcurveError(f"--as-of {as_of} is before the first billed day in invoice_lines ({first})")
     return first, as_of
@@ -214,11 +234,13 @@ def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, en
         raise ContractError(problems)
     notes = [p.describe() for p in problems]
     typed = typed_tables(folder)
-    first, as_of = _as_of_bounds(typed["invoice_lines"], as_of)
+    first, as_of = _as_of_bounds(typed["invoice_lines"], as_of, notes=notes)
     lines = typed["invoice_lines"]
-    later = int(lines.filter(lines.period_start > as_of).count().to_pyarrow().as_py())
-    if later:
-        notes.append(f"{later} invoice lines start after the as-of date {as_of} and were left out of this run")
+    later = lines.filter(lines.period_start > as_of).aggregate(n=ibis._.count(), last=ibis._.period_start.max())
+    later_row = later.to_pyarrow().to_pylist()[0]
+    if later_row["n"]:
+        notes.append(f"{later_row['n']} invoice lines start after the as-of date {as_of} (the latest on "
+                     f"{later_row['last']}) and were left out of this run")
     typed = known_at(typed, as_of)
     say("loading into the engine")
     tables = hand_over(engine, typed, in_place=EVENT_SCALE)
@@ -257,6 +279,12 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Upcu
     scorer = AccountScorer(config.scoring).fit(frame)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
+
+
+def check_model_destination(models_dir: str | Path, *, inputs: list[str | Path]) -> Path:
+    """Check, before computing, that a model may be saved in ``models_dir`` (see
+    :func:`upcurve.folders.check_destination`)."""
+    return check_folder_destination(models_dir, inputs=inputs, what="model")
 
 
 def _saved_scorer(models_dir: str | Path, config: UpcurveConfig, as_of: dt.date) -> AccountScorer:
@@ -312,7 +340,9 @@ def run(
     """
     say = progress or (lambda _msg: None)
     if out_dir is not None:
-        check_destination(out_dir, fmt)
+        check_destination(out_dir, fmt, inputs=[data_dir])
+    if models_dir is not None:
+        check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
     policy = config.revenue
     loaded = _load(data_dir, as_of, policy, engine_url, say)
@@ -342,7 +372,7 @@ def run(
         scorer = fit_scorer(tables, revenue, config, first=loaded.first, as_of=as_of, signals=signals)
         scorer.card_["data_dir"] = str(Path(data_dir).resolve())
         if models_dir is not None and not scorer.fallback_.get("expansion"):
-            scorer.save(models_dir)
+            scorer.save(models_dir, inputs=[data_dir])
     scored = score_accounts(scored, scorer)
     results["accounts"] = money_columns(scored)
     results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
@@ -357,7 +387,7 @@ def run(
             "policy": policy.model_dump(mode="json"),
             "notes": notes,
         }
-        result.out_dir = write_tables(results, out_dir, fmt, manifest)
+        result.out_dir = write_tables(results, out_dir, fmt, manifest, inputs=[data_dir])
     return result
 
 
@@ -369,12 +399,12 @@ def simulate(
     seed: int = 7,
     profile: str = "mid_market",
     fmt: str = "parquet",
-    replace: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Write a simulated company's data folder (every contract table, and its ground truth in ``truth/``).
 
-    Returns the rows written per table. ``replace`` lets it overwrite an earlier simulated folder.
+    Returns the rows written per table. The folder is written whole (:func:`upcurve.folders.write_folder`): an
+    earlier simulated folder there is replaced, a folder holding anything else is refused.
     """
     from upcurve.simulate import PROFILES, simulate_company
 
@@ -382,14 +412,24 @@ def simulate(
         raise UpcurveError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
     if fmt not in ("parquet", "csv"):
         raise UpcurveError(f"unknown format {fmt!r}: use parquet or csv")
+    rows: dict[str, int] = {}
+
+    def fill(stage: Path) -> None:
+        rows.update(simulate_company(stage, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+                                     progress=progress))
+
+    info = {"accounts": accounts, "months": months, "seed": seed, "profile": profile}
+    write_folder(out_dir, fill, kind="simulation", info=info, what="simulated data")
+    return rows
+
+
+def check_demo_destination(out_dir: str | Path) -> None:
+    """Check, before simulating, that the demo may write its three folders in ``out_dir``: ``data`` (the simulated
+    company), ``results`` and ``models``; each may only replace what an earlier demo wrote."""
     out = Path(out_dir)
-    if out.exists() and any(out.iterdir()):
-        if not replace:
-            raise UpcurveError(f"{out} is not empty; choose a new folder")
-        for old in [*out.glob("*.csv"), *out.glob("*.parquet"), *out.glob("truth/*.parquet")]:
-            old.unlink()
-    return simulate_company(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
-                            progress=progress)
+    check_folder_destination(out / "data", what="simulated data")
+    check_destination(out / "results", "parquet", inputs=[out / "data"])
+    check_model_destination(out / "models", inputs=[out / "data"])
 
 
 def train(
@@ -404,6 +444,7 @@ def train(
     """Train the scorer on the company's history up to ``as_of`` and save it, with its model card, in
     ``models_dir``; later runs reuse it until it is trained again."""
     say = progress or (lambda _msg: None)
+    check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
     loaded = _load(data_dir, as_of, config.revenue, engine_url, say)
     say("computing MRR and movements")
@@ -414,7 +455,7 @@ def train(
     if "expansion" in scorer.fallback_:
         raise UpcurveError(f"no model was saved: {scorer.fallback_['expansion']}. Runs rank accounts by the "
                            "cold-start rules until the history is long enough.")
-    scorer.save(models_dir)
+    scorer.save(models_dir, inputs=[data_dir])
     return scorer
 
 
@@ -449,7 +490,7 @@ def backtest(
     """
     say = progress or (lambda _msg: None)
     if out_dir is not None:
-        check_destination(out_dir, "parquet")
+        check_destination(out_dir, "parquet", inputs=[data_dir])
     config = config or UpcurveConfig()
     cfg = config.scoring
     loaded = _load(data_dir, as_of, config.revenue, engine_url, say)
@@ -526,7 +567,7 @@ def backtest(
     if out_dir is not None:
         manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
                     "data_dir": str(Path(data_dir).resolve()), "notes": notes}
-        result.out_dir = write_tables(tables, out_dir, "parquet", manifest)
+        result.out_dir = write_tables(tables, out_dir, "parquet", manifest, inputs=[data_dir])
     return result
 
 

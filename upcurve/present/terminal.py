@@ -1,4 +1,10 @@
-"""The terminal summary of a run: where MRR stands, how last month bridged, and retention against benchmarks."""
+"""The terminal summary of a run: where MRR stands, how last month bridged, and retention against benchmarks.
+
+Every value from data (names, ids, owners, sources, levers, reasons, file and column names, a model card read
+from disk, even the reporting currency) reaches Rich as a :class:`~rich.text.Text` built by
+:mod:`upcurve.present.safe`, never as a string Rich would parse as markup, and with its control characters
+shown as escapes. Table titles are ``Text`` styled ``table.title``, the style Rich gives a string title.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,18 @@ from rich.table import Table
 from rich.text import Text
 
 from upcurve.errors import Problem
+from upcurve.present.safe import literal, safe_text, visible
 
-__all__ = ["BENCHMARKS", "nrr_verdict", "render_accounts", "render_problems", "render_summary"]
+__all__ = [
+    "BENCHMARKS",
+    "nrr_verdict",
+    "render_accounts",
+    "render_backtest",
+    "render_model_card",
+    "render_problems",
+    "render_summary",
+    "render_worklist",
+]
 
 #: Published NRR benchmarks for B2B SaaS (median 108–110%, top quartile above 123%, best in class 130%+).
 BENCHMARKS = {"median_low": 1.08, "median_high": 1.10, "top_quartile": 1.23, "best_in_class": 1.30}
@@ -38,10 +54,16 @@ def nrr_verdict(nrr: float | None) -> str:
 
 
 def _money(value: Decimal | None, currency: str) -> str:
+    """``-1,234.50 USD``; the currency comes from settings or the command line, so its controls are escaped."""
     if value is None:
         return "–"
     sign = "-" if value < 0 else ""
-    return f"{sign}{abs(value):,.2f} {currency}"
+    return f"{sign}{abs(value):,.2f} {visible(currency)}"
+
+
+def _title(value: object) -> Text:
+    """A table title showing data literally, styled as Rich styles a plain-string title."""
+    return safe_text(value, "table.title")
 
 
 def _pct(value: float | None) -> str:
@@ -62,10 +84,10 @@ def render_summary(console: Console, tables: dict[str, pa.Table], currency: str,
         ("customers ", "bold"), str(last["customers"]), "   ",
         ("ARPA ", "bold"), _money(last["arpa"], currency),
     )
-    bridge = Table(title=f"MRR bridge, {last['month']}", show_header=False, box=None, pad_edge=False)
+    bridge = Table(title=_title(f"MRR bridge, {last['month']}"), show_header=False, box=None, pad_edge=False)
     bridge.add_column(justify="left")
     bridge.add_column(justify="right")
-    bridge.add_row("start of month", _money(prev_mrr, currency))
+    bridge.add_row("start of month", Text(_money(prev_mrr, currency)))
     for kind in ("new", "reactivation", "expansion", "contraction", "churn", "fx"):
         value = last[kind]
         style = "green" if value > 0 else "red" if value < 0 else "dim"
@@ -96,9 +118,9 @@ def render_summary(console: Console, tables: dict[str, pa.Table], currency: str,
     positive = sum((v for v in totals.values() if v > 0), Decimal(0))
     for source, value in sorted(totals.items(), key=lambda kv: -kv[1]):
         share = float(value / positive) if positive else 0.0
-        split.add_row(source, _money(value, currency), _pct(share), "█" * max(0, round(share * 30)))
+        split.add_row(safe_text(source), Text(_money(value, currency)), _pct(share), "█" * max(0, round(share * 30)))
     console.print(Panel(Group(head, Text(""), bridge, Text(""), retention, Text(""), split),
-                        title=f"upcurve · as of {as_of}", expand=False))
+                        title=safe_text(f"upcurve · as of {as_of}"), expand=False))
 
 
 def render_problems(console: Console, problems: list[Problem]) -> None:
@@ -111,7 +133,8 @@ def render_problems(console: Console, problems: list[Problem]) -> None:
         if p.count:
             rows = f"{p.count}: {p.location}s " + ", ".join(map(str, p.rows)) + (" …" if p.count > len(p.rows) else "")
         style = "red" if p.severity == "error" else "yellow"
-        table.add_row(Text(p.file, style=style), p.column or "", p.rule, rows, ", ".join(p.values), p.hint)
+        table.add_row(safe_text(p.file, style), safe_text(p.column), safe_text(p.rule), safe_text(rows),
+                      safe_text(", ".join(p.values)), safe_text(p.hint))
     console.print(table)
 
 
@@ -139,7 +162,8 @@ def render_accounts(console: Console, accounts: pa.Table, *, sort: str, top: int
         rows.sort(key=lambda r: (r.get(key) is None, -(r.get(key) or 0.0), -r["mrr"]))
     else:
         rows.sort(key=lambda r: (r["health_score"] is None, -(r["health_score"] or 0.0), -r["mrr"]))
-    table = Table(title=f"Accounts as of {as_of}: {len(rows):,} customers, top {min(top, len(rows))} by {sort}")
+    table = Table(title=_title(f"Accounts as of {as_of}: {len(rows):,} customers, top {min(top, len(rows))} by "
+                               f"{sort}"))
     right: JustifyMethod = "right"
     numbers = ("#", "MRR", "health", "expand p", "churn p", "renewal in")
     for col in ("#", "account", "owner", "MRR", "health", "tier", "trend", "expand p", "churn p", "lever",
@@ -151,10 +175,11 @@ def render_accounts(console: Console, accounts: pa.Table, *, sort: str, top: int
         score = "–" if r["health_score"] is None else f"{r['health_score']:.0f}"
         tier = r["health_tier"] or ""
         renewal = "" if r["days_to_renewal"] is None else f"{r['days_to_renewal']} d"
-        table.add_row(str(rank), r.get("name") or r["account_id"], r.get("owner") or "", _money(r["mrr"], currency),
-                      score, Text(tier, style=_TIER_STYLE.get(tier, "")), arrows.get(r["health_trend"] or "", ""),
-                      _pct(r.get("expansion_propensity")), _pct(r.get("churn_risk")), r.get("recommended_lever") or "",
-                      r["health_weakest"] or "", renewal, flags)
+        table.add_row(str(rank), safe_text(r.get("name") or r["account_id"]), safe_text(r.get("owner")),
+                      Text(_money(r["mrr"], currency)), score, safe_text(tier, _TIER_STYLE.get(tier, "")),
+                      arrows.get(r["health_trend"] or "", ""), _pct(r.get("expansion_propensity")),
+                      _pct(r.get("churn_risk")), safe_text(r.get("recommended_lever")), safe_text(r["health_weakest"]),
+                      safe_text(renewal), flags)
     console.print(table)
 
 
@@ -163,8 +188,8 @@ def render_worklist(console: Console, worklist: pa.Table, *, currency: str, top:
     rows = worklist.to_pylist()
     week = rows[0]["week"] if rows else ""
     scored_by = {r["scored_by"] for r in rows}
-    table = Table(title=f"Worklist for the week of {week}: {len(rows)} accounts, in {currency} "
-                        f"(scored by {', '.join(sorted(s for s in scored_by if s))})", show_lines=True,
+    table = Table(title=_title(f"Worklist for the week of {week}: {len(rows)} accounts, in {currency} "
+                               f"(scored by {', '.join(sorted(s for s in scored_by if s))})"), show_lines=True,
                   expand=True)
     right: JustifyMethod = "right"
     table.add_column("#", justify=right, width=3)
@@ -174,13 +199,15 @@ def render_worklist(console: Console, worklist: pa.Table, *, currency: str, top:
     table.add_column("expand · churn", justify=right, width=7)
     table.add_column("why", overflow="fold", ratio=1)
     for r in rows[:top]:
-        motion = Text(r["motion"], style="bold red" if r["motion"] == "retain" else "bold green")
+        motion = safe_text(r["motion"], "bold red" if r["motion"] == "retain" else "bold green")
         if r["recommended_lever"]:
-            motion.append(f": {r['recommended_lever']}")
+            motion.append(": " + visible(r["recommended_lever"]))
         stake = f"{_amount(r['value_at_stake'])}\n{_amount(r['mrr'])}"
         odds = f"{_pct(r['expansion_propensity'])}\n{_pct(r['churn_risk'])}"
-        table.add_row(str(r["rank"]), f"{r.get('name') or r['account_id']}\n{r['owner']}", motion, stake, odds,
-                      (r["reasons"] or "").replace("; ", "\n"))
+        who = Text.assemble(safe_text(r.get("name") or r["account_id"]), "\n", safe_text(r["owner"]))
+        # one reason a line; a newline inside a reason is data, so it stays escaped
+        why = Text("\n".join(visible(reason) for reason in (r["reasons"] or "").split("; ")))
+        table.add_row(str(r["rank"]), who, motion, stake, odds, why)
     console.print(table)
 
 
@@ -188,8 +215,17 @@ def _amount(value: Decimal | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
+def _number(value: object, spec: str) -> str:
+    """``value`` formatted with ``spec``; ``–`` when it is missing (a held-out metric that is undefined)."""
+    return "–" if value is None else format(value, spec)
+
+
 def render_model_card(console: Console, card: dict[str, Any]) -> None:
-    """What a trained scorer learned from: window, rows, held-out metrics, fallbacks and versions."""
+    """What a trained scorer learned from: window, rows, held-out metrics, fallbacks and versions.
+
+    A saved card is a file people can edit, so every field is shown literally (see :mod:`upcurve.present.safe`).
+    A held-out metric is ``None`` when it is undefined (an AUC over months with one class only) and shows as ``–``.
+    """
     lines = [f"model: {card.get('model')}  ·  horizon {card.get('horizon_months')} months  ·  "
              f"{card.get('rows', 0):,} labelled snapshots over {card.get('labelled_months')} months"]
     if card.get("training_window"):
@@ -197,15 +233,16 @@ def render_model_card(console: Console, card: dict[str, Any]) -> None:
                      f"{' to '.join(card['calibration_window'])}")
     for target, info in card.get("targets", {}).items():
         h = info["held_out"]
-        lines.append(f"{target}: held-out AUC {h['auc']:.3f}, lift in the top decile {h['lift_top_decile']:.2f}, "
-                     f"Brier {h['brier']:.3f} ({info['calibration_rows']:,} rows, "
-                     f"{info['calibration_positives']:,} positive)")
+        lines.append(f"{target}: held-out AUC {_number(h['auc'], '.3f')}, lift in the top decile "
+                     f"{_number(h['lift_top_decile'], '.2f')}, Brier {_number(h['brier'], '.3f')} "
+                     f"({info['calibration_rows']:,} rows, {info['calibration_positives']:,} positive)")
+    body = [safe_text(line) for line in lines]
     for target, why in card.get("fallback", {}).items():
-        lines.append(f"[yellow]{target}: rules, {why}[/yellow]")
+        body.append(safe_text(f"{target}: rules, {why}", "yellow"))
     versions = card.get("versions", {})
-    lines.append("trained " + str(card.get("trained_at", "")) + " with " +
-                 ", ".join(f"{k} {v}" for k, v in versions.items()))
-    console.print(Panel("\n".join(lines), title="model card", expand=False))
+    body.append(safe_text("trained " + str(card.get("trained_at", "")) + " with " +
+                          ", ".join(f"{k} {v}" for k, v in versions.items())))
+    console.print(Panel(Text("\n").join(body), title="model card", expand=False))
 
 
 def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, notes: list[str]) -> None:
@@ -221,7 +258,7 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
 
     for r in metrics.to_pylist():
         style = "bold" if r["model"] == "lightgbm" else ""
-        table.add_row(str(r["cutoff"]), r["target"], Text(r["model"], style=style), num(r["auc"]),
+        table.add_row(safe_text(r["cutoff"]), safe_text(r["target"]), safe_text(r["model"], style), num(r["auc"]),
                       num(r["log_loss"]), num(r["brier"]), _pct(r["precision_at_k"]), num(r["lift_top_decile"], ".2f"),
                       _pct(r["base_rate"]), f"{int(r['rows']):,}", _pct(r.get("lever_match")))
     console.print(table)
@@ -236,8 +273,8 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
             groups.setdefault((r["model"], r["target"]), []).append(
                 f"{r['mean_predicted']:.0%}→{r['observed_rate']:.0%}")
         for (model, target), cells in groups.items():
-            cal.add_row(model, target, *cells)
+            cal.add_row(safe_text(model), safe_text(target), *cells)
         console.print(cal)
         console.print("each cell: mean predicted → observed rate")
     for note in notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+        console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))

@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
+from upcurve.errors import ConfigError
 from upcurve.revenue.metrics import FACT_COLUMNS, fact_sums, metrics_from_sums
 
 __all__ = ["segment_columns", "segment_metrics"]
@@ -18,7 +19,12 @@ _NOT_SEGMENTS = {"account_id", "name", "created_at"}
 def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
     """The account columns to break metrics down by: ``policy.segment_by``, or every text column but the id and name."""
     if policy.segment_by is not None:
-        return [c for c in policy.segment_by if c in accounts.columns]
+        unknown = [c for c in policy.segment_by if c not in accounts.columns]
+        if unknown:
+            have = ", ".join(c for c in accounts.columns if c not in _NOT_SEGMENTS)
+            raise ConfigError(f"revenue.segment_by names {', '.join(map(repr, unknown))}, which the accounts table "
+                              f"does not have; its columns are: {have}")
+        return list(policy.segment_by)
     schema = accounts.schema()
     return [c for c in accounts.columns if c not in _NOT_SEGMENTS and schema[c].is_string()]
 

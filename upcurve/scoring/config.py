@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["LEVERS", "ColdStartRules", "ScoringConfig"]
 
@@ -71,6 +71,14 @@ class ScoringConfig(BaseModel):
     random_state: int = 0
     plays: dict[str, str] = Field(default_factory=lambda: dict(_PLAYS))
     rules: ColdStartRules = Field(default_factory=ColdStartRules)
+
+    @field_validator("plays")
+    @classmethod
+    def _known_plays(cls, plays: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(plays) - set(_PLAYS))
+        if unknown:
+            raise ValueError(f"unknown play key(s) {unknown}: plays are set for {', '.join(_PLAYS)}")
+        return {**_PLAYS, **plays}
 
     def play(self, lever: str | None) -> str | None:
         """The suggested play for a lever (``retain`` for a save motion); None for no lever."""

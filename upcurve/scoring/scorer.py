@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import math
 import platform
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import pyarrow.compute as pc
 
 from upcurve import __version__
 from upcurve.errors import UpcurveError
+from upcurve.folders import read_verified, write_folder
 from upcurve.revenue import month_label
 from upcurve.scoring.backtest import ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, column_values, feature_matrix
 from upcurve.scoring.reasons import probability_contributions, top_reasons
+from upcurve.scoring.saved import parse_saved
 
 __all__ = ["SCORE_COLUMNS", "AccountScorer", "rule_scores"]
 
@@ -281,10 +284,15 @@ class AccountScorer:
         return ["services" if s == "services" else b for b, s in zip(best, from_signals, strict=True)]
 
     # -- saving -------------------------------------------------------------------------------------------------
-    def save(self, folder: str | Path) -> Path:
-        """Write the fitted scorer (``models.json``) and its card (``model_card.json``) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    def save(self, folder: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
+        """Write the fitted scorer (``models.json``) and its card (``model_card.json``) into ``folder``, whole.
+
+        The folder is replaced in one step with a manifest of both files' checksums
+        (:func:`upcurve.folders.write_folder`), so two saves at once never mix one's card with the other's models,
+        and a folder holding anything upcurve did not write is refused. ``inputs``: data folders it must not be.
+        """
+        if not hasattr(self, "card_"):
+            raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) before save")
         models: dict[str, Any] = {
             "targets": {t: {"model": m.to_dict(), "calibration": [self.calibration_[t].a, self.calibration_[t].b]}
                         for t, m in self.models_.items()},
@@ -294,37 +302,49 @@ class AccountScorer:
             "size": None if self.size_model_ is None else self.size_model_.model_to_string(),
             "size_ratio": self.size_ratio_,
         }
-        for name, data in ((_MODELS, models), (_CARD, self.card_)):
-            tmp = folder / f".{name}.tmp"
-            tmp.write_text(json.dumps(data, indent=1, default=str, allow_nan=False))
-            tmp.replace(folder / name)
-        return folder
+
+        def fill(stage: Path) -> None:
+            for name, data in ((_MODELS, models), (_CARD, self.card_)):
+                (stage / name).write_text(json.dumps(data, indent=1, default=str, allow_nan=False), encoding="utf-8")
+
+        return write_folder(folder, fill, kind="model", inputs=inputs, what="model")
 
     @classmethod
     def load(cls, folder: str | Path, config: ScoringConfig | None = None) -> AccountScorer:
-        """A scorer saved by :meth:`save`; an error says what to do when it is missing or from other features."""
+        """A scorer saved by :meth:`save`, after checking the folder is exactly as upcurve wrote it.
+
+        Raises
+        ------
+        UpcurveError
+            When the folder is missing, edited, truncated or mixed from two saves, when a field of either file is
+            not what upcurve writes, when it was saved by an unknown or newer upcurve, or trained on other
+            features; the message says what to do.
+        """
         import lightgbm
 
         folder = Path(folder)
+        if not folder.is_dir():
+            raise UpcurveError(f"{folder}: no saved model here; train one with `upcurve train`")
+        _, files = read_verified(folder, kind="model", what="saved model")
         try:
-            card = json.loads((folder / _CARD).read_text())
-            models = json.loads((folder / _MODELS).read_text())
-        except FileNotFoundError as exc:
-            raise UpcurveError(f"{folder}: no saved model here; train one with `upcurve train`") from exc
-        if card.get("features") != list(FEATURES):
+            card = json.loads(files[_CARD].decode("utf-8"))
+            models = json.loads(files[_MODELS].decode("utf-8"))
+        except (KeyError, UnicodeDecodeError, ValueError) as exc:
+            raise UpcurveError(f"{folder}: the saved model cannot be read ({exc}); train it again") from None
+        saved, model_card = parse_saved(str(folder), models, card)
+        if model_card.features != list(FEATURES):
             raise UpcurveError(f"{folder}: the saved model was trained on other features (upcurve "
-                               f"{card.get('versions', {}).get('upcurve')}); retrain it with `upcurve train`")
+                               f"{model_card.versions.get('upcurve')}); retrain it with `upcurve train`")
         scorer = cls(config)
         scorer.card_ = card
-        scorer.fallback_ = dict(models["fallback"])
-        scorer.models_ = {t: PropensityModel.from_dict(v["model"]) for t, v in models["targets"].items()}
-        scorer.calibration_ = {t: PlattCalibration(*v["calibration"]) for t, v in models["targets"].items()}
-        lever = models.get("lever")
-        scorer.lever_model_ = None if lever is None else lightgbm.Booster(model_str=lever["trees"])
-        scorer.lever_classes_ = [] if lever is None else list(lever["classes"])
-        size = models.get("size")
-        scorer.size_model_ = None if size is None else lightgbm.Booster(model_str=size)
-        scorer.size_ratio_ = float(models.get("size_ratio", 0.1))
+        scorer.fallback_ = dict(saved.fallback)
+        scorer.models_ = {t: PropensityModel.from_dict(v.model.model_dump()) for t, v in saved.targets.items()}
+        scorer.calibration_ = {t: PlattCalibration(*v.calibration) for t, v in saved.targets.items()}
+        lever = saved.lever
+        scorer.lever_model_ = None if lever is None else lightgbm.Booster(model_str=lever.trees)
+        scorer.lever_classes_ = [] if lever is None else list(lever.classes)
+        scorer.size_model_ = None if saved.size is None else lightgbm.Booster(model_str=saved.size)
+        scorer.size_ratio_ = saved.size_ratio
         return scorer
 
 

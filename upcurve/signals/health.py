@@ -9,11 +9,14 @@ inclusive or exclusive ends, tier cut-offs, per-segment weights, and manual over
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from typing import Literal
 
 import ibis
 import ibis.expr.types as ir
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from upcurve.signals.account_signals import SIGNAL_COLUMNS
 
 __all__ = ["Band", "Component", "HealthConfig", "Override", "Tier", "health_scores"]
 
@@ -48,6 +51,17 @@ class Component(_Frozen):
         kinds = sum(bool(x) for x in (self.bands, self.categories, self.parts))
         if kinds != 1 or (self.parts and self.signal) or (not self.parts and not self.signal):
             raise ValueError(f"component {self.name!r} needs a signal with bands or categories, or parts")
+        if self.signal is not None and self.signal not in SIGNAL_COLUMNS:
+            close = difflib.get_close_matches(self.signal, SIGNAL_COLUMNS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"component {self.name!r}: unknown signal {self.signal!r}{hint}; the signals are "
+                             "listed in docs/signals.md")
+        for band in self.bands:
+            if band.min is not None and band.max is not None and band.min > band.max:
+                raise ValueError(f"component {self.name!r}: a band's min {band.min:g} is above its max {band.max:g}")
+        bad = {k: v for k, v in self.categories.items() if not 0 <= v <= 100}
+        if bad:
+            raise ValueError(f"component {self.name!r}: category scores must lie in 0–100, not {bad}")
         return self
 
 
@@ -117,10 +131,19 @@ class HealthConfig(_Frozen):
         if cuts != sorted(cuts, reverse=True):
             raise ValueError("tiers must be listed from the highest min_score to the lowest")
         names = {c.name for c in self.components}
+        if len(names) != len(self.components):
+            raise ValueError("two components share a name")
         for segment, weights in self.segment_weights.items():
             unknown = set(weights) - names
             if unknown:
                 raise ValueError(f"segment_weights[{segment!r}] names unknown components: {sorted(unknown)}")
+            negative = {k: v for k, v in weights.items() if not v >= 0}
+            if negative:
+                raise ValueError(f"segment_weights[{segment!r}]: weights must be 0 or more, not {negative}")
+            # the segment's weights replace the components' own: at least one must stay above zero
+            if not any(weights.get(c.name, c.weight) > 0 for c in self.components):
+                raise ValueError(f"segment_weights[{segment!r}]: every weight is 0, so no account of the segment "
+                                 "would get a score")
         return self
 
 

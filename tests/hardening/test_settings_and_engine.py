@@ -1,0 +1,113 @@
+"""Settings that would do silent harm are refused with the file and the key; the engine's failures are one clear
+line, never a traceback."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import write_folder
+from upcurve.cli import app
+from upcurve.errors import ConfigError
+from upcurve.settings_file import load_config
+
+LINES = textwrap.dedent("""\
+    line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end
+    l1,A,team_m,subscription,10,100,USD,2024-01-01,2024-02-01
+    l2,A,team_m,subscription,12,120,USD,2024-02-01,2024-03-01
+    l3,B,team_m,subscription,5,50,USD,2024-02-01,2024-03-01
+    """)
+
+
+def _settings(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "upcurve.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+BAD_SETTINGS = {
+    "negative segment weight": ("health:\n  segment_weights:\n    smb: {support: -50}\n", "weights must be 0 or more"),
+    "all segment weights zero": (
+        "health:\n  segment_weights:\n    smb: {product_usage: 0, engagement_trend: 0, support: 0,\n"
+        "          business_outcomes: 0, sentiment: 0}\n", "every weight is 0"),
+    "unknown signal": (
+        "health:\n  components:\n    - {name: usage, weight: 1, signal: dau_per_sear, bands: [{min: 0, score: 50}]}\n",
+        "did you mean 'dau_per_seat'"),
+    "unknown play": ("scoring:\n  plays:\n    seats: Call them\n", "unknown play key"),
+    "repeated key": ("revenue:\n  usage_in_mrr: false\nrevenue:\n  reporting_currency: EUR\n", "appears twice"),
+    "unknown key": ("revenue:\n  usage_in_mr: false\n", "usage_in_mr"),
+    "a list, not sections": ("- revenue\n", "must be a mapping"),
+    "band upside down": (
+        "health:\n  components:\n    - {name: u, weight: 1, signal: tickets_30d, bands: [{min: 5, max: 1, score: 9}]}\n",
+        "above its max"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_harmful_settings_are_refused_naming_the_file_and_key(tmp_path: Path, case: str) -> None:
+    text, message = BAD_SETTINGS[case]
+    path = _settings(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as raised:
+        load_config(path)
+    assert str(path) in str(raised.value)
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    result = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "out"), "--config", str(path)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "not utf-8", "missing"])
+def test_an_unreadable_settings_file_is_one_clear_line(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "settings.yaml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "not utf-8":
+        path.write_bytes(b"revenue:\n  reporting_currency: \xff\xfe\n")
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    for command in (["validate", str(data)], ["run", str(data), "--out", str(tmp_path / "out")]):
+        result = CliRunner().invoke(app, [*command, "--config", str(path)], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)
+        assert str(path) in result.output.replace("\n", "")
+
+
+def test_an_unknown_segment_column_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = _settings(tmp_path, "revenue:\n  segment_by: [segment, regoin]\n")
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    result = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "out"), "--config", str(path)],
+                                env={"COLUMNS": "300"})
+    assert result.exit_code == 2
+    assert "'regoin'" in result.output and "does not have" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("nosuch://x", "is not an engine URL upcurve can open"),
+    ("mssql://x", "needs its package"),
+    ("duckdb:///no/such/folder/x.duckdb", "cannot open the engine"),
+    ("duckdb://?memory_limit=1MB", "ran out of memory"),
+])
+def test_engine_failures_are_one_clear_line(tmp_path: Path, url: str, message: str) -> None:
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    for command in (["validate", str(data)], ["run", str(data), "--out", str(tmp_path / "out")]):
+        result = CliRunner().invoke(app, [*command, "--engine", url], env={"COLUMNS": "300"})
+        assert result.exit_code == 1, result.output
+        assert isinstance(result.exception, SystemExit)
+        assert message in " ".join(result.output.split())
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_line_dated_years_ahead_does_not_move_the_default_as_of(tmp_path: Path) -> None:
+    lines = LINES + "l4,B,team_m,subscription,5,50,USD,2031-02-01,2031-03-01\n"
+    data = write_folder(tmp_path / "d", {"invoice_lines": lines})
+    result = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "out")], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "as of 2024-02-01" in text
+    assert "1 invoice lines start after the as-of date 2024-02-01 (the latest on 2031-02-01)" in text
+    assert "customers 2" in text
