@@ -14,8 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from upcurve.service import run
 from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
+from upcurve.usecases import run
 
 
 def main() -> None:

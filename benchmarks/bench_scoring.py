@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from upcurve.service import backtest, run
 from upcurve.simulate import simulate_company
+from upcurve.usecases import backtest, run
 
 
 def _peak_mb() -> float:

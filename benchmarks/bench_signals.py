@@ -21,8 +21,9 @@ from synthetic_events import write_events
 
 from upcurve.contract import read_folder, typed_tables
 from upcurve.engine import hand_over
-from upcurve.service import compute_accounts, compute_revenue
+from upcurve.revenue import revenue_tables
 from upcurve.settings_file import UpcurveConfig
+from upcurve.signals import accounts_table
 from upcurve.simulate import simulate_tables, write_folder
 
 
@@ -46,10 +47,10 @@ def main() -> None:
         folder = read_folder(data, con)
         typed = typed_tables(folder)
         tables_in = hand_over(con, typed, in_place=("events",))
-        revenue = compute_revenue(tables_in, as_of=as_of, first=dt.date(2023, 1, 1),
+        revenue = revenue_tables(tables_in, as_of=as_of, first=dt.date(2023, 1, 1),
                                   policy=UpcurveConfig().revenue)
         t0 = time.perf_counter()
-        accounts = compute_accounts(tables_in, revenue, UpcurveConfig(), as_of=as_of).to_pyarrow()
+        accounts = accounts_table(tables_in, revenue.account_months, UpcurveConfig().health, as_of=as_of).to_pyarrow()
         seconds = time.perf_counter() - t0
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"signals and health for {accounts.num_rows:,} accounts over {args.events:,} events: {seconds:.1f} s, "

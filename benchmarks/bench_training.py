@@ -20,8 +20,8 @@ from pathlib import Path
 
 from synthetic_events import write_events
 
-from upcurve.service import run, train
 from upcurve.simulate import simulate_tables, write_folder
+from upcurve.usecases import run, train
 
 
 def _peak_mb() -> float:

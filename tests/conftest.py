@@ -10,8 +10,8 @@ import ibis
 import pytest
 
 from upcurve.config import RevenuePolicy
-from upcurve.service import RunResult, run
 from upcurve.settings_file import UpcurveConfig
+from upcurve.usecases import RunResult, run
 
 ACCOUNTS = "account_id,name,segment,owner\n"
 PLANS = textwrap.dedent(

@@ -1,9 +1,10 @@
-"""The ``upcurve`` command line: parse, call the service, render."""
+"""The ``upcurve`` command line: parse, call a use case, render."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -13,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from upcurve import service
+from upcurve import __version__, usecases
 from upcurve.config import Settings
 from upcurve.engine import engine_errors
 from upcurve.errors import ConfigError, ContractError, UpcurveError
@@ -21,14 +22,49 @@ from upcurve.present.safe import literal, safe_text, visible
 from upcurve.present.terminal import (
     render_accounts,
     render_backtest,
+    render_diff,
     render_model_card,
     render_problems,
+    render_runs,
     render_summary,
     render_worklist,
 )
 from upcurve.settings_file import UpcurveConfig, load_config
+from upcurve.workspace import RunDiff, RunRecord, Store, WorkspaceError, diff_runs
 
-app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True)
+
+
+class AccountSort(StrEnum):
+    health = "health"
+    risk = "risk"
+    mrr = "mrr"
+    expansion = "expansion"
+    churn = "churn"
+
+
+class FileFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"upcurve {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show upcurve's version and exit.")] = False,
+) -> None:
+    """upcurve: the expansion revenue engine.
+
+    Exit codes: 0 done; 2 the input (data, settings file or an option) is wrong and nothing was written; 1 upcurve
+    could not finish for another reason it names (an output folder it may not replace, the engine out of memory,
+    a busy workspace).
+    """
 console = Console()
 err = Console(stderr=True)
 
@@ -87,36 +123,151 @@ def _config(path: Path | None, settings: Settings) -> UpcurveConfig:
         raise _fail(exc) from None
 
 
+AsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time YYYY-MM-DD (default: "
+                                                   "the start of the latest invoice line).")]
+WorkspaceOption = Annotated[str | None, typer.Option(
+    "--workspace", help="Workspace folder (default: UPCURVE_WORKSPACE, else ./upcurve-workspace).")]
+RunOption = Annotated[str | None, typer.Option("--run", help="A run id, or a unique start of one (`upcurve runs`).")]
+ReadAsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="The latest run at this as-of date.")]
+
+
+def _store(workspace: str | None, settings: Settings, *, create: bool = False) -> Store:
+    try:
+        return Store.open(workspace or settings.workspace, create=create, wait_seconds=settings.workspace_wait)
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+
+
 @app.command()
 def run(
     data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the result tables to (replaced whole).")],
-    as_of: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time (default: latest date in data).")
-    ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    workspace: WorkspaceOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also (or, without --workspace, only) write the tables "
+                                                           "as files in this folder (replaced whole).")] = None,
+    as_of: AsOf = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv (with --out).")] = "parquet",
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
-    models: Annotated[Path | None, typer.Option(help="Folder of a saved model (see `upcurve train`) to score "
-                                                     "with; without one, a model is trained for this run.")] = None,
-    retrain: Annotated[bool, typer.Option(help="Train again and replace the model saved in --models.")] = False,
+    models: Annotated[Path | None, typer.Option(help="With --out only: a folder of a saved model (see `upcurve "
+                                                     "train`) to score with.")] = None,
+    retrain: Annotated[bool, typer.Option(help="Train the model again instead of reusing it.")] = False,
 ) -> None:
-    """Compute MRR, movements, retention, cohorts, segments, account scores and this week's worklist into OUT."""
+    """Compute MRR, movements, retention, cohorts, segments, account scores and this week's worklist, and keep
+    them in the workspace (and/or write them to --out)."""
     settings = Settings()
     cfg = _config(config, settings)
     if currency:
         cfg = cfg.model_copy(update={"revenue": cfg.revenue.model_copy(
             update={"reporting_currency": currency.upper()})})
-    result = _with_progress(lambda say: service.run(
-        data_dir, out, as_of=as_of.date() if as_of else None, fmt=fmt, config=cfg,
-        engine_url=engine or settings.engine, progress=say, models_dir=models, retrain=retrain,
-    ))
+    day = as_of.date() if as_of else None
+    engine_url = engine or settings.engine
+    if out is not None and workspace is None:
+        result = _with_progress(lambda say: usecases.run(
+            data_dir, out, as_of=day, fmt=fmt, config=cfg, engine_url=engine_url, progress=say, models_dir=models,
+            retrain=retrain))
+    else:
+        store = _store(workspace, settings, create=True)
+        result = _with_progress(lambda say: usecases.run_in_workspace(
+            store, data_dir, as_of=day, config=cfg, engine_url=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
+            progress=say))
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
         console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
-    console.print(literal(console, f"Wrote {len(result.tables)} tables to {result.out_dir}"))
+    if result.run is not None:
+        where = workspace or settings.workspace
+        console.print(literal(console, f"Run {result.run.run_id} kept in the workspace {where}"))
+    if result.out_dir is not None:
+        console.print(literal(console, f"Wrote {len(result.tables)} tables to {result.out_dir}"))
+
+
+@app.command()
+def runs(workspace: WorkspaceOption = None) -> None:
+    """The workspace's history: every run, its as-of date, its input and the model that scored it."""
+    settings = Settings()
+    store = _store(workspace, settings)
+    found = _with_progress(lambda say: store.runs())
+    render_runs(console, found)
+
+
+def _read_run(workspace: str | None, run_id: str | None, as_of: dt.datetime | None) -> tuple[Store, RunRecord]:
+    settings = Settings()
+    store = _store(workspace, settings)
+    record = _with_progress(lambda say: store.find_run(run_id, as_of=as_of.date() if as_of else None))
+    return store, record
+
+
+@app.command()
+def accounts(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    as_of: ReadAsOf = None,
+    top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
+    sort: Annotated[AccountSort, typer.Option(help="health (best first), risk (worst health first), mrr, expansion "
+                                                   "or churn (likeliest first).")] = AccountSort.health,
+) -> None:
+    """Rank the accounts of a run (the latest by default) with their signals, health and scores."""
+    store, record = _read_run(workspace, run_id, as_of)
+    table = _with_progress(lambda say: store.table("accounts", record.run_id))
+    render_accounts(console, table, sort=sort.value, top=top, currency=_currency(record), as_of=record.as_of)
+
+
+@app.command()
+def worklist(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    as_of: ReadAsOf = None,
+    top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
+) -> None:
+    """The worklist of a run (the latest by default): the accounts to work that week, why and with which play."""
+    store, record = _read_run(workspace, run_id, as_of)
+    table = _with_progress(lambda say: store.table("worklist", record.run_id))
+    render_worklist(console, table, currency=_currency(record), top=top)
+
+
+def _currency(record: RunRecord) -> str:
+    return str(record.settings.get("revenue", {}).get("reporting_currency", "USD"))
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str | None, typer.Argument(help="The earlier run (default: the run before the latest).")] = None,
+    run_b: Annotated[str | None, typer.Argument(help="The later run (default: the latest).")] = None,
+    workspace: WorkspaceOption = None,
+    top: Annotated[int, typer.Option(min=1, help="How many accounts to list in each part.")] = 10,
+) -> None:
+    """What changed between two runs: the MRR bridge between their dates, the worklist, health tiers, churn risks."""
+    settings = Settings()
+    store = _store(workspace, settings)
+
+    def work(say: Callable[[str], None]) -> RunDiff:
+        history = store.runs()
+        if run_a is None and run_b is None and len(history) < 2:
+            raise WorkspaceError("a diff needs two runs; the workspace holds "
+                                 f"{len(history)}: `upcurve run DATA` again (e.g. at another --as-of)")
+        b = store.find_run(run_b) if run_b else history[-1]
+        a = store.find_run(run_a) if run_a else [r for r in history if r.run_id != b.run_id][-1]
+        threshold = UpcurveConfig.model_validate(b.settings).scoring.high_churn_risk if b.settings else 0.3
+        return diff_runs(store, a, b, threshold=threshold)
+
+    render_diff(console, _with_progress(work), top=top)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the run's tables to (replaced whole).")],
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    as_of: ReadAsOf = None,
+    fmt: Annotated[FileFormat, typer.Option("--format", help="File format.")] = FileFormat.parquet,
+) -> None:
+    """Write the tables of a run (the latest by default) as files."""
+    settings = Settings()
+    store = _store(workspace, settings)
+    record, path = _with_progress(lambda say: usecases.export_run(
+        store, out, run_id=run_id, as_of=as_of.date() if as_of else None, fmt=fmt.value))
+    console.print(literal(console, f"Wrote the {len(record.rows)} tables of run {record.run_id} to {path}"))
 
 
 @app.command()
@@ -130,39 +281,14 @@ def validate(
     settings = Settings()
     cfg = _config(config, settings)
     reporting = (currency or cfg.revenue.reporting_currency).upper()
-    problems = _with_progress(lambda say: service.check_folder(data_dir, reporting_currency=reporting,
-                                                              engine_url=engine or settings.engine))
-    errors = [p for p in problems if p.severity == "error"]
-    if problems:
-        render_problems(console if not errors else err, problems)
-    if errors:
+    found = _with_progress(lambda say: usecases.check_folder(data_dir, reporting_currency=reporting,
+                                                           engine_url=engine or settings.engine))
+    if found.problems:
+        render_problems(console if not found.errors else err, found.problems)
+    if found.errors:
         raise typer.Exit(EXIT_BAD_INPUT)
+    _rows_table(found.rows, f"Read {len(found.rows)} tables, {sum(found.rows.values()):,} rows")
     console.print(literal(console, f"{data_dir}: the input meets the contract.", "green"))
-
-
-@app.command()
-def accounts(
-    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
-    as_of: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time (default: latest date in data).")
-    ] = None,
-    top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
-    sort: Annotated[str, typer.Option(
-        help="health (best first), risk (worst health first), mrr, expansion or churn (likeliest first)."
-    )] = "health",
-    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-) -> None:
-    """Rank accounts with their signals and health score, in the terminal."""
-    settings = Settings()
-    if sort not in ("health", "risk", "mrr", "expansion", "churn"):
-        err.print("[red]error:[/red] --sort takes health, risk, mrr, expansion or churn")
-        raise typer.Exit(1)
-    cfg = _config(config, settings)
-    result = _with_progress(lambda say: service.run(
-        data_dir, None, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
-        progress=say))
-    render_accounts(console, result.tables["accounts"], sort=sort, top=top,
-                    currency=result.policy.reporting_currency, as_of=result.as_of)
 
 
 @app.command()
@@ -177,7 +303,7 @@ def train(
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
     settings = Settings()
     cfg = _config(config, settings)
-    scorer = _with_progress(lambda say: service.train(
+    scorer = _with_progress(lambda say: usecases.train(
         data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
         progress=say))
     render_model_card(console, scorer.card_)
@@ -195,7 +321,7 @@ def backtest(
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
     cfg = _config(config, settings)
-    result = _with_progress(lambda say: service.backtest(
+    result = _with_progress(lambda say: usecases.backtest(
         data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
@@ -215,7 +341,7 @@ def simulate(
     try:
         with _counting() as bar:
             task = bar.add_task("simulating accounts", total=accounts)
-            rows = service.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+            rows = usecases.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
                                     progress=lambda done, total: bar.update(task, completed=done))
     except UpcurveError as exc:
         raise _fail(exc) from None
@@ -234,13 +360,13 @@ def demo(
     """Simulate a sample company and run the whole pipeline on it with embedded DuckDB."""
     data, results = out / "data", out / "results"
     try:
-        service.check_demo_destination(out)
+        usecases.check_demo_destination(out)
         with _progress() as bar:
             task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
-            service.simulate(data, accounts=accounts, months=months, seed=seed,
+            usecases.simulate(data, accounts=accounts, months=months, seed=seed,
                              progress=lambda done, total: bar.update(
                                  task, description=f"simulating accounts: {done:,} of {total:,}"))
-            result = service.run(data, results, progress=lambda msg: bar.update(task, description=visible(msg)),
+            result = usecases.run(data, results, progress=lambda msg: bar.update(task, description=visible(msg)),
                                  models_dir=out / "models", retrain=True)
     except UpcurveError as exc:
         raise _fail(exc) from None

@@ -377,6 +377,16 @@ def read_verified(folder: str | Path, *, kind: str, what: str = "folder") -> tup
     raise AssertionError("unreachable")
 
 
+def _replaced(path: Path, fd: int) -> bool:
+    """True when ``path`` no longer names the folder open as ``fd`` (a save swapped another in)."""
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return True
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+
+
 def _read_verified(path: Path, *, kind: str, what: str) -> tuple[dict[str, Any], dict[str, bytes]]:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -390,6 +400,8 @@ def _read_verified(path: Path, *, kind: str, what: str) -> tuple[dict[str, Any],
         try:
             manifest = json.loads(read(MANIFEST).decode("utf-8"))
         except FileNotFoundError:
+            if _replaced(path, fd):
+                raise
             raise OutputError(f"{path}: not a {what} written by upcurve (no {MANIFEST}); write it again") from None
         except (UnicodeDecodeError, ValueError):
             raise OutputError(f"{path}: its {MANIFEST} is not readable; write the {what} again") from None
@@ -411,6 +423,8 @@ def _read_verified(path: Path, *, kind: str, what: str) -> tuple[dict[str, Any],
             if len(data) != expected.get("bytes") or hashlib.sha256(data).hexdigest() != expected.get("sha256"):
                 problems.append(f"{name} was changed")
             contents[name] = data
+        if problems and _replaced(path, fd):
+            raise FileNotFoundError(str(path))  # read the folder that took its place
     except OSError as exc:
         if isinstance(exc, FileNotFoundError):
             raise

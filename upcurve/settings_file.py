@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from upcurve.config import RevenuePolicy
 from upcurve.errors import ConfigError
@@ -27,6 +27,13 @@ class UpcurveConfig(BaseModel):
     revenue: RevenuePolicy = RevenuePolicy()
     health: HealthConfig = HealthConfig()
     scoring: ScoringConfig = ScoringConfig()
+
+    @model_validator(mode="after")
+    def _known_signals(self) -> UpcurveConfig:
+        unknown = self.health.unknown_signals()
+        if unknown:
+            raise ValueError("; ".join(unknown) + "; the signals are listed in docs/signals.md")
+        return self
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -75,7 +82,8 @@ def load_config(path: str | Path | None) -> UpcurveConfig:
         return UpcurveConfig.model_validate(data)
     except ValidationError as exc:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            ".".join(str(p) for p in err["loc"]) + ": " * bool(err["loc"]) + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise ConfigError(f"{path}: {details}") from exc
 

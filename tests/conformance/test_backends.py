@@ -13,8 +13,9 @@ from upcurve.config import RevenuePolicy
 from upcurve.contract import read_folder, typed_tables
 from upcurve.engine import hand_over
 from upcurve.outputs import money_columns
-from upcurve.service import compute_revenue, run
+from upcurve.revenue import revenue_tables
 from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
+from upcurve.usecases import run
 
 AS_OF = dt.date(2024, 12, 31)
 
@@ -29,7 +30,7 @@ def _revenue_on(backend: ibis.BaseBackend, folder: Path) -> dict[str, pa.Table]:
     typed = typed_tables(read_folder(folder, ibis.duckdb.connect()),
                          names=["accounts", "plans", "invoice_lines", "fx_rates"])
     tables = hand_over(backend, typed)
-    revenue = compute_revenue(tables, as_of=AS_OF, first=dt.date(2023, 1, 1), policy=RevenuePolicy())
+    revenue = revenue_tables(tables, as_of=AS_OF, first=dt.date(2023, 1, 1), policy=RevenuePolicy())
     return {name: money_columns(expr.to_pyarrow()) for name, expr in revenue.tables.items()}
 
 

@@ -125,7 +125,7 @@ def test_a_run_killed_at_any_moment_keeps_the_previous_result_and_every_input(da
             time.sleep(rng.uniform(0, 0.05))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
-        manifest, files = read_verified(out, kind="results", what="results")  # whole: every file as listed
+        _, files = read_verified(out, kind="results", what="results")  # whole: every file as listed
         assert {"mrr.parquet", "run.json"} <= set(files) or {"mrr.csv", "run.json"} <= set(files)
         assert _snapshot(data) == inputs
         assert neighbour.read_text() == "a user's file beside the output"

@@ -76,7 +76,8 @@ def test_a_results_folder_of_upcurve_0_1_is_replaced_when_it_holds_exactly_its_f
     out = tmp_path / "out"
     out.mkdir()
     (out / "mrr.parquet").write_bytes(b"x")
-    (out / "run.json").write_text(json.dumps({"upcurve": "0.1.0", "tables": {"mrr": {"rows": 1, "file": "mrr.parquet"}}}))
+    legacy = {"upcurve": "0.1.0", "tables": {"mrr": {"rows": 1, "file": "mrr.parquet"}}}
+    (out / "run.json").write_text(json.dumps(legacy))
     write_folder(out, _fill({"a.csv": "1"}), kind="results")
     assert (out / "a.csv").exists() and not (out / "mrr.parquet").exists()
     out2 = tmp_path / "out2"

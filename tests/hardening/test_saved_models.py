@@ -108,7 +108,7 @@ def test_an_edited_model_is_refused_even_with_its_checksums_recomputed(saved: Pa
 def test_an_edit_without_new_checksums_is_refused_by_the_manifest(saved: Path, tmp_path: Path) -> None:
     folder = _copy(saved, tmp_path)
     _edit(folder, "models.json", _set_calibration, reseal=False)
-    with pytest.raises(UpcurveError, match="models.json was changed"):
+    with pytest.raises(UpcurveError, match=r"models\.json was changed"):
         AccountScorer.load(folder, CONFIG)
 
 

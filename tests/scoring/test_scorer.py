@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
+from upcurve.plays import weekly_worklist
 from upcurve.scoring import (
     FEATURES,
     SCORE_COLUMNS,
@@ -24,11 +25,10 @@ from upcurve.scoring import (
     PropensityModel,
     ScoringConfig,
     rule_scores,
-    weekly_worklist,
 )
 from upcurve.scoring.reasons import FEATURE_LABELS, probability_contributions, top_reasons
-from upcurve.service import RunResult, backtest, run
 from upcurve.simulate import simulate_company
+from upcurve.usecases import RunResult, backtest, run
 
 
 @pytest.fixture(scope="module")

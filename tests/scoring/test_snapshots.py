@@ -12,8 +12,8 @@ import pytest
 from upcurve.config import RevenuePolicy
 from upcurve.contract import known_at, plan_features, read_folder, typed_tables
 from upcurve.engine import hand_over
+from upcurve.revenue import revenue_tables
 from upcurve.scoring import labels_after, premium_add_ons, snapshot_dates, training_snapshots
-from upcurve.service import compute_revenue
 from upcurve.simulate import simulate_company
 
 FIRST = dt.date(2023, 1, 1)
@@ -29,7 +29,7 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _snapshots(folder: Path, as_of: dt.date, dates: list[dt.date]):
     con = ibis.duckdb.connect()
     tables = hand_over(con, known_at(typed_tables(read_folder(folder, con)), as_of), in_place=("events", "usage"))
-    revenue = compute_revenue(tables, as_of=as_of, first=FIRST, policy=RevenuePolicy())
+    revenue = revenue_tables(tables, as_of=as_of, first=FIRST, policy=RevenuePolicy())
     frame = training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
                                plan_features(tables["plans"]), dates)
     return frame.to_pyarrow()

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from upcurve.service import check_folder, run
 from upcurve.simulate import BILLING_TABLES, simulate_company, simulate_tables, write_folder
+from upcurve.usecases import check_folder, run
 
 
 @pytest.fixture(scope="module")
@@ -35,14 +35,14 @@ def test_every_table_is_written_and_valid(company: Path) -> None:
                      "tickets", "nps", "outcomes", "activities"}
     for name in names:
         assert pq.read_metadata(company / f"{name}.parquet").num_rows > 0, name
-    assert [p.describe() for p in check_folder(company)] == []
+    assert [p.describe() for p in check_folder(company).problems] == []
     assert {p.stem for p in (company / "truth").glob("*.parquet")} == {"accounts", "expansions", "plays"}
 
 
 def test_csv_output_is_valid_too(tmp_path: Path) -> None:
     simulate_company(tmp_path, accounts=60, months=8, seed=2, fmt="csv")
     assert len(list(tmp_path.glob("*.csv"))) == 12
-    assert [p for p in check_folder(tmp_path) if p.severity == "error"] == []
+    assert [p for p in check_folder(tmp_path).problems if p.severity == "error"] == []
 
 
 def test_every_lever_and_movement_type_is_present(company: Path) -> None:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from tests.conftest import write_folder
 from upcurve.cli import app
 from upcurve.errors import ContractError
-from upcurve.service import check_folder, run
+from upcurve.usecases import check_folder, run
 
 GOOD_LINES = """\
 line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end
@@ -20,7 +20,7 @@ line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end
 
 
 def _errors(folder: Path) -> list:
-    return [p for p in check_folder(folder) if p.severity == "error"]
+    return [p for p in check_folder(folder).problems if p.severity == "error"]
 
 
 def test_good_folder_has_no_problem(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_missing_required_table_and_unknown_file(tmp_path: Path) -> None:
     (folder / "accounts.csv").write_text("account_id\nA\n")
     (folder / "notes.txt").write_text("hello")
     (folder / "invoices.csv").write_text("x\n1\n")
-    problems = check_folder(folder)
+    problems = check_folder(folder).problems
     errors = {p.file for p in problems if p.severity == "error"}
     notes = {p.file for p in problems if p.severity == "note"}
     assert {"plans.csv", "invoice_lines.csv"} <= errors
@@ -127,7 +127,7 @@ def test_parquet_rows_are_reported_by_record_number(tmp_path: Path) -> None:
                   "period_end": pa.array([40, 41], pa.int32()).cast(pa.date32())}),
         folder / "invoice_lines.parquet",
     )
-    problems = [p for p in check_folder(folder) if p.severity == "error"]
+    problems = [p for p in check_folder(folder).problems if p.severity == "error"]
     assert len(problems) == 1 and problems[0].rows == (2,) and problems[0].location == "row"
 
 

@@ -26,8 +26,10 @@ __all__ = [
     "nrr_verdict",
     "render_accounts",
     "render_backtest",
+    "render_diff",
     "render_model_card",
     "render_problems",
+    "render_runs",
     "render_summary",
     "render_worklist",
 ]
@@ -278,3 +280,53 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
         console.print("each cell: mean predicted → observed rate")
     for note in notes:
         console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
+
+
+def render_runs(console: Console, runs: list[Any]) -> None:
+    """The workspace's history, one line per run, newest last."""
+    table = Table(title=safe_text(f"{len(runs)} run(s) in the workspace", "table.title"))
+    for col in ("run", "as of", "finished", "source", "accounts", "model", "notes"):
+        table.add_column(col, overflow="fold")
+    for r in runs:
+        finished = "" if r.finished_at is None else f"{r.finished_at:%Y-%m-%d %H:%M}"
+        table.add_row(safe_text(r.run_id), str(r.as_of), finished, safe_text(r.source),
+                      f"{r.rows.get('accounts', 0):,}", safe_text(r.model_reason or ""), str(len(r.notes)))
+    console.print(table)
+
+
+def render_diff(console: Console, diff: Any, *, top: int = 10) -> None:
+    """What changed between two runs: the bridge between their dates, then the accounts that moved."""
+    currency = str(diff.b.settings.get("revenue", {}).get("reporting_currency", "USD"))
+    bridge = Table(title=safe_text(f"MRR from {diff.a.as_of} ({diff.a.run_id}) to {diff.b.as_of} ({diff.b.run_id})",
+                                   "table.title"), show_header=False, box=None)
+    bridge.add_column()
+    bridge.add_column(justify="right")
+    for row in diff.bridge.to_pylist():
+        label = {"start": "start", "end": "end"}.get(row["line"], f"  {row['line']}")
+        bridge.add_row(safe_text(label), safe_text(_money(row["amount"], currency)))
+    console.print(bridge)
+    parts = (
+        ("entered the worklist", diff.entered, ("account_id", "name", "owner", "motion", "value_at_stake")),
+        ("left the worklist", diff.left, ("account_id", "name", "owner", "motion", "value_at_stake")),
+        ("health tier moved", diff.tier_moves, ("account_id", "name", "tier_before", "tier_now", "health_now")),
+        (f"new churn risks (≥ {diff.threshold:.0%})", diff.new_churn_risks,
+         ("account_id", "name", "owner", "churn_risk_before", "churn_risk_now")),
+    )
+    for title, rows, columns in parts:
+        table = Table(title=safe_text(f"{rows.num_rows:,} {title}" + (f", first {top}" if rows.num_rows > top
+                                                                      else ""), "table.title"))
+        for col in columns:
+            table.add_column(col.replace("_", " "), overflow="fold")
+        for row in rows.slice(0, top).to_pylist():
+            table.add_row(*[safe_text(_cell(row.get(col), col)) for col in columns])
+        console.print(table)
+
+
+def _cell(value: Any, column: str) -> str:
+    if value is None:
+        return "–"
+    if column.startswith("churn_risk"):
+        return _pct(value)
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)

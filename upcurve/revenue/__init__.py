@@ -25,11 +25,14 @@ from upcurve.revenue.movements import (
     product_pairs,
 )
 from upcurve.revenue.segments import segment_columns, segment_metrics
+from upcurve.revenue.tables import REVENUE_TABLES, RevenueTables, revenue_tables
 
 __all__ = [
     "FACT_COLUMNS",
     "MOVEMENT_TYPES",
+    "REVENUE_TABLES",
     "SOURCES",
+    "RevenueTables",
     "account_growth",
     "account_month_facts",
     "account_months",
@@ -51,6 +54,7 @@ __all__ = [
     "product_account_months",
     "product_months",
     "product_pairs",
+    "revenue_tables",
     "segment_columns",
     "segment_metrics",
     "services_revenue",

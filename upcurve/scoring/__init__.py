@@ -1,29 +1,49 @@
-"""Expansion propensity and churn risk: point-in-time training data, models and their backtest metrics."""
+"""Expansion propensity and churn risk: point-in-time training data, models, when they learn, and the backtest."""
 
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
+from upcurve.scoring.replay import BACKTEST_METRICS, Replay, replay, snapshot_health
 from upcurve.scoring.scorer import SCORE_COLUMNS, AccountScorer, rule_scores
 from upcurve.scoring.snapshots import labels_after, premium_add_ons, snapshot_dates, training_snapshots
-from upcurve.scoring.worklist import WORKLIST_COLUMNS, weekly_worklist
+from upcurve.scoring.training import (
+    ModelDecision,
+    check_saved_scorer,
+    fit_scorer,
+    labelled_snapshots,
+    model_decision,
+    saved_scorer_problem,
+    score_accounts,
+    training_dates,
+)
 
 __all__ = [
+    "BACKTEST_METRICS",
     "FEATURES",
     "LEVERS",
     "SCORE_COLUMNS",
-    "WORKLIST_COLUMNS",
     "AccountScorer",
     "ColdStartRules",
+    "ModelDecision",
     "PlattCalibration",
     "PropensityModel",
+    "Replay",
     "ScoringConfig",
     "calibration_table",
+    "check_saved_scorer",
     "feature_matrix",
+    "fit_scorer",
+    "labelled_snapshots",
     "labels_after",
+    "model_decision",
     "premium_add_ons",
     "ranking_metrics",
+    "replay",
     "rule_scores",
+    "saved_scorer_problem",
+    "score_accounts",
     "snapshot_dates",
+    "snapshot_health",
+    "training_dates",
     "training_snapshots",
-    "weekly_worklist",
 ]

@@ -67,6 +67,10 @@ class ScoringConfig(BaseModel):
     min_positives: int = Field(30, ge=5)
     warmup_months: int = Field(3, ge=0, description="months of history before the first snapshot")
     capacity_per_owner: int = Field(10, ge=1)
+    retrain_after_months: int = Field(3, ge=1, description="a workspace's model is retrained once it learned "
+                                      "from data this many months older than a run")
+    high_churn_risk: float = Field(0.3, gt=0, lt=1, description="churn risk at or above which an account is a "
+                                   "churn risk (diff, triggers)")
     max_training_rows: int = Field(400_000, ge=1_000, description="a seeded sample of snapshots beyond this")
     random_state: int = 0
     plays: dict[str, str] = Field(default_factory=lambda: dict(_PLAYS))

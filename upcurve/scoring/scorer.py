@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import math
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -284,15 +284,10 @@ class AccountScorer:
         return ["services" if s == "services" else b for b, s in zip(best, from_signals, strict=True)]
 
     # -- saving -------------------------------------------------------------------------------------------------
-    def save(self, folder: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
-        """Write the fitted scorer (``models.json``) and its card (``model_card.json``) into ``folder``, whole.
-
-        The folder is replaced in one step with a manifest of both files' checksums
-        (:func:`upcurve.folders.write_folder`), so two saves at once never mix one's card with the other's models,
-        and a folder holding anything upcurve did not write is refused. ``inputs``: data folders it must not be.
-        """
+    def to_files(self) -> dict[str, bytes]:
+        """The fitted scorer as the two files a saved model holds: ``models.json`` and ``model_card.json``."""
         if not hasattr(self, "card_"):
-            raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) before save")
+            raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) before saving it")
         models: dict[str, Any] = {
             "targets": {t: {"model": m.to_dict(), "calibration": [self.calibration_[t].a, self.calibration_[t].b]}
                         for t, m in self.models_.items()},
@@ -302,10 +297,21 @@ class AccountScorer:
             "size": None if self.size_model_ is None else self.size_model_.model_to_string(),
             "size_ratio": self.size_ratio_,
         }
+        return {name: json.dumps(data, indent=1, default=str, allow_nan=False).encode("utf-8")
+                for name, data in ((_MODELS, models), (_CARD, self.card_))}
+
+    def save(self, folder: str | Path, *, inputs: Iterable[str | Path] = ()) -> Path:
+        """Write the fitted scorer (``models.json``) and its card (``model_card.json``) into ``folder``, whole.
+
+        The folder is replaced in one step with a manifest of both files' checksums
+        (:func:`upcurve.folders.write_folder`), so two saves at once never mix one's card with the other's models,
+        and a folder holding anything upcurve did not write is refused. ``inputs``: data folders it must not be.
+        """
+        files = self.to_files()
 
         def fill(stage: Path) -> None:
-            for name, data in ((_MODELS, models), (_CARD, self.card_)):
-                (stage / name).write_text(json.dumps(data, indent=1, default=str, allow_nan=False), encoding="utf-8")
+            for name, data in files.items():
+                (stage / name).write_bytes(data)
 
         return write_folder(folder, fill, kind="model", inputs=inputs, what="model")
 
@@ -316,24 +322,36 @@ class AccountScorer:
         Raises
         ------
         UpcurveError
-            When the folder is missing, edited, truncated or mixed from two saves, when a field of either file is
-            not what upcurve writes, when it was saved by an unknown or newer upcurve, or trained on other
-            features; the message says what to do.
+            When the folder is missing, edited, truncated or mixed from two saves, or its files are refused by
+            :meth:`from_files`; the message says what to do.
         """
-        import lightgbm
-
         folder = Path(folder)
         if not folder.is_dir():
             raise UpcurveError(f"{folder}: no saved model here; train one with `upcurve train`")
         _, files = read_verified(folder, kind="model", what="saved model")
+        return cls.from_files(files, config, where=str(folder))
+
+    @classmethod
+    def from_files(cls, files: Mapping[str, bytes], config: ScoringConfig | None = None, *,
+                   where: str = "the saved model") -> AccountScorer:
+        """A scorer from the files of :meth:`to_files`, after validating every field of both.
+
+        Raises
+        ------
+        UpcurveError
+            When a field of either file is not what upcurve writes, the two describe different models, it was saved
+            by an unknown or newer upcurve, or trained on other features.
+        """
+        import lightgbm
+
         try:
             card = json.loads(files[_CARD].decode("utf-8"))
             models = json.loads(files[_MODELS].decode("utf-8"))
         except (KeyError, UnicodeDecodeError, ValueError) as exc:
-            raise UpcurveError(f"{folder}: the saved model cannot be read ({exc}); train it again") from None
-        saved, model_card = parse_saved(str(folder), models, card)
+            raise UpcurveError(f"{where}: the saved model cannot be read ({exc}); train it again") from None
+        saved, model_card = parse_saved(where, models, card)
         if model_card.features != list(FEATURES):
-            raise UpcurveError(f"{folder}: the saved model was trained on other features (upcurve "
+            raise UpcurveError(f"{where}: the saved model was trained on other features (upcurve "
                                f"{model_card.versions.get('upcurve')}); retrain it with `upcurve train`")
         scorer = cls(config)
         scorer.card_ = card

@@ -51,11 +51,6 @@ class Component(_Frozen):
         kinds = sum(bool(x) for x in (self.bands, self.categories, self.parts))
         if kinds != 1 or (self.parts and self.signal) or (not self.parts and not self.signal):
             raise ValueError(f"component {self.name!r} needs a signal with bands or categories, or parts")
-        if self.signal is not None and self.signal not in SIGNAL_COLUMNS:
-            close = difflib.get_close_matches(self.signal, SIGNAL_COLUMNS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"component {self.name!r}: unknown signal {self.signal!r}{hint}; the signals are "
-                             "listed in docs/signals.md")
         for band in self.bands:
             if band.min is not None and band.max is not None and band.min > band.max:
                 raise ValueError(f"component {self.name!r}: a band's min {band.min:g} is above its max {band.max:g}")
@@ -124,6 +119,22 @@ class HealthConfig(_Frozen):
     missing: Literal["redistribute", "zero"] = "redistribute"
     segment_weights: dict[str, dict[str, float]] = {}
     overrides: tuple[Override, ...] = ()
+
+    def unknown_signals(self, known: tuple[str, ...] = SIGNAL_COLUMNS) -> list[str]:
+        """Messages for every component whose signal is not among ``known`` (a typo scores every account as
+        missing that component)."""
+        found = []
+
+        def walk(components: tuple[Component, ...]) -> None:
+            for c in components:
+                if c.signal is not None and c.signal not in known:
+                    close = difflib.get_close_matches(c.signal, known, n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    found.append(f"component {c.name!r}: unknown signal {c.signal!r}{hint}")
+                walk(c.parts)
+
+        walk(self.components)
+        return found
 
     @model_validator(mode="after")
     def _tiers_descend(self) -> HealthConfig:

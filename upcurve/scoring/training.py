@@ -1,0 +1,146 @@
+"""When a scorer learns, from which snapshots, and when a saved one may score a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import ibis.expr.types as ir
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from upcurve.contract import plan_features
+from upcurve.errors import UpcurveError
+from upcurve.revenue import RevenueTables, month_end, month_index
+from upcurve.scoring.config import ScoringConfig
+from upcurve.scoring.scorer import AccountScorer
+from upcurve.scoring.snapshots import premium_add_ons, snapshot_dates, training_snapshots
+from upcurve.signals import account_signals_at
+
+__all__ = [
+    "ModelDecision",
+    "check_saved_scorer",
+    "fit_scorer",
+    "labelled_snapshots",
+    "model_decision",
+    "saved_scorer_problem",
+    "score_accounts",
+    "training_dates",
+]
+
+
+def training_dates(first: dt.date, as_of: dt.date, config: ScoringConfig) -> list[dt.date]:
+    """The month ends, after the warm-up, whose whole outcome window has passed by ``as_of``.
+
+    Edge cases
+    ----------
+    The as-of month counts as seen only when ``as_of`` is its last day. With too little history the first month
+    end is returned alone, so the scorer can say how much more it needs.
+    """
+    # the as-of month counts as seen only when the as-of date is its last day
+    seen = month_index(as_of) - (0 if (as_of + dt.timedelta(days=1)).day == 1 else 1)
+    last = seen - config.horizon_months
+    dates = [d for d in snapshot_dates(first, month_end(last), warmup_months=config.warmup_months) if d <= as_of]
+    return dates or [month_end(month_index(first))]
+
+
+def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *,
+                       first: dt.date, as_of: dt.date, signals: ir.Table | None = None) -> ir.Table:
+    """Month-end snapshots of every paying account up to ``as_of`` whose whole horizon has passed by then, with
+    their outcomes (see :func:`training_dates`)."""
+    return training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
+                              plan_features(tables["plans"]), training_dates(first, as_of, config),
+                              horizon_months=config.horizon_months, product_months=revenue.product_months,
+                              premium=premium_add_ons(tables["plans"]), signals=signals)
+
+
+def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
+               as_of: dt.date, signals: ir.Table | None = None) -> AccountScorer:
+    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``."""
+    if signals is None:
+        # held by the engine: the labels and the features both read it, and it must not be computed twice
+        signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                     training_dates(first, as_of, config)).cache()
+    frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals).to_pyarrow()
+    scorer = AccountScorer(config).fit(frame)
+    scorer.card_["as_of"] = as_of.isoformat()
+    return scorer
+
+
+def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
+    """Why a saved scorer may not score a run at ``as_of`` with these settings (None when it may).
+
+    A scorer that learned from data after ``as_of`` would score the past with the future; one trained for
+    another horizon or model kind answers another question.
+    """
+    trained = card.get("as_of")
+    if trained and dt.date.fromisoformat(str(trained)) > as_of:
+        return (f"it learned from data up to {trained}, after this run's as-of date {as_of}; scoring the past "
+                "with it would use the future")
+    for key in ("horizon_months", "model"):
+        if card.get(key) != getattr(config, key):
+            return f"it has {key} = {card.get(key)!r} but the settings say {getattr(config, key)!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class ModelDecision:
+    """Whether a run scores with the workspace's active model or trains one, and why (said in the run's notes)."""
+
+    use_active: bool
+    reason: str
+    activate_new: bool = True
+
+
+def model_decision(card: dict[str, Any] | None, config: ScoringConfig, as_of: dt.date, *,
+                   retrain: bool = False, unusable: str | None = None) -> ModelDecision:
+    """The workspace's retraining policy.
+
+    A run scores with the active model, and trains a new one only when there is none, when asked (``retrain``),
+    when the active model cannot be read or no longer matches the features or settings (``unusable`` or
+    :func:`saved_scorer_problem`), or when it is stale: it learned from data more than
+    ``retrain_after_months`` months before the run's as-of date. A model trained for a run dated before the active
+    model's data (a backfill) scores that run only and does not replace the active model.
+    """
+    if retrain:
+        return ModelDecision(False, "retrained on request (--retrain)")
+    if card is None:
+        return ModelDecision(False, "no model in the workspace yet: trained one")
+    if unusable:
+        return ModelDecision(False, f"the active model is unusable ({unusable}): trained a new one")
+    trained = dt.date.fromisoformat(str(card.get("as_of")))
+    if trained > as_of:
+        return ModelDecision(False, f"the active model learned from data up to {trained}, after this run's as-of "
+                                    f"date {as_of}: trained one for this run (the active model stays)",
+                             activate_new=False)
+    problem = saved_scorer_problem(card, config, as_of)
+    if problem:
+        return ModelDecision(False, f"the active model cannot score this run ({problem}): trained a new one")
+    age = month_index(as_of) - month_index(trained)
+    if age > config.retrain_after_months:
+        return ModelDecision(False, f"the active model learned from data up to {trained}, {age} months before "
+                                    f"this run (retrain_after_months: {config.retrain_after_months}): trained a "
+                                    "new one")
+    return ModelDecision(True, f"scored by the active model, trained on data up to {trained}")
+
+
+def check_saved_scorer(scorer: AccountScorer, config: ScoringConfig, as_of: dt.date, where: str) -> AccountScorer:
+    """``scorer`` if it may score at ``as_of``; otherwise an error saying what to do."""
+    problem = saved_scorer_problem(scorer.card_, config, as_of)
+    if problem:
+        raise UpcurveError(f"{where}: the saved model cannot score this run: {problem}. Train one at {as_of} "
+                           f"(`upcurve train --as-of {as_of}`) or retrain (`upcurve run --retrain`).")
+    return scorer
+
+
+def score_accounts(accounts: pa.Table, scorer: AccountScorer) -> pa.Table:
+    """``accounts`` with the scorer's columns, in the same order; accounts paying nothing at the as-of date are not
+    scored."""
+    paying = accounts.filter(pc.greater(accounts["mrr_cents"].fill_null(0), 0))
+    scores = scorer.score(paying)
+    at = pc.index_in(accounts["account_id"], value_set=scores["account_id"])
+    out = accounts
+    for name in scores.column_names[1:]:
+        out = out.append_column(name, scores[name].take(at))
+    return out

@@ -1,0 +1,385 @@
+"""Use cases the command line, the web app and the Python API call: thin recipes over the packages.
+
+Each reads like the steps a person would name: load the data, build the revenue tables, the accounts table,
+score, write. This is the only layer that materialises engine tables (``to_pyarrow``); the packages below return
+Ibis expressions or fitted estimators.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ibis
+import pyarrow as pa
+
+from upcurve import __version__
+from upcurve.config import RevenuePolicy
+from upcurve.contract import plan_features
+from upcurve.engine import connect
+from upcurve.errors import Problem, UpcurveError
+from upcurve.folders import MANIFEST, write_folder
+from upcurve.folders import check_destination as check_folder_destination
+from upcurve.outputs import check_destination, money_columns, write_tables
+from upcurve.plays import weekly_worklist
+from upcurve.revenue import revenue_tables
+from upcurve.scoring import (
+    AccountScorer,
+    check_saved_scorer,
+    fit_scorer,
+    labelled_snapshots,
+    model_decision,
+    replay,
+    score_accounts,
+    snapshot_health,
+    training_dates,
+)
+from upcurve.settings_file import UpcurveConfig
+from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
+from upcurve.sources import LoadedData, load_folder
+from upcurve.sources import check_folder as check_data_folder
+from upcurve.workspace import ModelRecord, RunRecord, Store
+
+__all__ = [
+    "BacktestResult",
+    "RunResult",
+    "Validation",
+    "backtest",
+    "check_demo_destination",
+    "check_folder",
+    "check_model_destination",
+    "export_run",
+    "run",
+    "run_in_workspace",
+    "simulate",
+    "train",
+]
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    """Progress that says nothing."""
+
+
+@dataclass
+class RunResult:
+    """What a run computed: its tables (as Arrow, money as decimals) and what it noticed on the way; where it was
+    written (a folder of files, a workspace run)."""
+
+    as_of: dt.date
+    tables: dict[str, pa.Table]
+    notes: list[str] = field(default_factory=list)
+    out_dir: Path | None = None
+    policy: RevenuePolicy = field(default_factory=lambda: RevenuePolicy())
+    model_card: dict[str, Any] | None = None
+    run: RunRecord | None = None
+
+
+@dataclass
+class Validation:
+    """What ``validate`` found: every problem, and the rows of each table when there is no error."""
+
+    problems: list[Problem]
+    rows: dict[str, int]
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+
+def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD",
+                 engine_url: str = "duckdb://") -> Validation:
+    """Every problem of a data folder against the input contract (errors first, then notes)."""
+    problems, rows = check_data_folder(data_dir, connect(engine_url), reporting_currency=reporting_currency)
+    return Validation(problems, rows)
+
+
+def check_model_destination(models_dir: str | Path, *, inputs: list[str | Path]) -> Path:
+    """Check, before computing, that a model may be saved in ``models_dir`` (see
+    :func:`upcurve.folders.check_destination`)."""
+    return check_folder_destination(models_dir, inputs=inputs, what="model")
+
+
+def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: ibis.BaseBackend,
+          say: Progress) -> LoadedData:
+    return load_folder(data_dir, engine, as_of=as_of, policy=policy, say=say)
+
+
+def run(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    as_of: dt.date | None = None,
+    fmt: str = "parquet",
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+    models_dir: str | Path | None = None,
+    retrain: bool = False,
+) -> RunResult:
+    """Read and check a data folder, compute every table at ``as_of`` and write them to ``out_dir``.
+
+    Accounts are scored by the model saved in ``models_dir`` when there is one (unless ``retrain``); otherwise a
+    model is trained on the company's history up to ``as_of`` and, when ``models_dir`` is given, saved there.
+
+    Raises
+    ------
+    ContractError
+        Listing every problem of the input; nothing is written.
+    """
+    say = progress or _quiet
+    if out_dir is not None:
+        check_destination(out_dir, fmt, inputs=[data_dir])
+    if models_dir is not None:
+        check_model_destination(models_dir, inputs=[data_dir])
+    config = config or UpcurveConfig()
+    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    saved = None
+    # a folder with a model in it (upcurve 0.1 saved no manifest: loading says it must be trained again)
+    has_model = models_dir is not None and any(Path(models_dir, f).exists() for f in (MANIFEST, "model_card.json"))
+    if models_dir is not None and has_model and not retrain:
+        say(f"checking the model saved in {models_dir}")
+        saved = check_saved_scorer(AccountScorer.load(models_dir, config.scoring), config.scoring, loaded.as_of,
+                                   str(models_dir))
+    result = compute_run(loaded, config, scorer=saved, say=say)
+    if saved is None and models_dir is not None and result.scorer is not None and \
+            "expansion" not in result.scorer.fallback_:
+        result.scorer.card_["data_dir"] = loaded.source
+        result.scorer.save(models_dir, inputs=[data_dir])
+    out = RunResult(as_of=loaded.as_of, tables=result.tables, notes=result.notes, policy=config.revenue,
+                    model_card=result.scorer.card_ if result.scorer else None)
+    if out_dir is not None:
+        say("writing the results")
+        manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "data_dir": loaded.source,
+                    "policy": config.revenue.model_dump(mode="json"), "notes": out.notes}
+        out.out_dir = write_tables(out.tables, out_dir, fmt, manifest, inputs=[data_dir])
+    return out
+
+
+@dataclass
+class ComputedRun:
+    """Every table of a run (Arrow, money as decimals), the scorer that scored it and the notes."""
+
+    tables: dict[str, pa.Table]
+    notes: list[str]
+    scorer: AccountScorer | None
+
+
+def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountScorer | None = None,
+                say: Progress = _quiet) -> ComputedRun:
+    """Compute every table of a run from loaded data; score with ``scorer``, or train one on the history."""
+    as_of, tables, notes = loaded.as_of, loaded.tables, list(loaded.notes)
+    say("computing MRR, movements and metrics")
+    revenue = revenue_tables(tables, as_of=as_of, first=loaded.first, policy=config.revenue)
+    say("computing account signals and health")
+    # the signals now, 30 days ago and, to learn from, at every past month end: one query, kept by the engine
+    dates = {as_of, as_of - dt.timedelta(days=TREND_DAYS)}
+    if scorer is None:
+        dates.update(training_dates(loaded.first, as_of, config.scoring))
+    signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                 sorted(dates)).cache()
+    accounts = accounts_table(tables, revenue.account_months, config.health, as_of=as_of, signals=signals)
+    results: dict[str, pa.Table] = {}
+    for n, (name, expr) in enumerate(revenue.tables.items(), start=1):
+        say(f"computing {name}: {n} of {len(revenue.tables)} revenue tables")
+        results[name] = money_columns(expr.to_pyarrow())
+    scored = accounts.to_pyarrow()
+    if scorer is None:
+        say("learning expansion and churn from the company's history")
+        scorer = fit_scorer(tables, revenue, config.scoring, first=loaded.first, as_of=as_of, signals=signals)
+        scorer.card_["data_dir"] = loaded.source
+    else:
+        say("scoring with the saved model")
+    scored = score_accounts(scored, scorer)
+    results["accounts"] = money_columns(scored)
+    results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
+    notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())
+    return ComputedRun(results, notes, scorer)
+
+
+def run_in_workspace(
+    store: Store,
+    data_dir: str | Path,
+    *,
+    as_of: dt.date | None = None,
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    retrain: bool = False,
+    out_dir: str | Path | None = None,
+    fmt: str = "parquet",
+    progress: Progress | None = None,
+) -> RunResult:
+    """Compute a run and keep it in the workspace, whole; score with the workspace's active model unless the
+    retraining policy (:func:`upcurve.scoring.model_decision`) says to train one, and register what it trained.
+    With ``out_dir`` the tables are also written there as files."""
+    say = progress or _quiet
+    if out_dir is not None:
+        check_destination(out_dir, fmt, inputs=[data_dir])
+    config = config or UpcurveConfig()
+    started = dt.datetime.now(dt.UTC)
+    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    say("choosing the model")
+    active = store.active_model()
+    scorer, unusable = None, None
+    if active is not None and not retrain:
+        try:
+            scorer = AccountScorer.from_files(active.files, config.scoring, where=f"model {active.model_id}")
+        except UpcurveError as exc:
+            unusable = str(exc)
+    decision = model_decision(active.card if active else None, config.scoring, loaded.as_of, retrain=retrain,
+                              unusable=unusable)
+    computed = compute_run(loaded, config, scorer=scorer if decision.use_active else None, say=say)
+    notes = [*computed.notes, f"model: {decision.reason}"]
+    new_model, model_id = None, active.model_id if (active and decision.use_active) else None
+    trained = computed.scorer
+    if not decision.use_active and trained is not None and "expansion" not in trained.fallback_:
+        model_id = store.new_model_id()
+        new_model = ModelRecord(model_id=model_id, created_at=dt.datetime.now(dt.UTC),
+                                trained_as_of=loaded.as_of, source=loaded.source, fingerprint=loaded.fingerprint,
+                                kind=str(trained.card_.get("model")), active=decision.activate_new,
+                                card=trained.card_, files=trained.to_files())
+    say("saving the run in the workspace")
+    record = store.save_run(as_of=loaded.as_of, source=loaded.source, fingerprint=loaded.fingerprint,
+                            settings=config.model_dump(mode="json"), tables=computed.tables, notes=notes,
+                            started_at=started, model=(model_id, decision.reason), new_model=new_model,
+                            activate=decision.activate_new)
+    result = RunResult(as_of=loaded.as_of, tables=computed.tables, notes=notes, policy=config.revenue,
+                       model_card=trained.card_ if trained else None, run=record)
+    if out_dir is not None:
+        say("writing the results")
+        manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "data_dir": loaded.source,
+                    "run_id": record.run_id, "policy": config.revenue.model_dump(mode="json"), "notes": notes}
+        result.out_dir = write_tables(result.tables, out_dir, fmt, manifest, inputs=[data_dir])
+    return result
+
+
+def export_run(store: Store, out_dir: str | Path, *, run_id: str | None = None, as_of: dt.date | None = None,
+               fmt: str = "parquet") -> tuple[RunRecord, Path]:
+    """Write the tables of a workspace run (the latest by default) as files in ``out_dir``, whole."""
+    check_destination(out_dir, fmt)
+    record = store.find_run(run_id, as_of=as_of)
+    tables = {name: store.table(name, record.run_id) for name in record.rows}
+    manifest = {"upcurve": __version__, "as_of": record.as_of.isoformat(), "run_id": record.run_id,
+                "data_dir": record.source, "notes": record.notes}
+    return record, write_tables(tables, out_dir, fmt, manifest, kind="export")
+
+
+def simulate(
+    out_dir: str | Path,
+    *,
+    accounts: int = 2000,
+    months: int = 36,
+    seed: int = 7,
+    profile: str = "mid_market",
+    fmt: str = "parquet",
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, int]:
+    """Write a simulated company's data folder (every contract table, and its ground truth in ``truth/``).
+
+    Returns the rows written per table. The folder is written whole (:func:`upcurve.folders.write_folder`): an
+    earlier simulated folder there is replaced, a folder holding anything else is refused.
+    """
+    from upcurve.simulate import PROFILES, simulate_company
+
+    if profile not in PROFILES:
+        raise UpcurveError(f"unknown profile {profile!r}: use one of {', '.join(PROFILES)}")
+    if fmt not in ("parquet", "csv"):
+        raise UpcurveError(f"unknown format {fmt!r}: use parquet or csv")
+    rows: dict[str, int] = {}
+
+    def fill(stage: Path) -> None:
+        rows.update(simulate_company(stage, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+                                     progress=progress))
+
+    info = {"accounts": accounts, "months": months, "seed": seed, "profile": profile}
+    write_folder(out_dir, fill, kind="simulation", info=info, what="simulated data")
+    return rows
+
+
+def check_demo_destination(out_dir: str | Path) -> None:
+    """Check, before simulating, that the demo may write its three folders in ``out_dir``: ``data`` (the simulated
+    company), ``results`` and ``models``; each may only replace what an earlier demo wrote."""
+    out = Path(out_dir)
+    check_folder_destination(out / "data", what="simulated data")
+    check_destination(out / "results", "parquet", inputs=[out / "data"])
+    check_model_destination(out / "models", inputs=[out / "data"])
+
+
+def train(
+    data_dir: str | Path,
+    models_dir: str | Path,
+    *,
+    as_of: dt.date | None = None,
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+) -> AccountScorer:
+    """Train the scorer on the company's history up to ``as_of`` and save it, with its model card, in
+    ``models_dir``; later runs reuse it until it is trained again."""
+    say = progress or _quiet
+    check_model_destination(models_dir, inputs=[data_dir])
+    config = config or UpcurveConfig()
+    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    say("computing MRR and movements")
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    say("learning expansion and churn from point-in-time snapshots")
+    scorer = fit_scorer(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of)
+    scorer.card_["data_dir"] = loaded.source
+    if "expansion" in scorer.fallback_:
+        raise UpcurveError(f"no model was saved: {scorer.fallback_['expansion']}. Runs rank accounts by the "
+                           "cold-start rules until the history is long enough.")
+    scorer.save(models_dir, inputs=[data_dir])
+    return scorer
+
+
+@dataclass
+class BacktestResult:
+    """What a backtest measured: ranking metrics per cutoff, model and target, and calibration tables."""
+
+    tables: dict[str, pa.Table]
+    notes: list[str]
+    cutoffs: list[dt.date]
+    out_dir: Path | None = None
+
+
+def backtest(
+    data_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    cutoffs: int = 4,
+    as_of: dt.date | None = None,
+    config: UpcurveConfig | None = None,
+    engine_url: str = "duckdb://",
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay the history at the last ``cutoffs`` month ends whose outcomes are known (see
+    :func:`upcurve.scoring.replay`): LightGBM, logistic regression, the cold-start rules and the health score.
+
+    Returns the tables ``backtest_metrics`` (cutoff, target, model, auc, log_loss, brier, precision_at_k,
+    lift_top_decile, base_rate, rows, lever_match) and ``backtest_calibration`` (model, target, bin, rows, mean
+    predicted, observed rate).
+    """
+    say = progress or _quiet
+    if out_dir is not None:
+        check_destination(out_dir, "parquet", inputs=[data_dir])
+    config = config or UpcurveConfig()
+    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    say("computing MRR and movements")
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    say("computing point-in-time snapshots")
+    signals = account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
+                                 training_dates(loaded.first, loaded.as_of, config.scoring)).cache()
+    snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
+                               signals=signals)
+    frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()
+    replayed = replay(frame, config.scoring, cutoffs=cutoffs, say=say)
+    result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
+    if out_dir is not None:
+        manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
+                    "data_dir": loaded.source, "notes": result.notes}
+        result.out_dir = write_tables(result.tables, out_dir, "parquet", manifest, inputs=[data_dir])
+    return result

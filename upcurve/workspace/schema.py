@@ -1,0 +1,46 @@
+"""The workspace's schema, version by version: each release that changes it adds a migration, and opening an
+older workspace applies the missing ones in order (each in one transaction)."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "RESULT_TABLES", "SCHEMA_VERSION"]
+
+#: The result tables a run stores, each with a leading ``run_id`` column. A column a later release adds to one of
+#: them is added to the stored table when a run first writes it (earlier runs have it empty).
+RESULT_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
+                 "accounts", "worklist")
+
+#: Statements that bring a workspace from the previous version to each version.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            as_of DATE NOT NULL,
+            source VARCHAR,
+            fingerprint VARCHAR,
+            status VARCHAR NOT NULL,
+            started_at TIMESTAMP NOT NULL,
+            finished_at TIMESTAMP,
+            upcurve VARCHAR NOT NULL,
+            settings VARCHAR,
+            notes VARCHAR,
+            model_id VARCHAR,
+            model_reason VARCHAR,
+            row_counts VARCHAR
+        )""",
+        """CREATE TABLE models (
+            model_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            trained_as_of DATE NOT NULL,
+            source VARCHAR,
+            fingerprint VARCHAR,
+            kind VARCHAR NOT NULL,
+            active BOOLEAN NOT NULL,
+            card VARCHAR NOT NULL,
+            files VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL
+        )""",
+    ),
+}
+
+SCHEMA_VERSION = max(MIGRATIONS)
