@@ -321,7 +321,8 @@ def test_validate_shows_hostile_problem_values_literally(tmp_path: Path, monkeyp
     assert "\x1b[31m" not in result.output
 
 
-def test_validate_success_line_shows_a_hostile_folder_name_literally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validate_success_line_shows_a_hostile_folder_name_literally(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from upcurve import cli
     from upcurve.cli import app
 
