@@ -114,3 +114,21 @@ def test_a_line_dated_years_ahead_does_not_move_the_default_as_of(tmp_path: Path
     assert "as of 2024-02-01" in text
     assert "1 invoice lines start after the as-of date 2024-02-01 (the latest on 2031-02-01)" in text
     assert "customers 2" in text
+
+
+def test_a_wide_accounts_file_breaks_down_a_bounded_number_of_columns(tmp_path: Path) -> None:
+    """150 free-text columns in accounts made the segments table the slowest part of a run: by default only the
+    contract's attributes and the first others, up to the limit, are broken down."""
+    import pyarrow.parquet as pq
+
+    from upcurve.revenue.segments import DEFAULT_SEGMENT_LIMIT
+
+    extra = [f"note_{i}" for i in range(150)]
+    accounts = "account_id,name," + ",".join(extra) + ",segment\n"
+    accounts += "".join(f"{a},{a} Inc," + ",".join(f"{a}{i}" for i in range(150)) + ",smb\n" for a in "AB")
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES, "accounts": accounts})
+    result = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "out"), "--format", "parquet"])
+    assert result.exit_code == 0, result.output
+    dimensions = set(pq.read_table(tmp_path / "out" / "segments.parquet")["dimension"].to_pylist())
+    contract = {"segment", "industry", "region", "owner"}  # a contract column a file lacks is read as empty
+    assert dimensions == {"product", *contract, *extra[:DEFAULT_SEGMENT_LIMIT - len(contract)]}

@@ -2,7 +2,8 @@
 
 from upcurve.contract.features import plan_features
 from upcurve.contract.known import known_at
-from upcurve.contract.load import DataFolder, RawTable, read_folder, typed_tables, validate
+from upcurve.contract.load import typed_tables, validate
+from upcurve.contract.read import DataFolder, RawTable, read_folder
 from upcurve.contract.schema import CONTRACT, Column, TableSchema, table_schema
 
 __all__ = [

@@ -7,19 +7,47 @@ dimensions (for example a custom ``tier_group`` column on ``accounts``).
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
-__all__ = ["CONTRACT", "Column", "TableSchema", "table_schema"]
+__all__ = [
+    "CONTRACT",
+    "EARLIEST",
+    "LATEST",
+    "MAX_COLUMNS",
+    "MAX_PERIOD_YEARS",
+    "MONEY_LIMIT",
+    "MONEY_TOTAL_LIMIT",
+    "Column",
+    "TableSchema",
+    "table_schema",
+]
 
 #: Logical types and how they are parsed from text. ``month`` is ``YYYY-MM`` (a date on the first is accepted).
 LOGICAL_TYPES = ("string", "int", "number", "date", "timestamp", "month")
+
+# Plausibility limits: input beyond them is refused by ``validate`` (it would corrupt a result or stop a run).
+#: The earliest and latest day a date, timestamp or month of the input may fall on (both inclusive).
+EARLIEST = dt.date(1970, 1, 1)
+LATEST = dt.date(2199, 12, 31)
+#: Money (line amounts, unit prices) must stay strictly within ± this many units of its currency.
+MONEY_LIMIT = 10**13
+#: All invoice lines' amounts together, each at its currency's highest rate, must stay below this many units of the
+#: reporting currency: the ledger counts in int64 cents, and a month's MRR (where a one-day line counts about 30
+#: times its amount) times 12 for ARR must fit: 10^14 × 30.44 × 100 × 12 < 2^63.
+MONEY_TOTAL_LIMIT = 10**14
+#: The longest service period of an invoice line, in years.
+MAX_PERIOD_YEARS = 10
+#: The most columns a table's file may have (the contract's own and extra ones together).
+MAX_COLUMNS = 200
 
 
 @dataclass(frozen=True)
 class Column:
     """A column of the contract.
 
-    ``choices`` restricts the values; ``minimum``/``maximum`` bound numbers (inclusive).
+    ``choices`` restricts the values; ``minimum``/``maximum`` bound numbers (inclusive), ``above`` from below
+    (exclusive). ``money`` columns are parsed as exact decimals and bounded by :data:`MONEY_LIMIT`.
     """
 
     name: str
@@ -29,6 +57,8 @@ class Column:
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    above: float | None = None
+    money: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,10 +109,11 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("plan_id", required=True),
                 Column("product", required=True),
                 Column("tier", required=True),
-                Column("tier_rank", "int", required=True, description="higher is more premium within its product"),
+                Column("tier_rank", "int", required=True, minimum=-1000, maximum=1000,
+                       description="higher is more premium within its product"),
                 Column("pricing", required=True, choices=("flat", "per_seat", "usage")),
-                Column("interval_months", "int", minimum=1),
-                Column("unit_price", "number", minimum=0),
+                Column("interval_months", "int", minimum=1, maximum=120),
+                Column("unit_price", "number", minimum=0, money=True),
                 Column("included_seats", "int", minimum=0),
                 Column("usage_metric"),
                 Column("usage_limit", "number", minimum=0, description="per month"),
@@ -100,7 +131,7 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("plan_id", description="required unless kind is one_time"),
                 Column("kind", required=True, choices=("subscription", "usage", "one_time")),
                 Column("quantity", "number", minimum=0),
-                Column("amount", "number", required=True, description="net of discounts, excluding tax"),
+                Column("amount", "number", required=True, description="net of discounts, excluding tax", money=True),
                 Column("currency", description="ISO code; empty means the reporting currency"),
                 Column("period_start", "date", required=True),
                 Column("period_end", "date", required=True, description="exclusive"),
@@ -115,7 +146,7 @@ CONTRACT: dict[str, TableSchema] = {
             (
                 Column("month", "month", required=True),
                 Column("currency", required=True),
-                Column("rate", "number", required=True, minimum=0, description="reporting-currency units per unit"),
+                Column("rate", "number", required=True, above=0, description="reporting-currency units per unit"),
             ),
             key=("month", "currency"),
             description="Monthly exchange rates into the reporting currency.",

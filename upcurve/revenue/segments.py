@@ -11,13 +11,22 @@ from upcurve.config import RevenuePolicy
 from upcurve.errors import ConfigError
 from upcurve.revenue.metrics import FACT_COLUMNS, fact_sums, metrics_from_sums
 
-__all__ = ["segment_columns", "segment_metrics"]
+__all__ = ["DEFAULT_SEGMENT_LIMIT", "segment_columns", "segment_metrics"]
 
 _NOT_SEGMENTS = {"account_id", "name", "created_at"}
+#: The contract's own account attributes, broken down first.
+_CONTRACT_SEGMENTS = ("segment", "industry", "region", "owner")
+#: At most this many text columns are broken down by default: every one multiplies the work, and a wide accounts
+#: file (hundreds of free-text columns) would otherwise make a run take minutes. ``revenue.segment_by`` lifts it.
+DEFAULT_SEGMENT_LIMIT = 12
 
 
 def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
-    """The account columns to break metrics down by: ``policy.segment_by``, or every text column but the id and name."""
+    """The account columns to break metrics down by.
+
+    ``policy.segment_by`` when set (each must exist); otherwise the text columns but the id and the name, the
+    contract's attributes (segment, industry, region, owner) first, at most :data:`DEFAULT_SEGMENT_LIMIT` of them.
+    """
     if policy.segment_by is not None:
         unknown = [c for c in policy.segment_by if c not in accounts.columns]
         if unknown:
@@ -26,7 +35,9 @@ def segment_columns(accounts: ir.Table, policy: RevenuePolicy) -> list[str]:
                               f"does not have; its columns are: {have}")
         return list(policy.segment_by)
     schema = accounts.schema()
-    return [c for c in accounts.columns if c not in _NOT_SEGMENTS and schema[c].is_string()]
+    text = [c for c in accounts.columns if c not in _NOT_SEGMENTS and schema[c].is_string()]
+    ordered = [c for c in _CONTRACT_SEGMENTS if c in text] + [c for c in text if c not in _CONTRACT_SEGMENTS]
+    return ordered[:DEFAULT_SEGMENT_LIMIT]
 
 
 def segment_metrics(

@@ -26,9 +26,8 @@ def column_values(frame: pa.Table, name: str) -> np.ndarray:
     if name not in frame.column_names:
         return np.full(frame.num_rows, np.nan)
     col = frame[name]
-    if pa.types.is_boolean(col.type):
-        col = col.cast(pa.float64())
-    return np.asarray(col.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    # money arrives as decimal(38, 6): a float is all a model needs, so the cast may round (safe=False)
+    return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def feature_matrix(frame: pa.Table, features: Sequence[str] = FEATURES) -> np.ndarray:
