@@ -4,12 +4,13 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 OUT ?= demo-output
 
-.PHONY: demo test install install-dev lint bench clean
+.PHONY: demo test system-packages install install-dev lint bench clean
 
 $(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	# a regular install (not editable) for people who only run upcurve; `make test` reinstalls it editable
+	$(PY) -m pip install --quiet .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime pyproject.toml
@@ -30,8 +31,16 @@ lint: install-dev
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-## test: install what the tests need, lint, and run the whole suite
-test: install-dev lint
+## system-packages: PostgreSQL's server binaries (the workspace tests start a throwaway server), installed when missing
+system-packages:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing the PostgreSQL server (apt-get install postgresql) for the workspace tests"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+## test: install what the tests need (system and Python packages), lint, and run the whole suite
+test: system-packages install-dev lint
 	# two test workers on two cores: one OpenMP thread each, or LightGBM's threads spin against each other
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2
 

@@ -6,7 +6,8 @@ import datetime as dt
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from upcurve import __version__, usecases
+from upcurve import __version__
 from upcurve.config import Settings
 from upcurve.engine import engine_errors
 from upcurve.errors import ConfigError, ContractError, UpcurveError
@@ -29,8 +30,10 @@ from upcurve.present.terminal import (
     render_summary,
     render_worklist,
 )
-from upcurve.settings_file import UpcurveConfig, load_config
 from upcurve.workspace import RunDiff, RunRecord, Store, WorkspaceError, diff_runs
+
+if TYPE_CHECKING:
+    from upcurve.settings_file import UpcurveConfig
 
 app = typer.Typer(help="upcurve: the expansion revenue engine.", no_args_is_help=True)
 
@@ -116,7 +119,17 @@ def _with_progress(work: Callable[[Callable[[str], None]], T]) -> T:
         raise _fail(exc) from None
 
 
+def _usecases() -> ModuleType:
+    """The use cases, imported by the commands that compute: a command that reads the workspace starts without the
+    engine and the models."""
+    from upcurve import usecases
+
+    return usecases
+
+
 def _config(path: Path | None, settings: Settings) -> UpcurveConfig:
+    from upcurve.settings_file import load_config
+
     try:
         return load_config(path or settings.config)
     except UpcurveError as exc:
@@ -126,7 +139,8 @@ def _config(path: Path | None, settings: Settings) -> UpcurveConfig:
 AsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time YYYY-MM-DD (default: "
                                                    "the start of the latest invoice line).")]
 WorkspaceOption = Annotated[str | None, typer.Option(
-    "--workspace", help="Workspace folder (default: UPCURVE_WORKSPACE, else ./upcurve-workspace).")]
+    "--workspace", help="Workspace: a folder, or a postgresql:// URL (default: UPCURVE_WORKSPACE, else "
+                        "./upcurve-workspace).")]
 RunOption = Annotated[str | None, typer.Option("--run", help="A run id, or a unique start of one (`upcurve runs`).")]
 ReadAsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="The latest run at this as-of date.")]
 
@@ -163,12 +177,12 @@ def run(
     day = as_of.date() if as_of else None
     engine_url = engine or settings.engine
     if out is not None and workspace is None:
-        result = _with_progress(lambda say: usecases.run(
+        result = _with_progress(lambda say: _usecases().run(
             data_dir, out, as_of=day, fmt=fmt, config=cfg, engine_url=engine_url, progress=say, models_dir=models,
             retrain=retrain))
     else:
         store = _store(workspace, settings, create=True)
-        result = _with_progress(lambda say: usecases.run_in_workspace(
+        result = _with_progress(lambda say: _usecases().run_in_workspace(
             store, data_dir, as_of=day, config=cfg, engine_url=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
             progress=say))
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
@@ -176,7 +190,7 @@ def run(
     for note in result.notes:
         console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
     if result.run is not None:
-        where = workspace or settings.workspace
+        where = store.where  # a URL is shown without its password
         console.print(literal(console, f"Run {result.run.run_id} kept in the workspace {where}"))
     if result.out_dir is not None:
         console.print(literal(console, f"Wrote {len(result.tables)} tables to {result.out_dir}"))
@@ -248,7 +262,8 @@ def diff(
                                  f"{len(history)}: `upcurve run DATA` again (e.g. at another --as-of)")
         b = store.find_run(run_b) if run_b else history[-1]
         a = store.find_run(run_a) if run_a else [r for r in history if r.run_id != b.run_id][-1]
-        threshold = UpcurveConfig.model_validate(b.settings).scoring.high_churn_risk if b.settings else 0.3
+        # the run's own setting (every run stores its settings whole); 0.3 is the setting's default
+        threshold = float(b.settings.get("scoring", {}).get("high_churn_risk", 0.3))
         return diff_runs(store, a, b, threshold=threshold)
 
     render_diff(console, _with_progress(work), top=top)
@@ -265,7 +280,7 @@ def export(
     """Write the tables of a run (the latest by default) as files."""
     settings = Settings()
     store = _store(workspace, settings)
-    record, path = _with_progress(lambda say: usecases.export_run(
+    record, path = _with_progress(lambda say: _usecases().export_run(
         store, out, run_id=run_id, as_of=as_of.date() if as_of else None, fmt=fmt.value))
     console.print(literal(console, f"Wrote the {len(record.rows)} tables of run {record.run_id} to {path}"))
 
@@ -281,7 +296,7 @@ def validate(
     settings = Settings()
     cfg = _config(config, settings)
     reporting = (currency or cfg.revenue.reporting_currency).upper()
-    found = _with_progress(lambda say: usecases.check_folder(data_dir, reporting_currency=reporting,
+    found = _with_progress(lambda say: _usecases().check_folder(data_dir, reporting_currency=reporting,
                                                            engine_url=engine or settings.engine))
     if found.problems:
         render_problems(console if not found.errors else err, found.problems)
@@ -303,7 +318,7 @@ def train(
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
     settings = Settings()
     cfg = _config(config, settings)
-    scorer = _with_progress(lambda say: usecases.train(
+    scorer = _with_progress(lambda say: _usecases().train(
         data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
         progress=say))
     render_model_card(console, scorer.card_)
@@ -321,7 +336,7 @@ def backtest(
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
     cfg = _config(config, settings)
-    result = _with_progress(lambda say: usecases.backtest(
+    result = _with_progress(lambda say: _usecases().backtest(
         data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
@@ -341,7 +356,7 @@ def simulate(
     try:
         with _counting() as bar:
             task = bar.add_task("simulating accounts", total=accounts)
-            rows = usecases.simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
+            rows = _usecases().simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
                                     progress=lambda done, total: bar.update(task, completed=done))
     except UpcurveError as exc:
         raise _fail(exc) from None
@@ -350,33 +365,42 @@ def simulate(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the sample data and the results.")] = Path(
-        "demo-output"
-    ),
+    out: Annotated[Path, typer.Option(
+        "--out", help="Folder for the sample data, its workspace and the results.")] = Path("demo-output"),
     accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 3000,
     months: Annotated[int, typer.Option(min=1, max=240, help="Months of billing history.")] = 36,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
-    """Simulate a sample company and run the whole pipeline on it with embedded DuckDB."""
-    data, results = out / "data", out / "results"
+    """Simulate a sample company and run the whole pipeline on it, keeping the run in a workspace."""
+    settings = Settings()
+    cfg = _config(config, settings)
+    data, results, ws = out / "data", out / "results", out / "workspace"
     try:
-        usecases.check_demo_destination(out)
-        with _progress() as bar:
+        _usecases().check_demo_destination(out)
+        store = Store.open(ws, create=True, wait_seconds=settings.workspace_wait)
+        with _progress() as bar, engine_errors():
             task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
-            usecases.simulate(data, accounts=accounts, months=months, seed=seed,
-                             progress=lambda done, total: bar.update(
-                                 task, description=f"simulating accounts: {done:,} of {total:,}"))
-            result = usecases.run(data, results, progress=lambda msg: bar.update(task, description=visible(msg)),
-                                 models_dir=out / "models", retrain=True)
+            _usecases().simulate(data, accounts=accounts, months=months, seed=seed,
+                              progress=lambda done, total: bar.update(
+                                  task, description=f"simulating accounts: {done:,} of {total:,}"))
+            result = _usecases().run_in_workspace(
+                store, data, config=cfg, engine_url=engine or settings.engine, out_dir=results,
+                progress=lambda msg: bar.update(task, description=visible(msg)))
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     if result.model_card:
         render_model_card(console, result.model_card)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
-    console.print(literal(console, f"Sample data in {data}; result tables in {results}: " + ", ".join(result.tables)))
-    console.print(literal(console, f"The trained model and its card are in {out / 'models'}; replay its history "
-                                   f"with `upcurve backtest {data}`."))
+    for note in result.notes:
+        console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
+    run_id = result.run.run_id if result.run else ""
+    console.print(literal(console, f"Sample data in {data}; run {run_id} kept in the workspace {ws}; its tables "
+                                   f"also as files in {results}."))
+    console.print(literal(console, f"Next: `upcurve worklist --workspace {ws}`, `upcurve accounts --workspace {ws} "
+                                   f"--sort risk`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
 
 
 def main() -> None:  # pragma: no cover - console entry point

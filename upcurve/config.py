@@ -49,9 +49,9 @@ class RevenuePolicy(BaseModel):
 
 class Settings(BaseSettings):
     """Process-wide settings from the environment: ``UPCURVE_ENGINE`` (the computing engine's URL),
-    ``UPCURVE_CONFIG`` (the settings file), ``UPCURVE_WORKSPACE`` (the workspace folder, default
-    ``upcurve-workspace`` in the current folder) and ``UPCURVE_WORKSPACE_WAIT`` (seconds a command waits for
-    another process writing to the workspace)."""
+    ``UPCURVE_CONFIG`` (the settings file), ``UPCURVE_WORKSPACE`` (the workspace: a folder or a ``postgresql://``
+    URL, default ``upcurve-workspace`` in the current folder) and ``UPCURVE_WORKSPACE_WAIT`` (seconds a command
+    waits for another process writing to the workspace)."""
 
     model_config = SettingsConfigDict(env_prefix="UPCURVE_", frozen=True)
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import duckdb
-import ibis
-import ibis.expr.types as ir
-import pyarrow as pa
-from ibis.backends.duckdb import Backend as DuckDBBackend
 
 from upcurve.errors import UpcurveError
+
+if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a workspace never needs it
+    import ibis
+    import ibis.expr.types as ir
+    from ibis.backends.duckdb import Backend as DuckDBBackend
 
 __all__ = ["READER_MEMORY_LIMIT", "EngineError", "connect", "engine_errors", "file_reader", "hand_over",
            "tune_for_compute"]
@@ -36,6 +38,8 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
     EngineError
         When the URL names no engine Ibis knows, the engine's package is not installed, or it cannot be opened.
     """
+    import ibis
+
     scheme = url.split("://", 1)[0] if "://" in url else ""
     try:
         return ibis.connect(url)
@@ -72,6 +76,9 @@ def engine_errors() -> Iterator[None]:
 def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
     """The DuckDB connection that reads input files: the engine itself when it is DuckDB (with the memory limit
     its URL sets), otherwise an embedded DuckDB capped at :data:`READER_MEMORY_LIMIT` of the machine's memory."""
+    import ibis
+    from ibis.backends.duckdb import Backend as DuckDBBackend
+
     if isinstance(engine, DuckDBBackend):
         return engine
     reader = ibis.duckdb.connect()
@@ -87,6 +94,8 @@ def hand_over(
     On the engine that read them this caches the parsed tables, so the input files are parsed once; tables named
     in ``in_place`` (event-scale ones) are left where they are and read from their files by every query instead.
     """
+    import pyarrow as pa
+
     out = {}
     for name, table in tables.items():
         if table._find_backend() is engine:
@@ -105,5 +114,7 @@ def hand_over(
 def tune_for_compute(engine: ibis.BaseBackend) -> None:
     """Once the input is read, let DuckDB drop row order where no query asks for it (every result table is
     ordered explicitly): its operators then run in parallel without keeping order, using less memory."""
+    from ibis.backends.duckdb import Backend as DuckDBBackend
+
     if isinstance(engine, DuckDBBackend):
         engine.raw_sql("SET preserve_insertion_order = false")

@@ -301,12 +301,12 @@ def simulate(
 
 
 def check_demo_destination(out_dir: str | Path) -> None:
-    """Check, before simulating, that the demo may write its three folders in ``out_dir``: ``data`` (the simulated
-    company), ``results`` and ``models``; each may only replace what an earlier demo wrote."""
+    """Check, before simulating, that the demo may write its folders in ``out_dir``: ``data`` (the simulated
+    company) and ``results`` may only replace what an earlier demo wrote; ``workspace`` is opened (or created) as
+    any workspace is, so each demo adds a run to its history."""
     out = Path(out_dir)
     check_folder_destination(out / "data", what="simulated data")
     check_destination(out / "results", "parquet", inputs=[out / "data"])
-    check_model_destination(out / "models", inputs=[out / "data"])
 
 
 def train(

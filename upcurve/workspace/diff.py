@@ -32,9 +32,11 @@ class RunDiff:
     threshold: float
 
 
+# The queries read the same on DuckDB and PostgreSQL: ``?`` placeholders, no dialect's own functions (months come
+# in as their 'YYYY-MM' labels), and names neither reserves (start, position and type are keywords, not reserved).
 _BRIDGE = """
 WITH months AS (
-    SELECT strftime(?, '%Y-%m') AS a_month, strftime(?, '%Y-%m') AS b_month
+    SELECT CAST(? AS VARCHAR) AS a_month, CAST(? AS VARCHAR) AS b_month
 ), moved AS (
     SELECT m.type, sum(m.amount) AS amount
     FROM movements m, months
@@ -89,7 +91,8 @@ def diff_runs(store: Store, a: RunRecord, b: RunRecord, *, threshold: float = 0.
     runs scored the same way.
     """
     # both ends from b's own history, so the bridge adds up to the cent whatever a's data were
-    bridge = store.query(_BRIDGE, [a.as_of, b.as_of, b.run_id, b.run_id, b.run_id])
+    months = [f"{a.as_of:%Y-%m}", f"{b.as_of:%Y-%m}"]
+    bridge = store.query(_BRIDGE, [*months, b.run_id, b.run_id, b.run_id])
     entered = store.query(_WORKLIST_CHANGE, [b.run_id, a.run_id])
     left = store.query(_WORKLIST_CHANGE, [a.run_id, b.run_id])
     tiers = store.query(_TIER_MOVES, [a.run_id, b.run_id])

@@ -1,5 +1,9 @@
 """The workspace's schema, version by version: each release that changes it adds a migration, and opening an
-older workspace applies the missing ones in order (each in one transaction)."""
+older workspace applies the missing ones in order (each in one transaction).
+
+Every statement runs as written on DuckDB and on PostgreSQL: use types both accept (VARCHAR or TEXT, DATE,
+TIMESTAMP, BOOLEAN, INTEGER, BIGINT, DOUBLE PRECISION, NUMERIC(p,s)), not DuckDB's own (DOUBLE, HUGEINT, LIST).
+"""
 
 from __future__ import annotations
 
@@ -39,6 +43,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             card VARCHAR NOT NULL,
             files VARCHAR NOT NULL,
             sha256 VARCHAR NOT NULL
+        )""",
+    ),
+    # each result table's Arrow schema as the runs wrote it, as JSON ({"fields": [{"name": …, "type": …}]}), so a
+    # table reads back with the same Arrow types from any database (PostgreSQL has no decimal128(20, 2) or date32)
+    2: (
+        """CREATE TABLE table_schemas (
+            table_name VARCHAR PRIMARY KEY,
+            arrow_schema VARCHAR NOT NULL
         )""",
     ),
 }

@@ -1,18 +1,21 @@
 """The workspace: every run, its tables and its models, in one database that lasts.
 
 A workspace is a folder holding one embedded DuckDB database (``workspace.duckdb``), or a PostgreSQL database
-named by its URL for a team. It holds:
+named by its URL for a team (``postgresql://user@host:5432/db``; needs ``pip install 'upcurve[postgres]'``). It
+holds:
 
 - ``runs``: one row per run (id, as-of date, the data source and a fingerprint of its input, the settings,
   upcurve's version, start and end, status, notes, the model that scored it and why);
 - every result table of every run (``mrr``, ``movements``, ``metrics``, …, ``worklist``), each with a leading
-  ``run_id`` column, so history stays queryable;
+  ``run_id`` column, so history stays queryable; ``table_schemas`` keeps each one's Arrow schema, so it reads back
+  with the types it was written with whatever the database;
 - ``models``: the model registry (each trained model's files and card, what it learned from, which is active);
 - ``upcurve_schema``: the schema's version, so a later upcurve migrates an older workspace forward.
 
 A run lands whole or not at all: its rows are written in one transaction with its ``complete`` status, so a run
-killed at any moment leaves every earlier run as it was. Only one process writes at a time: a second one waits
-for the first (up to ``wait_seconds``) and then stops with a message saying who holds the workspace.
+killed at any moment leaves every earlier run as it was. Only one process writes at a time (a lock file beside
+the DuckDB file; a transaction-level advisory lock on PostgreSQL): a second one waits for the first (up to
+``wait_seconds``) and then stops with a message saying who holds the workspace.
 """
 
 from __future__ import annotations
@@ -21,35 +24,24 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import os
-import socket
-import time
+import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import ibis
 import pyarrow as pa
 
 from upcurve import __version__
-from upcurve.errors import UpcurveError
+from upcurve.workspace._database import Connection, Database, DuckDBDatabase, WorkspaceError, quote, shown_url
 from upcurve.workspace.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
 
 __all__ = ["DEFAULT_WORKSPACE", "ModelRecord", "RunRecord", "Store", "WorkspaceError"]
 
 #: The workspace used when none is named (``--workspace`` or ``UPCURVE_WORKSPACE``): a folder in the current one.
 DEFAULT_WORKSPACE = "upcurve-workspace"
-_DATABASE = "workspace.duckdb"
-_LOCK = "workspace.lock"
-
-
-class WorkspaceError(UpcurveError, RuntimeError):
-    """The workspace cannot be opened, is busy, or does not hold what was asked for."""
-
-
 @dataclass(frozen=True)
 class RunRecord:
     """One row of ``runs``."""
@@ -99,22 +91,48 @@ class ModelRecord:
                    active=bool(row["active"]), card=json.loads(row["card"]), files=files)
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pa.Table:
-    """A query's result as an Arrow table (DuckDB 2 renamed the call DuckDB 1 had)."""
-    relation: Any = con.sql(sql, params=params)
-    fetch = getattr(relation, "to_arrow_table", None) or relation.arrow
-    table: pa.Table = fetch()
-    return table
+def _type_name(kind: pa.DataType) -> str:
+    return "string" if pa.types.is_null(kind) else str(kind)  # a column with no value yet is kept as text
 
 
-def _scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
-    """The one value a query returns (None when it returns no row), with the result read to its end."""
-    rows = con.execute(sql, params or []).fetchall()
-    return rows[0][0] if rows else None
+_DECIMAL = re.compile(r"decimal128\((\d+), (\d+)\)")
+_TIMESTAMP = re.compile(r"timestamp\[(s|ms|us|ns)(?:, tz=(.+))?\]")
+_SIMPLE_TYPES = {str(t): t for t in (pa.string(), pa.large_string(), pa.bool_(), pa.int8(), pa.int16(), pa.int32(),
+                                     pa.int64(), pa.float32(), pa.float64(), pa.date32())}
+
+
+def _parse_type(name: str) -> pa.DataType | None:
+    """The Arrow type a ``table_schemas`` entry names (None for one this upcurve does not know: read it as stored).
+
+    >>> kinds = [pa.decimal128(20, 2), pa.timestamp("us", tz="UTC"), pa.date32(), pa.string(), pa.float64()]
+    >>> [_parse_type(str(kind)) == kind for kind in kinds], _parse_type("list<item: string>")
+    ([True, True, True, True, True], None)
+    """
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    if found := _DECIMAL.fullmatch(name):
+        return pa.decimal128(int(found[1]), int(found[2]))
+    if found := _TIMESTAMP.fullmatch(name):
+        return pa.timestamp(found[1], tz=found[2])
+    return None
 
 
 def _new_id(prefix: str) -> str:
     return f"{prefix}-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+def _database(location: str) -> Database:
+    """The database a workspace location names: a ``postgresql://`` URL, else a folder."""
+    if location.startswith(("postgresql://", "postgres://")):
+        try:
+            from upcurve.workspace._postgres import PostgresDatabase
+        except ImportError as exc:
+            if (exc.name or "").startswith("upcurve"):
+                raise
+            raise WorkspaceError(f"the workspace {shown_url(location)} is a PostgreSQL database, and its driver is "
+                                 "not installed: pip install 'upcurve[postgres]'") from None
+        return PostgresDatabase(location)
+    return DuckDBDatabase(Path(location).expanduser())
 
 
 class Store:
@@ -124,121 +142,81 @@ class Store:
     Parameters
     ----------
     location
-        A folder (created when missing) for an embedded DuckDB workspace, or a ``postgresql://`` URL.
+        A folder (created when missing) for an embedded DuckDB workspace, or a ``postgresql://`` URL of an
+        existing database for a team's workspace.
     wait_seconds
         How long a writer waits for another process holding the workspace before it gives up.
+
+    Attributes
+    ----------
+    where
+        The workspace as messages name it: its folder, or its URL without the password.
+    folder
+        The folder of an embedded workspace (None for PostgreSQL).
     """
 
     def __init__(self, location: str | Path, *, wait_seconds: float = 120.0) -> None:
         self.location = str(location)
         self.wait_seconds = wait_seconds
-        if self.location.startswith(("postgresql://", "postgres://")):
-            raise WorkspaceError("PostgreSQL workspaces are not available in this version yet; use a folder")
-        self.folder = Path(self.location).expanduser()
+        self._db = _database(self.location)
+        self.where = self._db.where
+        self.folder: Path | None = self._db.folder
 
     # -- opening --------------------------------------------------------------------------------------------
     @classmethod
     def open(cls, location: str | Path, *, create: bool = True, wait_seconds: float = 120.0) -> Store:
         """Open (and, with ``create``, create or migrate) the workspace at ``location``."""
         store = cls(location, wait_seconds=wait_seconds)
-        if store.folder.exists() and not store.folder.is_dir():
-            raise WorkspaceError(f"{store.folder} is a file, not a workspace folder")
-        database = store.folder / _DATABASE
-        if not database.exists():
-            if not create:
-                raise WorkspaceError(f"no workspace at {store.folder}: run `upcurve run DATA --workspace "
-                                     f"{store.folder}` to create it")
-            if store.folder.exists() and any(p for p in store.folder.iterdir() if p.name != _LOCK):
-                raise WorkspaceError(f"{store.folder} holds other files; a workspace needs an empty or new folder")
-            store.folder.mkdir(parents=True, exist_ok=True)
+        store._db.prepare(create=create)
         with store._writing() as con:
             store._migrate(con)
         return store
 
     @property
-    def database(self) -> Path:
-        return self.folder / _DATABASE
+    def database(self) -> Path | None:
+        """The DuckDB file of an embedded workspace (None for PostgreSQL)."""
+        return self._db.path if isinstance(self._db, DuckDBDatabase) else None
 
-    @contextlib.contextmanager
-    def _writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _writing(self) -> contextlib.AbstractContextManager[Connection]:
         """The database opened for writing, while this process holds the workspace's lock."""
-        import fcntl
+        return self._db.writing(self.wait_seconds)
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        lock = os.open(self.folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            deadline = time.monotonic() + self.wait_seconds
-            while True:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = os.pread(lock, 200, 0).decode("utf-8", "replace").strip() or "another process"
-                        raise WorkspaceError(f"the workspace {self.folder} is busy: {holder} is writing to it. "
-                                             "Wait for it to finish, or raise the wait with "
-                                             "UPCURVE_WORKSPACE_WAIT (seconds)") from None
-                    time.sleep(0.1)
-            os.ftruncate(lock, 0)
-            os.pwrite(lock, f"upcurve process {os.getpid()} on {socket.gethostname()}".encode(), 0)
-            con = self._connect(read_only=False)
-            try:
-                yield con
-            finally:
-                con.close()
-        finally:
-            os.close(lock)
-
-    def _connect(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
-        deadline = time.monotonic() + self.wait_seconds
-        while True:
-            try:
-                return duckdb.connect(str(self.database), read_only=read_only)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                    raise WorkspaceError(f"cannot open the workspace {self.folder}: {str(exc).splitlines()[0]}") \
-                        from None
-                time.sleep(0.1)
-
-    @contextlib.contextmanager
-    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _reading(self) -> contextlib.AbstractContextManager[Connection]:
         """The database opened for reading."""
-        if not self.database.exists():
-            raise WorkspaceError(f"no workspace at {self.folder}: run `upcurve run DATA --workspace {self.folder}` "
-                                 "first")
-        con = self._connect(read_only=True)
-        try:
-            yield con
-        finally:
-            con.close()
+        return self._db.reading(self.wait_seconds)
 
     def ibis(self) -> ibis.BaseBackend:
         """The workspace as an Ibis connection, read-only: result tables as Ibis tables (for notebooks)."""
-        if not self.database.exists():
-            raise WorkspaceError(f"no workspace at {self.folder}")
-        return ibis.duckdb.from_connection(self._connect(read_only=True))
+        return self._db.ibis(self.wait_seconds)
 
     # -- schema ---------------------------------------------------------------------------------------------
-    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+    def _migrate(self, con: Connection) -> None:
         con.execute("CREATE TABLE IF NOT EXISTS upcurve_schema (version INTEGER, migrated_at TIMESTAMP, "
                     "upcurve VARCHAR)")
-        found = _scalar(con, "SELECT max(version) FROM upcurve_schema")
+        found = con.scalar("SELECT max(version) FROM upcurve_schema")
         version = int(found) if found is not None else 0
         if version > SCHEMA_VERSION:
-            raise WorkspaceError(f"the workspace {self.folder} has schema version {version}, newer than this "
+            raise WorkspaceError(f"the workspace {self.where} has schema version {version}, newer than this "
                                  f"upcurve ({__version__}, schema {SCHEMA_VERSION}) reads; upgrade upcurve")
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            con.execute("BEGIN TRANSACTION")
-            for statement in MIGRATIONS[target]:
-                con.execute(statement)
-            con.execute("INSERT INTO upcurve_schema VALUES (?, ?, ?)",
-                        [target, dt.datetime.now(dt.UTC).replace(tzinfo=None), __version__])
-            con.execute("COMMIT")
+            with con.transaction():
+                for statement in MIGRATIONS[target]:
+                    con.execute(statement)
+                con.execute("INSERT INTO upcurve_schema VALUES (?, ?, ?)",
+                            [target, dt.datetime.now(dt.UTC).replace(tzinfo=None), __version__])
 
     def schema_version(self) -> int:
-        with self.reading() as con:
-            found = _scalar(con, "SELECT max(version) FROM upcurve_schema")
+        with self._reading() as con:
+            found = con.scalar("SELECT max(version) FROM upcurve_schema")
         return int(found) if found is not None else 0
+
+    @staticmethod
+    def _stored_types(con: Connection, name: str) -> dict[str, pa.DataType | None]:
+        """The Arrow type of each column of a result table, as runs wrote them (none before schema 2)."""
+        if not con.columns("table_schemas"):
+            return {}
+        stored = con.scalar("SELECT arrow_schema FROM table_schemas WHERE table_name = ?", [name])
+        return {f["name"]: _parse_type(f["type"]) for f in json.loads(stored)["fields"]} if stored else {}
 
     # -- runs -----------------------------------------------------------------------------------------------
     def save_run(self, *, as_of: dt.date, source: str, fingerprint: str, settings: Mapping[str, Any],
@@ -251,8 +229,7 @@ class Store:
         rows = {name: t.num_rows for name, t in tables.items()}
         with self._writing() as con:
             self._reap(con)
-            con.execute("BEGIN TRANSACTION")
-            try:
+            with con.transaction():
                 if new_model is not None:
                     self._insert_model(con, new_model, activate=activate)
                 for name, table in tables.items():
@@ -263,57 +240,41 @@ class Store:
                     "INSERT INTO runs VALUES (?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?, ?, ?, ?)",
                     [run_id, as_of, source, fingerprint, started_at.replace(tzinfo=None), finished, __version__,
                      json.dumps(settings, default=str), json.dumps(notes), model[0], model[1], json.dumps(rows)])
-                con.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(duckdb.Error):
-                    con.execute("ROLLBACK")
-                raise
         return self.run_record(run_id)
 
     @staticmethod
-    def _reap(con: duckdb.DuckDBPyConnection) -> None:
+    def _reap(con: Connection) -> None:
         """Nothing to repair: a run's rows and its ``runs`` row commit together, so a killed run left nothing."""
 
-    @staticmethod
-    def _insert(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table, run_id: str) -> None:
-        data = table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string()))
-        existing = {r[0]: r[1] for r in con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [name]).fetchall()}
-        con.register("_incoming", data)
-        try:
-            if not existing:
-                con.execute(f'CREATE TABLE "{name}" AS SELECT * FROM _incoming LIMIT 0')
-                existing = {c: "" for c in data.column_names}
-            for column in data.column_names:
-                if column not in existing:
-                    # a column a later upcurve adds: earlier runs have it empty
-                    kind = _scalar(con, f'SELECT typeof("{column}") FROM _incoming LIMIT 1')
-                    sql_type = kind if kind and kind != "NULL" else "VARCHAR"
-                    con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{column}" {sql_type}')
-            columns = ", ".join(f'"{c}"' for c in data.column_names)
-            con.execute(f'INSERT INTO "{name}" ({columns}) SELECT {columns} FROM _incoming')
-        finally:
-            con.unregister("_incoming")
+    def _insert(self, con: Connection, name: str, table: pa.Table, run_id: str) -> None:
+        """Append a run's table, and keep the table's Arrow schema (a column a run adds is added to it)."""
+        con.append(name, table.add_column(0, "run_id", pa.array([run_id] * table.num_rows, pa.string())))
+        stored = con.scalar("SELECT arrow_schema FROM table_schemas WHERE table_name = ?", [name])
+        fields: list[dict[str, str]] = json.loads(stored)["fields"] if stored else []
+        known = {f["name"] for f in fields}
+        added = [{"name": f.name, "type": _type_name(f.type)} for f in table.schema if f.name not in known]
+        if added:
+            con.execute("DELETE FROM table_schemas WHERE table_name = ?", [name])
+            con.execute("INSERT INTO table_schemas VALUES (?, ?)", [name, json.dumps({"fields": fields + added})])
 
     def runs(self) -> list[RunRecord]:
         """Every complete run, oldest first."""
-        with self.reading() as con:
-            cursor = con.execute("SELECT * FROM runs WHERE status = 'complete' ORDER BY started_at, run_id")
-            names = [d[0] for d in cursor.description]
-            return [RunRecord.from_row(dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
+        with self._reading() as con:
+            names, rows = con.rows("SELECT * FROM runs WHERE status = 'complete' ORDER BY started_at, run_id")
+        return [RunRecord.from_row(dict(zip(names, row, strict=True))) for row in rows]
 
     def run_record(self, run_id: str) -> RunRecord:
         for record in self.runs():
             if record.run_id == run_id:
                 return record
-        raise WorkspaceError(f"no run {run_id!r} in the workspace {self.folder}; `upcurve runs` lists them")
+        raise WorkspaceError(f"no run {run_id!r} in the workspace {self.where}; `upcurve runs` lists them")
 
     def find_run(self, run_id: str | None = None, *, as_of: dt.date | None = None) -> RunRecord:
         """A run by id (a unique prefix will do), the latest run at an as-of date, or the latest run."""
         runs = self.runs()
         if not runs:
-            raise WorkspaceError(f"the workspace {self.folder} holds no run yet: `upcurve run DATA --workspace "
-                                 f"{self.folder}`")
+            raise WorkspaceError(f"the workspace {self.where} holds no run yet: `upcurve run DATA --workspace "
+                                 f"{self.where}`")
         if run_id is not None:
             matches = [r for r in runs if r.run_id == run_id] or [r for r in runs if r.run_id.startswith(run_id)]
             if len(matches) != 1:
@@ -329,22 +290,27 @@ class Store:
         return runs[-1]
 
     def table(self, name: str, run_id: str) -> pa.Table:
-        """A result table of a run, as Arrow, without its ``run_id`` column."""
+        """A result table of a run, as Arrow, without its ``run_id`` column, with the types the runs wrote."""
         if name not in RESULT_TABLES:
             raise WorkspaceError(f"unknown table {name!r}: the tables are {', '.join(RESULT_TABLES)}")
-        with self.reading() as con:
-            present = _scalar(con, "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name])
-            if not present:
+        with self._reading() as con:
+            columns = [c for c in con.columns(name) if c != "run_id"]
+            if not columns:
                 return pa.table({})
-            return _arrow(con, f'SELECT * EXCLUDE (run_id) FROM "{name}" WHERE run_id = ?', [run_id])
+            types = {c: t for c, t in self._stored_types(con, name).items() if t is not None}
+            listed = ", ".join(quote(c) for c in columns)
+            return con.arrow(f"SELECT {listed} FROM {quote(name)} WHERE run_id = ?", [run_id], types)
 
-    def query(self, sql: str, params: list[Any] | None = None) -> pa.Table:
-        """Run a read-only SQL query on the workspace (the result tables, ``runs`` and ``models``)."""
-        with self.reading() as con:
-            return _arrow(con, sql, params or [])
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """Run a read-only SQL query on the workspace (the result tables, ``runs`` and ``models``).
+
+        The SQL must read the same on DuckDB and PostgreSQL, with ``?`` placeholders."""
+        with self._reading() as con:
+            return con.arrow(sql, params or [])
 
     # -- models ---------------------------------------------------------------------------------------------
-    def _insert_model(self, con: duckdb.DuckDBPyConnection, record: ModelRecord, *, activate: bool) -> None:
+    @staticmethod
+    def _insert_model(con: Connection, record: ModelRecord, *, activate: bool) -> None:
         files = {name: data.decode("utf-8") for name, data in record.files.items()}
         digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
         if activate:
@@ -356,25 +322,22 @@ class Store:
 
     def save_model(self, record: ModelRecord, *, activate: bool = True) -> None:
         """Add a trained model to the registry (and make it the active one)."""
-        with self._writing() as con:
-            con.execute("BEGIN TRANSACTION")
+        with self._writing() as con, con.transaction():
             self._insert_model(con, record, activate=activate)
-            con.execute("COMMIT")
 
     def models(self) -> list[ModelRecord]:
         """Every registered model, oldest first."""
-        with self.reading() as con:
-            cursor = con.execute("SELECT * FROM models ORDER BY created_at, model_id")
-            names = [d[0] for d in cursor.description]
-            records = []
-            for row in cursor.fetchall():
-                data = dict(zip(names, row, strict=True))
-                if hashlib.sha256(json.dumps(json.loads(data["files"]), sort_keys=True).encode()).hexdigest() \
-                        != data["sha256"]:
-                    raise WorkspaceError(f"the model {data['model_id']} in {self.folder} was changed after it was "
-                                         "saved; it is refused. Retrain with `upcurve run --retrain`")
-                records.append(ModelRecord.from_row(data))
-            return records
+        with self._reading() as con:
+            names, rows = con.rows("SELECT * FROM models ORDER BY created_at, model_id")
+        records = []
+        for row in rows:
+            data = dict(zip(names, row, strict=True))
+            if hashlib.sha256(json.dumps(json.loads(data["files"]), sort_keys=True).encode()).hexdigest() \
+                    != data["sha256"]:
+                raise WorkspaceError(f"the model {data['model_id']} in {self.where} was changed after it was "
+                                     "saved; it is refused. Retrain with `upcurve run --retrain`")
+            records.append(ModelRecord.from_row(data))
+        return records
 
     def active_model(self) -> ModelRecord | None:
         active = [m for m in self.models() if m.active]

@@ -1,0 +1,69 @@
+"""Benchmark: the workspace at scale, as a user meets it on the command line.
+
+A simulated company's billing (default 100,000 accounts × 36 months, Parquet), then, each as its own `upcurve`
+process (so every figure includes starting the command): the first run into a new workspace (training the models),
+a second run that scores with the model the first one registered, and each reading command. Prints seconds, invoice
+lines per second for the runs, and each process's peak RSS.
+
+    python benchmarks/bench_workspace.py [--accounts 100000] [--months 36]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
+
+UPCURVE = [sys.executable, "-m", "upcurve"]
+
+
+def timed(args: list[str]) -> tuple[float, float]:
+    """Run one upcurve command; its seconds and its peak RSS in MB (from the kernel's accounting of that process)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([*UPCURVE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "COLUMNS": "200"})
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"upcurve {' '.join(args)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--months", type=int, default=36)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        tables = simulate_tables(args.accounts, args.months, seed=1)
+        data = write_folder(tables, Path(tmp) / "data", "parquet", BILLING_TABLES)
+        lines = tables["invoice_lines"].num_rows
+        del tables
+        print(f"generated {args.accounts:,} accounts × {args.months} months: {lines:,} invoice lines "
+              f"in {time.perf_counter() - t0:.1f} s")
+        ws = str(Path(tmp) / "workspace")
+        steps = [
+            ("run (first: trains the models)", ["run", str(data), "--workspace", ws], lines),
+            ("run (again: scores with the registered model)", ["run", str(data), "--workspace", ws], lines),
+            ("runs", ["runs", "--workspace", ws], 0),
+            ("worklist", ["worklist", "--workspace", ws], 0),
+            ("accounts --sort churn", ["accounts", "--workspace", ws, "--sort", "churn"], 0),
+            ("diff", ["diff", "--workspace", ws], 0),
+            ("export --format parquet", ["export", "--workspace", ws, "--out", str(Path(tmp) / "export")], 0),
+        ]
+        print(f"{'command':<48} {'seconds':>8} {'lines/s':>10} {'peak RSS':>10}")
+        for label, command, rows in steps:
+            seconds, peak = timed(command)
+            rate = f"{rows / seconds:,.0f}" if rows else ""
+            print(f"{label:<48} {seconds:8.2f} {rate:>10} {peak:8,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
