@@ -136,6 +136,9 @@ def _config(path: Path | None, settings: Settings) -> UpcurveConfig:
         raise _fail(exc) from None
 
 
+DataArgument = Annotated[str, typer.Argument(
+    metavar="DATA", help="A folder with one CSV or Parquet file per contract table, or a database URL whose tables "
+                         "are named after them (duckdb:///warehouse.duckdb, postgresql://…).")]
 AsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time YYYY-MM-DD (default: "
                                                    "the start of the latest invoice line).")]
 WorkspaceOption = Annotated[str | None, typer.Option(
@@ -154,7 +157,7 @@ def _store(workspace: str | None, settings: Settings, *, create: bool = False) -
 
 @app.command()
 def run(
-    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    data_dir: DataArgument,
     workspace: WorkspaceOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also (or, without --workspace, only) write the tables "
                                                            "as files in this folder (replaced whole).")] = None,
@@ -287,7 +290,7 @@ def export(
 
 @app.command()
 def validate(
-    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    data_dir: DataArgument,
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
@@ -296,8 +299,9 @@ def validate(
     settings = Settings()
     cfg = _config(config, settings)
     reporting = (currency or cfg.revenue.reporting_currency).upper()
-    found = _with_progress(lambda say: _usecases().check_folder(data_dir, reporting_currency=reporting,
-                                                           engine_url=engine or settings.engine))
+    found = _with_progress(lambda say: _usecases().check_folder(
+        data_dir, reporting_currency=reporting, fx_quote_currency=cfg.revenue.fx_quote_currency,
+        engine_url=engine or settings.engine))
     if found.problems:
         render_problems(console if not found.errors else err, found.problems)
     if found.errors:
@@ -308,18 +312,19 @@ def validate(
 
 @app.command()
 def train(
-    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    data_dir: DataArgument,
     models: Annotated[Path, typer.Option("--models", help="Folder to save the model and its card in.")],
     as_of: Annotated[
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Train on what was known at this date.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
     settings = Settings()
     cfg = _config(config, settings)
     scorer = _with_progress(lambda say: _usecases().train(
-        data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=settings.engine,
+        data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=engine or settings.engine,
         progress=say))
     render_model_card(console, scorer.card_)
     console.print(literal(console, f"Saved to {models}; `upcurve run --models {models}` scores with it until it is "
@@ -328,16 +333,17 @@ def train(
 
 @app.command()
 def backtest(
-    data_dir: Annotated[Path, typer.Argument(help="Folder with one CSV or Parquet file per contract table.")],
+    data_dir: DataArgument,
     cutoffs: Annotated[int, typer.Option(min=1, max=24, help="How many past dates to replay.")] = 4,
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write the backtest tables to.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
+    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
     cfg = _config(config, settings)
     result = _with_progress(lambda say: _usecases().backtest(
-        data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=settings.engine, progress=say))
+        data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=engine or settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
         console.print(literal(console, f"Wrote the backtest tables to {result.out_dir}"))

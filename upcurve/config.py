@@ -22,6 +22,13 @@ class RevenuePolicy(BaseModel):
     ----------
     reporting_currency
         The currency every amount is converted into (ISO code). Lines with an empty ``currency`` are in it.
+    fx_quote_currency
+        The currency ``fx_rates`` are quoted in: each rate is units of it per one unit of the row's currency.
+        Default ``None``: the reporting currency, unless the reporting currency has rates of its own, in which case
+        it is the one currency of the invoice lines without rates (the data cannot be quoted in a currency it gives
+        rates for). When it differs from the reporting currency, amounts are converted through cross rates,
+        ``rate(C) ÷ rate(reporting currency)`` each month, as ChartMogul and Stripe convert any currency into the
+        reporting one.
     usage_in_mrr
         Count ``usage`` lines in MRR. Default ``True``: usage is the first expansion lever of a usage-priced
         product. ChartMogul and Stripe leave usage out of MRR; ProfitWell keeps it in.
@@ -37,14 +44,15 @@ class RevenuePolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     reporting_currency: str = Field("USD", min_length=3, max_length=3)
+    fx_quote_currency: str | None = Field(None, min_length=3, max_length=3)
     usage_in_mrr: bool = True
     reactivation_window_months: int | None = Field(None, ge=0)
     segment_by: tuple[str, ...] | None = None
 
-    @field_validator("reporting_currency")
+    @field_validator("reporting_currency", "fx_quote_currency")
     @classmethod
-    def _upper(cls, value: str) -> str:
-        return value.upper()
+    def _upper(cls, value: str | None) -> str | None:
+        return None if value is None else value.upper()
 
 
 class Settings(BaseSettings):

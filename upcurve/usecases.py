@@ -39,7 +39,7 @@ from upcurve.scoring import (
 )
 from upcurve.settings_file import UpcurveConfig
 from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
-from upcurve.sources import LoadedData, load_folder
+from upcurve.sources import LoadedData, check_connection, is_connection_url, load_connection, load_folder
 from upcurve.sources import check_folder as check_data_folder
 from upcurve.workspace import ModelRecord, RunRecord, Store
 
@@ -91,10 +91,16 @@ class Validation:
         return [p for p in self.problems if p.severity == "error"]
 
 
-def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD",
+def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None,
                  engine_url: str = "duckdb://") -> Validation:
     """Every problem of a data folder against the input contract (errors first, then notes)."""
-    problems, rows = check_data_folder(data_dir, connect(engine_url), reporting_currency=reporting_currency)
+    engine = connect(engine_url)
+    if is_connection_url(data_dir):
+        problems, rows = check_connection(str(data_dir), engine, reporting_currency=reporting_currency,
+                                          fx_quote_currency=fx_quote_currency)
+    else:
+        problems, rows = check_data_folder(data_dir, engine, reporting_currency=reporting_currency,
+                                           fx_quote_currency=fx_quote_currency)
     return Validation(problems, rows)
 
 
@@ -106,6 +112,8 @@ def check_model_destination(models_dir: str | Path, *, inputs: list[str | Path])
 
 def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: ibis.BaseBackend,
           say: Progress) -> LoadedData:
+    if is_connection_url(data_dir):
+        return load_connection(str(data_dir), engine, as_of=as_of, policy=policy, say=say)
     return load_folder(data_dir, engine, as_of=as_of, policy=policy, say=say)
 
 
@@ -194,7 +202,7 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
         scorer.card_["data_dir"] = loaded.source
     else:
         say("scoring with the saved model")
-    scored = score_accounts(scored, scorer)
+    scored = score_accounts(scored, scorer, currency=config.revenue.reporting_currency)
     results["accounts"] = money_columns(scored)
     results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
     notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())

@@ -7,7 +7,7 @@ numbers for CSV), the column, example values and the fix; every problem of every
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 
@@ -363,54 +363,145 @@ def _unknown_references(raw: RawTable, schema: TableSchema, folder: Mapping[str,
     return problems
 
 
-def _unknown_currencies(folder: Mapping[str, RawTable], reporting_currency: str) -> list[Problem]:
-    lines = folder.get("invoice_lines")
-    if lines is None or "currency" not in _usable(lines):
-        return []
-    home = reporting_currency.upper()
-    probe = lines.table.filter(~_is_blank(lines, "currency"))
-    probe = probe.mutate(_c=_typed(replace(lines, table=probe), CONTRACT["invoice_lines"].column("currency")))
-    probe = probe.filter(probe._c != home)
+@dataclass(frozen=True)
+class _FxQuote:
+    """How ``fx_rates`` convert into the reporting currency ``home``: the currency they are quoted in, and the
+    reporting currency's least rate in it when amounts go through cross rates (1.0 when they do not)."""
+
+    currency: str
+    home_floor: float = 1.0
+
+
+def _rated_currencies(folder: Mapping[str, RawTable]) -> dict[str, tuple[float, float] | None]:
+    """Each currency of ``fx_rates`` with its least and greatest rate (``None`` when the rates are unusable)."""
     fx = folder.get("fx_rates")
-    if fx is not None and "currency" in _usable(fx):
-        rates = fx.table.select(_k=_typed(fx, CONTRACT["fx_rates"].column("currency"))).distinct()
-        probe = probe.anti_join(rates, probe._c == rates._k)
-    count = int(probe.count().to_pyarrow().as_py())
-    if not count:
-        return []
-    ex = probe.select(ROW, value=probe._c).order_by(ROW).limit(EXAMPLES).to_pyarrow()
-    return [
-        Problem(
-            lines.file,
-            f"unknown currency: neither the reporting currency ({home}) nor in fx_rates",
-            "currency",
-            count,
-            tuple(int(r) for r in ex[ROW].to_pylist()),
-            tuple(str(v) for v in ex["value"].to_pylist()),
-            lines.location,
-            "Add monthly rates for it to fx_rates, or correct the code",
-        )
-    ]
+    if fx is None or "currency" not in _usable(fx):
+        return {}
+    schema = CONTRACT["fx_rates"]
+    has_rate = "rate" in _usable(fx)
+    rate = _typed(fx, schema.column("rate")) if has_rate else ibis.null("float64")
+    t = fx.table.select(_k=_typed(fx, schema.column("currency")), _r=rate.cast("float64"))
+    rows = t.group_by("_k").aggregate(_lo=t._r.min(), _hi=t._r.max()).to_pyarrow().to_pylist()
+    return {r["_k"]: (r["_lo"], r["_hi"]) if has_rate and r["_lo"] is not None else None
+            for r in rows if r["_k"] is not None}
 
 
-def _money_total(folder: Mapping[str, RawTable]) -> list[Problem]:
+def _fx_rows(fx: RawTable, currency: str, flag: ir.BooleanValue | None = None) -> tuple[int, tuple[int, ...],
+                                                                                         tuple[str, ...]]:
+    """How many rows of ``fx_rates`` are in ``currency`` (and ``flag``), their first rows and rates."""
+    t = fx.table
+    hit = _typed(fx, CONTRACT["fx_rates"].column("currency")) == currency
+    rows = t.filter(hit if flag is None else hit & flag)
+    count = int(rows.count().to_pyarrow().as_py())
+    ex = rows.select(ROW, value=t.rate.cast("string")).order_by(ROW).limit(EXAMPLES).to_pyarrow()
+    return count, tuple(int(r) for r in ex[ROW].to_pylist()), tuple(str(v) for v in ex["value"].to_pylist())
+
+
+def _unknown_currencies(folder: Mapping[str, RawTable], reporting_currency: str,
+                        fx_quote_currency: str | None = None) -> tuple[_FxQuote | None, list[Problem]]:
+    """The currency ``fx_rates`` are quoted in, and the problems of the invoice lines' currencies.
+
+    The quote currency is ``fx_quote_currency`` (``revenue.fx_quote_currency``); when it is not set, the reporting
+    currency, unless the reporting currency has rates of its own (other than 1): the rates are then quoted in the
+    one currency of the invoice lines that has no rates. With a quote currency other than the reporting one,
+    amounts go through cross rates, so the reporting currency needs rates. A line's currency is known when it is
+    the reporting currency, the quote currency or in ``fx_rates``. The quote is ``None`` when it cannot be told
+    (a problem says why); a note says when cross rates are used.
+    """
+    lines = folder["invoice_lines"]
+    home = reporting_currency.upper()
+    fx = folder.get("fx_rates")
+    fx_file = fx.file if fx is not None else "fx_rates"
+    rated = _rated_currencies(folder)
+    used: dict[str, int] = {}
+    if "currency" in _usable(lines):
+        probe = lines.table.filter(~_is_blank(lines, "currency"))
+        probe = probe.mutate(_c=_typed(replace(lines, table=probe), CONTRACT["invoice_lines"].column("currency")))
+        counted = probe.group_by("_c").aggregate(_n=probe.count()).to_pyarrow().to_pylist()
+        used = {r["_c"]: int(r["_n"]) for r in counted if r["_c"] is not None}
+    foreign = sorted(c for c in used if c != home)
+    home_rates = rated.get(home)
+    inferred = False
+    if fx_quote_currency is not None:
+        quote = fx_quote_currency.upper()
+    elif home not in rated or home_rates == (1.0, 1.0):
+        quote = home  # no rates of its own (or only rates of 1): the rates are quoted in it
+    else:
+        unrated = sorted(c for c in used if c not in rated)
+        if len(unrated) != 1:
+            said = ("every currency of invoice_lines has rates" if not unrated else
+                    f"invoice_lines has {len(unrated)} currencies without rates: " + ", ".join(unrated))
+            return None, [Problem(
+                fx_file, f"fx_rates has rates for the reporting currency {home}, so they are quoted in another "
+                         f"currency, and which cannot be told: {said}", "currency",
+                hint="Set revenue.fx_quote_currency in the settings file to the currency the rates are quoted in "
+                     "(the one whose rate would be 1); a line in it needs no rate")]
+        quote, inferred = unrated[0], True
+    problems: list[Problem] = []
+    resolved: _FxQuote | None = _FxQuote(quote)
+    quote_rates = rated.get(quote)
+    if quote_rates is not None and quote_rates != (1.0, 1.0) and fx is not None:
+        count, rows, values = _fx_rows(fx, quote, _typed(fx, CONTRACT["fx_rates"].column("rate")) != 1)
+        problems.append(Problem(
+            fx.file, f"a rate of the quote currency {quote} other than 1: fx_rates are quoted in {quote}, "
+                     f"one {quote} is 1 {quote}", "rate", count, rows, values, fx.location,
+            f"Remove {quote}'s rows from fx_rates, or set revenue.fx_quote_currency to the currency they are "
+            "quoted in"))
+        resolved = None
+    if quote != home and home not in rated and foreign:  # only a quote currency that is set gets here
+        problems.append(Problem(
+            fx_file, f"no rates for the reporting currency {home}: fx_rates are quoted in {quote} "
+                     "(revenue.fx_quote_currency), so "
+                     f"converting into {home} takes {home}'s own rate each month (a cross rate: rate(C) ÷ "
+                     f"rate({home}))", "currency",
+            hint=f"Add monthly rates for {home}, in {quote} per {home}, to fx_rates, or report in {quote}"))
+        resolved = None
+    elif quote != home and home in rated and foreign and not problems:
+        how = (f"{quote} is the one currency of invoice_lines without rates; set revenue.fx_quote_currency to "
+               "say so" if inferred else "revenue.fx_quote_currency")
+        low = home_rates[0] if home_rates is not None else None
+        resolved = _FxQuote(quote, low) if low is not None and low > 0 else None
+        problems.append(Problem(
+            fx_file, f"the rates are quoted in {quote}: amounts are converted to {home} through cross rates "
+                     f"(a currency's rate ÷ {home}'s, each month)", hint=how, severity="note"))
+    unknown = {c: n for c, n in used.items() if c not in (home, quote) and c not in rated}
+    if unknown:
+        probe = lines.table.filter(~_is_blank(lines, "currency"))
+        probe = probe.mutate(_c=_typed(replace(lines, table=probe), CONTRACT["invoice_lines"].column("currency")))
+        probe = probe.filter(probe._c.isin(list(unknown)))
+        ex = probe.select(ROW, value=probe._c).order_by(ROW).limit(EXAMPLES).to_pyarrow()
+        known = (f"the reporting currency ({home})" if quote == home else
+                 f"the reporting currency ({home}), the quote currency of fx_rates ({quote})")
+        problems.append(Problem(
+            lines.file, f"unknown currency: neither {known} nor in fx_rates", "currency", sum(unknown.values()),
+            tuple(int(r) for r in ex[ROW].to_pylist()), tuple(str(v) for v in ex["value"].to_pylist()),
+            lines.location, "Add monthly rates for it to fx_rates, or correct the code"))
+    return resolved, problems
+
+
+def _money_total(folder: Mapping[str, RawTable], reporting_currency: str, quote: _FxQuote) -> list[Problem]:
     """The invoice lines' amounts together, each at its currency's highest rate, if beyond what the ledger can
-    count in cents (:data:`MONEY_TOTAL_LIMIT`)."""
+    count in cents (:data:`MONEY_TOTAL_LIMIT`).
+
+    Through cross rates, a currency's highest rate is bounded by its highest rate ÷ the reporting currency's least
+    (``quote.home_floor``); a line in the quote currency, which has no rates, by 1 ÷ that least rate."""
     lines = folder["invoice_lines"]
     schema = CONTRACT["invoice_lines"]
     if "amount" not in _usable(lines):
         return []
+    home = reporting_currency.upper()
     t = lines.table
     currency = _typed(lines, schema.column("currency")) if "currency" in _usable(lines) else ibis.null("string")
     probe = t.select(_a=_typed(lines, schema.column("amount")).cast("float64").abs(), _c=currency)
-    scale: ir.FloatingValue = ibis.literal(1.0)
+    top: ir.FloatingValue = ibis.literal(1.0)
     fx = folder.get("fx_rates")
     if fx is not None and {"currency", "rate"} <= _usable(fx):
         rates = fx.table.select(_k=_typed(fx, CONTRACT["fx_rates"].column("currency")),
                                 _r=_typed(fx, CONTRACT["fx_rates"].column("rate")))
         rates = rates.group_by("_k").aggregate(_top=rates._r.max())
         probe = probe.left_join(rates, probe._c == rates._k)
-        scale = ibis.coalesce(probe._top, 1.0)
+        top = ibis.coalesce(probe._top, 1.0)
+    scale = ibis.ifelse(probe._c.fill_null(home) == home, 1.0, top / quote.home_floor)
     total = probe.aggregate(_t=(probe._a * scale).sum()).to_pyarrow()["_t"][0].as_py()
     if total is None or not total >= MONEY_TOTAL_LIMIT:
         return []
@@ -448,15 +539,17 @@ def _table_problems(raw: RawTable) -> list[Problem]:
     return problems
 
 
-def validate(data: DataFolder, *, reporting_currency: str = "USD") -> list[Problem]:
+def validate(data: DataFolder, *, reporting_currency: str = "USD",
+             fx_quote_currency: str | None = None) -> list[Problem]:
     """Every problem in the folder's tables, all at once (errors first, then notes).
 
     Checks, per table: the file can be read, is not empty and not wider than the contract allows; required columns
     present, required values filled, values of their type (finite numbers, whole numbers where whole, plausible
     dates and amounts), values among the allowed choices and within bounds, unique keys, references to known
     accounts and plans; for invoice lines also ``period_end > period_start`` within 10 years, a plan on every
-    recurring line, no negative recurring amounts and a known currency. A file the reader cannot finish is one
-    problem naming its line, and the other files are still checked.
+    recurring line, no negative recurring amounts and a known currency (the reporting one, the one ``fx_rates`` are
+    quoted in, ``fx_quote_currency`` or inferred, or one with rates; a note says when amounts go through cross
+    rates). A file the reader cannot finish is one problem naming its line, and the other files are still checked.
     """
     problems: list[Problem] = [*data.problems, *data.notes]
     read: dict[str, RawTable] = {}
@@ -471,13 +564,24 @@ def validate(data: DataFolder, *, reporting_currency: str = "USD") -> list[Probl
         else:
             read[name] = raw
     # checks across tables, on the tables read whole
-    checks = [(raw, partial(_unknown_references, raw, CONTRACT[raw.name], read)) for raw in read.values()]
+    checks: list[tuple[RawTable, Callable[[], list[Problem]]]] = [
+        (raw, partial(_unknown_references, raw, CONTRACT[raw.name], read)) for raw in read.values()]
+    quote: _FxQuote | None = None  # what the currency check finds, for the money check after it
+
+    def currencies() -> list[Problem]:
+        nonlocal quote
+        quote, found = _unknown_currencies(read, reporting_currency, fx_quote_currency)
+        return found
+
+    def money_total() -> list[Problem]:
+        return [] if quote is None else _money_total(read, reporting_currency, quote)
+
     if "invoice_lines" in read:
-        checks.append((read["invoice_lines"], partial(_unknown_currencies, read, reporting_currency)))
+        checks.append((read["invoice_lines"], currencies))
         # on clean amounts and rates only: a NaN or a bad rate is already reported
         money_files = {read[n].file for n in ("invoice_lines", "fx_rates") if n in read}
         if not any(p.severity == "error" and p.file in money_files for p in problems):
-            checks.append((read["invoice_lines"], partial(_money_total, read)))
+            checks.append((read["invoice_lines"], money_total))
     for raw, check in checks:
         try:
             problems += check()

@@ -63,7 +63,8 @@ def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
 
     Returns
     -------
-    Columns ``month_idx``, ``currency``, ``rate``, ``prev_rate``. Reporting-currency lines need no row here.
+    Columns ``month_idx``, ``currency``, ``rate``, ``prev_rate``. Reporting-currency lines need no row here, unless
+    the rates are quoted in another currency: the reporting currency's own rows then make the cross rates.
     """
     fx = fx_rates.select(
         currency=fx_rates.currency,
@@ -95,17 +96,31 @@ def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
 def _with_rates(
     lines: ir.Table, rates: ir.Table, month_col: str, policy: RevenuePolicy
 ) -> ir.Table:
-    """Attach each line-month's ``rate`` and ``prev_rate`` (1.0 for the reporting currency)."""
-    currency = ibis.coalesce(lines.currency, ibis.literal(policy.reporting_currency))
-    lines = lines.mutate(currency=currency)
+    """Attach each line-month's ``rate`` and ``prev_rate`` into the reporting currency (1.0 for it).
+
+    When the reporting currency has rates of its own, ``fx_rates`` are quoted in another currency (the quote
+    currency, see :class:`~upcurve.config.RevenuePolicy`) and each rate is a cross rate: the line currency's rate
+    divided by the reporting currency's, both for the same month (each with its month fallback). A line in a
+    currency without rates is then in the quote currency, whose rate in itself is 1.
+    """
+    home = policy.reporting_currency
+    lines = lines.mutate(currency=ibis.coalesce(lines.currency, ibis.literal(home)))
+    own = rates.filter(rates.currency == home)
+    own = own.select(_own_idx=own.month_idx, _own_rate=own.rate, _own_prev=own.prev_rate)
+    # one chained join, one select: SQLite's parser refuses a query nested a few levels deeper
     joined = lines.left_join(
         rates, [lines.currency == rates.currency, lines[month_col] == rates.month_idx]
+    ).left_join(own, lines[month_col] == own._own_idx)
+    crossed = own._own_rate.notnull()
+    quote = ibis.ifelse(crossed, 1.0, ibis.null("float64"))  # no rates: the quote currency, when not the home one
+    is_home = lines.currency == home
+    return joined.select(
+        *[lines[c] for c in lines.columns if c not in ("rate", "prev_rate")],  # an extra column may be named so
+        rate=ibis.ifelse(is_home, 1.0, ibis.coalesce(rates.rate, quote) / ibis.coalesce(own._own_rate, 1.0)),
+        prev_rate=ibis.ifelse(
+            is_home, 1.0, ibis.coalesce(rates.prev_rate, quote) / ibis.coalesce(own._own_prev, 1.0)
+        ),
     )
-    is_home = joined.currency == policy.reporting_currency
-    return joined.mutate(
-        rate=ibis.ifelse(is_home, 1.0, joined.rate),
-        prev_rate=ibis.ifelse(is_home, 1.0, joined.prev_rate),
-    ).drop(*[c for c in joined.columns if c.endswith("_right")])
 
 
 def line_months(
@@ -122,11 +137,19 @@ def line_months(
     -------
     ``mrr_cents = round(amount × rate(month) × 100 ÷ months_in_period(line))`` for every month whose
     ``measured_on`` day (its last day; the as-of date in the as-of month) falls in ``[period_start, period_end)``.
-    ``cc_mrr_cents`` is the same at the previous month's rate: the constant-currency value that movements are
-    classified on, so that exchange rates never create expansion or contraction.
+    ``rate(month)`` converts the line's currency into the reporting one: its ``fx_rates`` rate, or, when the rates
+    are quoted in another currency (the reporting currency has rates of its own), the cross rate
+    ``rate(currency) ÷ rate(reporting currency)``: €100 at 1.10 USD per EUR, reported in GBP at 1.25 USD per GBP,
+    is 100 × 1.10 ÷ 1.25 = £88.00. ``cc_mrr_cents`` is the same at the previous month's rate (both legs of a cross
+    rate): the constant-currency value that movements are classified on, so that exchange rates never create
+    expansion or contraction.
 
     Edge cases
     ----------
+    Lines with an empty currency are in the reporting currency (rate 1); with cross rates, a line in the quote
+    currency (which has no rates) converts at ``1 ÷ rate(reporting currency)``. A month without a rate takes the
+    latest earlier one, for each leg of a cross rate alike (:func:`fx_rates_by_month`); the product is rounded to
+    the cent once.
     ``one_time`` lines are not MRR (see :func:`services_revenue`); ``usage`` lines count only while
     ``policy.usage_in_mrr``. A period shorter than a month (a proration) counts in the month whose measuring day
     it contains, at its monthly rate.
@@ -200,8 +223,8 @@ def services_revenue(
 
     Formula
     -------
-    ``Σ round(amount × rate(month) × 100)`` over ``one_time`` lines, booked in the month of ``period_start``.
-    Refunds are negative one-time lines and reduce it.
+    ``Σ round(amount × rate(month) × 100)`` over ``one_time`` lines, booked in the month of ``period_start``, at
+    the same rate (or cross rate) as :func:`line_months`. Refunds are negative one-time lines and reduce it.
     """
     lines = invoice_lines.filter(invoice_lines.kind == "one_time")
     lines = lines.mutate(

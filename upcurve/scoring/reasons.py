@@ -59,7 +59,6 @@ _FORMATS = {
     "flag": lambda v: f": {'yes' if v else 'no'}",
     "share": lambda v: f" {v:.0%}",
     "trend": lambda v: f" {v:+.0f}%",
-    "money": lambda v: f" ${v / 100:,.0f}",
     "days": lambda v: f" {v:,.0f} {'day' if round(v) in (1, -1) else 'days'}",
     "outcome": lambda v: f" {_OUTCOMES.get(float(v), v)}",
     "count": lambda v: f" {v:,.0f}",
@@ -67,17 +66,22 @@ _FORMATS = {
 }
 
 
-def describe(name: str, value: float) -> str:
+def describe(name: str, value: float, *, currency: str | None = None) -> str:
     """A feature and its value in words, e.g. ``describe("seat_saturation", 0.96)`` → ``"seat saturation 96%"``.
 
-    >>> describe("login_trend", -42.0), describe("flag_premium_gap", 1.0), describe("mrr_cents", 123456)
-    ('login trend -42%', 'premium gap: yes', 'MRR $1,235')
+    Money (a value in cents) is shown in whole units followed by ``currency``, the run's reporting currency, as
+    every amount upcurve prints is (``MRR 1,235 EUR``); without a currency, the amount alone.
+
+    >>> describe("login_trend", -42.0), describe("flag_premium_gap", 1.0), describe("mrr_cents", 123456, currency="EUR")
+    ('login trend -42%', 'premium gap: yes', 'MRR 1,235 EUR')
     >>> describe("nps_latest", float("nan"))
     'latest NPS answer: none'
     """
     label, kind = FEATURE_LABELS.get(name, (name.replace("_", " "), "number"))
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return f"{label}: none"
+    if kind == "money":
+        return f"{label} {value / 100:,.0f}" + (f" {currency}" if currency else "")
     return label + _FORMATS[kind](value)
 
 
@@ -111,8 +115,10 @@ def probability_contributions(contrib: np.ndarray, scale: float, offset: float) 
     return out, p0
 
 
-def top_reasons(features: Sequence[str], values: np.ndarray, contributions: np.ndarray, k: int = 3) -> list[str]:
-    """For each row, its ``k`` largest contributions (by size, either sign) in words, joined by ``"; "``.
+def top_reasons(features: Sequence[str], values: np.ndarray, contributions: np.ndarray, k: int = 3, *,
+                currency: str | None = None) -> list[str]:
+    """For each row, its ``k`` largest contributions (by size, either sign) in words, joined by ``"; "``; money in
+    ``currency`` (see :func:`describe`).
 
     >>> top_reasons(["seat_saturation", "login_trend"], np.array([[0.96, -40.0]]), np.array([[0.21, -0.05]]))
     ['seat saturation 96% (+0.21); login trend -40% (-0.05)']
@@ -120,7 +126,7 @@ def top_reasons(features: Sequence[str], values: np.ndarray, contributions: np.n
     out = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
     for row, idx in enumerate(order):
-        parts = [f"{describe(features[j], values[row, j])} ({contributions[row, j]:+.2f})"
+        parts = [f"{describe(features[j], values[row, j], currency=currency)} ({contributions[row, j]:+.2f})"
                  for j in idx if abs(contributions[row, j]) >= 0.005]
         out.append("; ".join(parts))
     return out

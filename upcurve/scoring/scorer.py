@@ -235,8 +235,10 @@ class AccountScorer:
                              "python": platform.python_version()}}
 
     # -- scoring ------------------------------------------------------------------------------------------------
-    def score(self, frame: pa.Table) -> pa.Table:
-        """Score accounts: a table of ``account_id``, signal columns (and ``health_score`` for the rules)."""
+    def score(self, frame: pa.Table, *, currency: str | None = None) -> pa.Table:
+        """Score accounts: a table of ``account_id``, signal columns (and ``health_score`` for the rules).
+
+        ``currency``: the reporting currency of the amounts in ``frame``, which the reasons show money in."""
         if not hasattr(self, "card_"):
             raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) or AccountScorer.load(folder)")
         if frame.num_rows == 0:
@@ -260,7 +262,7 @@ class AccountScorer:
             contrib = model.contributions(X)
             points, _ = probability_contributions(contrib, calibration.a, calibration.b)
             cols[_OUT[target]] = calibration(contrib.sum(axis=1))
-            cols[_REASONS[target]] = top_reasons(FEATURES, X, points)
+            cols[_REASONS[target]] = top_reasons(FEATURES, X, points, currency=currency)
         if model is None:
             # a rule score is a rank, not a probability: it gives no expected amount
             cols["expected_expansion_mrr_cents"] = pa.nulls(frame.num_rows, pa.int64())

@@ -134,11 +134,11 @@ def check_saved_scorer(scorer: AccountScorer, config: ScoringConfig, as_of: dt.d
     return scorer
 
 
-def score_accounts(accounts: pa.Table, scorer: AccountScorer) -> pa.Table:
+def score_accounts(accounts: pa.Table, scorer: AccountScorer, *, currency: str | None = None) -> pa.Table:
     """``accounts`` with the scorer's columns, in the same order; accounts paying nothing at the as-of date are not
-    scored."""
+    scored. ``currency``: the run's reporting currency, which the reasons show money in."""
     paying = accounts.filter(pc.greater(accounts["mrr_cents"].fill_null(0), 0))
-    scores = scorer.score(paying)
+    scores = scorer.score(paying, currency=currency)
     at = pc.index_in(accounts["account_id"], value_set=scores["account_id"])
     out = accounts
     for name in scores.column_names[1:]:

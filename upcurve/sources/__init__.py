@@ -1,9 +1,12 @@
-"""Where data comes in: a folder of files today; tables in an Ibis connection and connectors plug in here.
+"""Where data comes in: a folder of files, or the tables of a database any Ibis URL names;
+connectors plug in here.
 
 A source hands the rest of upcurve the contract's tables, checked, cut at the as-of date and held by the
 computing engine (:class:`LoadedData`).
 """
 
+from upcurve.sources.connection import check_connection, is_connection_url, load_connection, redacted
 from upcurve.sources.folder import LoadedData, as_of_bounds, check_folder, folder_fingerprint, load_folder
 
-__all__ = ["LoadedData", "as_of_bounds", "check_folder", "folder_fingerprint", "load_folder"]
+__all__ = ["LoadedData", "as_of_bounds", "check_connection", "check_folder", "folder_fingerprint",
+           "is_connection_url", "load_connection", "load_folder", "redacted"]

@@ -32,17 +32,20 @@ class LoadedData:
     notes: list[str] = field(default_factory=list)
     source: str = ""
     fingerprint: str = ""
+    #: What must live as long as the tables (the copied files of a database source).
+    keep_alive: object = None
 
 
-def check_folder(data_dir: str | Path, engine: ibis.BaseBackend, *,
-                 reporting_currency: str = "USD") -> tuple[list[Problem], dict[str, int]]:
+def check_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, reporting_currency: str = "USD",
+                 fx_quote_currency: str | None = None) -> tuple[list[Problem], dict[str, int]]:
     """Every problem of a data folder against the input contract (errors first, then notes), and the rows of each
-    table read, through the engine's file reader (so its memory settings apply)."""
+    table read, through the engine's file reader (so its memory settings apply). ``fx_quote_currency``: the
+    currency ``fx_rates`` are quoted in (``revenue.fx_quote_currency``; ``None``: the reporting one or inferred)."""
     try:
         folder = read_folder(data_dir, file_reader(engine))
     except ContractError as exc:
         return exc.problems, {}
-    problems = validate(folder, reporting_currency=reporting_currency)
+    problems = validate(folder, reporting_currency=reporting_currency, fx_quote_currency=fx_quote_currency)
     if any(p.severity == "error" for p in problems):
         return problems, {}
     rows = {name: int(raw.table.count().to_pyarrow().as_py()) for name, raw in folder.tables.items()}
@@ -101,7 +104,8 @@ def load_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, as_of: dt.dat
     """
     say("reading and checking the input")
     folder = read_folder(data_dir, file_reader(engine))
-    problems = validate(folder, reporting_currency=policy.reporting_currency)
+    problems = validate(folder, reporting_currency=policy.reporting_currency,
+                        fx_quote_currency=policy.fx_quote_currency)
     if any(p.severity == "error" for p in problems):
         raise ContractError(problems)
     notes = [p.describe() for p in problems]
