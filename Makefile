@@ -31,13 +31,20 @@ lint: install-dev
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
-## system-packages: PostgreSQL's server binaries (the workspace tests start a throwaway server), installed when missing
+## system-packages: PostgreSQL's server binaries (the workspace tests start a throwaway server) and chromium (the
+## browser tests), installed when missing
 system-packages:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
 		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 		echo "installing the PostgreSQL server (apt-get install postgresql) for the workspace tests"; \
 		$$sudo apt-get update -qq && \
 		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@# Debian's chromium for the web's browser tests and `upcurve report --pdf` (never `playwright install`)
+	@command -v chromium >/dev/null 2>&1 || { \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		echo "installing chromium (apt-get install chromium) for the browser tests"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## test: install what the tests need (system and Python packages), lint, and run the whole suite
 test: system-packages install-dev lint
@@ -47,6 +54,8 @@ test: system-packages install-dev lint
 ## bench: the benchmark of every hot path (not part of the test suite)
 bench: install-dev
 	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_workspace.py
+	$(PY) benchmarks/bench_web.py
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_signals.py
 	$(PY) benchmarks/bench_scoring.py

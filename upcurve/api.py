@@ -119,19 +119,22 @@ class Workspace:
         Settings for the runs this object computes (default: the settings file named by ``UPCURVE_CONFIG``, else
         the defaults).
     engine
-        The Ibis connection URL of the engine runs compute on (default ``UPCURVE_ENGINE``, else embedded DuckDB).
+        The engine runs compute on: an Ibis connection URL, or an open Ibis connection (default
+        ``UPCURVE_ENGINE``, else embedded DuckDB).
     """
 
-    def __init__(self, store: Store, *, config: UpcurveConfig | None = None, engine: str | None = None) -> None:
+    def __init__(self, store: Store, *, config: UpcurveConfig | None = None,
+                 engine: str | ibis.BaseBackend | None = None) -> None:
         settings = Settings()
         self.store = store
         self.config = config if config is not None else load_config(settings.config)
-        self.engine = engine or settings.engine
+        self.engine: str | ibis.BaseBackend = engine if engine is not None else settings.engine
         self._connection: ibis.BaseBackend | None = None
 
     @classmethod
     def open(cls, location: str | Path | None = None, *, create: bool = True,
-             config: UpcurveConfig | str | Path | None = None, engine: str | None = None) -> Workspace:
+             config: UpcurveConfig | str | Path | None = None,
+             engine: str | ibis.BaseBackend | None = None) -> Workspace:
         """Open the workspace at a folder or a ``postgresql://`` URL (default: ``UPCURVE_WORKSPACE``, else
         ``./upcurve-workspace``), creating it unless ``create`` is false. ``config`` is a settings object or the
         path of a YAML settings file."""
@@ -149,7 +152,7 @@ class Workspace:
         one when the retraining policy says so. Returns the run as kept."""
         self.close()  # an open reading connection would keep the writer out of an embedded workspace
         result = usecases.run_in_workspace(self.store, data, as_of=_date(as_of), config=config or self.config,
-                                           engine_url=self.engine, retrain=retrain)
+                                           engine=self.engine, retrain=retrain)
         assert result.run is not None
         return Run(result.run, self)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -30,6 +31,9 @@ from upcurve.present.terminal import (
     render_summary,
     render_worklist,
 )
+from upcurve.web.commands import report as web_report
+from upcurve.web.commands import serve as web_serve
+from upcurve.web.commands import tokens_app, users_app
 from upcurve.workspace import RunDiff, RunRecord, Store, WorkspaceError, diff_runs
 
 if TYPE_CHECKING:
@@ -181,12 +185,12 @@ def run(
     engine_url = engine or settings.engine
     if out is not None and workspace is None:
         result = _with_progress(lambda say: _usecases().run(
-            data_dir, out, as_of=day, fmt=fmt, config=cfg, engine_url=engine_url, progress=say, models_dir=models,
+            data_dir, out, as_of=day, fmt=fmt, config=cfg, engine=engine_url, progress=say, models_dir=models,
             retrain=retrain))
     else:
         store = _store(workspace, settings, create=True)
         result = _with_progress(lambda say: _usecases().run_in_workspace(
-            store, data_dir, as_of=day, config=cfg, engine_url=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
+            store, data_dir, as_of=day, config=cfg, engine=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
             progress=say))
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
@@ -226,8 +230,26 @@ def accounts(
 ) -> None:
     """Rank the accounts of a run (the latest by default) with their signals, health and scores."""
     store, record = _read_run(workspace, run_id, as_of)
-    table = _with_progress(lambda say: store.table("accounts", record.run_id))
-    render_accounts(console, table, sort=sort.value, top=top, currency=_currency(record), as_of=record.as_of)
+    table, customers = _with_progress(lambda say: _ranked_accounts(store, record, sort, top))
+    render_accounts(console, table, sort=sort.value, top=top, currency=_currency(record), as_of=record.as_of,
+                    customers=customers)
+
+
+#: The column each sort ranks by, and its direction (the rest by MRR, largest first; empty values last).
+_ACCOUNT_ORDER = {"health": ("health_score", "DESC"), "risk": ("health_score", "ASC"), "mrr": ("mrr", "DESC"),
+                  "expansion": ("expansion_propensity", "DESC"), "churn": ("churn_risk", "DESC")}
+
+
+def _ranked_accounts(store: Store, record: RunRecord, sort: AccountSort, top: int) -> tuple[pa.Table, int]:
+    """The top paying accounts of a run by ``sort``, ranked in the workspace's database (a run of 100,000 accounts
+    answers at once), and how many accounts pay."""
+    key, direction = _ACCOUNT_ORDER[sort.value]
+    # one query: the count of paying accounts rides along on every row (a window over the whole filter)
+    ranked = store.query(f'SELECT *, count(*) OVER () AS upcurve_paying FROM accounts WHERE run_id = ? AND mrr > 0 '
+                         f'ORDER BY "{key}" {direction} NULLS LAST, mrr DESC, account_id LIMIT ?',
+                         [record.run_id, top])
+    count = ranked["upcurve_paying"][0].as_py() if ranked.num_rows else 0
+    return ranked.drop_columns(["run_id", "upcurve_paying"]), int(count)
 
 
 @app.command()
@@ -295,13 +317,13 @@ def validate(
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
-    """List every problem of DATA_DIR against the input contract; exit 2 if there is any."""
+    """List every problem of DATA against the input contract; exit 2 if there is any."""
     settings = Settings()
     cfg = _config(config, settings)
     reporting = (currency or cfg.revenue.reporting_currency).upper()
     found = _with_progress(lambda say: _usecases().check_folder(
         data_dir, reporting_currency=reporting, fx_quote_currency=cfg.revenue.fx_quote_currency,
-        engine_url=engine or settings.engine))
+        engine=engine or settings.engine))
     if found.problems:
         render_problems(console if not found.errors else err, found.problems)
     if found.errors:
@@ -324,7 +346,7 @@ def train(
     settings = Settings()
     cfg = _config(config, settings)
     scorer = _with_progress(lambda say: _usecases().train(
-        data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine_url=engine or settings.engine,
+        data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine=engine or settings.engine,
         progress=say))
     render_model_card(console, scorer.card_)
     console.print(literal(console, f"Saved to {models}; `upcurve run --models {models}` scores with it until it is "
@@ -343,7 +365,7 @@ def backtest(
     settings = Settings()
     cfg = _config(config, settings)
     result = _with_progress(lambda say: _usecases().backtest(
-        data_dir, out, cutoffs=cutoffs, config=cfg, engine_url=engine or settings.engine, progress=say))
+        data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
         console.print(literal(console, f"Wrote the backtest tables to {result.out_dir}"))
@@ -392,7 +414,7 @@ def demo(
                               progress=lambda done, total: bar.update(
                                   task, description=f"simulating accounts: {done:,} of {total:,}"))
             result = _usecases().run_in_workspace(
-                store, data, config=cfg, engine_url=engine or settings.engine, out_dir=results,
+                store, data, config=cfg, engine=engine or settings.engine, out_dir=results,
                 progress=lambda msg: bar.update(task, description=visible(msg)))
     except UpcurveError as exc:
         raise _fail(exc) from None
@@ -407,6 +429,12 @@ def demo(
                                    f"also as files in {results}."))
     console.print(literal(console, f"Next: `upcurve worklist --workspace {ws}`, `upcurve accounts --workspace {ws} "
                                    f"--sort risk`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
+
+
+app.command("serve")(web_serve)
+app.command("report")(web_report)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -92,14 +92,14 @@ class Validation:
 
 
 def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None,
-                 engine_url: str = "duckdb://") -> Validation:
+                 engine: str | ibis.BaseBackend = "duckdb://") -> Validation:
     """Every problem of a data folder against the input contract (errors first, then notes)."""
-    engine = connect(engine_url)
+    con = _engine(engine)
     if is_connection_url(data_dir):
-        problems, rows = check_connection(str(data_dir), engine, reporting_currency=reporting_currency,
+        problems, rows = check_connection(str(data_dir), con, reporting_currency=reporting_currency,
                                           fx_quote_currency=fx_quote_currency)
     else:
-        problems, rows = check_data_folder(data_dir, engine, reporting_currency=reporting_currency,
+        problems, rows = check_data_folder(data_dir, con, reporting_currency=reporting_currency,
                                            fx_quote_currency=fx_quote_currency)
     return Validation(problems, rows)
 
@@ -108,6 +108,12 @@ def check_model_destination(models_dir: str | Path, *, inputs: list[str | Path])
     """Check, before computing, that a model may be saved in ``models_dir`` (see
     :func:`upcurve.folders.check_destination`)."""
     return check_folder_destination(models_dir, inputs=inputs, what="model")
+
+
+def _engine(engine: str | ibis.BaseBackend) -> ibis.BaseBackend:
+    """The computing engine: opened from its URL, or a connection the caller holds (one connection, held by a
+    notebook or the web app, serves several use cases)."""
+    return connect(engine) if isinstance(engine, str) else engine
 
 
 def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: ibis.BaseBackend,
@@ -124,7 +130,7 @@ def run(
     as_of: dt.date | None = None,
     fmt: str = "parquet",
     config: UpcurveConfig | None = None,
-    engine_url: str = "duckdb://",
+    engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
     models_dir: str | Path | None = None,
     retrain: bool = False,
@@ -145,7 +151,7 @@ def run(
     if models_dir is not None:
         check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     saved = None
     # a folder with a model in it (upcurve 0.1 saved no manifest: loading says it must be trained again)
     has_model = models_dir is not None and any(Path(models_dir, f).exists() for f in (MANIFEST, "model_card.json"))
@@ -215,7 +221,7 @@ def run_in_workspace(
     *,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine_url: str = "duckdb://",
+    engine: str | ibis.BaseBackend = "duckdb://",
     retrain: bool = False,
     out_dir: str | Path | None = None,
     fmt: str = "parquet",
@@ -229,7 +235,7 @@ def run_in_workspace(
         check_destination(out_dir, fmt, inputs=[data_dir])
     config = config or UpcurveConfig()
     started = dt.datetime.now(dt.UTC)
-    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     say("choosing the model")
     active = store.active_model()
     scorer, unusable = None, None
@@ -323,7 +329,7 @@ def train(
     *,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine_url: str = "duckdb://",
+    engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
 ) -> AccountScorer:
     """Train the scorer on the company's history up to ``as_of`` and save it, with its model card, in
@@ -331,7 +337,7 @@ def train(
     say = progress or _quiet
     check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("learning expansion and churn from point-in-time snapshots")
@@ -361,7 +367,7 @@ def backtest(
     cutoffs: int = 4,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine_url: str = "duckdb://",
+    engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
 ) -> BacktestResult:
     """Replay the history at the last ``cutoffs`` month ends whose outcomes are known (see
@@ -375,7 +381,7 @@ def backtest(
     if out_dir is not None:
         check_destination(out_dir, "parquet", inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, connect(engine_url), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")

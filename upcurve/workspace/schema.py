@@ -53,6 +53,41 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             arrow_schema VARCHAR NOT NULL
         )""",
     ),
+    # who may read the workspace over the web (see upcurve.workspace.access): people with a password, their login
+    # sessions, and API tokens with scopes. Passwords, session ids and tokens are kept only as salted hashes.
+    3: (
+        """CREATE TABLE users (
+            username VARCHAR PRIMARY KEY,
+            password_hash VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            disabled BOOLEAN NOT NULL
+        )""",
+        """CREATE TABLE sessions (
+            session_hash VARCHAR PRIMARY KEY,
+            username VARCHAR NOT NULL,
+            csrf_token VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            expires_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE api_tokens (
+            token_id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            token_hash VARCHAR NOT NULL,
+            scopes VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            revoked_at TIMESTAMP
+        )""",
+        # what the team did with a worklist account (contacted, won, lost, dismissed), by whom, with a note
+        """CREATE TABLE worklist_actions (
+            action_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            account_id VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            note VARCHAR,
+            actor VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )""",
+    ),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -1,0 +1,79 @@
+"""One small workspace for the web tests: a simulated company of 150 accounts over 24 months, run twice (three
+months apart, so the runs page has a diff), built once per test session and copied to each xdist worker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import shutil
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from upcurve.settings_file import UpcurveConfig
+from upcurve.simulate import simulate_company
+from upcurve.usecases import run_in_workspace
+from upcurve.workspace import Store
+from upcurve.workspace import access as acc
+
+PASSWORD = "correct horse battery"
+CONFIG = UpcurveConfig.model_validate({"scoring": {"min_training_months": 2, "calibration_months": 2,
+                                                   "min_positives": 5}})
+
+
+def _build(folder: Path) -> None:
+    data = folder / "data"
+    simulate_company(data, accounts=150, months=24, seed=11)
+    store = Store.open(folder / "workspace")
+    # the data end on 2024-12-31: a run three months before (it trains the model), then the latest (scored by it)
+    run_in_workspace(store, data, as_of=dt.date(2024, 9, 30), config=CONFIG)
+    run_in_workspace(store, data, config=CONFIG)
+    acc.set_user(store, "ann", PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def built_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The workspace, built once for all xdist workers (under a lock in their shared temporary folder)."""
+    shared = tmp_path_factory.getbasetemp().parent
+    target = shared / "web-workspace"
+    with open(shared / "web-workspace.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "done").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            _build(target)
+            (target / "done").touch()
+    return target / "workspace"
+
+
+@pytest.fixture(scope="session")
+def store(built_workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """This worker's own copy of the workspace (writes such as sessions stay in it)."""
+    mine = tmp_path_factory.mktemp("ws") / "workspace"
+    shutil.copytree(built_workspace, mine)
+    (mine / "workspace.lock").unlink(missing_ok=True)
+    return Store.open(mine, create=False)
+
+
+@pytest.fixture(scope="session")
+def tokens(store: Store) -> dict[str, str]:
+    return {"read": acc.create_token(store, "reader", ["read"])[0],
+            "write": acc.create_token(store, "writer", ["write"])[0],
+            "both": acc.create_token(store, "both", ["read", "write"])[0]}
+
+
+@pytest.fixture(scope="session")
+def app(store: Store):  # type: ignore[no-untyped-def]
+    from upcurve.web.app import create_app
+
+    return create_app(store)
+
+
+@pytest.fixture(scope="session")
+def client(app) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    with TestClient(app) as c:
+        yield c

@@ -1,0 +1,453 @@
+"""The JSON API under ``/api``: everything the pages show, read from the workspace, paginated and filterable.
+
+Field names are stable. Money is a decimal string (exact, never a float) in the run's reporting currency, named
+by ``currency`` beside it; ratios are fractions (``1.12`` is 112%). A list answers one page (``offset``,
+``limit``) and says how many rows match (``total``). Every call needs a token with the ``read`` scope; recording
+an action needs ``write``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, Field
+
+from upcurve.web.app import ReaderDep, token_scope
+from upcurve.web.data import NotFound, page, plain, plain_rows
+from upcurve.workspace import access as acc
+from upcurve.workspace import diff_runs
+
+__all__ = ["router"]
+
+Read = Depends(token_scope("read"))
+Write = Depends(token_scope("write"))
+router = APIRouter(prefix="/api", tags=["api"], responses={401: {"description": "no valid API token"},
+                                                            403: {"description": "the token lacks the scope"},
+                                                            404: {"description": "no such run or account"},
+                                                            422: {"description": "a bad parameter"}})
+
+Money = Annotated[str | None, Field(description="a decimal string in `currency`", examples=["1234.50"])]
+RunParam = Annotated[str | None, Query(max_length=100, description="a run id or a unique start of one "
+                                                                   "(default: the latest run)")]
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Text = Annotated[str | None, Query(max_length=200)]
+
+
+class Envelope(BaseModel):
+    run_id: str
+    as_of: str
+    currency: str
+
+
+class PageOf(Envelope):
+    total: int = Field(description="rows matching the filters")
+    offset: int
+    limit: int
+
+
+class Run(BaseModel):
+    run_id: str
+    as_of: str
+    source: str | None
+    started_at: str
+    finished_at: str | None
+    upcurve: str
+    currency: str
+    model_id: str | None
+    model_reason: str | None
+    notes: list[str]
+    rows: dict[str, int]
+
+
+class MonthMetrics(BaseModel):
+    month: str
+    mrr: Money
+    arr: Money
+    customers: int | None
+    new: Money
+    expansion: Money
+    contraction: Money
+    churn: Money
+    reactivation: Money
+    fx: Money
+    net_new_mrr: Money
+    logo_churn_rate: float | None
+    expansion_rate: float | None
+    nrr_month: float | None
+    nrr_12m: float | None
+    grr_12m: float | None
+    arpa: Money
+    quick_ratio: float | None
+    new_customers: int | None
+    churned_customers: int | None
+    reactivated_customers: int | None
+
+
+class Metrics(Envelope):
+    headline: str
+    items: list[MonthMetrics]
+
+
+class BridgeLine(BaseModel):
+    line: str
+    type: str
+    source: str | None
+    amount: Money
+
+
+class Bridge(Envelope):
+    month: str | None
+    lines: list[BridgeLine]
+
+
+class ExpansionRow(BaseModel):
+    value: str
+    expansion: Money
+    contraction: Money
+    net: Money
+    since: str
+    until: str
+
+
+class Expansion(Envelope):
+    by: str
+    items: list[ExpansionRow]
+
+
+class SegmentRow(MonthMetrics):
+    dimension: str
+    value: str | None
+
+
+class Segments(Envelope):
+    dimension: str
+    dimensions: list[str]
+    items: list[SegmentRow]
+
+
+class CohortCell(BaseModel):
+    cohort: str
+    months_since: int
+    month: str
+    customers: int | None
+    active_customers: int | None
+    logo_retention: float | None
+    starting_mrr: Money
+    mrr: Money
+    mrr_retention: float | None
+
+
+class Cohorts(Envelope):
+    items: list[CohortCell]
+
+
+class Movement(BaseModel):
+    month: str
+    account_id: str
+    type: str
+    source: str | None
+    amount: Money
+
+
+class Movements(PageOf):
+    items: list[Movement]
+
+
+class AccountRow(BaseModel):
+    account_id: str
+    name: str | None
+    segment: str | None = None
+    owner: str | None = None
+    mrr: Money
+    health_score: float | None = None
+    health_tier: str | None = None
+    health_trend: str | None = None
+    expansion_propensity: float | None = None
+    churn_risk: float | None = None
+    expected_expansion_mrr: Money = None
+    recommended_lever: str | None = None
+    reasons: str | None = None
+    churn_reasons: str | None = None
+
+
+class Accounts(PageOf):
+    items: list[AccountRow]
+
+
+class AccountDetail(Envelope):
+    account: dict[str, Any] = Field(description="every column of the run's accounts table: signals, health, "
+                                                "scores and reasons (money as decimal strings)")
+    growth: dict[str, Any] | None
+    worklist: dict[str, Any] | None
+    mrr: list[dict[str, Any]] = Field(description="MRR by month and product")
+    movements: list[Movement]
+    history: list[dict[str, Any]] = Field(description="the account in every run, oldest first")
+
+
+class WorklistItem(BaseModel):
+    week: str | None
+    rank: int
+    owner: str | None
+    owner_rank: int | None
+    account_id: str
+    name: str | None
+    segment: str | None
+    mrr: Money
+    motion: str | None
+    value_at_stake: Money
+    expansion_propensity: float | None
+    churn_risk: float | None
+    expected_expansion_mrr: Money
+    recommended_lever: str | None
+    reasons: str | None
+    suggested_play: str | None
+    scored_by: str | None
+
+
+class Worklist(PageOf):
+    items: list[WorklistItem]
+
+
+class DiffAccount(BaseModel):
+    account_id: str
+    name: str | None = None
+    owner: str | None = None
+    motion: str | None = None
+    value_at_stake: Money = None
+    recommended_lever: str | None = None
+    tier_before: str | None = None
+    tier_now: str | None = None
+    health_before: float | None = None
+    health_now: float | None = None
+    mrr: Money = None
+    churn_risk_before: float | None = None
+    churn_risk_now: float | None = None
+    churn_reasons: str | None = None
+
+
+class Diff(BaseModel):
+    a: Run
+    b: Run
+    currency: str
+    bridge: list[dict[str, Any]]
+    entered: list[DiffAccount]
+    left: list[DiffAccount]
+    tier_moves: list[DiffAccount]
+    new_churn_risks: list[DiffAccount]
+
+
+class Model(BaseModel):
+    model_id: str | None
+    active: bool
+    kind: str | None
+    trained_as_of: str | None
+    card: dict[str, Any]
+    in_words: list[str]
+
+
+class ActionIn(BaseModel):
+    account_id: str = Field(min_length=1, max_length=200)
+    status: Literal["contacted", "won", "lost", "dismissed"]
+    note: str | None = Field(default=None, max_length=2000)
+    run_id: str | None = Field(default=None, max_length=100, description="default: the latest run")
+
+
+class Action(BaseModel):
+    action_id: str
+    run_id: str
+    account_id: str
+    status: str
+    note: str | None
+    actor: str
+    created_at: str
+
+
+def run_out(data: Any, record: Any) -> Run:
+    return Run(run_id=record.run_id, as_of=record.as_of.isoformat(), source=record.source,
+               started_at=record.started_at.isoformat(),
+               finished_at=record.finished_at.isoformat() if record.finished_at else None,
+               upcurve=record.upcurve, currency=data.currency(record), model_id=record.model_id,
+               model_reason=record.model_reason, notes=list(record.notes), rows=dict(record.rows))
+
+
+def _envelope(data: Any, record: Any) -> dict[str, str]:
+    return {"run_id": record.run_id, "as_of": record.as_of.isoformat(), "currency": data.currency(record)}
+
+
+@router.get("/runs", dependencies=[Read], summary="Every run in the workspace, oldest first")
+def list_runs(data: ReaderDep) -> list[Run]:
+    return [run_out(data, r) for r in data.runs()]
+
+
+@router.get("/runs/{run_id}", dependencies=[Read], summary="One run")
+def get_run(data: ReaderDep, run_id: Annotated[str, Path(max_length=100)]) -> Run:
+    return run_out(data, data.run(run_id))
+
+
+@router.get("/metrics", dependencies=[Read], summary="The metrics by month: MRR, ARR, the bridge, NRR, GRR, …")
+def metrics(data: ReaderDep, run: RunParam = None, month_from: Month = None, month_to: Month = None) -> Metrics:
+    record = data.run(run)
+    rows = [m for m in data.metrics(record) if (month_from is None or m["month"] >= month_from)
+            and (month_to is None or m["month"] <= month_to)]
+    from upcurve.web.data import headline
+    return Metrics(**_envelope(data, record), headline=headline(data.month(record)),
+                   items=plain_rows(rows))  # type: ignore[arg-type]
+
+
+@router.get("/bridge", dependencies=[Read], summary="A month's MRR bridge, with expansion by source")
+def bridge(data: ReaderDep, run: RunParam = None, month: Month = None) -> Bridge:
+    record = data.run(run)
+    lines = data.bridge(record, month)
+    last = data.month(record, month)
+    return Bridge(**_envelope(data, record), month=last["month"] if last else None,
+                  lines=plain_rows(lines))  # type: ignore[arg-type]
+
+
+@router.get("/expansion", dependencies=[Read], summary="Expansion and contraction over 12 months by source or "
+                                                      "by a segment dimension")
+def expansion(data: ReaderDep, run: RunParam = None,
+              by: Annotated[str, Query(max_length=100, description="source, segment, owner, product, …")] = "source",
+              months: Annotated[int, Query(ge=1, le=120)] = 12) -> Expansion:
+    record = data.run(run)
+    if by != "source" and by not in data.dimensions(record):
+        raise NotFound(f"no dimension {by!r}; try source or {', '.join(data.dimensions(record))}")
+    return Expansion(**_envelope(data, record), by=by,
+                     items=plain_rows(data.expansion_by(record, by, months)))  # type: ignore[arg-type]
+
+
+@router.get("/segments", dependencies=[Read], summary="A month's metrics by the values of a dimension")
+def segments(data: ReaderDep, run: RunParam = None,
+             dimension: Annotated[str, Query(max_length=100)] = "segment", month: Month = None) -> Segments:
+    record = data.run(run)
+    return Segments(**_envelope(data, record), dimension=dimension, dimensions=data.dimensions(record),
+                    items=plain_rows(data.segments(record, dimension, month)))  # type: ignore[arg-type]
+
+
+@router.get("/cohorts", dependencies=[Read], summary="Logos and MRR retained by first-paid month")
+def cohorts(data: ReaderDep, run: RunParam = None) -> Cohorts:
+    record = data.run(run)
+    return Cohorts(**_envelope(data, record), items=plain_rows(data.cohorts(record)))  # type: ignore[arg-type]
+
+
+MovementType = Literal["new", "expansion", "reactivation", "contraction", "churn", "fx"]
+
+
+@router.get("/movements", dependencies=[Read], summary="Movements by month, account, type and source, largest "
+                                                      "first (the accounts behind a bar of the bridge)")
+def movements(data: ReaderDep, run: RunParam = None, month_from: Month = None, month_to: Month = None,
+              type: MovementType | None = None, source: Text = None, account_id: Text = None,
+              offset: Offset = 0, limit: Limit = 100) -> Movements:
+    record = data.run(run)
+    table = data.movements(record, month_from=month_from, month_to=month_to, kind=type, source=source,
+                           account_id=account_id)
+    return Movements(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
+                     items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+
+
+AccountSort = Literal["mrr", "health_score", "expansion_propensity", "churn_risk", "expected_expansion_mrr",
+                      "account_id", "name", "days_to_renewal", "seat_saturation", "usage_share_used"]
+Order = Literal["asc", "desc"]
+
+
+@router.get("/accounts", dependencies=[Read], summary="Accounts with health and scores, filtered and sorted")
+def accounts(data: ReaderDep, run: RunParam = None, segment: Text = None, owner: Text = None,
+             health_tier: Text = None, lever: Text = None, cohort: Month = None,
+             q: Annotated[str | None, Query(max_length=200, description="part of the id or name")] = None,
+             sort: AccountSort = "mrr", order: Order = "desc", offset: Offset = 0, limit: Limit = 100) -> Accounts:
+    record = data.run(run)
+    table = data.accounts(record, filters={"segment": segment, "owner": owner, "health_tier": health_tier,
+                                           "recommended_lever": lever}, sort=sort, descending=order == "desc",
+                          cohort=cohort, search=q)
+    return Accounts(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
+                    items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+
+
+@router.get("/accounts/{account_id}", dependencies=[Read], summary="One account: signals, health, scores, MRR by "
+                                                                  "product, movements, its history in earlier runs")
+def account(data: ReaderDep, account_id: Annotated[str, Path(max_length=200)], run: RunParam = None
+            ) -> AccountDetail:
+    record = data.run(run)
+    found = data.account(record, account_id)
+    return AccountDetail(**_envelope(data, record), account=plain(found["account"]), growth=plain(found["growth"]),
+                         worklist=plain(found["worklist"]), mrr=plain_rows(found["mrr"]),
+                         movements=plain_rows(found["movements"]),  # type: ignore[arg-type]
+                         history=plain_rows(data.account_history(account_id)))
+
+
+WorklistSort = Literal["rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",
+                       "expected_expansion_mrr"]
+
+
+@router.get("/worklist", dependencies=[Read], summary="This week's worklist, filtered and sorted")
+def worklist(data: ReaderDep, run: RunParam = None, owner: Text = None, segment: Text = None, lever: Text = None,
+             motion: Literal["expand", "retain"] | None = None, sort: WorklistSort = "rank", order: Order = "asc",
+             offset: Offset = 0, limit: Limit = 100) -> Worklist:
+    record = data.run(run)
+    table = worklist_table(data, record, owner=owner, segment=segment, lever=lever, motion=motion, sort=sort,
+                           order=order)
+    return Worklist(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
+                    items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+
+
+def worklist_table(data: Any, record: Any, *, owner: str | None = None, segment: str | None = None,
+                   lever: str | None = None, motion: str | None = None, sort: str = "rank", order: str = "asc"
+                   ) -> Any:
+    """The worklist rows matching the filters, each with its account's segment."""
+    return data.accounts(record, filters={"owner": owner, "segment": segment, "recommended_lever": lever,
+                                          "motion": motion}, sort=sort, descending=order == "desc",
+                         table_name="worklist+segment")
+
+
+@router.get("/diff", dependencies=[Read], summary="What changed between two runs (default: the two latest)")
+def diff(data: ReaderDep, a: RunParam = None, b: RunParam = None,
+         threshold: Annotated[float, Query(ge=0, le=1)] = 0.3) -> Diff:
+    runs = data.runs()
+    later = data.run(b)
+    if a is not None:
+        earlier = data.run(a)
+    else:
+        before = [r for r in runs if r.run_id != later.run_id and r.started_at <= later.started_at]
+        if not before:
+            raise NotFound("a diff needs an earlier run; the workspace holds "
+                           f"{len(runs)} run(s)")
+        earlier = before[-1]
+    found = data.call(diff_runs, data.store, earlier, later, threshold=threshold)
+    return Diff(a=run_out(data, earlier), b=run_out(data, later), currency=data.currency(later),
+                bridge=plain_rows(found.bridge.to_pylist()),
+                entered=plain_rows(found.entered.to_pylist()),  # type: ignore[arg-type]
+                left=plain_rows(found.left.to_pylist()),  # type: ignore[arg-type]
+                tier_moves=plain_rows(found.tier_moves.to_pylist()),  # type: ignore[arg-type]
+                new_churn_risks=plain_rows(found.new_churn_risks.to_pylist()))  # type: ignore[arg-type]
+
+
+@router.get("/model", dependencies=[Read], summary="The model that scored a run: its card, in words too")
+def model(data: ReaderDep, run: RunParam = None) -> Model:
+    from upcurve.web.words import model_in_words
+
+    record = data.run(run)
+    models = data.call(data.store.models)
+    found = next((m for m in models if m.model_id == record.model_id), None)
+    if found is None:
+        return Model(model_id=None, active=False, kind=None, trained_as_of=None, card={},
+                     in_words=["This run was scored by the rules (no trained model)."])
+    return Model(model_id=found.model_id, active=found.active, kind=found.kind,
+                 trained_as_of=found.trained_as_of.isoformat(), card=plain(found.card),
+                 in_words=model_in_words(found.card))
+
+
+@router.get("/actions", dependencies=[Read], summary="What the team did with a run's worklist accounts")
+def actions(data: ReaderDep, run: RunParam = None, account_id: Text = None) -> list[Action]:
+    record = data.run(run)
+    return [Action(**plain(vars(a))) for a in data.call(acc.list_actions, data.store, record.run_id, account_id)]
+
+
+@router.post("/actions", status_code=201, summary="Record what was done with a worklist account (write scope)")
+def add_action(data: ReaderDep, body: ActionIn, token: Annotated[acc.ApiToken, Write]) -> Action:
+    record = data.run(body.run_id)
+    data.account(record, body.account_id)  # 404 for an account the run does not hold
+    done = data.call(acc.record_action, data.store, record.run_id, body.account_id, body.status, body.note,
+                     f"token {token.token_id} ({token.name})")
+    return Action(**plain(vars(done)))

@@ -1,0 +1,325 @@
+"""The pages: server-rendered from the same reader the API uses, behind a login session.
+
+Every value from data reaches the HTML through Jinja's autoescaping (never ``|safe``), the charts as JSON through
+``tojson``; a CSV export guards cells a spreadsheet would run as a formula. Forms that change something carry the
+session's CSRF token, and the login form a token of its own (double-submit cookie).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from upcurve.web import charts
+from upcurve.web.app import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    CurrentUser,
+    ReaderDep,
+    check_csrf,
+    current_user,
+    templates,
+)
+from upcurve.web.data import NotFound, Reader, headline, nrr_verdict, page
+from upcurve.web.words import model_in_words
+from upcurve.workspace import RunRecord, diff_runs
+from upcurve.workspace import access as acc
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+User = Annotated[CurrentUser, Depends(current_user)]
+Opt = Annotated[str | None, Query(max_length=200)]
+Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status)
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _context(data: Reader, user: CurrentUser, record: RunRecord, **extra: Any) -> dict[str, Any]:
+    return {"user": user, "run": record, "runs": list(reversed(data.runs())), "currency": data.currency(record),
+            "latest": data.runs()[-1].run_id == record.run_id, **extra}
+
+
+# -- login -----------------------------------------------------------------------------------------------------------
+@router.get("/login")
+def login_form(request: Request, data: ReaderDep, next: str = "/", error: str | None = None) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    nobody = not data.call(acc.list_users, data.store)
+    response = _render(request, "login.html", {"user": None, "csrf": token, "next": _local(next),
+                                               "error": error, "nobody": nobody, "where": data.store.where})
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
+                        secure=request.app.state.secure_cookies)
+    return response
+
+
+def _local(target: str) -> str:
+    """A redirect target on this site only (never ``//host`` or a full URL)."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+
+
+@router.post("/login")
+def login(request: Request, data: ReaderDep, username: Annotated[str, Form(max_length=200)],
+          password: Annotated[str, Form(max_length=1000)], csrf: Annotated[str, Form(max_length=200)],
+          next: Annotated[str, Form(max_length=500)] = "/") -> Response:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not secrets.compare_digest(cookie.encode(), csrf.encode()):
+        return RedirectResponse("/login?error=The+form+expired%3A+try+again", status_code=303)
+    if not data.call(acc.authenticate, data.store, username, password):
+        return RedirectResponse("/login?error=Unknown+user+or+wrong+password", status_code=303)
+    session_id, _session = data.call(acc.create_session, data.store, username)
+    response = RedirectResponse(_local(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax", path="/",
+                        secure=request.app.state.secure_cookies, max_age=12 * 3600)
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, data: ReaderDep, user: User, csrf: Annotated[str, Form(max_length=200)]) -> Response:
+    check_csrf(user, csrf)
+    data.call(acc.end_session, data.store, request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- overview --------------------------------------------------------------------------------------------------------
+@router.get("/")
+def overview(request: Request, data: ReaderDep, user: User, run: Opt = None, month: Month = None) -> HTMLResponse:
+    record = data.run(run)
+    currency = data.currency(record)
+    metrics = data.metrics(record)
+    last = data.month(record, month)
+    figures: dict[str, Any] = {}
+    if last is not None:
+        figures["bridge"] = charts.bridge_waterfall(data.bridge(record, last["month"]), currency, last["month"])
+        figures["trend"] = charts.mrr_trend(metrics, currency)
+        figures["retention"] = charts.retention_trend(metrics)
+        figures["by_source"] = charts.expansion_bars(data.expansion_by(record, "source"), "source", currency)
+        for dimension in [d for d in ("segment", "product", "owner") if d in data.dimensions(record)]:
+            figures[f"by_{dimension}"] = charts.expansion_bars(data.expansion_by(record, dimension), dimension,
+                                                               currency)
+        figures["cohorts"] = charts.cohort_heatmap(data.cohorts(record))
+    return _render(request, "overview.html", _context(
+        data, user, record, last=last, headline=headline(last), verdict=nrr_verdict(last["nrr_12m"] if last else None),
+        figures=figures, months=[m["month"] for m in metrics]))
+
+
+@router.get("/partials/movements")
+def movements_partial(request: Request, data: ReaderDep, user: User, run: Opt = None, month_from: Month = None,
+                      month_to: Month = None, type: Opt = None, source: Opt = None,
+                      limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HTMLResponse:
+    record = data.run(run)
+    table = data.movements(record, month_from=month_from, month_to=month_to, kind=type or None,
+                           source=source or None)
+    names = _names(data, record)
+    rows = [dict(r, name=names.get(r["account_id"])) for r in page(table, 0, limit)]
+    what = " ".join(x for x in (type, source) if x) or "all movements"
+    period = month_from if month_from == month_to else f"{month_from or '…'} to {month_to or '…'}"
+    return _render(request, "_movements.html", {"rows": rows, "total": table.num_rows, "what": what,
+                                                "period": period, "run": record,
+                                                "currency": data.currency(record)})
+
+
+@router.get("/partials/accounts")
+def accounts_partial(request: Request, data: ReaderDep, user: User, run: Opt = None, dimension: Opt = None,
+                     value: Opt = None, cohort: Month = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HTMLResponse:
+    record = data.run(run)
+    filters: dict[str, str | None] = {}
+    if dimension in ("segment", "owner", "industry", "region") and value is not None:
+        filters[dimension] = value
+    elif dimension is not None:
+        raise NotFound(f"accounts cannot be listed by {dimension!r}")
+    table = data.accounts(record, filters=filters, sort="mrr", descending=True, cohort=cohort)
+    what = f"{dimension} {value}" if dimension else f"cohort {cohort}" if cohort else "all accounts"
+    return _render(request, "_accounts.html", {"rows": page(table, 0, limit), "total": table.num_rows,
+                                               "what": what, "run": record, "currency": data.currency(record)})
+
+
+def _names(data: Reader, record: RunRecord) -> dict[str, str]:
+    accounts = data.table(record, "accounts")
+    if accounts.num_rows == 0:
+        return {}
+    return dict(zip(accounts["account_id"].to_pylist(), accounts["name"].to_pylist(), strict=True))
+
+
+# -- worklist --------------------------------------------------------------------------------------------------------
+_WORKLIST_SORTS = ("rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",
+                   "expected_expansion_mrr")
+
+
+def _worklist(data: Reader, record: RunRecord, owner: str | None, segment: str | None, lever: str | None,
+              motion: str | None, sort: str, order: str) -> Any:
+    from upcurve.web.api import worklist_table
+
+    if sort not in _WORKLIST_SORTS:
+        raise NotFound(f"cannot sort the worklist by {sort!r}; sort by {', '.join(_WORKLIST_SORTS)}")
+    return worklist_table(data, record, owner=owner or None, segment=segment or None, lever=lever or None,
+                          motion=motion or None, sort=sort, order="desc" if order == "desc" else "asc")
+
+
+@router.get("/worklist")
+def worklist(request: Request, data: ReaderDep, user: User, run: Opt = None, owner: Opt = None,
+             segment: Opt = None, lever: Opt = None, motion: Opt = None, sort: Opt = "rank",
+             order: Opt = "asc") -> HTMLResponse:
+    record = data.run(run)
+    table = _worklist(data, record, owner, segment, lever, motion, sort or "rank", order or "asc")
+    done = {a.account_id: a for a in reversed(data.call(acc.list_actions, data.store, record.run_id))}
+    filters = {"owner": owner or "", "segment": segment or "", "lever": lever or "", "motion": motion or ""}
+    options = {"owner": data.distinct(record, "worklist", "owner"),
+               "segment": data.distinct(record, "accounts", "segment"),
+               "lever": data.distinct(record, "worklist", "recommended_lever"),
+               "motion": data.distinct(record, "worklist", "motion")}
+    return _render(request, "worklist.html", _context(
+        data, user, record, rows=table.to_pylist(), filters=filters, options=options, sort=sort, order=order,
+        done=done, statuses=acc.ACTION_STATUSES))
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: a string starting like a formula gets a leading apostrophe."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+@router.get("/worklist.csv")
+def worklist_csv(data: ReaderDep, user: User, run: Opt = None, owner: Opt = None, segment: Opt = None,
+                 lever: Opt = None, motion: Opt = None, sort: Opt = "rank", order: Opt = "asc") -> Response:
+    record = data.run(run)
+    table = _worklist(data, record, owner, segment, lever, motion, sort or "rank", order or "asc")
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*table.column_names, "currency"])
+    currency = data.currency(record)
+    for row in table.to_pylist():
+        writer.writerow([_csv_cell(v) for v in row.values()] + [currency])
+    name = f"worklist-{record.as_of.isoformat()}.csv"
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.post("/worklist/action")
+def worklist_action(data: ReaderDep, user: User, csrf: Annotated[str, Form(max_length=200)],
+                    run_id: Annotated[str, Form(max_length=100)], account_id: Annotated[str, Form(max_length=200)],
+                    status: Annotated[str, Form(max_length=20)],
+                    note: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    check_csrf(user, csrf)
+    record = data.run(run_id)
+    data.account(record, account_id)
+    data.call(acc.record_action, data.store, record.run_id, account_id, status, note or None, user.username)
+    return RedirectResponse(f"/worklist?run={record.run_id}", status_code=303)
+
+
+# -- accounts --------------------------------------------------------------------------------------------------------
+@router.get("/accounts")
+def accounts(request: Request, data: ReaderDep, user: User, run: Opt = None, q: Opt = None,
+             sort: Opt = "mrr", offset: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
+    record = data.run(run)
+    sorts = ("mrr", "churn_risk", "expansion_propensity", "health_score", "expected_expansion_mrr")
+    sort = sort if sort in sorts else "mrr"
+    table = data.accounts(record, filters={}, sort=sort, descending=sort != "health_score", search=q)
+    return _render(request, "accounts.html", _context(data, user, record, rows=page(table, offset, 100),
+                                                      total=table.num_rows, q=q or "", sort=sort, sorts=sorts,
+                                                      offset=offset))
+
+
+_SIGNALS = ("products_paid", "products_unowned", "tier_headroom", "purchased_seats", "active_users",
+            "invited_14d", "new_active_30d", "categories_used_30d", "categories_available", "adoption_breadth",
+            "features_first_used_7d", "premium_gap_features", "dau_per_seat", "stickiness", "activity_trend",
+            "login_trend", "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m",
+            "outcome_status", "mrr_trend_3m")
+_COMPONENTS = ("product_usage", "engagement_trend", "support", "business_outcomes", "sentiment")
+
+
+@router.get("/accounts/{account_id}")
+def account(request: Request, data: ReaderDep, user: User, account_id: str, run: Opt = None) -> HTMLResponse:
+    record = data.run(run)
+    found = data.account(record, account_id)
+    row = found["account"]
+    products = sorted({r["product"] for r in found["mrr"]})
+    months = sorted({r["month"] for r in found["mrr"]})
+    cell = {(r["month"], r["product"]): r["mrr"] for r in found["mrr"]}
+    figure = {"data": [{"type": "bar", "name": charts.label(p), "x": months,
+                        "y": [float(cell.get((m, p), Decimal(0))) for m in months]} for p in products],
+              "layout": {"barmode": "stack", "height": 300, "margin": {"l": 50, "r": 10, "t": 30, "b": 40},
+                         "title": {"text": f"MRR by product ({charts.label(data.currency(record))})"},
+                         "legend": {"orientation": "h", "y": -0.25}}}
+    usage = []
+    if row.get("purchased_seats"):
+        usage.append({"what": "seats used", "used": row.get("active_users"), "limit": row["purchased_seats"],
+                      "share": row.get("seat_saturation"), "note": ""})
+    if row.get("usage_limit"):
+        days = row.get("days_until_limit")
+        usage.append({"what": f"usage ({row.get('usage_metric') or 'metered'}) this month",
+                      "used": row.get("usage_this_month"), "limit": row["usage_limit"],
+                      "share": row.get("usage_share_used"),
+                      "note": (f"projected {row['usage_projected_month']:,.0f} this month"
+                               if row.get("usage_projected_month") is not None else "")
+                      + (f"; limit reached in {days:,.0f} days at the current pace" if days is not None else "")})
+    history = data.account_history(account_id)
+    return _render(request, "account.html", _context(
+        data, user, record, a=row, found=found, figure=figure, usage=usage,
+        components=[(c, row.get(f"health_{c}")) for c in _COMPONENTS],
+        signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
+        reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
+        churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],
+        actions=data.call(acc.list_actions, data.store, record.run_id, account_id)))
+
+
+# -- segments, runs, model ------------------------------------------------------------------------------------------
+@router.get("/segments")
+def segments(request: Request, data: ReaderDep, user: User, run: Opt = None, dimension: Opt = "segment",
+             month: Month = None) -> HTMLResponse:
+    record = data.run(run)
+    dimensions = data.dimensions(record)
+    dimension = dimension if dimension in dimensions else (dimensions[0] if dimensions else "segment")
+    rows = data.segments(record, dimension, month) if dimensions else []
+    figure = charts.expansion_bars(data.expansion_by(record, dimension), dimension, data.currency(record)) \
+        if dimensions else None
+    return _render(request, "segments.html", _context(data, user, record, rows=rows, dimension=dimension,
+                                                      dimensions=dimensions, figure=figure,
+                                                      verdict=nrr_verdict))
+
+
+@router.get("/runs")
+def runs(request: Request, data: ReaderDep, user: User, a: Opt = None, b: Opt = None) -> HTMLResponse:
+    history = data.runs()
+    record = data.run(b)
+    diff = None
+    if len(history) >= 2:
+        later = record
+        earlier = data.run(a) if a else next((r for r in reversed(history) if r.run_id != later.run_id), None)
+        if earlier is not None and earlier.run_id != later.run_id:
+            found = data.call(diff_runs, data.store, earlier, later)
+            diff = {"a": earlier, "b": later, "bridge": found.bridge.to_pylist(),
+                    "entered": found.entered.to_pylist(), "left": found.left.to_pylist(),
+                    "tier_moves": found.tier_moves.to_pylist(), "risks": found.new_churn_risks.to_pylist()}
+    return _render(request, "runs.html", _context(data, user, record, history=list(reversed(history)), diff=diff))
+
+
+@router.get("/model")
+def model(request: Request, data: ReaderDep, user: User, run: Opt = None) -> HTMLResponse:
+    record = data.run(run)
+    models = data.call(data.store.models)
+    found = next((m for m in models if m.model_id == record.model_id), None)
+    return _render(request, "model.html", _context(data, user, record, model=found, models=models,
+                                                   words=model_in_words(found.card) if found else []))
