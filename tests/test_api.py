@@ -40,6 +40,14 @@ def test_import_upcurve_is_light_and_its_surface_is_curated() -> None:
         _ = upcurve.no_such_name  # type: ignore[attr-defined]
 
 
+def test_the_command_line_starts_without_the_engine_or_the_models() -> None:
+    # a reading command (runs, worklist, accounts, diff) answers in well under a second: it never pays for these
+    code = ("import sys, upcurve.cli; print([m for m in ('ibis', 'lightgbm', 'sklearn', 'fastapi', 'plotly') "
+            "if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 def test_a_workspace_keeps_runs_and_serves_their_tables_as_ibis(home: Path) -> None:
     with upcurve.Workspace.open(home / "ws", config=home / "small.yaml") as ws:
         first = ws.run(home / "data", as_of=dt.date(2024, 1, 31))
@@ -83,8 +91,22 @@ def test_the_demo_keeps_its_run_in_a_workspace_and_a_second_demo_reuses_its_mode
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert (out / "results" / "worklist.parquet").exists() and (out / "data" / "invoice_lines.parquet").exists()
+    report = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert report.startswith("<!doctype html") or report.lower().startswith("<!doctype html")
+    assert "Plotly" in report  # the charts' code is inside the file: it opens offline
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     runs = upcurve.Workspace.open(out / "workspace", create=False).runs()
     assert len(runs) == 2
     assert runs[1].model_id == runs[0].model_id and "scored by the active model" in (runs[1].model_reason or "")
+
+
+def test_the_demo_never_replaces_a_report_folder_it_did_not_write(tmp_path: Path) -> None:
+    mine = tmp_path / "demo" / "report"
+    mine.mkdir(parents=True)
+    (mine / "board-notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--accounts", "20", "--months", "6"])
+    assert result.exit_code == 1
+    assert "board-notes.txt" in " ".join(result.output.split())
+    assert (mine / "board-notes.txt").read_text() == "mine"
+    assert not (tmp_path / "demo" / "data").exists()  # refused before anything was simulated

@@ -20,6 +20,8 @@ from upcurve import __version__
 from upcurve.config import Settings
 from upcurve.engine import engine_errors
 from upcurve.errors import ConfigError, ContractError, UpcurveError
+from upcurve.folders import check_destination as check_folder_destination
+from upcurve.folders import write_folder
 from upcurve.present.safe import literal, safe_text, visible
 from upcurve.present.terminal import (
     render_accounts,
@@ -401,12 +403,16 @@ def demo(
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
 ) -> None:
-    """Simulate a sample company and run the whole pipeline on it, keeping the run in a workspace."""
+    """Simulate a sample company and run the whole pipeline on it, keeping the run in a workspace, and write its
+    board report."""
+    from upcurve.web.report import write_report
+
     settings = Settings()
     cfg = _config(config, settings)
-    data, results, ws = out / "data", out / "results", out / "workspace"
+    data, results, ws, board = out / "data", out / "results", out / "workspace", out / "report"
     try:
         _usecases().check_demo_destination(out)
+        check_folder_destination(board, what="report")
         store = Store.open(ws, create=True, wait_seconds=settings.workspace_wait)
         with _progress() as bar, engine_errors():
             task = bar.add_task(f"simulating {accounts:,} accounts over {months} months", total=None)
@@ -416,6 +422,10 @@ def demo(
             result = _usecases().run_in_workspace(
                 store, data, config=cfg, engine=engine or settings.engine, out_dir=results,
                 progress=lambda msg: bar.update(task, description=visible(msg)))
+            bar.update(task, description="writing the board report")
+            # in a folder of its own, written whole with its manifest: a later demo replaces only what it wrote
+            write_folder(board, lambda stage: write_report(store, stage / "report.html"), kind="report",
+                         what="report")
     except UpcurveError as exc:
         raise _fail(exc) from None
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
@@ -427,6 +437,9 @@ def demo(
     run_id = result.run.run_id if result.run else ""
     console.print(literal(console, f"Sample data in {data}; run {run_id} kept in the workspace {ws}; its tables "
                                    f"also as files in {results}."))
+    console.print(literal(console, f"Open the board report: {board / 'report.html'} (it works offline), or browse "
+                                   f"the workspace: `upcurve users add you --workspace {ws}` then `upcurve serve "
+                                   f"--workspace {ws}`."))
     console.print(literal(console, f"Next: `upcurve worklist --workspace {ws}`, `upcurve accounts --workspace {ws} "
                                    f"--sort risk`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
 

@@ -15,14 +15,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import duckdb
-import ibis
 import pyarrow as pa
 
 from upcurve.errors import UpcurveError
+
+if TYPE_CHECKING:  # Ibis is imported only when a caller asks for an Ibis connection
+    import ibis
 
 __all__ = ["Connection", "Database", "DuckDBDatabase", "WorkspaceError", "busy", "holder_name", "missing",
            "quote", "shown_url"]
@@ -258,4 +260,6 @@ class DuckDBDatabase(Database):
     def ibis(self, wait_seconds: float) -> ibis.BaseBackend:
         if not self.path.exists():
             raise WorkspaceError(f"no workspace at {self.where}")
+        import ibis
+
         return ibis.duckdb.from_connection(self._connect(read_only=True, wait_seconds=wait_seconds))

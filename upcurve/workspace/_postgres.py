@@ -12,9 +12,8 @@ import contextlib
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
 import psycopg
 import pyarrow as pa
 
@@ -29,6 +28,9 @@ from upcurve.workspace._database import (
     shown_url,
 )
 from upcurve.workspace.schema import RESULT_TABLES
+
+if TYPE_CHECKING:  # Ibis is imported only when a caller asks for an Ibis connection
+    import ibis
 
 __all__ = ["LOCK_KEY", "PostgresDatabase", "sql_type"]
 
@@ -232,6 +234,8 @@ class PostgresDatabase(Database):
         if con.execute("SELECT to_regclass('upcurve_schema')").fetchone() == (None,):
             con.close()
             raise WorkspaceError(f"no workspace at {self.where}")
+        import ibis
+
         return ibis.postgres.from_connection(con)
 
 

@@ -29,14 +29,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ibis
 import pyarrow as pa
 
 from upcurve import __version__
 from upcurve.workspace._database import Connection, Database, DuckDBDatabase, WorkspaceError, quote, shown_url
 from upcurve.workspace.schema import MIGRATIONS, RESULT_TABLES, SCHEMA_VERSION
+
+if TYPE_CHECKING:  # Ibis is imported only when a caller asks for an Ibis connection
+    import ibis
 
 __all__ = ["DEFAULT_WORKSPACE", "ModelRecord", "RunRecord", "Store", "WorkspaceError"]
 
