@@ -14,7 +14,7 @@ import html
 from decimal import Decimal
 from typing import Any
 
-from upcurve.web.data import BENCHMARKS
+from upcurve.present.terminal import BENCHMARKS
 
 __all__ = ["bridge_waterfall", "cohort_heatmap", "expansion_bars", "label", "mrr_trend", "retention_trend"]
 

@@ -23,13 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from upcurve.errors import UpcurveError
+from upcurve.present.terminal import nrr_verdict
 from upcurve.workspace import RunRecord, Store, WorkspaceError
 
-__all__ = ["BENCHMARKS", "NotFound", "Reader", "headline", "nrr_verdict"]
+__all__ = ["NotFound", "Reader", "headline"]
 
 #: Published NRR benchmarks for B2B SaaS: median 108–110%, top quartile above 123%, best in class 130%+.
-BENCHMARKS = {"median_low": 1.08, "median_high": 1.10, "top_quartile": 1.23, "best_in_class": 1.30}
-
 #: The bridge's lines in the order a waterfall shows them.
 BRIDGE_ORDER = ("new", "expansion", "reactivation", "contraction", "churn", "fx")
 
@@ -38,31 +37,12 @@ class NotFound(UpcurveError, LookupError):
     """A run, account or value the workspace does not hold (the API answers 404)."""
 
 
-def nrr_verdict(nrr: float | None) -> str:
-    """An NRR against the published benchmarks, in words.
-
-    >>> nrr_verdict(1.12), nrr_verdict(None)
-    ('above the median', 'not enough history yet')
-    """
-    if nrr is None:
-        return "not enough history yet"
-    if nrr < 1.0:
-        return "below 100%: the existing base is shrinking"
-    if nrr < BENCHMARKS["median_low"]:
-        return "below the median"
-    if nrr <= BENCHMARKS["median_high"]:
-        return "at the median"
-    if nrr <= BENCHMARKS["top_quartile"]:
-        return "above the median"
-    return "top quartile"
-
-
 def headline(metrics: dict[str, Any] | None) -> str:
     """The month in one plain sentence.
 
-    >>> headline({"month": "2024-12", "expansion": Decimal(180), "churn": Decimal(-100), "contraction": Decimal(0),
-    ...           "nrr_12m": 1.12, "net_new_mrr": Decimal(300)})
-    'In 2024-12 expansion covered 1.8× churn and contraction; NRR 112%, above the median.'
+    >>> print(headline({"month": "2024-12", "expansion": Decimal(180), "churn": Decimal(-100),
+    ...                 "contraction": Decimal(0), "nrr_12m": 1.12, "net_new_mrr": Decimal(300)}))
+    In 2024-12 expansion covered 1.8× churn and contraction; NRR 112%, above the median, below the top quartile (>123%).
     """
     if not metrics:
         return "No month to report yet."

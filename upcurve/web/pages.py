@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from upcurve.present.terminal import nrr_verdict
 from upcurve.web import charts
 from upcurve.web.app import (
     LOGIN_CSRF_COOKIE,
@@ -26,7 +27,7 @@ from upcurve.web.app import (
     current_user,
     templates,
 )
-from upcurve.web.data import NotFound, Reader, headline, nrr_verdict, page
+from upcurve.web.data import NotFound, Reader, headline, page
 from upcurve.web.words import model_in_words
 from upcurve.workspace import RunRecord, diff_runs
 from upcurve.workspace import access as acc

@@ -17,9 +17,10 @@ from markupsafe import Markup
 
 from upcurve import __version__
 from upcurve.errors import UpcurveError
+from upcurve.present.terminal import nrr_verdict
 from upcurve.web import charts
 from upcurve.web.app import PLOTLY_JS, templates
-from upcurve.web.data import NotFound, Reader, headline, nrr_verdict
+from upcurve.web.data import NotFound, Reader, headline
 from upcurve.workspace import Store
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "print_pdf", "render_report", "write_report"]
