@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -33,10 +34,12 @@ def test_every_endpoint_needs_a_token(client: Any, tokens: dict[str, str], path:
     assert client.get(path, headers=auth(tokens["read"])).status_code == 200
 
 
-def test_a_revoked_token_stops_working(client: Any, store: Store) -> None:
+def test_a_revoked_token_stops_working_within_the_time_a_live_token_is_trusted(client: Any, store: Store) -> None:
+    reader = client.app.state.reader
     token, record = acc.create_token(store, "temporary", ["read"])
     assert client.get("/api/runs", headers=auth(token)).status_code == 200
-    acc.revoke_token(store, record.token_id)
+    acc.revoke_token(store, record.token_id)  # as `upcurve tokens revoke` does, from another process
+    time.sleep(reader.auth_ttl + 0.1)
     assert client.get("/api/runs", headers=auth(token)).status_code == 401
     assert all(t.token_id != record.token_id or t.revoked_at for t in acc.list_tokens(store))
 
@@ -163,3 +166,23 @@ def test_the_openapi_schema_documents_every_endpoint(client: Any) -> None:
                  "/api/accounts/{account_id}", "/api/worklist", "/api/diff", "/api/segments", "/api/cohorts"):
         assert path in schema["paths"]
     assert not any(p.startswith(("/worklist", "/login")) for p in schema["paths"])
+
+
+def test_a_live_token_is_remembered_briefly_by_its_hash_and_a_logout_forgets_it(store: Store) -> None:
+    from upcurve.web.data import Reader
+
+    reader = Reader(store, auth_ttl=60)
+    asked: list[str] = []
+
+    def check_token(_store: Store, secret: str) -> str | None:
+        asked.append(secret)
+        return "token" if secret == "upc_live_secret" else None
+
+    assert reader.live(check_token, "upc_live_secret") == reader.live(check_token, "upc_live_secret") == "token"
+    assert asked == ["upc_live_secret"]  # the workspace was asked once
+    assert reader.live(check_token, "upc_bad") is None and reader.live(check_token, "upc_bad") is None
+    assert asked.count("upc_bad") == 2  # an unknown or revoked token is never remembered
+    assert not any("secret" in part for key in reader._live for part in key)  # only a hash of it is kept
+    reader.forget("upc_live_secret")
+    reader.live(check_token, "upc_live_secret")
+    assert asked.count("upc_live_secret") == 2

@@ -74,7 +74,7 @@ class CurrentUser:
 def current_user(request: Request, data: ReaderDep) -> CurrentUser:
     """The session's user (a dependency of every page); without a live session, the login page."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    session = data.call(acc.find_session, data.store, session_id) if session_id else None
+    session = data.live(acc.find_session, session_id) if session_id else None
     if session is None:
         raise LoginRequired
     return CurrentUser(session.username, session.csrf_token)
@@ -95,7 +95,7 @@ def token_scope(scope: str) -> Any:
 
     def check(data: ReaderDep,
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> acc.ApiToken:
-        token = data.call(acc.check_token, data.store, credentials.credentials) if credentials else None
+        token = data.live(acc.check_token, credentials.credentials) if credentials else None
         if token is None:
             raise HTTPException(401, "a valid API token is required: send `Authorization: Bearer <token>` "
                                      "(`upcurve tokens create NAME` makes one)",

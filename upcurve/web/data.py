@@ -12,6 +12,7 @@ into HTML: the pages show the same numbers the API serves.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -75,15 +76,47 @@ class Reader:
         How many runs' tables stay in memory.
     runs_ttl
         Seconds the list of runs is trusted before it is read again.
+    auth_ttl
+        Seconds a token or a session found live is trusted before the workspace is asked again: a token revoked or
+        a password changed from the command line takes effect within this time (a logout here, at once).
     """
 
-    def __init__(self, store: Store, *, keep_runs: int = 3, runs_ttl: float = 3.0) -> None:
+    def __init__(self, store: Store, *, keep_runs: int = 3, runs_ttl: float = 3.0, auth_ttl: float = 3.0) -> None:
         self.store = store
         self.keep_runs = keep_runs
         self.runs_ttl = runs_ttl
+        self.auth_ttl = auth_ttl
         self.lock = threading.RLock()
         self._runs: tuple[float, list[RunRecord]] | None = None
         self._tables: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._live: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    # -- who is calling, remembered briefly ----------------------------------------------------------------------
+    def live(self, check: Callable[[Store, str], Any], secret: str) -> Any:
+        """``check(store, secret)`` (a token's or a session's), its found answers remembered for ``auth_ttl``
+        seconds: every request carries one, and asking the workspace each time made it the app's bottleneck.
+        Only a hash of the secret is kept; an answer of None (unknown, revoked) is never remembered."""
+        key = (check.__name__, hashlib.sha256(secret.encode()).hexdigest())
+        now = time.monotonic()
+        with self.lock:
+            hit = self._live.get(key)
+            if hit is not None and now - hit[0] <= self.auth_ttl:
+                return hit[1]
+            found = check(self.store, secret)
+            if found is None:
+                self._live.pop(key, None)
+            else:
+                if len(self._live) >= 10_000:  # a flood of distinct secrets cannot grow it without bound
+                    self._live.clear()
+                self._live[key] = (now, found)
+            return found
+
+    def forget(self, secret: str) -> None:
+        """Forget every remembered answer for ``secret`` (a session that logged out here)."""
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        with self.lock:
+            for key in [k for k in self._live if k[1] == digest]:
+                del self._live[key]
 
     # -- the store, one call at a time --------------------------------------------------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

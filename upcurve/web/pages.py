@@ -93,7 +93,9 @@ def login(request: Request, data: ReaderDep, username: Annotated[str, Form(max_l
 @router.post("/logout")
 def logout(request: Request, data: ReaderDep, user: User, csrf: Annotated[str, Form(max_length=200)]) -> Response:
     check_csrf(user, csrf)
-    data.call(acc.end_session, data.store, request.cookies.get(SESSION_COOKIE, ""))
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    data.call(acc.end_session, data.store, session_id)
+    data.forget(session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
