@@ -8,6 +8,7 @@ import csv
 import datetime as dt
 import io
 import tempfile
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +35,7 @@ cells = st.one_of(
 )
 
 
-def validate_exits_0_or_2(write) -> None:  # type: ignore[no-untyped-def]
+def validate_exits_0_or_2(write: Callable[[Path], None]) -> None:
     """Write one file into a fresh valid folder (replacing its table's CSV), then validate it and run it: each ends
     with 0 or 2 (bad input), never a traceback, and ``run`` agrees with ``validate``."""
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import shutil
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from upcurve.settings_file import UpcurveConfig
 from upcurve.simulate import simulate_company
@@ -64,16 +65,13 @@ def tokens(store: Store) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def app(store: Store):  # type: ignore[no-untyped-def]
+def app(store: Store) -> FastAPI:
     from upcurve.web.app import create_app
 
     return create_app(store)
 
 
 @pytest.fixture(scope="session")
-def client(app) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from fastapi.testclient import TestClient
+def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c

@@ -293,8 +293,9 @@ def metrics(data: ReaderDep, run: RunParam = None, month_from: Month = None, mon
     rows = [m for m in data.metrics(record) if (month_from is None or m["month"] >= month_from)
             and (month_to is None or m["month"] <= month_to)]
     from upcurve.web.data import headline
-    return Metrics(**_envelope(data, record), headline=headline(data.month(record)),
-                   items=plain_rows(rows))  # type: ignore[arg-type]
+    return Metrics.model_validate({
+        **_envelope(data, record), "headline": headline(data.month(record)), "items": plain_rows(rows)
+    })
 
 
 @router.get("/bridge", dependencies=[Read], summary="A month's MRR bridge, with expansion by source")
@@ -302,8 +303,9 @@ def bridge(data: ReaderDep, run: RunParam = None, month: Month = None) -> Bridge
     record = data.run(run)
     lines = data.bridge(record, month)
     last = data.month(record, month)
-    return Bridge(**_envelope(data, record), month=last["month"] if last else None,
-                  lines=plain_rows(lines))  # type: ignore[arg-type]
+    return Bridge.model_validate({
+        **_envelope(data, record), "month": last["month"] if last else None, "lines": plain_rows(lines)
+    })
 
 
 @router.get("/expansion", dependencies=[Read], summary="Expansion and contraction over 12 months by source or "
@@ -314,22 +316,27 @@ def expansion(data: ReaderDep, run: RunParam = None,
     record = data.run(run)
     if by != "source" and by not in data.dimensions(record):
         raise NotFound(f"no dimension {by!r}; try source or {', '.join(data.dimensions(record))}")
-    return Expansion(**_envelope(data, record), by=by,
-                     items=plain_rows(data.expansion_by(record, by, months)))  # type: ignore[arg-type]
+    return Expansion.model_validate({
+        **_envelope(data, record), "by": by, "items": plain_rows(data.expansion_by(record, by, months))
+    })
 
 
 @router.get("/segments", dependencies=[Read], summary="A month's metrics by the values of a dimension")
 def segments(data: ReaderDep, run: RunParam = None,
              dimension: Annotated[str, Query(max_length=100)] = "segment", month: Month = None) -> Segments:
     record = data.run(run)
-    return Segments(**_envelope(data, record), dimension=dimension, dimensions=data.dimensions(record),
-                    items=plain_rows(data.segments(record, dimension, month)))  # type: ignore[arg-type]
+    return Segments.model_validate({
+        **_envelope(data, record), "dimension": dimension, "dimensions": data.dimensions(record),
+        "items": plain_rows(data.segments(record, dimension, month))
+    })
 
 
 @router.get("/cohorts", dependencies=[Read], summary="Logos and MRR retained by first-paid month")
 def cohorts(data: ReaderDep, run: RunParam = None) -> Cohorts:
     record = data.run(run)
-    return Cohorts(**_envelope(data, record), items=plain_rows(data.cohorts(record)))  # type: ignore[arg-type]
+    return Cohorts.model_validate({
+        **_envelope(data, record), "items": plain_rows(data.cohorts(record))
+    })
 
 
 MovementType = Literal["new", "expansion", "reactivation", "contraction", "churn", "fx"]
@@ -343,8 +350,10 @@ def movements(data: ReaderDep, run: RunParam = None, month_from: Month = None, m
     record = data.run(run)
     table = data.movements(record, month_from=month_from, month_to=month_to, kind=type, source=source,
                            account_id=account_id)
-    return Movements(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
-                     items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+    return Movements.model_validate({
+        **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
+        "items": plain_rows(page(table, offset, limit))
+    })
 
 
 AccountSort = Literal["mrr", "health_score", "expansion_propensity", "churn_risk", "expected_expansion_mrr",
@@ -361,8 +370,10 @@ def accounts(data: ReaderDep, run: RunParam = None, segment: Text = None, owner:
     table = data.accounts(record, filters={"segment": segment, "owner": owner, "health_tier": health_tier,
                                            "recommended_lever": lever}, sort=sort, descending=order == "desc",
                           cohort=cohort, search=q)
-    return Accounts(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
-                    items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+    return Accounts.model_validate({
+        **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
+        "items": plain_rows(page(table, offset, limit))
+    })
 
 
 @router.get("/accounts/{account_id}", dependencies=[Read], summary="One account: signals, health, scores, MRR by "
@@ -371,10 +382,11 @@ def account(data: ReaderDep, account_id: Annotated[str, Path(max_length=200)], r
             ) -> AccountDetail:
     record = data.run(run)
     found = data.account(record, account_id)
-    return AccountDetail(**_envelope(data, record), account=plain(found["account"]), growth=plain(found["growth"]),
-                         worklist=plain(found["worklist"]), mrr=plain_rows(found["mrr"]),
-                         movements=plain_rows(found["movements"]),  # type: ignore[arg-type]
-                         history=plain_rows(data.account_history(account_id)))
+    return AccountDetail.model_validate({
+        **_envelope(data, record), "account": plain(found["account"]), "growth": plain(found["growth"]),
+        "worklist": plain(found["worklist"]), "mrr": plain_rows(found["mrr"]),
+        "movements": plain_rows(found["movements"]), "history": plain_rows(data.account_history(account_id)),
+    })
 
 
 WorklistSort = Literal["rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",
@@ -388,8 +400,10 @@ def worklist(data: ReaderDep, run: RunParam = None, owner: Text = None, segment:
     record = data.run(run)
     table = worklist_table(data, record, owner=owner, segment=segment, lever=lever, motion=motion, sort=sort,
                            order=order)
-    return Worklist(**_envelope(data, record), total=table.num_rows, offset=offset, limit=limit,
-                    items=plain_rows(page(table, offset, limit)))  # type: ignore[arg-type]
+    return Worklist.model_validate({
+        **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
+        "items": plain_rows(page(table, offset, limit))
+    })
 
 
 def worklist_table(data: Any, record: Any, *, owner: str | None = None, segment: str | None = None,
@@ -415,12 +429,12 @@ def diff(data: ReaderDep, a: RunParam = None, b: RunParam = None,
                            f"{len(runs)} run(s)")
         earlier = before[-1]
     found = data.call(diff_runs, data.store, earlier, later, threshold=threshold)
-    return Diff(a=run_out(data, earlier), b=run_out(data, later), currency=data.currency(later),
-                bridge=plain_rows(found.bridge.to_pylist()),
-                entered=plain_rows(found.entered.to_pylist()),  # type: ignore[arg-type]
-                left=plain_rows(found.left.to_pylist()),  # type: ignore[arg-type]
-                tier_moves=plain_rows(found.tier_moves.to_pylist()),  # type: ignore[arg-type]
-                new_churn_risks=plain_rows(found.new_churn_risks.to_pylist()))  # type: ignore[arg-type]
+    # rows validated into their models by pydantic, as every answer here is
+    return Diff.model_validate({
+        "a": run_out(data, earlier), "b": run_out(data, later), "currency": data.currency(later),
+        **{part: plain_rows(getattr(found, part).to_pylist())
+           for part in ("bridge", "entered", "left", "tier_moves", "new_churn_risks")},
+    })
 
 
 @router.get("/model", dependencies=[Read], summary="The model that scored a run: its card, in words too")
