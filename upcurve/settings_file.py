@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from upcurve.config import RevenuePolicy
 from upcurve.errors import ConfigError
+from upcurve.plays.rules import PlaysConfig
 from upcurve.scoring.config import ScoringConfig
 from upcurve.signals.health import HealthConfig
 
@@ -27,6 +28,7 @@ class UpcurveConfig(BaseModel):
     revenue: RevenuePolicy = RevenuePolicy()
     health: HealthConfig = HealthConfig()
     scoring: ScoringConfig = ScoringConfig()
+    plays: PlaysConfig = PlaysConfig()
 
     @model_validator(mode="after")
     def _known_signals(self) -> UpcurveConfig:
@@ -76,7 +78,7 @@ def load_config(path: str | Path | None) -> UpcurveConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the settings must be a mapping of sections (revenue:, health:, scoring:), "
+        raise ConfigError(f"{path}: the settings must be a mapping of sections (revenue:, health:, scoring:, plays:), "
                           f"not a {type(data).__name__}")
     try:
         return UpcurveConfig.model_validate(data)

@@ -8,6 +8,7 @@ Ibis expressions or fitted estimators.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,20 @@ from upcurve import __version__
 from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
 from upcurve.engine import connect
-from upcurve.errors import Problem, UpcurveError
+from upcurve.errors import ConfigError, Problem, UpcurveError
 from upcurve.folders import MANIFEST, write_folder
 from upcurve.folders import check_destination as check_folder_destination
 from upcurve.outputs import check_destination, money_columns, write_tables
-from upcurve.plays import weekly_worklist
+from upcurve.plays import (
+    DeliveryError,
+    PlaysPlan,
+    deliver,
+    evaluation_table,
+    matching,
+    next_attempt_at,
+    plan_plays,
+    weekly_worklist,
+)
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
     AccountScorer,
@@ -42,9 +52,12 @@ from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
 from upcurve.sources import LoadedData, check_connection, is_connection_url, load_connection, load_folder
 from upcurve.sources import check_folder as check_data_folder
 from upcurve.workspace import ModelRecord, RunRecord, Store
+from upcurve.workspace import actions as outbox
+from upcurve.workspace.actions import apply_plays
 
 __all__ = [
     "BacktestResult",
+    "DeliveryResult",
     "RunResult",
     "Validation",
     "backtest",
@@ -52,6 +65,10 @@ __all__ = [
     "check_folder",
     "check_model_destination",
     "export_run",
+    "plays_audience",
+    "plays_deliver",
+    "plays_evaluation",
+    "plays_run",
     "run",
     "run_in_workspace",
     "simulate",
@@ -396,4 +413,88 @@ def backtest(
         manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
                     "data_dir": loaded.source, "notes": result.notes}
         result.out_dir = write_tables(result.tables, out_dir, "parquet", manifest, inputs=[data_dir])
+    return result
+
+
+# -- plays --------------------------------------------------------------------------------------------------------
+def _previous_run(store: Store, record: RunRecord) -> RunRecord | None:
+    """The run before ``record`` in the workspace's history (to see health tiers fall)."""
+    earlier = [r for r in store.runs() if (r.as_of, r.started_at) < (record.as_of, record.started_at)]
+    return earlier[-1] if earlier else None
+
+
+def plays_evaluation(store: Store, record: RunRecord, config: UpcurveConfig) -> pa.Table:
+    """A run's accounts as the trigger rules read them (:func:`upcurve.plays.evaluation_table`)."""
+    previous = _previous_run(store, record)
+    return evaluation_table(
+        store.table("accounts", record.run_id), store.table("worklist", record.run_id),
+        store.table("accounts", previous.run_id) if previous is not None else None,
+        tiers=[t.name for t in config.health.tiers], high_churn_risk=config.scoring.high_churn_risk)
+
+
+def plays_run(store: Store, *, run_id: str | None = None, config: UpcurveConfig | None = None,
+              dry_run: bool = False) -> PlaysPlan:
+    """Fire the trigger rules on a run (the latest by default) and advance the playbooks: new actions with owners
+    and due dates, steps whose day has come, their messages queued in the outbox, actions closed whose trigger
+    cleared or whose success was seen. ``dry_run`` plans the same and keeps nothing."""
+    config = config or UpcurveConfig()
+    record = store.find_run(run_id)
+    evaluated = plays_evaluation(store, record, config)
+    movements = store.table("movements", record.run_id)
+    currency = str(record.settings.get("revenue", {}).get("reporting_currency", "USD"))
+    return apply_plays(store, lambda actions: plan_plays(
+        evaluated, actions, config.plays, today=record.as_of, run_id=record.run_id, movements=movements,
+        currency=currency, new_id=lambda: f"act-{uuid.uuid4().hex[:12]}"), dry_run=dry_run)
+
+
+def plays_audience(store: Store, trigger: str, *, run_id: str | None = None, config: UpcurveConfig | None = None
+                   ) -> pa.Table:
+    """The accounts a trigger matches in a run, with the values its conditions read: who it would reach."""
+    config = config or UpcurveConfig()
+    if trigger not in config.plays.triggers:
+        raise ConfigError(f"no trigger {trigger!r}; the triggers are {', '.join(config.plays.triggers)}")
+    rule = config.plays.triggers[trigger]
+    record = store.find_run(run_id)
+    evaluated = plays_evaluation(store, record, config)
+    columns = ["account_id", "name", "owner", *dict.fromkeys(c.column for c in (*rule.conditions,
+                                                                                 *rule.alternatives))]
+    matched = evaluated.filter(pa.array(matching(evaluated, rule)))
+    return matched.select([c for c in columns if c in matched.column_names])
+
+
+@dataclass
+class DeliveryResult:
+    """What one delivery pass did."""
+
+    sent: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def plays_deliver(store: Store, *, config: UpcurveConfig | None = None, retry_failed: bool = False,
+                  now: dt.datetime | None = None, progress: Callable[[int, int], None] | None = None
+                  ) -> DeliveryResult:
+    """Send the outbox's due messages (see :mod:`upcurve.workspace.actions`): each delivered once, a failure
+    retried later with backoff, and kept visible with its last error."""
+    config = config or UpcurveConfig()
+    settings = config.plays.delivery
+    if retry_failed:
+        outbox.retry_failed(store, now=now)
+    result = DeliveryResult()
+    claimed = outbox.claim_messages(store, now=now)
+    for done, queued in enumerate(claimed, start=1):
+        at = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        try:
+            receipt = deliver(queued.message, settings)
+        except DeliveryError as exc:
+            later = next_attempt_at(queued.attempts + 1, at, settings, retry_after_seconds=exc.retry_after_seconds) \
+                if exc.retryable else None
+            outbox.record_delivery(store, queued.message_id, error=str(exc), next_attempt_at=later, now=at)
+            result.failed += 1
+            result.errors.append(f"{queued.target}: {exc}")
+        else:
+            outbox.record_delivery(store, queued.message_id, receipt=receipt, now=at)
+            result.sent += 1
+        if progress is not None:
+            progress(done, len(claimed))
     return result

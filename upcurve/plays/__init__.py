@@ -1,5 +1,31 @@
-"""Turning scores into work: this week's worklist and the suggested plays."""
+"""Turning scores into work: the weekly worklist, trigger rules and playbooks that create owned, dated actions,
+their delivery where teams work, and the measured uplift of each play."""
 
+from upcurve.plays.delivery import (
+    DeliveryError,
+    DeliverySettings,
+    Message,
+    SmtpTarget,
+    WebhookTarget,
+    deliver,
+    next_attempt_at,
+)
+from upcurve.plays.engine import (
+    ACTION_STATUSES,
+    OPEN_STATUSES,
+    ActionChange,
+    PlayAction,
+    PlaysPlan,
+    StepRun,
+    evaluation_table,
+    matching,
+    plan_plays,
+    render,
+)
+from upcurve.plays.rules import PlayDefinition, PlaysConfig, Route, Step, Success, Trigger, parse_condition
 from upcurve.plays.worklist import WORKLIST_COLUMNS, weekly_worklist
 
-__all__ = ["WORKLIST_COLUMNS", "weekly_worklist"]
+__all__ = ["ACTION_STATUSES", "OPEN_STATUSES", "WORKLIST_COLUMNS", "ActionChange", "DeliveryError",
+           "DeliverySettings", "Message", "PlayAction", "PlayDefinition", "PlaysConfig", "PlaysPlan", "Route",
+           "SmtpTarget", "Step", "StepRun", "Success", "Trigger", "WebhookTarget", "deliver", "evaluation_table",
+           "matching", "next_attempt_at", "parse_condition", "plan_plays", "render", "weekly_worklist"]

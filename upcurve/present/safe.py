@@ -196,3 +196,19 @@ def literal(console: Console, value: object, style: str | Style = "", *, multili
     if style:
         text.stylize(style)
     return text
+
+
+#: What a spreadsheet reads as the start of a formula.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a string starting like a formula gets a leading apostrophe (OWASP's
+    advice against CSV injection); other values pass unchanged.
+
+    >>> spreadsheet_cell("=HYPERLINK(1)"), spreadsheet_cell("Acme"), spreadsheet_cell(3)
+    ("'=HYPERLINK(1)", 'Acme', 3)
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

@@ -90,6 +90,10 @@ class Connection(ABC):
         """Run a statement."""
 
     @abstractmethod
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once for each row of parameters (one round trip where the driver allows)."""
+
+    @abstractmethod
     def rows(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         """A query's column names and rows, as Python values."""
 
@@ -145,6 +149,10 @@ class DuckDBConnection(Connection):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self.con.execute(sql, list(params))
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.con.executemany(sql, [list(r) for r in rows])
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = self.con.execute(sql, list(params))

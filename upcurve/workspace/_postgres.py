@@ -112,6 +112,11 @@ class PostgresConnection(Connection):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._cursor(sql, params)
 
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with self.con.cursor() as cursor:
+                cursor.executemany(_pyformat(sql), [list(r) for r in rows])
+
     def rows(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = self._cursor(sql, params)
         return [c.name for c in cursor.description or []], cursor.fetchall()

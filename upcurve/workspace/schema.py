@@ -88,6 +88,63 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             created_at TIMESTAMP NOT NULL
         )""",
     ),
+    # the plays (see upcurve.plays and upcurve.workspace.actions): owned, dated actions with their full history,
+    # and the outbox of messages to deliver, each with an idempotency key so that none is queued or sent twice
+    4: (
+        """CREATE TABLE actions (
+            action_id VARCHAR PRIMARY KEY,
+            account_id VARCHAR NOT NULL,
+            account_name VARCHAR,
+            play VARCHAR NOT NULL,
+            trigger_key VARCHAR NOT NULL,
+            reason_key VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,
+            lever VARCHAR,
+            status VARCHAR NOT NULL,
+            owner VARCHAR NOT NULL,
+            started_on DATE NOT NULL,
+            due_on DATE NOT NULL,
+            next_step INTEGER NOT NULL,
+            success_source VARCHAR,
+            success_window_days INTEGER,
+            outcome VARCHAR,
+            snoozed_until DATE,
+            snooze_reason VARCHAR,
+            ended_on DATE,
+            first_run_id VARCHAR NOT NULL,
+            last_run_id VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL
+        )""",
+        """CREATE TABLE action_events (
+            event_id VARCHAR PRIMARY KEY,
+            action_id VARCHAR NOT NULL,
+            happened_at TIMESTAMP NOT NULL,
+            run_id VARCHAR,
+            kind VARCHAR NOT NULL,
+            actor VARCHAR NOT NULL,
+            detail VARCHAR
+        )""",
+        """CREATE TABLE outbox (
+            message_id VARCHAR PRIMARY KEY,
+            idempotency_key VARCHAR NOT NULL UNIQUE,
+            action_id VARCHAR,
+            channel VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            subject VARCHAR NOT NULL,
+            body VARCHAR NOT NULL,
+            payload VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at TIMESTAMP,
+            claimed_by VARCHAR,
+            claimed_at TIMESTAMP,
+            last_error VARCHAR,
+            receipt VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            sent_at TIMESTAMP
+        )""",
+    ),
 }
 
 SCHEMA_VERSION = max(MIGRATIONS)
