@@ -13,6 +13,7 @@ import typer
 from rich.text import Text
 
 from upcurve import __version__
+from upcurve.cli_plays import levers as levers_command
 from upcurve.cli_plays import plays_app
 from upcurve.cli_support import (
     EXIT_BAD_INPUT,
@@ -374,6 +375,7 @@ app.command("report")(web_report)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(plays_app, name="plays")
+app.command("levers")(levers_command)
 
 
 def main() -> None:  # pragma: no cover - console entry point

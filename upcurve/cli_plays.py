@@ -23,6 +23,7 @@ from upcurve.cli_support import (
     WorkspaceOption,
     _config,
     _counting,
+    _currency,
     _fail,
     _store,
     _usecases,
@@ -35,7 +36,7 @@ from upcurve.errors import UpcurveError
 from upcurve.present.safe import literal, safe_text, spreadsheet_cell
 from upcurve.workspace import actions as ws_actions
 
-__all__ = ["plays_app"]
+__all__ = ["levers", "plays_app"]
 
 plays_app = typer.Typer(help="Trigger rules and playbooks: owned, dated actions, delivered where teams work.",
                         no_args_is_help=True)
@@ -54,11 +55,15 @@ class ExportFormat(StrEnum):
     json = "json"
 
 
+def _add_columns(table: Table, names: list[str], *, numeric: int) -> None:
+    """Add columns to a table; the last ``numeric`` ones hold numbers and are aligned right."""
+    for i, name in enumerate(names):
+        table.add_column(name, justify="right" if i >= len(names) - numeric else "left")
+
+
 def _plan_table(plan: Any, config: Any) -> Table:
     table = Table(title=safe_text(f"Plays on the run of {plan.today} ({plan.run_id})", "table.title"))
-    for name, justify in (("trigger", "left"), ("play", "left"), ("matched", "right"), ("opened", "right"),
-                          ("held out", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    _add_columns(table, ["trigger", "play", "matched", "opened", "held out"], numeric=3)
     for key, matched in plan.matched.items():
         created = [a for a in plan.created if a.trigger == key]
         table.add_row(safe_text(key), safe_text(config.plays.triggers[key].play), f"{matched:,}",
@@ -355,3 +360,63 @@ def export(
         err.print(Text.assemble(("error:", "red"), " ", literal(err, f"cannot write {out}: {exc.strerror or exc}")))
         raise typer.Exit(EXIT_FAILED) from None
     console.print(literal(console, f"Wrote {len(tasks):,} task(s) to {out}"))
+
+
+def _share_of(rate: float | None, n: int) -> str:
+    return f"{n:,}" if rate is None else f"{rate:.1%} of {n:,}"
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value * 100:+.1f}"
+
+
+@plays_app.command("uplift")
+def measured_uplift(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    confidence: Annotated[float, typer.Option(min=0.5, max=0.999, help="The intervals' confidence.")] = 0.95,
+) -> None:
+    """What each play really moved: its treated accounts against its holdout (conversion and expansion MRR within
+    its success window, with intervals), for upcurve's plays and the plays logged in `activities`."""
+    store = _store(workspace, Settings())
+    found = _with_progress(lambda say: _usecases().plays_measure(store, run_id=run_id, confidence=confidence))
+    if not found:
+        console.print(literal(console, "No play to measure yet: plays are measured once their success windows have "
+                                       "passed (`upcurve plays run` on later runs), or from `activities` logged with "
+                                       "a `holdout` outcome."))
+        return
+    table = Table(title=f"Measured uplift ({confidence:.0%} intervals)")
+    _add_columns(table, ["play", "verdict", "treated: converted", "held out: converted", "difference"], numeric=3)
+    for u in found:
+        difference = "" if u.difference is None else f"{_percent(u.difference)} points"
+        if u.difference_low is not None:
+            difference += f"\n({_percent(u.difference_low)} to {_percent(u.difference_high)})"
+        table.add_row(safe_text(u.play), safe_text(u.verdict), _share_of(u.rate_treated, u.n_treated),
+                      _share_of(u.rate_holdout, u.n_holdout), safe_text(difference, multiline=True))
+    console.print(table)
+    for u in found:
+        console.print(literal(console, u.summary))
+
+
+def levers(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    months: Annotated[int, typer.Option(min=1, max=120, help="The months to measure, up to the run's.")] = 12,
+) -> None:
+    """Levers ranked by yield, from the company's own data: the expansion MRR each produced, the accounts, and the
+    effort of the plays that pulled it (actions, successes, revenue per action)."""
+    store = _store(workspace, Settings())
+    record = _with_progress(lambda say: store.find_run(run_id))
+    found = _with_progress(lambda say: _usecases().levers(store, run_id=record.run_id, months=months))
+    currency = _currency(record)
+    table = Table(title=safe_text(f"Levers by yield, {months} months to {record.as_of} ({currency})", "table.title"))
+    _add_columns(table, ["lever", "expansion MRR", "share", "accounts", "actions", "successes",
+                         "actions per success", "MRR per action"], numeric=7)
+    for r in found.to_pylist():
+        table.add_row(safe_text(r["lever"]), f"{r['expansion_mrr']:,.2f}",
+                      "" if r["share"] is None else f"{r['share']:.0%}", f"{r['accounts']:,}",
+                      "" if r["actions"] is None else f"{r['actions']:,}",
+                      "" if r["successes"] is None else f"{r['successes']:,}",
+                      "" if r["actions_per_success"] is None else f"{r['actions_per_success']:.1f}",
+                      "" if r["revenue_per_action"] is None else f"{r['revenue_per_action']:,.2f}")
+    console.print(table)

@@ -26,13 +26,20 @@ from upcurve.folders import MANIFEST, write_folder
 from upcurve.folders import check_destination as check_folder_destination
 from upcurve.outputs import check_destination, money_columns, write_tables
 from upcurve.plays import (
+    ACTION_STATUSES,
     DeliveryError,
+    PlayAction,
     PlaysPlan,
+    PlayUplift,
+    assignments_from_activities,
     deliver,
     evaluation_table,
+    lever_yield,
     matching,
     next_attempt_at,
+    outcomes,
     plan_plays,
+    uplift,
     weekly_worklist,
 )
 from upcurve.revenue import revenue_tables
@@ -65,9 +72,11 @@ __all__ = [
     "check_folder",
     "check_model_destination",
     "export_run",
+    "levers",
     "plays_audience",
     "plays_deliver",
     "plays_evaluation",
+    "plays_measure",
     "plays_run",
     "run",
     "run_in_workspace",
@@ -228,6 +237,11 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     scored = score_accounts(scored, scorer, currency=config.revenue.reporting_currency)
     results["accounts"] = money_columns(scored)
     results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
+    if "activities" in tables:
+        # the plays the company logged itself, as exposures to measure (held-out accounts logged as `holdout`)
+        logged = {play: (s.within_days, None if s.source == "any" else s.source)
+                  for play, s in config.plays.logged.items()}
+        results["play_exposures"] = assignments_from_activities(tables["activities"].to_pyarrow(), plays=logged)
     notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())
     return ComputedRun(results, notes, scorer)
 
@@ -498,3 +512,46 @@ def plays_deliver(store: Store, *, config: UpcurveConfig | None = None, retry_fa
         if progress is not None:
             progress(done, len(claimed))
     return result
+
+
+def _exposures_of_actions(actions: list[PlayAction]) -> pa.Table:
+    """upcurve's own actions as exposures: each (play, account) once, from its first action (treated, or held out
+    by the play's holdout)."""
+    first: dict[tuple[str, str], PlayAction] = {}
+    for a in sorted(actions, key=lambda a: (a.started_on, a.action_id)):
+        if a.success_window_days and a.outcome != "period ended" and not (a.outcome or "").startswith("covered"):
+            first.setdefault((a.play, a.account_id), a)
+    chosen = list(first.values())
+    return pa.table({
+        "play": pa.array([a.play for a in chosen], pa.string()),
+        "account_id": pa.array([a.account_id for a in chosen], pa.string()),
+        "group": pa.array(["holdout" if a.held_out else "treated" for a in chosen], pa.string()),
+        "started_on": pa.array([a.started_on for a in chosen], pa.date32()),
+        "window_days": pa.array([a.success_window_days for a in chosen], pa.int64()),
+        "success_source": pa.array([None if a.success_source in (None, "any") else a.success_source
+                                    for a in chosen], pa.string()),
+    })
+
+
+def plays_measure(store: Store, *, run_id: str | None = None, confidence: float = 0.95) -> list[PlayUplift]:
+    """What each play really moved, measured on a run (the latest by default): its treated accounts against its
+    holdout (:func:`upcurve.plays.uplift`), for upcurve's own plays and the plays the company logged in
+    ``activities``. A play with no holdout is reported as observational only."""
+    record = store.find_run(run_id)
+    movements = store.table("movements", record.run_id)
+    own = _exposures_of_actions(outbox.list_actions(store, status=list(ACTION_STATUSES)))
+    logged = store.table("play_exposures", record.run_id)
+    parts = [t.select(own.column_names).cast(own.schema) for t in (own, logged) if t.num_rows]
+    if not parts or movements.num_rows == 0:
+        return []
+    exposures = pa.concat_tables(parts)
+    currency = str(record.settings.get("revenue", {}).get("reporting_currency", "USD"))
+    return uplift(outcomes(exposures, movements, as_of=record.as_of), confidence=confidence, currency=currency)
+
+
+def levers(store: Store, *, run_id: str | None = None, months: int = 12) -> pa.Table:
+    """Each lever's yield over the ``months`` months up to a run (:func:`upcurve.plays.lever_yield`): the expansion
+    MRR it produced, the accounts, and the effort of the plays that pulled it."""
+    record = store.find_run(run_id)
+    return lever_yield(store.table("movements", record.run_id),
+                       outbox.list_actions(store, status=list(ACTION_STATUSES)), as_of=record.as_of, months=months)

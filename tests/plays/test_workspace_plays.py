@@ -18,36 +18,12 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.plays.conftest import AS_OF, movements, plays_workspace
 from upcurve.errors import UpcurveError
 from upcurve.settings_file import UpcurveConfig
-from upcurve.usecases import plays_deliver, plays_run
+from upcurve.usecases import levers, plays_deliver, plays_measure, plays_run
 from upcurve.workspace import Store
 from upcurve.workspace import actions as ws
-
-AS_OF = dt.date(2025, 3, 31)
-
-
-def _accounts() -> pa.Table:
-    base = {"name": None, "owner": "ann", "churn_risk": 0.1, "new_active_30d": 0, "active_users": 4,
-            "purchased_seats": 10, "health_score": 60.0, "health_tier": "Nurture", "usage_share_used": 0.2,
-            "days_to_renewal": 200, "features_first_used_7d": 0, "outcome_status": None}
-    rows = [{**base, "account_id": "RISK", "name": "Risky Co", "churn_risk": 0.6},
-            {**base, "account_id": "GROW", "name": "Growing Co", "owner": "bob", "new_active_30d": 8},
-            {**base, "account_id": "QUIET", "name": "Quiet Co"}]
-    return pa.Table.from_pylist(rows)
-
-
-def _movements() -> pa.Table:
-    return pa.table({"month": ["2025-03"], "account_id": ["GROW"], "type": ["new"], "source": [None],
-                     "amount": pa.array([Decimal("100.00")], pa.decimal128(20, 2))})
-
-
-def _workspace(location: str) -> Store:
-    store = Store.open(location)
-    store.save_run(as_of=AS_OF, source="test", fingerprint="f", settings={}, notes=[],
-                   tables={"accounts": _accounts(), "movements": _movements()},
-                   started_at=dt.datetime(2025, 4, 1, 8, 0))
-    return store
 
 
 @dataclass
@@ -84,7 +60,7 @@ def webhook() -> Iterator[Webhook]:
 
 
 def test_plays_run_keeps_actions_with_history_and_a_second_run_adds_nothing(location: str) -> None:
-    store = _workspace(location)
+    store = plays_workspace(location)
     plan = plays_run(store)
     kept = ws.list_actions(store)
     assert sorted((a.account_id, a.play, a.owner) for a in kept) == [("GROW", "seat_expansion", "bob"),
@@ -100,7 +76,7 @@ def test_plays_run_keeps_actions_with_history_and_a_second_run_adds_nothing(loca
 
 
 def test_people_work_the_actions_and_every_change_is_recorded(location: str) -> None:
-    store = _workspace(location)
+    store = plays_workspace(location)
     plays_run(store)
     [risk] = ws.list_actions(store, account_id="RISK")
     with pytest.raises(UpcurveError, match="a snooze needs a date"):
@@ -122,7 +98,7 @@ def test_people_work_the_actions_and_every_change_is_recorded(location: str) -> 
 
 
 def test_two_plays_runs_at_once_create_no_duplicate(location: str) -> None:
-    store = _workspace(location)
+    store = plays_workspace(location)
     script = ("import sys; from upcurve.workspace import Store; from upcurve.usecases import plays_run; "
               "plays_run(Store.open(sys.argv[1], create=False))")
     procs = [subprocess.Popen([sys.executable, "-c", script, location], stderr=subprocess.PIPE, text=True)
@@ -137,7 +113,7 @@ def test_two_plays_runs_at_once_create_no_duplicate(location: str) -> None:
 
 def test_outbox_retries_a_failing_webhook_and_delivers_each_message_once(location: str,
                                                                           webhook: Webhook) -> None:
-    store = _workspace(location)
+    store = plays_workspace(location)
     config = UpcurveConfig.model_validate({"plays": {
         "routes": [{"to": ["csm", "owner", "admin"], "webhook": "team"}],
         "delivery": {"webhooks": {"team": {"url": webhook.url, "format": "slack"}},
@@ -165,3 +141,42 @@ def test_outbox_retries_a_failing_webhook_and_delivers_each_message_once(locatio
     # a plays run on the same data queues nothing again
     plays_run(store, config=config)
     assert len(ws.list_outbox(store)) == 2
+
+
+def test_a_play_with_a_holdout_is_measured_on_a_later_run_and_levers_count_its_effort(tmp_path: Any) -> None:
+    store = Store.open(tmp_path / "ws")
+    growing = [{"account_id": f"A{i:03d}", "name": f"Co {i}", "owner": "ann", "new_active_30d": 6,
+                "active_users": 12, "purchased_seats": 10} for i in range(120)]
+    store.save_run(as_of=AS_OF, source="test", fingerprint="f", settings={}, notes=[],
+                   tables={"accounts": pa.Table.from_pylist(growing), "movements": movements()},
+                   started_at=dt.datetime(2025, 4, 1, 8, 0))
+    config = UpcurveConfig.model_validate({"plays": {"plays": {"seat_expansion": {
+        "description": "Seats", "lever": "seat", "holdout": 0.5, "success": {"source": "seat", "within_days": 30},
+        "steps": [{"day": 0, "to": "csm", "subject": "{name}", "message": "{active_users} users"}]}}}})
+    plays_run(store, config=config)
+    started = ws.list_actions(store, status=["open", "holdout"])
+    held = {a.account_id for a in started if a.status == "holdout"}
+    assert len(started) == 120 and 40 < len(held) < 80
+    # in April, every treated account whose number is even bought seats, and one in four of the held-out ones
+    bought = [a.account_id for a in started if (a.account_id in held and int(a.account_id[1:]) % 4 == 0)
+              or (a.account_id not in held and int(a.account_id[1:]) % 2 == 0)]
+    april = pa.table({"month": ["2025-04"] * len(bought), "account_id": bought, "type": ["expansion"] * len(bought),
+                      "source": ["seat"] * len(bought),
+                      "amount": pa.array([Decimal("50.00")] * len(bought), pa.decimal128(20, 2))})
+    store.save_run(as_of=dt.date(2025, 5, 31), source="test", fingerprint="g", settings={}, notes=[],
+                   tables={"accounts": pa.Table.from_pylist(growing), "movements": april},
+                   started_at=dt.datetime(2025, 6, 1, 8, 0))
+    [measured] = [u for u in plays_measure(store) if u.play == "seat_expansion"]
+    treated = [a for a in started if a.account_id not in held]
+    assert (measured.n_treated, measured.n_holdout) == (len(treated), len(held))
+    assert measured.conversions_treated == sum(int(a.account_id[1:]) % 2 == 0 for a in treated)
+    assert measured.conversions_holdout == sum(int(x[1:]) % 4 == 0 for x in held)
+    expected_mean = Decimal("50.00") * measured.conversions_treated / len(treated)
+    assert measured.mean_mrr_treated == expected_mean.quantize(Decimal("0.01"))  # exact money, rounded once
+    # the later plays run closes the treated actions that bought seats as successes
+    plays_run(store, config=config)
+    outcomes = {a.account_id: a.outcome for a in ws.list_actions(store, status=["closed"])}
+    assert {x for x, o in outcomes.items() if o == "success"} == set(bought)
+    [seat] = [r for r in levers(store).to_pylist() if r["lever"] == "seat"]
+    assert seat["expansion_mrr"] == Decimal("50.00") * len(bought) and seat["actions"] == len(treated)
+    assert seat["successes"] == measured.conversions_treated

@@ -22,10 +22,42 @@ from upcurve.plays.engine import (
     plan_plays,
     render,
 )
+from upcurve.plays.levers import lever_yield
 from upcurve.plays.rules import PlayDefinition, PlaysConfig, Route, Step, Success, Trigger, parse_condition
+from upcurve.plays.uplift import PlayUplift, assignments_from_activities, outcomes, stable_holdout, uplift
 from upcurve.plays.worklist import WORKLIST_COLUMNS, weekly_worklist
 
-__all__ = ["ACTION_STATUSES", "OPEN_STATUSES", "WORKLIST_COLUMNS", "ActionChange", "DeliveryError",
-           "DeliverySettings", "Message", "PlayAction", "PlayDefinition", "PlaysConfig", "PlaysPlan", "Route",
-           "SmtpTarget", "Step", "StepRun", "Success", "Trigger", "WebhookTarget", "deliver", "evaluation_table",
-           "matching", "next_attempt_at", "parse_condition", "plan_plays", "render", "weekly_worklist"]
+__all__ = [
+    "ACTION_STATUSES",
+    "OPEN_STATUSES",
+    "WORKLIST_COLUMNS",
+    "ActionChange",
+    "DeliveryError",
+    "DeliverySettings",
+    "Message",
+    "PlayAction",
+    "PlayDefinition",
+    "PlayUplift",
+    "PlaysConfig",
+    "PlaysPlan",
+    "Route",
+    "SmtpTarget",
+    "Step",
+    "StepRun",
+    "Success",
+    "Trigger",
+    "WebhookTarget",
+    "assignments_from_activities",
+    "deliver",
+    "evaluation_table",
+    "lever_yield",
+    "matching",
+    "next_attempt_at",
+    "outcomes",
+    "parse_condition",
+    "plan_plays",
+    "render",
+    "stable_holdout",
+    "uplift",
+    "weekly_worklist",
+]

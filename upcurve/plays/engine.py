@@ -19,8 +19,8 @@ The rules it follows (Gainsight's, for the first two):
   the default), when its play's success is seen (outcome ``success``), or when its success window has passed and
   every step is done (outcome ``no success``).
 - **Holdout.** A play with ``holdout: 0.1`` holds out 10% of the accounts it would start on, by a stable hash of
-  (play, account): they get an action with status ``holdout`` that sends nothing, so what the play changed can be
-  measured against them (:mod:`upcurve.plays.uplift`).
+  (play, account): they get an action with status ``holdout`` (and ``held_out`` true for good, after it ends too)
+  that sends nothing, so what the play changed can be measured against them (:mod:`upcurve.plays.uplift`).
 - **Steps** run on their day (days after the play started, counted from the run's as-of date), in order; a step
   with ``unless_success`` is skipped once the play's success was seen. A step's message goes to every route of its
   role; with no route it is kept in the workspace as a task for ``upcurve plays list`` and the CRM export.
@@ -82,6 +82,7 @@ class PlayAction:
     snoozed_until: dt.date | None = None
     snooze_reason: str | None = None
     ended_on: dt.date | None = None
+    held_out: bool = False
     first_run_id: str = ""
     last_run_id: str = ""
 
@@ -419,7 +420,8 @@ def _new_action(account_id: str, row: Mapping[str, Any], trigger_key: str, trigg
     return PlayAction(
         action_id=action_id, account_id=account_id, account_name=row.get("name"), play=trigger.play,
         trigger=trigger_key, reason_key=reason_key, reason=_reason(trigger, row, currency), lever=lever,
-        status="holdout" if held_out else "open", owner=_person(config, play.owner, row), started_on=today,
+        status="holdout" if held_out else "open", held_out=held_out, owner=_person(config, play.owner, row),
+        started_on=today,
         due_on=_due(today, play.due_days, play.business_days), next_step=0,
         success_source=play.success.source if play.success else None,
         success_window_days=play.success.within_days if play.success else None,

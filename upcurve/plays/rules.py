@@ -304,6 +304,7 @@ _DEFAULT_PLAYS: dict[str, dict[str, Any]] = {
     "usage_upgrade": {
         "description": "Automated upgrade email with the options before the plan limit is reached",
         "lever": "usage", "owner": "automation", "due_days": 1,
+        "holdout": 0.1,
         "success": {"source": "any", "within_days": 30},
         "steps": [{"day": 0, "to": "admin", "subject": "{name} has used {usage_share_used} of its plan",
                    "message": "Your team has used {usage_this_month} of {usage_limit} {usage_metric} this "
@@ -322,6 +323,7 @@ _DEFAULT_PLAYS: dict[str, dict[str, Any]] = {
     "power_user_programme": {
         "description": "Invite the account's power users to the power-user programme",
         "lever": "tier", "owner": "csm", "due_days": 2,
+        "holdout": 0.1,
         "success": {"source": "any", "within_days": 90},
         "steps": [{"day": 0, "to": "csm", "subject": "{name}: invite their power users",
                    "message": "{name} adopted {features_first_used_7d} new features in a week. Invite its power "
@@ -330,6 +332,7 @@ _DEFAULT_PLAYS: dict[str, dict[str, Any]] = {
     "expansion_review": {
         "description": "Business review with an expansion agenda after a key outcome",
         "lever": "tier", "owner": "ae", "due_days": 7,
+        "holdout": 0.1,
         "success": {"source": "any", "within_days": 90},
         "steps": [{"day": 0, "to": "ae", "subject": "{name}: outcome reached, book a business review",
                    "message": "{name}'s latest outcome check-in: {outcome_status}. Book a business review with "
@@ -338,6 +341,7 @@ _DEFAULT_PLAYS: dict[str, dict[str, Any]] = {
     "seat_expansion": {
         "description": "Seat expansion: the team is growing; offer seats, then a usage report, then a call",
         "lever": "seat", "owner": "csm", "due_days": 3,
+        "holdout": 0.1,
         "success": {"source": "seat", "within_days": 30},
         "steps": _SEAT_STEPS,
     },
@@ -414,6 +418,8 @@ class PlaysConfig(_Frozen):
     ``triggers`` and ``plays`` are merged with the defaults by key (an entry replaces the default of the same key;
     ``enabled: false`` switches a trigger off); ``roles`` likewise. ``routes`` say where each role's messages go
     (none by default: actions and their steps are kept in the workspace and listed by ``upcurve plays list``).
+    ``logged`` says what success means for each play the company logs itself in ``activities`` (measured against
+    the accounts it logged as ``holdout``).
     """
 
     roles: dict[str, Role] = Field(default_factory=lambda: {k: Role(**v) for k, v in _DEFAULT_ROLES.items()})
@@ -423,6 +429,8 @@ class PlaysConfig(_Frozen):
         default_factory=lambda: {k: Trigger.model_validate(v) for k, v in _DEFAULT_TRIGGERS.items()})
     routes: tuple[Route, ...] = ()
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    logged: dict[str, Success] = Field(default_factory=dict, description="the success of each play the company "
+                                       "logs in `activities` (default: any expansion within 45 days)")
 
     @model_validator(mode="before")
     @classmethod

@@ -312,7 +312,7 @@ class PlayUplift:
         if self.verdict == "pending":
             return f"{label}: no success window has ended yet ({self.pending} pending); nothing to measure yet."
         if self.verdict == "observational only":
-            return (f"{label}: {self.rate_treated:.1%} of {self.n_treated} treated accounts {did} {within}; no "
+            return (f"{label}: {self.rate_treated:.1%} of {self.n_treated:,} treated accounts {did} {within}; no "
                     "account was held out, so what the play caused is not measurable (observational only)."
                     + waiting)
         if self.verdict == "too few":
@@ -322,8 +322,8 @@ class PlayUplift:
                     f"with a complete window; at least {self.min_per_group} of each are needed.{seen}" + waiting)
         assert self.difference is not None and self.difference_low is not None and self.difference_high is not None
         level = f"{self.confidence * 100:g}%"
-        head = (f"{label}: {self.rate_treated:.1%} of {self.n_treated} treated accounts {did} {within} vs "
-                f"{self.rate_holdout:.1%} of {self.n_holdout} held out: {_points(self.difference)} points "
+        head = (f"{label}: {self.rate_treated:.1%} of {self.n_treated:,} treated accounts {did} {within} vs "
+                f"{self.rate_holdout:.1%} of {self.n_holdout:,} held out: {_points(self.difference)} points "
                 f"({level} CI {_points(self.difference_low)} to {_points(self.difference_high)})")
         if self.verdict == "no evidence":
             return head + "; no evidence the play changed conversion." + waiting

@@ -180,7 +180,7 @@ def set_status(store: Store, action_id: str, status: str, *, actor: str, note: s
     if status == "snoozed" and (until is None or not note):
         raise UpcurveError("a snooze needs a date (--until YYYY-MM-DD) and a reason (--reason)")
     action = find_action(store, action_id)
-    if action.status == "holdout":
+    if action.held_out:
         raise UpcurveError(f"action {action.action_id} is in the play's holdout: it is measured against, and "
                            "nobody works it")
     today = today or dt.date.today()
