@@ -348,6 +348,8 @@ def demo(
             result = _usecases().run_in_workspace(
                 store, data, config=cfg, engine=engine or settings.engine, out_dir=results,
                 progress=lambda msg: bar.update(task, description=visible(msg)))
+            bar.update(task, description="firing the plays: trigger rules and playbooks")
+            plays = _usecases().plays_run(store, run_id=result.run.run_id if result.run else None, config=cfg)
             bar.update(task, description="writing the board report")
             # in a folder of its own, written whole with its manifest: a later demo replaces only what it wrote
             write_folder(board, lambda stage: write_report(store, stage / "report.html"), kind="report",
@@ -360,6 +362,10 @@ def demo(
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
         console.print(Text.assemble(("note:", "yellow"), " ", literal(console, note)))
+    counts = plays.counts()
+    console.print(literal(console, f"Plays: {counts['opened']:,} actions opened with owners and due dates "
+                                   f"({counts['held out']:,} accounts held out to measure them), {counts['closed']:,} "
+                                   f"closed; `upcurve plays list --workspace {ws}` lists them."))
     run_id = result.run.run_id if result.run else ""
     console.print(literal(console, f"Sample data in {data}; run {run_id} kept in the workspace {ws}; its tables "
                                    f"also as files in {results}."))
@@ -367,7 +373,8 @@ def demo(
                                    f"the workspace: `upcurve users add you --workspace {ws}` then `upcurve serve "
                                    f"--workspace {ws}`."))
     console.print(literal(console, f"Next: `upcurve worklist --workspace {ws}`, `upcurve accounts --workspace {ws} "
-                                   f"--sort risk`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
+                                   f"--sort risk`, `upcurve plays uplift --workspace {ws}`, `upcurve levers "
+                                   f"--workspace {ws}`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
 
 
 app.command("serve")(web_serve)
