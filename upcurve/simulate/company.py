@@ -4,7 +4,8 @@ Each account has two latent traits: ``growth`` (how fast its team and usage grow
 that drives engagement, tickets, NPS, goal outcomes and churn). Month by month, and vectorised over a block of
 accounts, the simulator moves every account through the levers of expansion and contraction, and writes what a
 company's systems would record: invoice lines, users, product events, metered usage, renewals, tickets, NPS, outcome
-check-ins and the plays customer success ran.
+check-ins and the plays customer success ran (with the eligible accounts each play held out, so its uplift
+can be measured).
 
 Product behaviour leads revenue by weeks, so a model can learn it:
 - **seats**: invites, then activations; when active users pass ~85% of purchased seats, seats are bought next month;
@@ -52,6 +53,9 @@ PRICE_INCREASE = 1.10
 API_LIMIT = 100_000.0
 ADDONS = ("analytics", "automation", "security")
 PLAYS = ("upgrade_prompt", "csm_call", "webinar_invite")
+#: Whether the eligible accounts each play held out are logged in ``activities`` (outcome ``holdout``). Off, the
+#: tables are those of a simulator that logged only the treated accounts: a test compares the two.
+_LOG_HOLDOUTS = True
 
 
 def _month_start(start: dt.date, m: int | np.ndarray) -> np.ndarray:
@@ -385,19 +389,40 @@ class _Block:
             self.rows["renewals"].add(account_id=self.ids[a[renew]], renewal_date=pe12[renew])
 
     def _plays(self, m: int, live: np.ndarray) -> None:
+        """Run the month's plays on a random share of the eligible accounts and log the ones held out.
+
+        One uniform draw per account and play decides: an eligible account is treated when its draw falls below
+        the play's share, and held out when it falls in the band of the same width just above (upgrade prompt:
+        ``< 0.5`` treated, ``≥ 0.5`` held out; CSM call: ``< 0.3`` / ``0.3–0.6``; webinar: ``< 0.04`` /
+        ``0.04–0.08``). The holdout rows (outcome ``holdout``) draw no random number of their own: their time in
+        the month is the draw itself, rescaled from its band, so every other table is the same as without them.
+        """
         r, n = self.rng, self.n
-        prompt = live & self.intent_tier & (r.random(n) < 0.5)
-        call = live & (self.health < 0.4) & (r.random(n) < 0.3)
-        webinar = live & (r.random(n) < 0.04)
-        self.prompted = prompt
-        self.health = np.where(call, np.clip(self.health + 0.08, 0, 0.98), self.health)
-        for play, who, effect in (("upgrade_prompt", prompt, "upgrade probability 0.55 → 0.75 next month"),
-                                  ("csm_call", call, "health +0.08"), ("webinar_invite", webinar, "none")):
-            idx = np.flatnonzero(who)
+        shares = {"upgrade_prompt": 0.5, "csm_call": 0.3, "webinar_invite": 0.04}
+        draws = {"upgrade_prompt": r.random(n), "csm_call": r.random(n), "webinar_invite": r.random(n)}
+        eligible = {"upgrade_prompt": live & self.intent_tier, "csm_call": live & (self.health < 0.4),
+                    "webinar_invite": live}
+        treated = {play: eligible[play] & (draws[play] < shares[play]) for play in PLAYS}
+        self.prompted = treated["upgrade_prompt"]
+        self.health = np.where(treated["csm_call"], np.clip(self.health + 0.08, 0, 0.98), self.health)
+        effects = {"upgrade_prompt": "upgrade probability 0.55 → 0.75 next month", "csm_call": "health +0.08",
+                   "webinar_invite": "none"}
+        first = _month_start(self.start, m).astype("datetime64[s]")
+        seconds = int((_month_start(self.start, m + 1) - _month_start(self.start, m)).astype(np.int64)) * 86400
+        for play in PLAYS:
+            idx = np.flatnonzero(treated[play])
             if len(idx):
                 self.rows["activities"].add(account_id=self.ids[idx], ts=self._times(m, len(idx)), play=play,
                                             outcome="completed")
-                self.rows["truth_plays"].add(account_id=self.ids[idx], month=self._label(m), play=play, effect=effect)
+                self.rows["truth_plays"].add(account_id=self.ids[idx], month=self._label(m), play=play,
+                                             effect=effects[play])
+            share = shares[play]
+            held = np.flatnonzero(eligible[play] & (draws[play] >= share) & (draws[play] < min(2 * share, 1.0)))
+            if len(held) and _LOG_HOLDOUTS:
+                # the draw is uniform within its band: rescaled to [0, 1), it places the row in the month
+                within = (draws[play][held] - share) / (min(2 * share, 1.0) - share)
+                ts = first + np.floor(within * seconds).astype(np.int64).astype("timedelta64[s]")
+                self.rows["activities"].add(account_id=self.ids[held], ts=ts, play=play, outcome="holdout")
 
     def _crm(self, m: int, live: np.ndarray) -> None:
         r, n, h = self.rng, self.n, self.health
