@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -113,12 +114,14 @@ class StepRun:
 
 @dataclass
 class PlaysPlan:
-    """What one plays run does: new actions, changes to existing ones, the steps it runs and their messages."""
+    """What one plays run does: new actions, changes to existing ones (each with the event that records it, and
+    ``updated``: each changed action as the plan leaves it), the steps it runs and their messages."""
 
     today: dt.date
     run_id: str
     created: list[PlayAction] = field(default_factory=list)
     changes: list[ActionChange] = field(default_factory=list)
+    updated: list[PlayAction] = field(default_factory=list)
     steps: list[StepRun] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     matched: dict[str, int] = field(default_factory=dict)
@@ -266,8 +269,28 @@ def _reason(trigger: Trigger, row: Mapping[str, Any], currency: str) -> str:
     return trigger.description + (f" ({', '.join(dict.fromkeys(shown))})" if shown else "")
 
 
+_COMPARE = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq,
+            "!=": operator.ne, "crosses": operator.ge}
+
+
 def _holds(c: Condition, value: Any) -> bool:
-    return bool(_condition_mask(pa.table({c.column: [value]}), c).to_pylist()[0])
+    """One value against a condition, as :func:`matching` reads a column (a missing value holds nothing)."""
+    if value is None:
+        return False
+    if c.op in ("is_true", "is_false"):
+        return bool(value) is (c.op == "is_true")
+    if c.op == "in":
+        assert isinstance(c.value, tuple)
+        return str(value) in {str(v) for v in c.value} if isinstance(value, str) else value in c.value
+    target: Any = c.value
+    if isinstance(value, str):
+        target = str(target)
+    elif isinstance(value, Decimal) and isinstance(target, float):
+        value = float(value)
+    try:
+        return bool(_COMPARE[c.op](value, target))
+    except TypeError:
+        return False
 
 
 # -- dates -------------------------------------------------------------------------------------------------------
@@ -405,6 +428,7 @@ def plan_plays(evaluated: pa.Table, actions: Sequence[PlayAction], config: Plays
     plan.created = [touched.get(a.action_id, a) for a in plan.created]
     created_ids = {a.action_id for a in plan.created}
     plan.changes = [c for c in plan.changes if c.action_id not in created_ids]
+    plan.updated = [touched[i] for i in dict.fromkeys(c.action_id for c in plan.changes)]
     return plan
 
 

@@ -24,6 +24,7 @@ an error when the settings are loaded, never a blank in a customer's email.
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import re
 import string
@@ -100,6 +101,7 @@ class Condition:
         return f"{self.column} {self.op} {self.value}"
 
 
+@functools.lru_cache(maxsize=4096)  # a plays run reads the same few conditions for every account
 def parse_condition(text: str) -> Condition:
     """Parse one condition line.
 
@@ -144,6 +146,11 @@ class _Frozen(BaseModel):
 
 
 def placeholders(template: str) -> list[str]:
+    return list(_placeholders(template))
+
+
+@functools.lru_cache(maxsize=4096)
+def _placeholders(template: str) -> tuple[str, ...]:
     """The ``{names}`` a message template uses (``{{`` is a literal brace).
 
     >>> placeholders("Your team has used {active_users} of {purchased_seats} seats {{really}}")
@@ -158,7 +165,7 @@ def placeholders(template: str) -> list[str]:
             raise ValueError(f"the placeholder {{{name}{'!' + conversion if conversion else ''}"
                              f"{':' + spec if spec else ''}}} in {template!r} carries a format; write {{{name}}}: "
                              "upcurve formats each value itself (shares as %, money with its currency)")
-    return [name for _, name, _, _ in parsed if name is not None]
+    return tuple(name for _, name, _, _ in parsed if name is not None)
 
 
 def _check_template(template: str) -> str:

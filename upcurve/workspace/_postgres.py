@@ -112,10 +112,13 @@ class PostgresConnection(Connection):
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._cursor(sql, params)
 
-    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if rows:
-            with self.con.cursor() as cursor:
-                cursor.executemany(_pyformat(sql), [list(r) for r in rows])
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        names = ", ".join(quote(c) for c in columns)
+        with self.con.cursor() as cursor, cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = self._cursor(sql, params)

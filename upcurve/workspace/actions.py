@@ -59,9 +59,10 @@ def _read_actions(con: Connection, where: str = "", params: Sequence[Any] = ()) 
     return [_action(dict(zip(names, row, strict=True))) for row in rows]
 
 
-def _event_id(at: dt.datetime, n: int = 0) -> str:
-    """An event id that sorts in the order events happened (events written together share a timestamp)."""
-    return f"evt-{at:%Y%m%d%H%M%S%f}-{n:07d}-{secrets.token_hex(3)}"
+def _event_id(at: dt.datetime, n: int = 0, salt: str = "") -> str:
+    """An event id that sorts in the order events happened (events written together share a timestamp; ``salt``,
+    random per write, keeps two processes writing at the same microsecond apart)."""
+    return f"evt-{at:%Y%m%d%H%M%S%f}-{n:07d}-{salt or secrets.token_hex(4)}"
 
 
 def _event(con: Connection, action_id: str, kind: str, actor: str, detail: str, run_id: str | None,
@@ -78,23 +79,25 @@ def apply_plays(store: Store, plan_for: Callable[[list[PlayAction]], PlaysPlan],
         plan = plan_for(_read_actions(con))
         if dry_run:
             return plan
-        now = _now()
+        now, salt = _now(), secrets.token_hex(4)
         created: list[list[Any]] = []
         events: list[list[Any]] = []
         messages: list[list[Any]] = []
+
+        def event(action_id: str, kind: str, detail: str) -> None:
+            events.append([_event_id(now, len(events), salt), action_id, now, plan.run_id, kind, "upcurve", detail])
+
         for action in plan.created:
             created.append([*(getattr(action, name) for name in _ACTION_FIELDS), now, now])
             detail = "held out (measured against, sends nothing)" if action.status == "holdout" else action.reason
-            events.append([_event_id(now, len(events)), action.action_id, now, plan.run_id, "created", "upcurve",
-                           detail])
+            event(action.action_id, "created", detail)
             if action.status == "closed":  # created closed: covered by another trigger of the same play
-                events.append([_event_id(now, len(events)), action.action_id, now, plan.run_id, "closed", "upcurve",
-                               action.outcome or ""])
+                event(action.action_id, "closed", action.outcome or "")
         for step in plan.steps:
             detail = json.dumps({"step": step.step + 1, "to": step.to, "recipient": step.recipient,
                                  "status": step.status, "subject": step.subject, "message": step.message,
                                  "note": step.detail})
-            events.append([_event_id(now, len(events)), step.action_id, now, plan.run_id, "step", "upcurve", detail])
+            event(step.action_id, "step", detail)
         with con.transaction():
             queued = {r[0] for r in con.rows("SELECT idempotency_key FROM outbox")[1]}
             for message in plan.messages:
@@ -103,19 +106,28 @@ def apply_plays(store: Store, plan_for: Callable[[list[PlayAction]], PlaysPlan],
                 queued.add(message.idempotency_key)
                 messages.append([f"msg-{secrets.token_hex(8)}", message.idempotency_key,
                                  message.payload.get("action_id"), message.channel, message.target, message.subject,
-                                 message.text, json.dumps(dict(message.payload), default=str), now, now])
-            columns = ", ".join([*(_column(n) for n in _ACTION_FIELDS), "created_at", "updated_at"])
-            con.execute_many(f"INSERT INTO actions ({columns}) VALUES ({', '.join('?' * (len(_ACTION_FIELDS) + 2))})",
-                             created)
+                                 message.text, json.dumps(dict(message.payload), default=str), "pending", 0, now,
+                                 now])
+            columns = [_column(n) for n in _ACTION_FIELDS]
+            if plan.updated:
+                # each changed action's final state replaces its row, through a temporary table: one DELETE and
+                # one INSERT (DuckDB updates many columns of rows in random order very slowly: 64 s for 50,000)
+                con.execute("CREATE TEMP TABLE _updated AS SELECT * FROM actions WHERE false")
+                con.insert_rows("_updated", [*columns, "created_at", "updated_at"],
+                                [[*(getattr(a, n) for n in _ACTION_FIELDS), now, now] for a in plan.updated])
+                con.execute("UPDATE _updated SET created_at = a.created_at FROM actions a "
+                            "WHERE _updated.action_id = a.action_id")
+                con.execute("DELETE FROM actions WHERE action_id IN (SELECT action_id FROM _updated)")
+                con.execute("INSERT INTO actions SELECT * FROM _updated")
+                con.execute("DROP TABLE _updated")
+            con.insert_rows("actions", [*columns, "created_at", "updated_at"], created)
             for change in plan.changes:
-                assignments = ", ".join(f"{_column(k)} = ?" for k in change.fields)
-                con.execute(f"UPDATE actions SET {assignments}, updated_at = ? WHERE action_id = ?",
-                            [*change.fields.values(), now, change.action_id])
-                events.append([_event_id(now, len(events)), change.action_id, now, plan.run_id, change.event, "upcurve",
-                               change.detail])
-            con.execute_many("INSERT INTO action_events VALUES (?, ?, ?, ?, ?, ?, ?)", events)
-            con.execute_many("INSERT INTO outbox VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, NULL, NULL, NULL, "
-                             "NULL, ?, NULL)", messages)
+                event(change.action_id, change.event, change.detail)
+            con.insert_rows("action_events", ["event_id", "action_id", "happened_at", "run_id", "kind", "actor",
+                                              "detail"], events)
+            con.insert_rows("outbox", ["message_id", "idempotency_key", "action_id", "channel", "target", "subject",
+                                       "body", "payload", "status", "attempts", "next_attempt_at", "created_at"],
+                            messages)
     return plan
 
 
