@@ -420,3 +420,35 @@ def levers(
                       "" if r["actions_per_success"] is None else f"{r['actions_per_success']:.1f}",
                       "" if r["revenue_per_action"] is None else f"{r['revenue_per_action']:,.2f}")
     console.print(table)
+
+
+def _stage(row: dict[str, Any], name: str) -> str:
+    """A funnel stage's accounts, with the share of the stage before that reached it."""
+    share = row.get(f"{name}_step_rate")
+    return f"{row[name]:,}" + (f" ({share:.0%})" if share is not None else "")
+
+
+@plays_app.command("funnel")
+def funnel(workspace: WorkspaceOption = None, run_id: RunOption = None) -> None:
+    """The expansion funnel of a run: accounts from an upgrade prompt to a click, a plan page, an upgrade and the
+    expansion MRR it realised, by prompt type and placement (the events are named under `plays.funnel`)."""
+    store = _store(workspace, Settings())
+    record = _with_progress(lambda say: store.find_run(run_id))
+    rows = _with_progress(lambda say: store.table("funnel", record.run_id)).to_pylist()
+    if not rows:
+        console.print(literal(console, "No funnel events in this run's period: name the events of each stage under "
+                                       "`plays.funnel` in the settings file (docs/plays.md)."))
+        return
+    table = Table(title=safe_text(f"Expansion funnel to {record.as_of} ({_currency(record)})", "table.title"))
+    _add_columns(table, ["prompt", "placement", "aware", "clicked", "intent", "upgraded", "realised",
+                         "realised MRR"], numeric=6)
+    for r in rows:
+        table.add_row(safe_text("all" if r["is_total"] else r["prompt_type"] or "(none)"),
+                      safe_text("" if r["is_total"] else r["placement"] or "(none)"), _stage(r, "awareness"),
+                      *(_stage(r, name) for name in ("consideration", "intent", "conversion", "realised")),
+                      f"{r['realised_mrr']:,.2f}")
+    console.print(table)
+    total = next((r for r in rows if r["is_total"]), None)
+    if total and total.get("converted_without_prompt"):
+        console.print(literal(console, f"{total['converted_without_prompt']:,} account(s) upgraded without a prompt "
+                                       "in the period; they are not in the funnel."))

@@ -34,6 +34,7 @@ from upcurve.plays import (
     assignments_from_activities,
     deliver,
     evaluation_table,
+    expansion_funnel,
     lever_yield,
     matching,
     next_attempt_at,
@@ -242,6 +243,10 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
         logged = {play: (s.within_days, None if s.source == "any" else s.source)
                   for play, s in config.plays.logged.items()}
         results["play_exposures"] = assignments_from_activities(tables["activities"].to_pyarrow(), plays=logged)
+    if "events" in tables:
+        say("computing the expansion funnel")
+        results["funnel"] = money_columns(expansion_funnel(tables["events"], results["movements"], config.plays.funnel,
+                                                           as_of=as_of))
     notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())
     return ComputedRun(results, notes, scorer)
 

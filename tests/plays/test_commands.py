@@ -98,3 +98,8 @@ def test_triggers_outbox_uplift_and_levers_print(workspace: str) -> None:
         result = invoke(*args)
         assert result.exit_code == 0, (args, result.output)
     assert "usage_upgrade" in invoke("plays", "triggers").output
+
+
+def test_funnel_says_how_to_name_the_events_when_a_run_has_none(workspace: str) -> None:
+    result = invoke("plays", "funnel", "--workspace", workspace)
+    assert result.exit_code == 0 and "No funnel events" in result.output and "plays.funnel" in result.output

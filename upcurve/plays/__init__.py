@@ -22,6 +22,7 @@ from upcurve.plays.engine import (
     plan_plays,
     render,
 )
+from upcurve.plays.funnel import FunnelConfig, expansion_funnel
 from upcurve.plays.levers import lever_yield
 from upcurve.plays.rules import PlayDefinition, PlaysConfig, Route, Step, Success, Trigger, parse_condition
 from upcurve.plays.uplift import PlayUplift, assignments_from_activities, outcomes, stable_holdout, uplift
@@ -34,6 +35,7 @@ __all__ = [
     "ActionChange",
     "DeliveryError",
     "DeliverySettings",
+    "FunnelConfig",
     "Message",
     "PlayAction",
     "PlayDefinition",
@@ -50,6 +52,7 @@ __all__ = [
     "assignments_from_activities",
     "deliver",
     "evaluation_table",
+    "expansion_funnel",
     "lever_yield",
     "matching",
     "next_attempt_at",

@@ -35,6 +35,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from upcurve.plays.delivery import DeliverySettings
+from upcurve.plays.funnel import FunnelConfig
 from upcurve.scoring import SCORE_COLUMNS
 from upcurve.signals import SIGNAL_COLUMNS
 
@@ -426,7 +427,7 @@ class PlaysConfig(_Frozen):
     ``enabled: false`` switches a trigger off); ``roles`` likewise. ``routes`` say where each role's messages go
     (none by default: actions and their steps are kept in the workspace and listed by ``upcurve plays list``).
     ``logged`` says what success means for each play the company logs itself in ``activities`` (measured against
-    the accounts it logged as ``holdout``).
+    the accounts it logged as ``holdout``). ``funnel`` names the events of each stage of the expansion funnel.
     """
 
     roles: dict[str, Role] = Field(default_factory=lambda: {k: Role(**v) for k, v in _DEFAULT_ROLES.items()})
@@ -438,6 +439,7 @@ class PlaysConfig(_Frozen):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     logged: dict[str, Success] = Field(default_factory=dict, description="the success of each play the company "
                                        "logs in `activities` (default: any expansion within 45 days)")
+    funnel: FunnelConfig = Field(default_factory=FunnelConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -53,9 +53,15 @@ PRICE_INCREASE = 1.10
 API_LIMIT = 100_000.0
 ADDONS = ("analytics", "automation", "security")
 PLAYS = ("upgrade_prompt", "csm_call", "webinar_invite")
+#: The upgrade prompts a prompted account sees: (prompt type, placement, share of viewers who click, weight).
+PROMPTS = (("feature_gate", "editor", 0.55, 0.3), ("feature_gate", "reports", 0.45, 0.2),
+           ("usage_banner", "dashboard", 0.30, 0.3), ("upgrade_email", "email", 0.20, 0.2))
 #: Whether the eligible accounts each play held out are logged in ``activities`` (outcome ``holdout``). Off, the
 #: tables are those of a simulator that logged only the treated accounts: a test compares the two.
 _LOG_HOLDOUTS = True
+#: Whether the upgrade funnel's events (prompt views, clicks, plan-page visits, checkouts, upgrades) are written.
+#: They draw from a stream of their own: off, every other table is the same (a test compares the two).
+_FUNNEL_EVENTS = True
 
 
 def _month_start(start: dt.date, m: int | np.ndarray) -> np.ndarray:
@@ -132,6 +138,11 @@ class _Block:
             first, n, months, rng, p, start, events)
         self.ids = np.array([f"A{first + i + 1:07d}" for i in range(n)], dtype=object)
         self.rows = {name: _Rows() for name in SCHEMAS}
+        # the upgrade funnel's events draw from a stream of their own (spawning it leaves ``rng``'s draws as they
+        # were), so every other table is the same with or without them
+        seeds = rng.bit_generator.seed_seq
+        assert isinstance(seeds, np.random.SeedSequence)  # a generator made from a seed, as simulate_company makes it
+        self.funnel_rng = np.random.default_rng(seeds.spawn(1)[0])
         r = rng
         self.seg = r.choice(3, n, p=list(p.segment_mix))
         self.currency = np.array(CURRENCIES, dtype=object)[r.choice(3, n, p=[0.7, 0.2, 0.1])]
@@ -170,6 +181,39 @@ class _Block:
         self.next_user = 0
 
     # -- helpers ---------------------------------------------------------------------------------------------
+    def _funnel_times(self, m: int, count: int) -> np.ndarray:
+        first = _month_start(self.start, m)
+        days = (_month_start(self.start, m + 1) - first).astype(np.int64)
+        secs = self.funnel_rng.integers(0, int(days) * 86400, count)
+        return first.astype("datetime64[s]") + secs.astype("timedelta64[s]")
+
+    def _funnel_prompts(self, m: int, prompted: np.ndarray) -> None:
+        """The upgrade prompts shown to the prompted accounts, and the clicks, plan-page visits and checkouts that
+        follow, each a share of the stage before that depends on the prompt (see :data:`PROMPTS`)."""
+        r, idx = self.funnel_rng, np.flatnonzero(prompted)
+        if not len(idx):
+            return
+        kind = r.choice(len(PROMPTS), len(idx), p=[w for *_, w in PROMPTS])
+        ts = self._funnel_times(m, len(idx))
+        types = np.array([t for t, *_ in PROMPTS], dtype=object)[kind]
+        places = np.array([pl for _, pl, *_ in PROMPTS], dtype=object)[kind]
+        click_p = np.array([c for _, _, c, _ in PROMPTS])[kind]
+        stages = [("upgrade_prompt_viewed", np.ones(len(idx), bool)),
+                  ("upgrade_prompt_clicked", r.random(len(idx)) < click_p)]
+        stages.append(("plan_page_viewed", stages[-1][1] & (r.random(len(idx)) < 0.7)))
+        stages.append(("checkout_started", stages[-1][1] & (r.random(len(idx)) < 0.6)))
+        for step, (event, reached) in enumerate(stages):
+            who = np.flatnonzero(reached)
+            later = (ts[who] + np.timedelta64(step * 600, "s"))  # each stage ten minutes after the one before
+            self.rows["events"].add(ts=later, account_id=self.ids[idx[who]], user_id=None, event=event,
+                                    feature=types[who], category=places[who])
+
+    def _funnel_upgrades(self, m: int, upgrades: np.ndarray) -> None:
+        idx = np.flatnonzero(upgrades)
+        if len(idx):
+            self.rows["events"].add(ts=self._funnel_times(m, len(idx)), account_id=self.ids[idx], user_id=None,
+                                    event="upgrade_completed", feature=None, category=None)
+
     def _times(self, m: int, count: int) -> np.ndarray:
         first = _month_start(self.start, m)
         days = (_month_start(self.start, m + 1) - first).astype(np.int64)
@@ -297,6 +341,8 @@ class _Block:
 
         self._truth(np.flatnonzero(buy_now & ~upgrades), m, "seat")
         self._truth(np.flatnonzero(upgrades), m, "tier")
+        if self.with_events and _FUNNEL_EVENTS:
+            self._funnel_upgrades(m, upgrades)
         # some monthly payers upgrade after this period's invoice: a proration line bills the difference
         self.mid_upgrade = upgrades & ~self.annual & ~starting & (old_tier > 1) & (r.random(n) < 0.3)
         self.old_tier = old_tier
@@ -404,6 +450,8 @@ class _Block:
                     "webinar_invite": live}
         treated = {play: eligible[play] & (draws[play] < shares[play]) for play in PLAYS}
         self.prompted = treated["upgrade_prompt"]
+        if self.with_events and _FUNNEL_EVENTS:
+            self._funnel_prompts(m, self.prompted)
         self.health = np.where(treated["csm_call"], np.clip(self.health + 0.08, 0, 0.98), self.health)
         effects = {"upgrade_prompt": "upgrade probability 0.55 → 0.75 next month", "csm_call": "health +0.08",
                    "webinar_invite": "none"}
