@@ -11,6 +11,7 @@ import os
 import tempfile
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -34,9 +35,15 @@ from upcurve.cli_support import (
 from upcurve.config import Settings
 from upcurve.errors import UpcurveError
 from upcurve.present.safe import literal, safe_text, spreadsheet_cell
-from upcurve.workspace import actions as ws_actions
 
 __all__ = ["levers", "plays_app"]
+
+def _actions() -> ModuleType:
+    """The workspace's actions, imported when a command reads them: the command line starts without the engine."""
+    from upcurve.workspace import actions
+
+    return actions
+
 
 plays_app = typer.Typer(help="Trigger rules and playbooks: owned, dated actions, delivered where teams work.",
                         no_args_is_help=True)
@@ -194,7 +201,7 @@ def list_(
     store = _store(workspace, settings)
     statuses = status or ["open", "snoozed"]
     try:
-        found = ws_actions.list_actions(store, status=statuses, owner=owner, account_id=account, play=play)
+        found = _actions().list_actions(store, status=statuses, owner=owner, account_id=account, play=play)
     except UpcurveError as exc:
         raise _fail(exc) from None
     rows = [{c: getattr(a, c) for c in _LIST_COLUMNS} for a in sorted(found, key=lambda a: (a.due_on, a.action_id))]
@@ -227,8 +234,8 @@ def show(action_id: Annotated[str, typer.Argument(help="An action id (a unique s
     """One action and its whole history: created, steps and their messages, status changes, who and why."""
     store = _store(workspace, Settings())
     try:
-        action = ws_actions.find_action(store, action_id)
-        events = ws_actions.list_events(store, action.action_id)
+        action = _actions().find_action(store, action_id)
+        events = _actions().list_events(store, action.action_id)
     except UpcurveError as exc:
         raise _fail(exc) from None
     for name, value in vars(action).items():
@@ -250,7 +257,7 @@ def _set(action_id: str, status: str, workspace: str | None, *, actor: str | Non
          until: dt.date | None = None) -> None:
     store = _store(workspace, Settings())
     try:
-        action = ws_actions.set_status(store, action_id, status, actor=_actor(actor), note=note, until=until)
+        action = _actions().set_status(store, action_id, status, actor=_actor(actor), note=note, until=until)
     except UpcurveError as exc:
         raise _fail(exc) from None
     console.print(literal(console, f"{action.action_id} ({action.account_name or action.account_id}, "
@@ -299,7 +306,7 @@ def outbox(
 ) -> None:
     """The outbox: every message, its status, attempts and last error."""
     store = _store(workspace, Settings())
-    found = ws_actions.list_outbox(store, status=status)
+    found = _actions().list_outbox(store, status=status)
     table = Table(title=safe_text(f"{len(found):,} message(s)", "table.title"))
     for name in ("message", "channel", "to", "subject", "status", "attempts", "next try", "last error"):
         table.add_column(name)
@@ -331,7 +338,7 @@ def export(
         err.print(Text.assemble(("error:", "red"), " ", literal(err, f"{out} exists; pass --replace to replace it, "
                                                                      "or choose another name")))
         raise typer.Exit(EXIT_FAILED)
-    found = ws_actions.list_actions(store, status=["open"], owner=owner)
+    found = _actions().list_actions(store, status=["open"], owner=owner)
     tasks = [{"subject": f"{a.play}: {a.account_name or a.account_id}", "due_date": a.due_on.isoformat(),
               "owner": a.owner, "account_id": a.account_id, "account_name": a.account_name,
               "status": "Not Started", "priority": "High" if a.lever == "retain" else "Normal",

@@ -1,11 +1,20 @@
-"""A small workspace for the plays tests: one run of three accounts (one at risk, one growing, one quiet)."""
+"""The plays tests' fixtures: a small workspace (one run of three accounts: one at risk, one growing, one quiet),
+and a real SMTP server on loopback (aiosmtpd)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.message
+import email.policy
+from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pyarrow as pa
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from upcurve.workspace import Store
 
@@ -35,3 +44,66 @@ def plays_workspace(location: str) -> Store:
                    tables={"accounts": _accounts(), "movements": movements()},
                    started_at=dt.datetime(2025, 4, 1, 8, 0))
     return store
+
+
+# -- a real SMTP server on loopback ------------------------------------------------------------------------------
+class Inbox:
+    """An aiosmtpd handler that keeps every message in memory, or answers RCPT or DATA with a set reply."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+        self.rcpt_reply: str | None = None
+        self.data_reply: str | None = None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self.rcpt_reply:
+            return self.rcpt_reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_reply:
+            return self.data_reply
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK queued as 42"
+
+    def parsed(self, i: int = -1) -> email.message.EmailMessage:
+        # as a mail store keeps it: the wire's CRLF line ends become newlines
+        parsed = email.message_from_bytes(self.received[i][2].replace(b"\r\n", b"\n"), policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        return parsed
+
+
+class LoopbackController(Controller):
+    """aiosmtpd's controller bound to port 0: the real port is read back before the start-up probe connects."""
+
+    running = False
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+    def start(self) -> None:
+        super().start()
+        self.running = True
+
+    def stop(self, no_assert: bool = False) -> None:
+        self.running = False
+        super().stop(no_assert)
+
+
+def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"plays", b"right")
+    return AuthResult(success=ok, handled=False)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, LoopbackController]]:
+    inbox = Inbox()
+    controller = LoopbackController(inbox, hostname="127.0.0.1", port=0, authenticator=_authenticate,
+                                    auth_require_tls=False)
+    controller.start()
+    yield inbox, controller
+    if controller.running:
+        controller.stop()

@@ -6,8 +6,6 @@ Nothing is mocked: every test sends real bytes through urllib or smtplib to a se
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import json
 import pickle
 import re
@@ -25,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import upcurve
+from tests.plays.conftest import Inbox, LoopbackController
 from upcurve.errors import UpcurveError
 from upcurve.plays.delivery import (
     DeliveryError,
@@ -469,68 +466,6 @@ def test_slack_bodies_are_safe_for_any_text(subject: str, name: str) -> None:
 
 
 # --- email through a real SMTP server ----------------------------------------------------------------------------
-
-class Inbox:
-    """An aiosmtpd handler that keeps every message in memory, or answers RCPT or DATA with a set reply."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-        self.rcpt_reply: str | None = None
-        self.data_reply: str | None = None
-
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
-        if self.rcpt_reply:
-            return self.rcpt_reply
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.data_reply:
-            return self.data_reply
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK queued as 42"
-
-    def parsed(self, i: int = -1) -> email.message.EmailMessage:
-        # as a mail store keeps it: the wire's CRLF line ends become newlines
-        parsed = email.message_from_bytes(self.received[i][2].replace(b"\r\n", b"\n"), policy=email.policy.default)
-        assert isinstance(parsed, email.message.EmailMessage)
-        return parsed
-
-
-class LoopbackController(Controller):
-    """aiosmtpd's controller bound to port 0: the real port is read back before the start-up probe connects."""
-
-    running = False
-
-    def _trigger_server(self) -> None:
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
-
-    def start(self) -> None:
-        super().start()
-        self.running = True
-
-    def stop(self, no_assert: bool = False) -> None:
-        self.running = False
-        super().stop(no_assert)
-
-
-def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"plays", b"right")
-    return AuthResult(success=ok, handled=False)
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, LoopbackController]]:
-    inbox = Inbox()
-    controller = LoopbackController(inbox, hostname="127.0.0.1", port=0, authenticator=_authenticate,
-                                    auth_require_tls=False)
-    controller.start()
-    yield inbox, controller
-    if controller.running:
-        controller.stop()
-
 
 def mail_settings(controller: LoopbackController, **smtp: Any) -> DeliverySettings:
     return DeliverySettings(

@@ -22,8 +22,16 @@ QUIET: dict[str, Any] = {
     "account_id": "A1", "name": "Acme", "owner": "ann", "usage_share_used": 0.4, "usage_this_month": 400.0,
     "usage_limit": 1000.0, "usage_metric": "api_calls", "features_first_used_7d": 2, "outcome_status": "on_track",
     "new_active_30d": 4, "active_users": 9, "purchased_seats": 10, "days_to_renewal": 120, "churn_risk": 0.1,
-    "health_score": 70.0, "health_tier": "Nurture", "recommended_lever": "seat",
+    "health_score": 70.0, "health_tier": "Nurture", "recommended_lever": "seat", "flag_premium_gap": False,
+    "premium_gap_features": 0, "tier_headroom": 1, "tenure_days": 400, "nps_12m": 50.0, "products_unowned": 1,
 }
+#: An account ready for a cross-sell on every count (the quiet one is held back by its health).
+READY = {"health_score": 85.0}
+
+
+#: The default plays without their holdouts, so that a single account is always worked.
+NO_HOLDOUT = PlaysConfig.model_validate({"plays": {
+    key: {**play.model_dump(), "holdout": 0.0} for key, play in PlaysConfig().plays.items()}})
 
 
 def accounts(*rows: dict[str, Any]) -> pa.Table:
@@ -66,11 +74,17 @@ def opened(p: PlaysPlan, trigger: str) -> list[PlayAction]:
     ("renewal_90", {"days_to_renewal": 90}, {"days_to_renewal": 91}),
     ("renewal_90", {"days_to_renewal": 1}, {"days_to_renewal": 0}),
     ("churn_risk", {"churn_risk": 0.3}, {"churn_risk": 0.29}),
+    ("tier_ready", {"flag_premium_gap": True, "premium_gap_features": 2}, {"flag_premium_gap": False}),
+    ("tier_ready", {"flag_premium_gap": True}, {"flag_premium_gap": True, "tier_headroom": 0}),
+    ("cross_sell_ready", READY, {"health_score": 79.9}),
+    ("cross_sell_ready", READY, {**READY, "tenure_days": 179}),
+    ("cross_sell_ready", READY, {**READY, "nps_12m": 40.0}),
+    ("cross_sell_ready", READY, {**READY, "products_unowned": 0}),
 ])
 def test_each_default_trigger_fires_on_its_account_and_not_on_a_near_miss(trigger: str, hit: dict[str, Any],
                                                                           miss: dict[str, Any]) -> None:
     table = evaluated(accounts({"account_id": "HIT", **hit}, {"account_id": "MISS", **miss}))
-    p = plan(table)
+    p = plan(table, config=NO_HOLDOUT)
     assert [a.account_id for a in opened(p, trigger)] == ["HIT"]
     assert p.matched[trigger] == 1
 

@@ -180,3 +180,22 @@ def test_a_play_with_a_holdout_is_measured_on_a_later_run_and_levers_count_its_e
     [seat] = [r for r in levers(store).to_pylist() if r["lever"] == "seat"]
     assert seat["expansion_mrr"] == Decimal("50.00") * len(bought) and seat["actions"] == len(treated)
     assert seat["successes"] == measured.conversions_treated
+
+
+def test_email_route_delivers_each_step_once_to_the_owners_address(tmp_path: Any, smtp: Any) -> None:
+    inbox, controller = smtp
+    store = plays_workspace(str(tmp_path / "ws"))
+    config = UpcurveConfig.model_validate({"plays": {
+        "routes": [{"to": ["csm"], "email": True}],
+        "delivery": {"smtp": {"host": "127.0.0.1", "port": controller.port, "sender": "plays@example.com",
+                              "timeout_seconds": 5},
+                     "addresses": {"ann": "ann@example.com", "bob": "bob@example.com"}}}})
+    plays_run(store, config=config)
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(minutes=1)
+    assert plays_deliver(store, config=config, now=later).sent == 1
+    assert plays_deliver(store, config=config, now=later + dt.timedelta(hours=1)).sent == 0
+    [(sender, recipients, _)] = inbox.received
+    assert sender == "plays@example.com" and recipients == ["ann@example.com"]
+    assert inbox.parsed()["Subject"] == "Risky Co is at risk: churn risk 60%"
+    [sent] = ws.list_outbox(store, status=["sent"])
+    assert sent.receipt == "250 OK queued as 42" and sent.target == "ann"
