@@ -123,6 +123,11 @@ def test_runs_diff_and_model(client: Any, tokens: dict[str, str]) -> None:
     assert earlier["as_of"] == runs[0]["as_of"]
     diff = get(client, tokens, "/api/diff")
     assert diff["a"]["run_id"] == runs[0]["run_id"] and diff["b"]["run_id"] == runs[1]["run_id"]
+    assert set(diff["totals"]) == {"entered", "left", "tier_moves", "new_churn_risks"}
+    for part, total in diff["totals"].items():
+        whole = get(client, tokens, "/api/diff?limit=1000")[part]
+        pages = [get(client, tokens, f"/api/diff?limit=3&offset={at}")[part] for at in range(0, total + 3, 3)]
+        assert len(whole) == total and [r for p in pages for r in p] == whole, part
     model = get(client, tokens, "/api/model")
     assert model["model_id"] and any("10% of accounts" in w for w in model["in_words"])
 

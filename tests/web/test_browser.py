@@ -1,6 +1,7 @@
-"""The pages in a real browser (Debian's chromium driven by Playwright): charts drawn, a click on a waterfall bar
-lists its accounts, the worklist filters and sorts, the account page shows progress bars, and the board report
-opens with the network off and draws every chart. Screenshots go to ``test-artifacts/web/``."""
+"""The pages in a real browser (Debian's chromium driven by Playwright): charts drawn, a click on a waterfall bar,
+a cohort cell or an owner's bar lists its accounts, the worklist filters and sorts, the account page shows
+progress bars, and the board report opens with the network off and draws every chart. Screenshots go to
+``test-artifacts/web/``."""
 
 from __future__ import annotations
 
@@ -97,6 +98,28 @@ def test_overview_draws_its_charts_and_a_bar_lists_its_accounts(page: Any) -> No
     assert "new" in result.locator("h3").inner_text()
     assert result.locator("tbody tr a").count() > 0
     shot(page, "overview")
+
+
+def test_a_cohort_cell_and_an_owner_bar_list_their_accounts(page: Any) -> None:
+    all_drawn(page)
+    assert page.locator("#chart-by_owner .main-svg").count() > 0
+    heatmap = page.locator("#chart-cohorts .nsewdrag").first
+    heatmap.scroll_into_view_if_needed()
+    box = heatmap.bounding_box()
+    page.mouse.move(box["x"] + 4, box["y"] + 4)  # the first cohort (top row), its first month (left column)
+    page.mouse.click(box["x"] + 4, box["y"] + 4)
+    result = page.locator("#drill-result h3")
+    result.wait_for()
+    assert result.inner_text().startswith("cohort ")
+    assert page.locator("#drill-result tbody tr a").count() > 0
+    bars = page.locator("#chart-by_owner g.trace.bars g.point path")
+    bars.first.scroll_into_view_if_needed()
+    box = bars.first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("document.querySelector('#drill-result h3').textContent.startsWith('owner ')")
+    assert page.locator("#drill-result tbody tr a").count() > 0
+    shot(page, "overview-drill")
 
 
 def test_worklist_filters_and_sorts(page: Any) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -95,7 +99,9 @@ def test_data_is_escaped_in_pages_and_csv(session: Any, store: Store) -> None:
     run_id = store.runs()[-1].run_id
     account = store.query("SELECT account_id FROM worklist WHERE run_id = ? LIMIT 1", [run_id]).column(0).to_pylist()[0]
     note = '<script>alert("x")</script>'
-    acc.record_action(store, run_id, account, "contacted", note, "ann")
+    form = {"run_id": run_id, "account_id": account, "status": "contacted", "note": note,
+            "csrf": csrf_of(session.get("/worklist").text)}
+    assert session.post("/worklist/action", data=form, follow_redirects=False).status_code == 303
     page = session.get(f"/accounts/{account}").text
     assert note not in page and "&lt;script&gt;" in page
     csv_text = session.get("/worklist.csv?motion=expand").text
@@ -113,3 +119,61 @@ def test_unknown_pages_and_parameters_answer_clearly(session: Any) -> None:
     assert session.get("/?run=run-nope").status_code == 404
     assert session.get("/?month=2024-13").status_code == 422
     assert session.get("/worklist?sort=nope").status_code == 404
+
+
+def figure(page: str, key: str) -> dict[str, Any]:
+    found = re.search(rf'<script type="application/json" id="fig-{key}">(.*?)</script>', page, re.S)
+    assert found, f"no figure {key}"
+    result: dict[str, Any] = json.loads(found[1])
+    return result
+
+
+def test_the_overview_shows_expansion_by_source_segment_product_and_owner(session: Any) -> None:
+    reader = session.app.state.reader
+    run = reader.run()
+    page = session.get("/").text
+    for dimension in ("source", "segment", "product", "owner"):
+        shown = figure(page, f"by_{dimension}")
+        expected = reader.expansion_by(run, dimension)
+        assert expected and shown["data"][0]["x"] == [r["value"] for r in expected], dimension
+        assert shown["data"][0]["y"] == [float(r["expansion"]) for r in expected], dimension
+    assert 'id="chart-by_owner" data-figure="fig-by_owner" data-drill="dimension"' in page
+
+
+def test_an_owner_bar_and_a_cohort_cell_list_their_accounts(session: Any, store: Store) -> None:
+    run_id = store.runs()[-1].run_id
+    owner = store.query("SELECT owner FROM accounts WHERE run_id = ? AND owner IS NOT NULL ORDER BY account_id "
+                        "LIMIT 1", [run_id]).column(0)[0].as_py()
+    listed = session.get(f"/partials/accounts?dimension=owner&value={owner}&limit=500").text
+    owners = re.findall(r"<tr><td><a [^>]*>[^<]*</a></td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td>", listed)
+    mine = store.query("SELECT count(*) FROM accounts WHERE run_id = ? AND owner = ?", [run_id, owner]).column(0)
+    assert f"owner {owner}: {mine[0].as_py()} account(s)" in listed and set(owners) == {owner}
+    cohorts = figure(session.get("/").text, "cohorts")["data"][0]
+    cohort = cohorts["customdata"][2][0][0]  # the cell a click sends: [cohort, months since]
+    members = store.query("SELECT account_id FROM account_growth WHERE run_id = ? AND first_paid_month = ?",
+                          [run_id, cohort]).column(0).to_pylist()
+    listed = session.get(f"/partials/accounts?cohort={cohort}&limit=500").text
+    assert members and f"cohort {cohort}: {len(members)} account(s)" in listed
+    assert set(re.findall(r'href="/accounts/([^"?]+)\?', listed)) == set(members)
+
+
+def test_the_model_page_says_what_the_model_means_in_words(session: Any) -> None:
+    page = session.get("/model").text
+    assert re.search(r"of the 10% of accounts it puts first, \d+% expanded within \d+ months, [\d.]+× the average",
+                     page)
+
+
+def test_the_csv_export_writes_the_worklist_as_shown(session: Any) -> None:
+    owners = re.search(r'id="filter-owner">(.*?)</select>', session.get("/worklist").text, re.S)
+    assert owners
+    owner = re.findall(r'<option value="([^"]+)"', owners[1])[0]
+    query = f"owner={owner}&sort=value_at_stake&order=desc"
+    shown = re.findall(r'<tr data-account="([^"]+)"', session.get(f"/worklist?{query}").text)
+    response = session.get(f"/worklist.csv?{query}")
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert shown and [r["account_id"] for r in rows] == shown
+    assert {r["owner"] for r in rows} == {owner} and {r["currency"] for r in rows} == {"USD"}
+    values = [Decimal(r["value_at_stake"]) for r in rows]
+    assert values == sorted(values, reverse=True)

@@ -8,17 +8,29 @@ an action needs ``write``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from upcurve.web.app import ReaderDep, token_scope
-from upcurve.web.data import NotFound, page, plain, plain_rows
+from upcurve.web.data import (
+    DIFF_THRESHOLD,
+    NotFound,
+    Reader,
+    headline,
+    page_table,
+    plain,
+    plain_rows,
+    plain_table,
+)
+from upcurve.workspace import RunRecord
 from upcurve.workspace import access as acc
-from upcurve.workspace import diff_runs
 
 __all__ = ["router"]
+
+T = TypeVar("T")
 
 Read = Depends(token_scope("read"))
 Write = Depends(token_scope("write"))
@@ -232,6 +244,10 @@ class Diff(BaseModel):
     a: Run
     b: Run
     currency: str
+    offset: int
+    limit: int
+    totals: dict[str, int] = Field(description="how many accounts each list holds in all (`entered`, `left`, "
+                                               "`tier_moves`, `new_churn_risks`); each answers one page of them")
     bridge: list[dict[str, Any]]
     entered: list[DiffAccount]
     left: list[DiffAccount]
@@ -287,25 +303,34 @@ def get_run(data: ReaderDep, run_id: Annotated[str, Path(max_length=100)]) -> Ru
     return run_out(data, data.run(run_id))
 
 
+def _kept(data: Reader, record: RunRecord, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+    """An answer that depends only on the run and ``key`` (parameters of few values each), made once: a stored run
+    never changes. Pydantic does not validate a model it is handed again, so a kept answer costs only its JSON."""
+    return data.memo(record, ("api", *key), make)
+
+
 @router.get("/metrics", dependencies=[Read], summary="The metrics by month: MRR, ARR, the bridge, NRR, GRR, …")
 def metrics(data: ReaderDep, run: RunParam = None, month_from: Month = None, month_to: Month = None) -> Metrics:
     record = data.run(run)
-    rows = [m for m in data.metrics(record) if (month_from is None or m["month"] >= month_from)
-            and (month_to is None or m["month"] <= month_to)]
-    from upcurve.web.data import headline
-    return Metrics.model_validate({
-        **_envelope(data, record), "headline": headline(data.month(record)), "items": plain_rows(rows)
-    })
+    months = _kept(data, record, ("metrics",), lambda: [MonthMetrics.model_validate(plain(m))
+                                                         for m in data.metrics(record)])
+    return Metrics(**_envelope(data, record), headline=headline(data.month(record)),
+                   items=[m for m in months if (month_from is None or m.month >= month_from)
+                          and (month_to is None or m.month <= month_to)])
 
 
 @router.get("/bridge", dependencies=[Read], summary="A month's MRR bridge, with expansion by source")
 def bridge(data: ReaderDep, run: RunParam = None, month: Month = None) -> Bridge:
     record = data.run(run)
-    lines = data.bridge(record, month)
-    last = data.month(record, month)
-    return Bridge.model_validate({
-        **_envelope(data, record), "month": last["month"] if last else None, "lines": plain_rows(lines)
-    })
+
+    def make() -> Bridge:
+        lines = data.bridge(record, month)
+        last = data.month(record, month)
+        return Bridge.model_validate({
+            **_envelope(data, record), "month": last["month"] if last else None, "lines": plain_rows(lines)
+        })
+
+    return _kept(data, record, ("bridge", month), make)
 
 
 @router.get("/expansion", dependencies=[Read], summary="Expansion and contraction over 12 months by source or "
@@ -316,27 +341,27 @@ def expansion(data: ReaderDep, run: RunParam = None,
     record = data.run(run)
     if by != "source" and by not in data.dimensions(record):
         raise NotFound(f"no dimension {by!r}; try source or {', '.join(data.dimensions(record))}")
-    return Expansion.model_validate({
+    return _kept(data, record, ("expansion", by, months), lambda: Expansion.model_validate({
         **_envelope(data, record), "by": by, "items": plain_rows(data.expansion_by(record, by, months))
-    })
+    }))
 
 
 @router.get("/segments", dependencies=[Read], summary="A month's metrics by the values of a dimension")
 def segments(data: ReaderDep, run: RunParam = None,
              dimension: Annotated[str, Query(max_length=100)] = "segment", month: Month = None) -> Segments:
     record = data.run(run)
-    return Segments.model_validate({
+    return _kept(data, record, ("segments", dimension, month), lambda: Segments.model_validate({
         **_envelope(data, record), "dimension": dimension, "dimensions": data.dimensions(record),
         "items": plain_rows(data.segments(record, dimension, month))
-    })
+    }))
 
 
 @router.get("/cohorts", dependencies=[Read], summary="Logos and MRR retained by first-paid month")
 def cohorts(data: ReaderDep, run: RunParam = None) -> Cohorts:
     record = data.run(run)
-    return Cohorts.model_validate({
+    return _kept(data, record, ("cohorts",), lambda: Cohorts.model_validate({
         **_envelope(data, record), "items": plain_rows(data.cohorts(record))
-    })
+    }))
 
 
 MovementType = Literal["new", "expansion", "reactivation", "contraction", "churn", "fx"]
@@ -352,7 +377,7 @@ def movements(data: ReaderDep, run: RunParam = None, month_from: Month = None, m
                            account_id=account_id)
     return Movements.model_validate({
         **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
-        "items": plain_rows(page(table, offset, limit))
+        "items": plain_table(page_table(table, offset, limit, list(Movement.model_fields)))
     })
 
 
@@ -372,7 +397,7 @@ def accounts(data: ReaderDep, run: RunParam = None, segment: Text = None, owner:
                           cohort=cohort, search=q)
     return Accounts.model_validate({
         **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
-        "items": plain_rows(page(table, offset, limit))
+        "items": plain_table(page_table(table, offset, limit, list(AccountRow.model_fields)))
     })
 
 
@@ -402,7 +427,7 @@ def worklist(data: ReaderDep, run: RunParam = None, owner: Text = None, segment:
                            order=order)
     return Worklist.model_validate({
         **_envelope(data, record), "total": table.num_rows, "offset": offset, "limit": limit,
-        "items": plain_rows(page(table, offset, limit))
+        "items": plain_table(page_table(table, offset, limit, list(WorklistItem.model_fields)))
     })
 
 
@@ -415,9 +440,11 @@ def worklist_table(data: Any, record: Any, *, owner: str | None = None, segment:
                          table_name="worklist+segment")
 
 
-@router.get("/diff", dependencies=[Read], summary="What changed between two runs (default: the two latest)")
+@router.get("/diff", dependencies=[Read], summary="What changed between two runs (default: the two latest); each "
+                                                  "list of accounts a page")
 def diff(data: ReaderDep, a: RunParam = None, b: RunParam = None,
-         threshold: Annotated[float, Query(ge=0, le=1)] = 0.3) -> Diff:
+         threshold: Annotated[float, Query(ge=0, le=1)] = DIFF_THRESHOLD, offset: Offset = 0,
+         limit: Limit = 100) -> Diff:
     runs = data.runs()
     later = data.run(b)
     if a is not None:
@@ -428,12 +455,14 @@ def diff(data: ReaderDep, a: RunParam = None, b: RunParam = None,
             raise NotFound("a diff needs an earlier run; the workspace holds "
                            f"{len(runs)} run(s)")
         earlier = before[-1]
-    found = data.call(diff_runs, data.store, earlier, later, threshold=threshold)
+    found = data.diff(earlier, later, threshold=threshold)
+    lists = ("entered", "left", "tier_moves", "new_churn_risks")
     # rows validated into their models by pydantic, as every answer here is
     return Diff.model_validate({
         "a": run_out(data, earlier), "b": run_out(data, later), "currency": data.currency(later),
-        **{part: plain_rows(getattr(found, part).to_pylist())
-           for part in ("bridge", "entered", "left", "tier_moves", "new_churn_risks")},
+        "offset": offset, "limit": limit, "totals": {part: getattr(found, part).num_rows for part in lists},
+        "bridge": plain_table(found.bridge),
+        **{part: plain_table(page_table(getattr(found, part), offset, limit)) for part in lists},
     })
 
 
@@ -442,8 +471,7 @@ def model(data: ReaderDep, run: RunParam = None) -> Model:
     from upcurve.web.words import model_in_words
 
     record = data.run(run)
-    models = data.call(data.store.models)
-    found = next((m for m in models if m.model_id == record.model_id), None)
+    found = next((m for m in data.models() if m.model_id == record.model_id), None)
     if found is None:
         return Model(model_id=None, active=False, kind=None, trained_as_of=None, card={},
                      in_words=["This run was scored by the rules (no trained model)."])
@@ -455,13 +483,13 @@ def model(data: ReaderDep, run: RunParam = None) -> Model:
 @router.get("/actions", dependencies=[Read], summary="What the team did with a run's worklist accounts")
 def actions(data: ReaderDep, run: RunParam = None, account_id: Text = None) -> list[Action]:
     record = data.run(run)
-    return [Action(**plain(vars(a))) for a in data.call(acc.list_actions, data.store, record.run_id, account_id)]
+    return [Action(**plain(vars(a))) for a in data.actions(record, account_id)]
 
 
 @router.post("/actions", status_code=201, summary="Record what was done with a worklist account (write scope)")
 def add_action(data: ReaderDep, body: ActionIn, token: Annotated[acc.ApiToken, Write]) -> Action:
     record = data.run(body.run_id)
     data.account(record, body.account_id)  # 404 for an account the run does not hold
-    done = data.call(acc.record_action, data.store, record.run_id, body.account_id, body.status, body.note,
-                     f"token {token.token_id} ({token.name})")
+    done = data.record_action(record, body.account_id, body.status, body.note,
+                              f"token {token.token_id} ({token.name})")
     return Action(**plain(vars(done)))

@@ -7,7 +7,9 @@ a bug in upcurve.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,10 +20,11 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from upcurve import __version__
 from upcurve.errors import UpcurveError
-from upcurve.web.data import NotFound, Reader
+from upcurve.web.data import NOT_REMEMBERED, NotFound, Reader
 from upcurve.workspace import Store
 from upcurve.workspace import access as acc
 
@@ -53,8 +56,8 @@ class LoginRequired(Exception):
     """A page asked for without a live session: the handler sends the browser to the login page."""
 
 
-def reader(request: Request) -> Reader:
-    """The app's workspace reader (a dependency)."""
+async def reader(request: Request) -> Reader:
+    """The app's workspace reader (a dependency; on the event loop: it waits on nothing)."""
     found: Reader = request.app.state.reader
     return found
 
@@ -71,10 +74,19 @@ class CurrentUser:
         self.csrf_token = csrf_token
 
 
-def current_user(request: Request, data: ReaderDep) -> CurrentUser:
+async def _live(data: Reader, check: Callable[[Store, str], Any], secret: str) -> Any:
+    """``data.live(check, secret)``: on the event loop when the answer is remembered (nearly every request), else in
+    a worker thread (asking the workspace blocks), so a request hops to a thread once, not once per dependency."""
+    found = data.remembered(check, secret)
+    if found is NOT_REMEMBERED:
+        found = await run_in_threadpool(data.live, check, secret)
+    return found
+
+
+async def current_user(request: Request, data: ReaderDep) -> CurrentUser:
     """The session's user (a dependency of every page); without a live session, the login page."""
     session_id = request.cookies.get(SESSION_COOKIE, "")
-    session = data.live(acc.find_session, session_id) if session_id else None
+    session = await _live(data, acc.find_session, session_id) if session_id else None
     if session is None:
         raise LoginRequired
     return CurrentUser(session.username, session.csrf_token)
@@ -93,9 +105,9 @@ _bearer = HTTPBearer(auto_error=False, description="An API token from `upcurve t
 def token_scope(scope: str) -> Any:
     """A dependency that admits a request with a live token carrying ``scope``: 401 without one, 403 without it."""
 
-    def check(data: ReaderDep,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> acc.ApiToken:
-        token = data.live(acc.check_token, credentials.credentials) if credentials else None
+    async def check(data: ReaderDep,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> acc.ApiToken:
+        token = await _live(data, acc.check_token, credentials.credentials) if credentials else None
         if token is None:
             raise HTTPException(401, "a valid API token is required: send `Authorization: Bearer <token>` "
                                      "(`upcurve tokens create NAME` makes one)",
@@ -107,10 +119,13 @@ def token_scope(scope: str) -> Any:
     return check
 
 
-def create_app(store: Store | str | Path, *, secure_cookies: bool = False) -> FastAPI:
+def create_app(store: Store | str | Path, *, secure_cookies: bool = False, warm: bool = False) -> FastAPI:
     """The web app over a workspace (a :class:`Store`, a folder or a ``postgresql://`` URL).
 
-    ``secure_cookies`` marks the session cookie ``Secure`` (serve behind HTTPS)."""
+    ``secure_cookies`` marks the session cookie ``Secure`` (serve behind HTTPS). ``warm`` reads and indexes each
+    latest run in a background thread as soon as the app sees it (``upcurve serve`` does), so the first person to
+    open an account page does not wait for it; the app must then be the only one in its process to open the
+    workspace (an embedded DuckDB file opens one way at a time in a process)."""
     from upcurve.web import api, pages
 
     if not isinstance(store, Store):
@@ -120,7 +135,10 @@ def create_app(store: Store | str | Path, *, secure_cookies: bool = False) -> Fa
                               "the worklist, runs and their diff. Money is a decimal string in the run's "
                               "reporting currency (`currency`). Every call needs an API token "
                               "(`Authorization: Bearer …`) with the `read` scope (`write` to record actions).")
-    app.state.reader = Reader(store)
+    app.state.reader = Reader(store, warm=warm)
+    if warm:
+        with contextlib.suppress(UpcurveError):  # no run yet: the pages say so
+            app.state.reader.runs()  # seen: the latest run is warmed in the background
     app.state.secure_cookies = secure_cookies
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

@@ -56,7 +56,8 @@ def serve(workspace: WorkspaceOpt = None,
         _err.print(safe_text(f"note: no user can log in yet: upcurve users add NAME --workspace {store.where}",
                              "yellow"))
     _console.print(safe_text(f"serving {store.where} on http://{host}:{port} (Ctrl-C stops)"))
-    uvicorn.run(create_app(store, secure_cookies=secure_cookies), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, secure_cookies=secure_cookies, warm=True), host=host, port=port,
+                log_level="warning")
 
 
 def report(workspace: WorkspaceOpt = None,

@@ -29,7 +29,7 @@ from upcurve.web.app import (
 )
 from upcurve.web.data import NotFound, Reader, headline, page
 from upcurve.web.words import model_in_words
-from upcurve.workspace import RunRecord, diff_runs
+from upcurve.workspace import RunRecord
 from upcurve.workspace import access as acc
 
 __all__ = ["router"]
@@ -105,22 +105,27 @@ def logout(request: Request, data: ReaderDep, user: User, csrf: Annotated[str, F
 @router.get("/")
 def overview(request: Request, data: ReaderDep, user: User, run: Opt = None, month: Month = None) -> HTMLResponse:
     record = data.run(run)
-    currency = data.currency(record)
     metrics = data.metrics(record)
     last = data.month(record, month)
     figures: dict[str, Any] = {}
     if last is not None:
-        figures["bridge"] = charts.bridge_waterfall(data.bridge(record, last["month"]), currency, last["month"])
-        figures["trend"] = charts.mrr_trend(metrics, currency)
-        figures["retention"] = charts.retention_trend(metrics)
-        figures["by_source"] = charts.expansion_bars(data.expansion_by(record, "source"), "source", currency)
-        for dimension in [d for d in ("segment", "product", "owner") if d in data.dimensions(record)]:
-            figures[f"by_{dimension}"] = charts.expansion_bars(data.expansion_by(record, dimension), dimension,
-                                                               currency)
-        figures["cohorts"] = charts.cohort_heatmap(data.cohorts(record))
+        figures = data.memo(record, ("overview figures", last["month"]),
+                            lambda: _overview_figures(data, record, last["month"]))
     return _render(request, "overview.html", _context(
         data, user, record, last=last, headline=headline(last), verdict=nrr_verdict(last["nrr_12m"] if last else None),
         figures=figures, months=[m["month"] for m in metrics]))
+
+
+def _overview_figures(data: Reader, record: RunRecord, month: str) -> dict[str, Any]:
+    """The overview's charts of a run's month (made once: a stored run never changes)."""
+    currency, metrics = data.currency(record), data.metrics(record)
+    figures = {"bridge": charts.bridge_waterfall(data.bridge(record, month), currency, month),
+               "trend": charts.mrr_trend(metrics, currency), "retention": charts.retention_trend(metrics),
+               "by_source": charts.expansion_bars(data.expansion_by(record, "source"), "source", currency)}
+    for dimension in [d for d in ("segment", "product", "owner") if d in data.dimensions(record)]:
+        figures[f"by_{dimension}"] = charts.expansion_bars(data.expansion_by(record, dimension), dimension, currency)
+    figures["cohorts"] = charts.cohort_heatmap(data.cohorts(record))
+    return figures
 
 
 @router.get("/partials/movements")
@@ -130,8 +135,9 @@ def movements_partial(request: Request, data: ReaderDep, user: User, run: Opt = 
     record = data.run(run)
     table = data.movements(record, month_from=month_from, month_to=month_to, kind=type or None,
                            source=source or None)
-    names = _names(data, record)
-    rows = [dict(r, name=names.get(r["account_id"])) for r in page(table, 0, limit)]
+    rows = page(table, 0, limit)
+    names = data.names(record, [r["account_id"] for r in rows])
+    rows = [dict(r, name=names[r["account_id"]]) for r in rows]
     what = " ".join(x for x in (type, source) if x) or "all movements"
     period = month_from if month_from == month_to else f"{month_from or '…'} to {month_to or '…'}"
     return _render(request, "_movements.html", {"rows": rows, "total": table.num_rows, "what": what,
@@ -155,13 +161,6 @@ def accounts_partial(request: Request, data: ReaderDep, user: User, run: Opt = N
                                                "what": what, "run": record, "currency": data.currency(record)})
 
 
-def _names(data: Reader, record: RunRecord) -> dict[str, str]:
-    accounts = data.table(record, "accounts")
-    if accounts.num_rows == 0:
-        return {}
-    return dict(zip(accounts["account_id"].to_pylist(), accounts["name"].to_pylist(), strict=True))
-
-
 # -- worklist --------------------------------------------------------------------------------------------------------
 _WORKLIST_SORTS = ("rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",
                    "expected_expansion_mrr")
@@ -183,7 +182,7 @@ def worklist(request: Request, data: ReaderDep, user: User, run: Opt = None, own
              order: Opt = "asc") -> HTMLResponse:
     record = data.run(run)
     table = _worklist(data, record, owner, segment, lever, motion, sort or "rank", order or "asc")
-    done = {a.account_id: a for a in reversed(data.call(acc.list_actions, data.store, record.run_id))}
+    done = {a.account_id: a for a in reversed(data.actions(record))}
     filters = {"owner": owner or "", "segment": segment or "", "lever": lever or "", "motion": motion or ""}
     options = {"owner": data.distinct(record, "worklist", "owner"),
                "segment": data.distinct(record, "accounts", "segment"),
@@ -228,7 +227,7 @@ def worklist_action(data: ReaderDep, user: User, csrf: Annotated[str, Form(max_l
     check_csrf(user, csrf)
     record = data.run(run_id)
     data.account(record, account_id)
-    data.call(acc.record_action, data.store, record.run_id, account_id, status, note or None, user.username)
+    data.record_action(record, account_id, status, note or None, user.username)
     return RedirectResponse(f"/worklist?run={record.run_id}", status_code=303)
 
 
@@ -285,7 +284,7 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
         churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],
-        actions=data.call(acc.list_actions, data.store, record.run_id, account_id)))
+        actions=data.actions(record, account_id)))
 
 
 # -- segments, runs, model ------------------------------------------------------------------------------------------
@@ -312,17 +311,19 @@ def runs(request: Request, data: ReaderDep, user: User, a: Opt = None, b: Opt = 
         later = record
         earlier = data.run(a) if a else next((r for r in reversed(history) if r.run_id != later.run_id), None)
         if earlier is not None and earlier.run_id != later.run_id:
-            found = data.call(diff_runs, data.store, earlier, later)
+            found = data.diff(earlier, later)
+            parts = {"entered": found.entered, "left": found.left, "tier_moves": found.tier_moves,
+                     "risks": found.new_churn_risks}
             diff = {"a": earlier, "b": later, "bridge": found.bridge.to_pylist(),
-                    "entered": found.entered.to_pylist(), "left": found.left.to_pylist(),
-                    "tier_moves": found.tier_moves.to_pylist(), "risks": found.new_churn_risks.to_pylist()}
+                    "totals": {key: part.num_rows for key, part in parts.items()},
+                    **{key: part.slice(0, 25).to_pylist() for key, part in parts.items()}}
     return _render(request, "runs.html", _context(data, user, record, history=list(reversed(history)), diff=diff))
 
 
 @router.get("/model")
 def model(request: Request, data: ReaderDep, user: User, run: Opt = None) -> HTMLResponse:
     record = data.run(run)
-    models = data.call(data.store.models)
+    models = data.models()
     found = next((m for m in models if m.model_id == record.model_id), None)
     return _render(request, "model.html", _context(data, user, record, model=found, models=models,
                                                    words=model_in_words(found.card) if found else []))
