@@ -56,6 +56,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_workspace.py
 	$(PY) benchmarks/bench_web.py
+	$(PY) benchmarks/bench_plays.py
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_signals.py
 	$(PY) benchmarks/bench_scoring.py

@@ -53,6 +53,9 @@ def accounts(n: int, rng: np.random.Generator) -> pa.Table:
         "days_to_renewal": rng.integers(0, 366, n), "churn_risk": rng.beta(1, 12, n),
         "health_score": rng.uniform(0, 100, n), "health_tier": rng.choice(["Nurture", "At Risk"], n),
         "recommended_lever": rng.choice(["seat", "tier", "usage"], n),
+        "flag_premium_gap": rng.random(n) < 0.03, "premium_gap_features": rng.integers(0, 4, n),
+        "tier_headroom": rng.integers(0, 3, n), "tenure_days": rng.integers(0, 1500, n),
+        "nps_12m": rng.uniform(-100, 100, n), "products_unowned": rng.integers(0, 3, n),
     })
 
 
