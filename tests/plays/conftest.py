@@ -31,17 +31,20 @@ def _accounts() -> pa.Table:
     return pa.Table.from_pylist(rows)
 
 
-def movements() -> pa.Table:
-    return pa.table({"month": ["2025-03"], "account_id": ["GROW"], "type": ["new"],
-                     "source": pa.array([None], pa.string()),
-                     "amount": pa.array([Decimal("100.00")], pa.decimal128(20, 2))})
+def movements(*rows: tuple[str, str, str, str | None, str]) -> pa.Table:
+    """(month, account_id, type, source, amount) rows as a run's stored movements table (amounts exact)."""
+    cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
+    month, account, kind, source, amount = cols
+    return pa.table({"month": pa.array(list(month), pa.string()), "account_id": pa.array(list(account), pa.string()),
+                     "type": pa.array(list(kind), pa.string()), "source": pa.array(list(source), pa.string()),
+                     "amount": pa.array([Decimal(a) for a in amount], pa.decimal128(20, 2))})
 
 
 def plays_workspace(location: str) -> Store:
     """A workspace at ``location`` holding one run as of :data:`AS_OF`."""
     store = Store.open(location)
     store.save_run(as_of=AS_OF, source="test", fingerprint="f", settings={}, notes=[],
-                   tables={"accounts": _accounts(), "movements": movements()},
+                   tables={"accounts": _accounts(), "movements": movements(("2025-03", "GROW", "new", None, "100.00"))},
                    started_at=dt.datetime(2025, 4, 1, 8, 0))
     return store
 

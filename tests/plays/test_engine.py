@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
+from tests.plays.conftest import movements
 from upcurve.plays import PlayAction, PlaysConfig, PlaysPlan, evaluation_table, plan_plays
 from upcurve.plays.uplift import stable_holdout
 
@@ -207,12 +207,6 @@ def test_auto_close_when_cleared_but_a_playbook_runs_on() -> None:
     assert by_trigger["team_growth"] not in closed  # the seat playbook runs to its end
 
 
-def _movements(*rows: tuple[str, str, str, str, str]) -> pa.Table:
-    return pa.table({"month": [r[0] for r in rows], "account_id": [r[1] for r in rows],
-                     "type": [r[2] for r in rows], "source": [r[3] for r in rows],
-                     "amount": pa.array([Decimal(r[4]) for r in rows], pa.decimal128(20, 2))})
-
-
 def test_seat_playbook_steps_run_on_their_day_and_stop_at_success() -> None:
     growing = evaluated(accounts({"new_active_30d": 6}))
     start = plan(growing)
@@ -224,7 +218,7 @@ def test_seat_playbook_steps_run_on_their_day_and_stop_at_success() -> None:
     assert steps == [(1, "admin", "task"), (2, "csm", "task")]
     actions = stored(actions, week)
     # seats bought in April: day 14's call is skipped and the play closes as a success
-    bought = _movements(("2025-04", "A1", "expansion", "seat", "100.00"))
+    bought = movements(("2025-04", "A1", "expansion", "seat", "100.00"))
     fortnight = plan(growing, actions, run="run-3", today=DAY + dt.timedelta(days=14), movements=bought)
     assert [(s.step, s.status) for s in fortnight.steps if s.action_id == seat.action_id] == [(3, "skipped")]
     closes = [c for c in fortnight.changes if c.action_id == seat.action_id and c.event == "closed"]
@@ -236,7 +230,7 @@ def test_no_success_closes_once_the_window_passed_and_every_step_ran() -> None:
     actions = stored([], plan(growing))
     for run, days in (("run-2", 7), ("run-3", 14)):
         actions = stored(actions, plan(growing, actions, run=run, today=DAY + dt.timedelta(days=days)))
-    other_source = _movements(("2025-04", "A1", "expansion", "tier", "50.00"))
+    other_source = movements(("2025-04", "A1", "expansion", "tier", "50.00"))
     late = plan(growing, actions, run="run-4", today=DAY + dt.timedelta(days=31), movements=other_source)
     [close] = [c for c in late.changes if c.event == "closed" and c.fields.get("outcome") == "no success"]
     assert close.detail == "no seat expansion within 30 days"

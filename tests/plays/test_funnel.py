@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.plays.conftest import movements
 from upcurve.errors import ContractError
 from upcurve.plays.funnel import FUNNEL_COLUMNS, STAGES, FunnelConfig, expansion_funnel, funnel_schema
 
@@ -45,15 +46,6 @@ def events(*rows: tuple) -> Any:
                       "feature": pa.array(list(feature), pa.string()),
                       "category": pa.array(list(category), pa.string())})
     return con().create_table(next(_names), table, overwrite=True)
-
-
-def movements(*rows: tuple[str, str, str, str | None, str]) -> pa.Table:
-    """(month, account_id, type, source, amount) rows as a run's stored movements table."""
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
-    month, account, kind, source, amount = cols
-    return pa.table({"month": pa.array(list(month), pa.string()), "account_id": pa.array(list(account), pa.string()),
-                     "type": pa.array(list(kind), pa.string()), "source": pa.array(list(source), pa.string()),
-                     "amount": pa.array([Decimal(a) for a in amount], MONEY)})
 
 
 def by_group(table: pa.Table) -> dict[tuple[str | None, str | None, bool], dict[str, Any]]:

@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from tests.plays.conftest import movements
 from upcurve.config import RevenuePolicy
 from upcurve.engine import connect
 from upcurve.errors import ConfigError, ContractError
@@ -48,15 +49,6 @@ def assignments(*rows: tuple) -> pa.Table:
     return pa.table({name: pa.array(list(values), kind) for name, values, kind in zip(
         ASSIGNMENT_COLUMNS, cols,
         (pa.string(), pa.string(), pa.string(), pa.date32(), pa.int64(), pa.string()), strict=True)})
-
-
-def movements(*rows: tuple[str, str, str, str | None, str]) -> pa.Table:
-    """(month, account_id, type, source, amount) rows as a stored movements table."""
-    cols = list(zip(*rows, strict=True)) if rows else [[]] * 5
-    month, account, kind, source, amount = cols
-    return pa.table({"month": pa.array(list(month), pa.string()), "account_id": pa.array(list(account), pa.string()),
-                     "type": pa.array(list(kind), pa.string()), "source": pa.array(list(source), pa.string()),
-                     "amount": pa.array([Decimal(a) for a in amount], MONEY)})
 
 
 def one(started: dt.date, window: int, month: str, source: str | None = "seat", *, kind: str = "expansion",

@@ -148,7 +148,8 @@ def test_a_play_with_a_holdout_is_measured_on_a_later_run_and_levers_count_its_e
     growing = [{"account_id": f"A{i:03d}", "name": f"Co {i}", "owner": "ann", "new_active_30d": 6,
                 "active_users": 12, "purchased_seats": 10} for i in range(120)]
     store.save_run(as_of=AS_OF, source="test", fingerprint="f", settings={}, notes=[],
-                   tables={"accounts": pa.Table.from_pylist(growing), "movements": movements()},
+                   tables={"accounts": pa.Table.from_pylist(growing),
+                           "movements": movements(("2025-03", "GROW", "new", None, "100.00"))},
                    started_at=dt.datetime(2025, 4, 1, 8, 0))
     config = UpcurveConfig.model_validate({"plays": {"plays": {"seat_expansion": {
         "description": "Seats", "lever": "seat", "holdout": 0.5, "success": {"source": "seat", "within_days": 30},
