@@ -87,6 +87,9 @@ def test_usage_toward_the_plan_limit(signals) -> None:
     assert a["usage_daily_rate"] == pytest.approx(2000)
     assert a["usage_projected_month"] == pytest.approx(60_000)  # the whole month has elapsed at June 30
     assert a["days_until_limit"] == pytest.approx(20) and a["flag_usage_limit"] is True
+    # the windows end with June 30: 30 days hold June's 30 × 2,000; 60 and 90 days reach May 31's 99,999 too
+    assert (a["usage_30d"], a["usage_60d"], a["usage_90d"]) == (60_000, 159_999, 159_999)
+    assert signals["B"]["usage_30d"] is None  # no usage at all: unknown, not 0
 
 
 def test_adoption_engagement_and_premium_gap(signals) -> None:

@@ -16,8 +16,11 @@ from upcurve.signals import SIGNAL_COLUMNS
 __all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "column_values", "feature_matrix"]
 
 _TEXT = {"usage_metric", "outcome_status"}
+#: Signals shown to people but not learned from: the usage of the last 30, 60 and 90 days (the models learn the
+#: usage trend from this month's share and run-rate; adding these would change every trained model's features).
+_SHOWN_ONLY = {"usage_30d", "usage_60d", "usage_90d"}
 #: The model's features: every numeric or yes/no signal, and the latest outcome as an ordinal.
-FEATURES: tuple[str, ...] = (*[c for c in SIGNAL_COLUMNS if c not in _TEXT], "outcome_level")
+FEATURES: tuple[str, ...] = (*[c for c in SIGNAL_COLUMNS if c not in _TEXT | _SHOWN_ONLY], "outcome_level")
 _OUTCOME = {"behind": 0.0, "on_track": 1.0, "exceeded": 2.0}
 
 

@@ -27,7 +27,7 @@ SIGNAL_COLUMNS = (
     "invited_14d", "invited_prev_14d", "new_active_14d", "new_active_prev_14d", "new_active_30d",
     "flag_invite_surge", "flag_team_growth",
     "usage_metric", "usage_limit", "usage_this_month", "usage_share_used", "usage_daily_rate",
-    "usage_projected_month", "days_until_limit", "flag_usage_limit",
+    "usage_projected_month", "days_until_limit", "flag_usage_limit", "usage_30d", "usage_60d", "usage_90d",
     "categories_used_30d", "categories_available", "adoption_breadth", "categories_per_active_user",
     "features_first_used_7d", "flag_advanced_adoption", "premium_gap_features", "flag_premium_gap",
     "flag_core_heavy_no_premium",
@@ -36,7 +36,7 @@ SIGNAL_COLUMNS = (
     "mrr_cents", "mrr_trend_3m",
 )
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
-_WINDOWS = (7, 14, 28, 30, 60, 365)
+_WINDOWS = (7, 14, 28, 30, 60, 90, 365)
 _KEY = ("as_of", "account_id")
 
 
@@ -157,10 +157,21 @@ def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> i
     own = own.group_by(["as_of", "account_id", "usage_metric"]).aggregate(
         own_limit=own.usage_limit.cast("float64").max()
     )
+    # the same metric's use over the last 30, 60 and 90 days (its trend beside this month's use)
+    w = _at(usage, dates, lambda t, d: (t.ts >= d.ago_90) & (t.ts < d.end))
+    q = w.quantity.cast("float64")
+    windows = w.group_by(["as_of", "account_id", "metric"]).aggregate(
+        usage_30d=(q * (w.ts >= w.ago_30).cast("int64")).sum(),
+        usage_60d=(q * (w.ts >= w.ago_60).cast("int64")).sum(),
+        usage_90d=q.sum(),
+    )
+    used = used.left_join(windows, [used.as_of == windows.as_of, used.account_id == windows.account_id,
+                                    used.metric == windows.metric]).select(
+        used, windows.usage_30d, windows.usage_60d, windows.usage_90d)
     t = used.left_join(entry, used.metric == entry.usage_metric).select(used, entry.entry_limit)
     t = t.left_join(own, [t.as_of == own.as_of, t.account_id == own.account_id, t.metric == own.usage_metric])
     t = t.select(t.as_of, t.account_id, t.metric, t.month_elapsed, t.usage_this_month, t.usage_7d, t.entry_limit,
-                 t.own_limit)
+                 t.own_limit, t.usage_30d, t.usage_60d, t.usage_90d)
     limit = ibis.coalesce(t.own_limit, t.entry_limit)
     t = t.mutate(usage_limit=limit, usage_share_used=_ratio(t.usage_this_month, limit))
     best = ibis.window(group_by=[t.as_of, t.account_id], order_by=ibis.desc(t.usage_share_used.fill_null(-1.0)))
@@ -184,6 +195,9 @@ def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> i
         usage_daily_rate=daily,
         usage_projected_month=t.usage_this_month / t.month_elapsed,
         days_until_limit=days_until,
+        usage_30d=t.usage_30d,
+        usage_60d=t.usage_60d,
+        usage_90d=t.usage_90d,
     )
 
 
@@ -347,7 +361,7 @@ def account_signals_at(
     out = out.mutate(**cols)
 
     usage_cols = ("usage_metric", "usage_limit", "usage_this_month", "usage_share_used", "usage_daily_rate",
-                  "usage_projected_month", "days_until_limit")
+                  "usage_projected_month", "days_until_limit", "usage_30d", "usage_60d", "usage_90d")
     if "usage" in tables:
         out = _attach(out, _usage(tables["usage"], on, plans, dates_t))
     else:
