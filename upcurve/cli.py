@@ -288,15 +288,27 @@ def backtest(
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write the backtest tables to.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    workspace: Annotated[str | None, typer.Option("--workspace", help="Also keep the backtest in this workspace "
+                                                                      "(the web app's model page shows it).")] = None,
 ) -> None:
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
     cfg = _config(config, settings)
+    store = _store(workspace, settings, create=True) if workspace else None
     result = _with_progress(lambda say: _usecases().backtest(
-        data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say))
+        data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say, store=store))
+    from upcurve.scoring.backtest import backtest_sentence
+
+    metrics = result.tables["backtest_metrics"].to_pylist()
+    for target in ("expansion", "churn"):
+        said = backtest_sentence(metrics, target=target, horizon_days=cfg.scoring.horizon_months * 30)
+        if said:
+            console.print(literal(console, f"{target.capitalize()}: {said}"))
     render_backtest(console, result.tables["backtest_metrics"], result.tables["backtest_calibration"], result.notes)
     if result.out_dir is not None:
         console.print(literal(console, f"Wrote the backtest tables to {result.out_dir}"))
+    if store is not None:
+        console.print(literal(console, f"Kept the backtest in the workspace {store.where}"))
 
 
 @app.command()

@@ -62,6 +62,7 @@ from upcurve.sources import check_folder as check_data_folder
 from upcurve.workspace import ModelRecord, RunRecord, Store
 from upcurve.workspace import actions as outbox
 from upcurve.workspace.actions import apply_plays
+from upcurve.workspace.backtests import save_backtest
 
 __all__ = [
     "BacktestResult",
@@ -405,13 +406,14 @@ def backtest(
     config: UpcurveConfig | None = None,
     engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
+    store: Store | None = None,
 ) -> BacktestResult:
     """Replay the history at the last ``cutoffs`` month ends whose outcomes are known (see
     :func:`upcurve.scoring.replay`): LightGBM, logistic regression, the cold-start rules and the health score.
 
     Returns the tables ``backtest_metrics`` (cutoff, target, model, auc, log_loss, brier, precision_at_k,
     lift_top_decile, base_rate, rows, lever_match) and ``backtest_calibration`` (model, target, bin, rows, mean
-    predicted, observed rate).
+    predicted, observed rate). With ``store``, the backtest is kept in the workspace (for the model page).
     """
     say = progress or _quiet
     if out_dir is not None:
@@ -428,6 +430,9 @@ def backtest(
     frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, say=say)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
+    if store is not None:
+        save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,
+                      tables=result.tables)
     if out_dir is not None:
         manifest = {"upcurve": __version__, "as_of": loaded.as_of.isoformat(), "command": "backtest",
                     "data_dir": loaded.source, "notes": result.notes}

@@ -29,6 +29,8 @@ from upcurve.scoring import (
 from upcurve.scoring.reasons import FEATURE_LABELS, probability_contributions, top_reasons
 from upcurve.simulate import simulate_company
 from upcurve.usecases import RunResult, backtest, run
+from upcurve.workspace import Store
+from upcurve.workspace.backtests import latest_backtest
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +191,19 @@ def test_cli_train_backtest_and_reuse(company: Path, tmp_path: Path) -> None:
     assert done.exit_code == 0, done.output
     assert "Worklist for the week of" in done.output
     assert (tmp_path / "out" / "worklist.parquet").exists()
-    bt = runner.invoke(app, ["backtest", str(company), "--cutoffs", "2", "--out", str(tmp_path / "bt")])
+    bt = runner.invoke(app, ["backtest", str(company), "--cutoffs", "2", "--out", str(tmp_path / "bt"),
+                             "--workspace", str(tmp_path / "ws")])
     assert bt.exit_code == 0, bt.output
     assert "Backtest" in bt.output and "Calibration" in bt.output
     metrics = pq.read_table(tmp_path / "bt" / "backtest_metrics.parquet")
     assert set(metrics["model"].to_pylist()) == {"lightgbm", "logistic", "rules", "health_score"}
     assert len(set(metrics["cutoff"].to_pylist())) == 2
+    # the plain-words sentence, from the same numbers; and the backtest kept in the workspace
+    rows = metrics.to_pylist()
+    top = [r["precision_at_k"] for r in rows if r["target"] == "expansion" and r["model"] == "lightgbm"]
+    assert f"Of the 10% of accounts it puts first, {sum(top) / len(top):.0%} expanded" in bt.output
+    kept = latest_backtest(Store.open(tmp_path / "ws", create=False))
+    assert kept is not None and len(kept.cutoffs) == 2 and len(kept.metrics) == metrics.num_rows
 
 
 def _snapshot_frame(n_accounts: int, months: int, levers: tuple[str, ...], seed: int = 0) -> pa.Table:

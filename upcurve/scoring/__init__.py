@@ -1,6 +1,6 @@
 """Expansion propensity and churn risk: point-in-time training data, models, when they learn, and the backtest."""
 
-from upcurve.scoring.backtest import calibration_table, ranking_metrics
+from upcurve.scoring.backtest import backtest_sentence, calibration_table, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
 from upcurve.scoring.replay import BACKTEST_METRICS, Replay, replay, snapshot_health
@@ -29,6 +29,7 @@ __all__ = [
     "PropensityModel",
     "Replay",
     "ScoringConfig",
+    "backtest_sentence",
     "calibration_table",
     "check_saved_scorer",
     "feature_matrix",

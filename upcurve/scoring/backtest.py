@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["calibration_table", "ranking_metrics"]
+__all__ = ["backtest_sentence", "calibration_table", "ranking_metrics"]
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -80,3 +80,37 @@ def calibration_table(calib: dict[tuple[str, str], list[tuple[np.ndarray, np.nda
                 rows.append({"model": model, "target": target, "bin": b, "rows": len(chunk),
                              "mean_predicted": float(p[chunk].mean()), "observed_rate": float(y[chunk].mean())})
     return pa.table({c: [r[c] for r in rows] for c in columns})
+
+
+def backtest_sentence(metrics: Sequence[dict[str, Any]], *, target: str = "expansion", model: str = "lightgbm",
+                      horizon_days: int = 90) -> str | None:
+    """The backtest in one sentence a customer-success leader reads: what the model's top decile held, against the
+    average and against the health score alone. Means over the cutoffs; None when the backtest has no such row.
+
+    Formula
+    -------
+    ``precision_at_k`` (the share of the top 10% that expanded) and ``lift_top_decile`` (that share ÷ the base
+    rate), each the mean over the cutoffs, for ``model`` and for the health score (model ``health_score``).
+
+    Examples
+    --------
+    >>> rows = [{"target": "expansion", "model": "lightgbm", "precision_at_k": 0.77, "lift_top_decile": 3.6},
+    ...         {"target": "expansion", "model": "health_score", "precision_at_k": 0.36, "lift_top_decile": 1.7}]
+    >>> for part in backtest_sentence(rows).split("; "):
+    ...     print(part)
+    Of the 10% of accounts it puts first, 77% expanded within 90 days, 3.6× the average
+    the health score alone finds 1.7×.
+    """
+    def mean(name: str, of: str) -> float | None:
+        values = [float(r[name]) for r in metrics if r.get("target") == target and r.get("model") == of
+                  and r.get(name) is not None and not math.isnan(float(r[name]))]
+        return sum(values) / len(values) if values else None
+
+    share, lift = mean("precision_at_k", model), mean("lift_top_decile", model)
+    if share is None or lift is None:
+        return None
+    verb = "expanded" if target == "expansion" else "churned"
+    sentence = (f"Of the 10% of accounts it puts first, {share:.0%} {verb} within {horizon_days} days, "
+                f"{lift:.1f}× the average")
+    health = mean("lift_top_decile", "health_score")
+    return sentence + (f"; the health score alone finds {health:.1f}×." if health is not None else ".")

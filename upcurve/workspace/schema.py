@@ -145,6 +145,17 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
             created_at TIMESTAMP NOT NULL,
             sent_at TIMESTAMP
         )""",
+        # each `upcurve backtest --workspace`: what it replayed and its tables (as JSON), for the model page
+        """CREATE TABLE backtests (
+            backtest_id VARCHAR PRIMARY KEY,
+            created_at TIMESTAMP NOT NULL,
+            as_of DATE NOT NULL,
+            source VARCHAR,
+            cutoffs VARCHAR NOT NULL,
+            notes VARCHAR NOT NULL,
+            metrics VARCHAR NOT NULL,
+            calibration VARCHAR NOT NULL
+        )""",
     ),
 }
 
