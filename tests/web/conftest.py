@@ -1,5 +1,6 @@
 """One small workspace for the web tests: a simulated company of 150 accounts over 24 months, run twice (three
-months apart, so the runs page has a diff), built once per test session and copied to each xdist worker."""
+months apart, so the runs page has a diff) with the plays run on each run in order (so actions exist), built once
+per test session and copied to each xdist worker."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from upcurve.settings_file import UpcurveConfig
 from upcurve.simulate import simulate_company
-from upcurve.usecases import run_in_workspace
+from upcurve.usecases import plays_run, run_in_workspace
 from upcurve.workspace import Store
 from upcurve.workspace import access as acc
 
@@ -31,6 +32,8 @@ def _build(folder: Path) -> None:
     # the data end on 2024-12-31: a run three months before (it trains the model), then the latest (scored by it)
     run_in_workspace(store, data, as_of=dt.date(2024, 9, 30), config=CONFIG)
     run_in_workspace(store, data, config=CONFIG)
+    for run in store.runs():  # the plays on each run, in order, as a team running them weekly would: actions exist
+        plays_run(store, run_id=run.run_id, config=CONFIG)
     acc.set_user(store, "ann", PASSWORD)
 
 

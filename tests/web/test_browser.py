@@ -1,10 +1,11 @@
 """The pages in a real browser (Debian's chromium driven by Playwright): charts drawn, a click on a waterfall bar,
 a cohort cell or an owner's bar lists its accounts, the worklist filters and sorts, the account page shows
-progress bars, and the board report opens with the network off and draws every chart. Screenshots go to
-``test-artifacts/web/``."""
+progress bars, an action is snoozed from the account page, the Plays page draws its charts, and the board report
+opens with the network off and draws every chart. Screenshots go to ``test-artifacts/web/``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import socket
 import threading
 import time
@@ -151,6 +152,36 @@ def test_account_page_shows_usage_as_progress_bars(page: Any, store: Store) -> N
     assert all_drawn(page) == 1
     assert page.locator("#movements tbody tr").count() > 0
     shot(page, "account")
+
+
+def test_snooze_an_action_from_the_account_page(page: Any, store: Store) -> None:
+    from upcurve.workspace import actions as wa
+
+    action = next(a for a in wa.list_actions(store, status=["open"], play="usage_alert") if not a.held_out)
+    page.goto(f"/accounts/{action.account_id}")
+    row = page.locator(f'#play-actions tr[data-action="{action.action_id}"]')
+    assert row.get_attribute("data-status") == "open"
+    row.locator("details.snooze summary").click()
+    until = (dt.date.today() + dt.timedelta(days=14)).isoformat()
+    row.locator("input[name=until]").fill(until)
+    row.locator("input[name=note]").fill("waiting for their budget")
+    row.locator("form.snooze-form button").click()
+    page.wait_for_url(f"**/accounts/{action.account_id}")
+    row = page.locator(f'#play-actions tr[data-action="{action.action_id}"]')
+    assert row.get_attribute("data-status") == "snoozed"
+    assert f"until {until}: waiting for their budget" in row.locator("td.status").inner_text()
+    assert wa.find_action(store, action.action_id).status == "snoozed"
+    shot(page, "account-plays")
+
+
+def test_the_plays_page_draws_the_levers_and_the_funnel(page: Any) -> None:
+    page.click("header nav a[href^='/plays']")
+    page.wait_for_url("**/plays")
+    assert all_drawn(page) == 2
+    assert page.locator("#chart-levers g.trace.bars g.point path").count() > 0
+    assert page.locator("#chart-funnel .main-svg").count() > 0
+    assert page.locator("#uplift-table tbody tr").count() > 0
+    shot(page, "plays")
 
 
 @pytest.mark.parametrize("path", ["/segments", "/runs", "/model"])

@@ -126,13 +126,14 @@ def create_app(store: Store | str | Path, *, secure_cookies: bool = False, warm:
     latest run in a background thread as soon as the app sees it (``upcurve serve`` does), so the first person to
     open an account page does not wait for it; the app must then be the only one in its process to open the
     workspace (an embedded DuckDB file opens one way at a time in a process)."""
-    from upcurve.web import api, pages
+    from upcurve.web import api, api_plays, pages
 
     if not isinstance(store, Store):
         store = Store.open(store, create=False)
     app = FastAPI(title="upcurve", version=__version__,
                   description="Revenue analytics of an upcurve workspace: MRR, movements, retention, accounts, "
-                              "the worklist, runs and their diff. Money is a decimal string in the run's "
+                              "the worklist, runs and their diff, the plays' actions and what they caused. Money is a "
+                              "decimal string in the run's "
                               "reporting currency (`currency`). Every call needs an API token "
                               "(`Authorization: Bearer …`) with the `read` scope (`write` to record actions).")
     app.state.reader = Reader(store, warm=warm)
@@ -171,6 +172,7 @@ def create_app(store: Store | str | Path, *, secure_cookies: bool = False, warm:
         return _error(request, 422, "; ".join(problems))
 
     app.include_router(api.router)
+    app.include_router(api_plays.router)
     app.include_router(pages.router)
     return app
 

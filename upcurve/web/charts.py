@@ -16,7 +16,8 @@ from typing import Any
 
 from upcurve.present.terminal import BENCHMARKS
 
-__all__ = ["bridge_waterfall", "cohort_heatmap", "expansion_bars", "label", "mrr_trend", "retention_trend"]
+__all__ = ["bridge_waterfall", "cohort_heatmap", "expansion_bars", "funnel_stages", "label", "lever_bars", "mrr_trend",
+           "retention_trend"]
 
 _GREEN, _RED, _BLUE, _GREY = "#2e9e5b", "#d0483e", "#3a6ea5", "#8a94a6"
 _LAYOUT: dict[str, Any] = {"margin": {"l": 60, "r": 20, "t": 40, "b": 60}, "height": 360,
@@ -142,4 +143,35 @@ def cohort_heatmap(cohorts: list[dict[str, Any]]) -> dict[str, Any]:
         "layout": _layout("MRR retained by cohort", height=max(300, 22 * len(names) + 100),
                           xaxis={"title": {"text": "months since first paid"}},
                           yaxis={"autorange": "reversed", "type": "category"}),
+    }
+
+
+def lever_bars(levers: list[dict[str, Any]], currency: str, months: int) -> dict[str, Any]:
+    """The levers ranked by yield: expansion MRR by lever, horizontal bars, the highest on top."""
+    return {
+        "data": [{"type": "bar", "orientation": "h", "name": "expansion MRR",
+                  "y": [label(r["lever"]).replace("_", " ") for r in levers],
+                  "x": [_num(r["expansion_mrr"]) for r in levers], "marker": {"color": _GREEN},
+                  "customdata": [[r["accounts"], r["actions"]] for r in levers],
+                  "hovertemplate": "%{y}: %{x:,.2f} " + label(currency)
+                                   + " from %{customdata[0]} accounts<extra></extra>"}],
+        "layout": _layout(f"Expansion MRR by lever, last {months} months ({currency})",
+                          height=max(260, 40 * len(levers) + 120), showlegend=False,
+                          yaxis={"autorange": "reversed", "type": "category"}, margin={"l": 110, "r": 20, "t": 40,
+                                                                                         "b": 50}),
+    }
+
+
+_STAGE_NAMES = ("awareness", "consideration", "intent", "conversion", "realised")
+
+
+def funnel_stages(funnel: list[dict[str, Any]]) -> dict[str, Any]:
+    """The expansion funnel of all prompts: accounts at each stage, from a prompt seen to expansion realised."""
+    total = next((r for r in funnel if r.get("is_total")), None)
+    counts = [int(total.get(stage) or 0) if total else 0 for stage in _STAGE_NAMES]
+    return {
+        "data": [{"type": "funnel", "y": list(_STAGE_NAMES), "x": counts, "textinfo": "value+percent initial",
+                  "marker": {"color": _BLUE}}],
+        "layout": _layout("Expansion funnel, all prompts (accounts)", showlegend=False,
+                          margin={"l": 110, "r": 20, "t": 40, "b": 30}),
     }

@@ -6,7 +6,8 @@ bridge, the expansion by source or segment, each order a list is asked in (sorte
 by integer codes and takes only its page, see ``_lists``), each account's rows (through an index built on first
 use) and each account's history across runs (a few columns of every run). A request that finds what it needs
 kept takes no lock. The runs, the models and the recorded actions are read again every few seconds, so a run
-stored, or an action recorded, while the app serves shows up.
+stored, or an action recorded, while the app serves shows up. The plays' actions, their history and what the plays
+measured are read through ``reader.plays`` (:mod:`upcurve.web._plays`): the actions again only when they changed.
 
 Every function returns plain values (text, numbers, decimals, dates) that the API turns into JSON and the pages
 into HTML: the pages show the same numbers the API serves.
@@ -22,7 +23,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +34,9 @@ from upcurve.present.terminal import nrr_verdict
 from upcurve.web._lists import Keys, Ordered, Picked, both
 from upcurve.workspace import ModelRecord, RunDiff, RunRecord, Store, WorkspaceError, diff_runs
 from upcurve.workspace import access as acc
+
+if TYPE_CHECKING:
+    from upcurve.web._plays import Plays
 
 __all__ = ["NOT_REMEMBERED", "NotFound", "Picked", "Reader", "headline"]
 
@@ -121,6 +125,10 @@ class Reader:
         self._recent: dict[Hashable, tuple[float, Any]] = {}
         self._history: dict[str, tuple[pa.Table, Keys]] = {}
         self._live: dict[tuple[str, str], tuple[float, Any]] = {}
+        from upcurve.web._plays import Plays  # it reads through this reader (and imports this module)
+
+        #: The plays' actions, their history, what the plays measured and the funnel (``upcurve.web._plays``).
+        self.plays: Plays = Plays(self)
 
     # -- who is calling, remembered briefly ----------------------------------------------------------------------
     def live(self, check: Callable[[Store, str], Any], secret: str) -> Any:
@@ -205,6 +213,9 @@ class Reader:
         self.account_history("")
         for sort in ("mrr", "churn_risk"):
             self.accounts(run, filters={}, sort=sort, descending=True)
+        self.plays.funnel(run)
+        self.plays.uplift(run)
+        self.plays.levers(run)
 
     def _warm_quietly(self, run: RunRecord) -> None:
         with contextlib.suppress(UpcurveError):  # e.g. a run deleted meanwhile: the first request will say so

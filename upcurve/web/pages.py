@@ -7,17 +7,23 @@ session's CSRF token, and the login form a token of its own (double-submit cooki
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import datetime as dt
 import io
+import json
 import secrets
 from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from upcurve.errors import UpcurveError
 from upcurve.present.terminal import nrr_verdict
 from upcurve.web import charts
+from upcurve.web._plays import LIVE
 from upcurve.web.app import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -190,7 +196,8 @@ def worklist(request: Request, data: ReaderDep, user: User, run: Opt = None, own
                "motion": data.distinct(record, "worklist", "motion")}
     return _render(request, "worklist.html", _context(
         data, user, record, rows=table.to_pylist(), filters=filters, options=options, sort=sort, order=order,
-        done=done, statuses=acc.ACTION_STATUSES))
+        done=done, statuses=acc.ACTION_STATUSES, plays=data.plays.live_by_account(),
+        back=_local(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))))
 
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -284,7 +291,74 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
         churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],
-        actions=data.actions(record, account_id)))
+        actions=data.actions(record, account_id), plays=_account_plays(data, account_id),
+        back=_local(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))))
+
+
+#: How many of an action's latest steps and changes the account page shows.
+_LATEST = 3
+
+
+def _account_plays(data: Reader, account_id: str) -> list[dict[str, Any]]:
+    """The account's play actions, live ones first (due first), then ended (latest first), each with the latest
+    lines of its history."""
+    actions = data.plays.actions(account_id=account_id)
+    history = data.plays.history(actions, account_id) if actions else {}
+    live = sorted((a for a in actions if a.status in LIVE), key=lambda a: (a.due_on, a.action_id))
+    ended = sorted((a for a in actions if a.status not in LIVE), key=lambda a: (a.ended_on or a.started_on),
+                   reverse=True)
+    return [{"action": a, "latest": [_event_line(e) for e in history.get(a.action_id, [])[-_LATEST:]][::-1]}
+            for a in [*live, *ended]]
+
+
+def _event_line(event: Any) -> dict[str, Any]:
+    """An event as a line: a step's recipient and subject (its detail is JSON), else the detail as written."""
+    detail = event.detail or ""
+    if event.kind == "step" and detail.startswith("{"):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            step = json.loads(detail)
+            detail = f"step {step.get('step')} to {step.get('recipient') or step.get('to')}: {step.get('subject')}" \
+                     + (f" ({step.get('status')})" if step.get("status") else "")
+    return {"at": event.at, "kind": event.kind, "actor": event.actor, "detail": detail}
+
+
+# -- plays -----------------------------------------------------------------------------------------------------------
+@router.post("/plays/actions/{action_id}")
+def play_action(data: ReaderDep, user: User, action_id: Annotated[str, PathParam(max_length=100)],
+                csrf: Annotated[str, Form(max_length=200)], status: Annotated[str, Form(max_length=20)],
+                note: Annotated[str, Form(max_length=2000)] = "", until: Annotated[str, Form(max_length=20)] = "",
+                next: Annotated[str, Form(max_length=500)] = "/worklist") -> Response:
+    """Mark a play's action done, dismissed, snoozed (until a date, with a reason) or open again, from a page."""
+    check_csrf(user, csrf)
+    if status not in ("done", "dismissed", "snoozed", "open"):
+        raise UpcurveError(f"an action can be marked done, dismissed, snoozed or open, not {status!r}")
+    day = None
+    if until:
+        try:
+            day = dt.date.fromisoformat(until)
+        except ValueError:
+            raise UpcurveError(f"snooze until a date written YYYY-MM-DD, not {until!r}") from None
+    if status == "snoozed" and (day is None or not note.strip()):
+        raise UpcurveError("a snooze needs a date to snooze until and a reason")
+    data.plays.set_status(action_id, status, actor=user.username, note=note or None, until=day)
+    return RedirectResponse(_local(next), status_code=303)
+
+
+@router.get("/plays")
+def plays(request: Request, data: ReaderDep, user: User, run: Opt = None,
+          months: Annotated[int, Query(ge=1, le=120)] = 12) -> HTMLResponse:
+    from upcurve.web.api_plays import uplift_row
+
+    record = data.run(run)
+    currency = data.currency(record)
+    levers = data.plays.levers(record, months)
+    uplift = [uplift_row(u) for u in data.plays.uplift(record)]
+    funnel = data.plays.funnel(record)
+    figures = data.memo(record, ("plays figures", months, data.plays.state().measured), lambda: {
+        "levers": charts.lever_bars(levers, currency, months), "funnel": charts.funnel_stages(funnel)})
+    return _render(request, "plays.html", _context(
+        data, user, record, levers=levers, uplift=uplift, funnel=funnel, figures=figures, months=months,
+        counts=data.plays.state().open_counts))
 
 
 # -- segments, runs, model ------------------------------------------------------------------------------------------

@@ -150,8 +150,10 @@ def list_actions(store: Store, *, status: Sequence[str] | None = None, owner: st
 
 def find_action(store: Store, action_id: str) -> PlayAction:
     """An action by id (a unique prefix will do)."""
-    with store._reading() as con:
-        found = [a for a in _read_actions(con) if a.action_id.startswith(action_id)]
+    prefix = action_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with store._reading() as con:  # only the actions the prefix can match are read, not every action
+        found = [a for a in _read_actions(con, "WHERE action_id LIKE ? ESCAPE '\\'", [prefix])
+                 if a.action_id.startswith(action_id)]
     exact = [a for a in found if a.action_id == action_id]
     if len(exact) == 1 or len(found) == 1:
         return (exact or found)[0]
@@ -171,12 +173,14 @@ class ActionEvent:
     detail: str | None
 
 
-def list_events(store: Store, action_id: str | None = None) -> list[ActionEvent]:
-    """An action's history (or every action's), oldest first."""
+def list_events(store: Store, action_id: str | Sequence[str] | None = None) -> list[ActionEvent]:
+    """An action's history (or several actions', or every action's), oldest first."""
     sql, params = "SELECT action_id, happened_at, run_id, kind, actor, detail FROM action_events", []
     if action_id is not None:
-        sql += " WHERE action_id = ?"
-        params.append(action_id)
+        params = [action_id] if isinstance(action_id, str) else list(action_id)
+        if not params:
+            return []
+        sql += f" WHERE action_id IN ({', '.join('?' * len(params))})"
     with store._reading() as con:
         _, rows = con.rows(sql + " ORDER BY happened_at, event_id", params)
     return [ActionEvent(*row) for row in rows]

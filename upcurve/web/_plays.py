@@ -1,0 +1,228 @@
+"""The plays as the web app reads them: the actions and their history (through :mod:`upcurve.workspace.actions`),
+what the plays measured (uplift, levers ranked by yield) and the run's expansion funnel.
+
+The ``actions`` table is small beside a run's result tables, but at 100,000 accounts it still holds some hundred
+thousand rows: reading it all takes about a second. So it is read whole only when it changed. Every ``runs_ttl``
+seconds (as the runs are), one cheap query asks how many actions there are and when one last changed; only when that
+answer moved are the actions read again, and indexed once by id, account and status. A request then filters those
+indexes in memory and takes only its page.
+
+An action's history (``action_events``) is read for the actions of one account (or one action) at a time, and kept
+until an action changes. The measured uplift and the levers read a run's movements and every action; they are made
+once per run and kept until what they read of the actions changes (an action created, or its outcome changed from
+or to one they leave out), not on each change of status: marking an action done does not make the next view of the
+Plays page measure everything again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+from upcurve.plays.engine import PlayAction
+from upcurve.web.data import NotFound, Reader
+from upcurve.workspace import RunRecord
+from upcurve.workspace import actions as wa
+
+__all__ = ["ACTION_FIELDS", "LIVE", "PlayState", "Plays", "as_dict"]
+
+T = TypeVar("T")
+#: Every field of an action, in the order the API shows them.
+ACTION_FIELDS = tuple(f.name for f in fields(PlayAction))
+#: The statuses of an action someone still has to work (``holdout`` is live too, but nobody works it).
+LIVE = ("open", "snoozed")
+#: How many accounts' (or actions') histories are kept at most.
+_KEEP_HISTORIES = 10_000
+
+
+@dataclass(frozen=True)
+class PlayState:
+    """The actions as read at one moment, indexed once."""
+
+    stamp: tuple[Any, ...]
+    actions: tuple[PlayAction, ...]  # as the workspace lists them: oldest first (started_on, action_id)
+    by_id: dict[str, PlayAction]
+    by_account: dict[str, list[PlayAction]]
+    by_status: dict[str, list[PlayAction]]
+    measured: str  # a digest of what the uplift and the levers read of the actions
+    open_counts: list[dict[str, Any]]  # live actions by play and owner
+
+
+def _measured_digest(actions: Iterable[PlayAction]) -> str:
+    """What :func:`upcurve.usecases.plays_measure` and :func:`~upcurve.usecases.levers` read of the actions: which
+    exist, and whether each is left out (its outcome ``period ended`` or ``covered …``). A status a person sets
+    changes neither."""
+    digest = hashlib.sha256()
+    for a in actions:
+        left_out = a.outcome == "period ended" or (a.outcome or "").startswith("covered")
+        digest.update(f"{a.action_id}:{int(left_out)};".encode())
+    return digest.hexdigest()
+
+
+def _state_of(stamp: tuple[Any, ...], actions: Sequence[PlayAction]) -> PlayState:
+    by_id: dict[str, PlayAction] = {}
+    by_account: dict[str, list[PlayAction]] = {}
+    by_status: dict[str, list[PlayAction]] = {}
+    counts: Counter[tuple[str, str, str]] = Counter()
+    for a in actions:
+        by_id[a.action_id] = a
+        by_account.setdefault(a.account_id, []).append(a)
+        by_status.setdefault(a.status, []).append(a)
+        if a.status in LIVE:
+            counts[(a.play, a.owner, a.status)] += 1
+    pairs = sorted({(play, owner) for play, owner, _ in counts})
+    open_counts = [{"play": play, "owner": owner, "open": counts[(play, owner, "open")],
+                    "snoozed": counts[(play, owner, "snoozed")]} for play, owner in pairs]
+    return PlayState(stamp, tuple(actions), by_id, by_account, by_status, _measured_digest(actions), open_counts)
+
+
+class Plays:
+    """The plays' part of a :class:`~upcurve.web.data.Reader` (``reader.plays``). Thread-safe as the reader is."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._state: PlayState | None = None
+        self._histories: dict[str, tuple[tuple[Any, ...], list[wa.ActionEvent]]] = {}
+        self._live: tuple[tuple[Any, ...], dict[str, list[PlayAction]]] | None = None
+        self._measured: dict[tuple[Any, ...], tuple[str, Any]] = {}
+
+    # -- the actions -------------------------------------------------------------------------------------------------
+    def state(self) -> PlayState:
+        """The actions, read again when older than the reader's ``runs_ttl`` and changed since."""
+        return self.reader._recently("plays", self._read)
+
+    def _read(self) -> PlayState:  # called holding the workspace
+        found = self.reader.store.query("SELECT count(*) AS n, max(updated_at) AS changed FROM actions")
+        stamp = tuple(found.to_pylist()[0].values()) if found.num_rows else ()
+        if self._state is not None and self._state.stamp == stamp:
+            return self._state
+        self._state = _state_of(stamp, wa.list_actions(self.reader.store))
+        return self._state
+
+    def _forget(self) -> None:
+        """After this app changed an action: the next request reads the actions again."""
+        self.reader._recent.pop("plays", None)
+
+    def actions(self, *, status: Sequence[str] | None = None, owner: str | None = None,
+                account_id: str | None = None, play: str | None = None) -> list[PlayAction]:
+        """The actions matching every filter given, oldest first (started, then id)."""
+        state = self.state()
+        if account_id is not None:
+            pool: Iterable[PlayAction] = state.by_account.get(account_id, [])
+            if status:
+                pool = [a for a in pool if a.status in status]
+        elif status:
+            lists = [state.by_status.get(s, []) for s in dict.fromkeys(status)]
+            pool = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=lambda a: (a.started_on, a.action_id))
+        else:
+            pool = state.actions
+        if owner is None and play is None:
+            return list(pool)
+        return [a for a in pool if (owner is None or a.owner == owner) and (play is None or a.play == play)]
+
+    def live_by_account(self) -> dict[str, list[PlayAction]]:
+        """Each account's actions someone still has to work (open or snoozed), oldest first."""
+        state = self.state()
+        live = self._live
+        if live is None or live[0] != state.stamp:
+            live = self._live = (state.stamp, _live_by_account(state))
+        return live[1]
+
+    def action(self, action_id: str) -> PlayAction:
+        """An action by id (a unique start of one will do)."""
+        state = self.state()
+        found = state.by_id.get(action_id)
+        if found is not None:
+            return found
+        matches = [a for a in state.actions if a.action_id.startswith(action_id)] if action_id else []
+        if len(matches) != 1:
+            raise NotFound(f"{'no' if not matches else 'more than one'} action matches {action_id!r}")
+        return matches[0]
+
+    def history(self, actions: Sequence[PlayAction], key: str) -> dict[str, list[wa.ActionEvent]]:
+        """The history of some actions (oldest first), read in one query and kept under ``key`` (an account, or an
+        action) until an action changes."""
+        stamp = self.state().stamp
+        hit = self._histories.get(key)
+        if hit is None or hit[0] != stamp:
+            events = self.reader.call(wa.list_events, self.reader.store, [a.action_id for a in actions])
+            if len(self._histories) >= _KEEP_HISTORIES:
+                self._histories.clear()
+            hit = self._histories[key] = (stamp, events)
+        found: dict[str, list[wa.ActionEvent]] = {a.action_id: [] for a in actions}
+        for event in hit[1]:
+            found.setdefault(event.action_id, []).append(event)
+        return found
+
+    def set_status(self, action_id: str, status: str, *, actor: str, note: str | None,
+                   until: Any = None) -> PlayAction:
+        """Mark an action done, dismissed, snoozed (until a date, with a reason) or open again
+        (:func:`upcurve.workspace.actions.set_status`); the actions are read again at the next request."""
+        try:
+            with self.reader.lock:
+                try:
+                    return wa.set_status(self.reader.store, action_id, status, actor=actor, note=note, until=until)
+                finally:
+                    self._forget()
+        except wa.ActionNotFound as exc:
+            raise NotFound(str(exc)) from exc
+
+    # -- what the plays measured ----------------------------------------------------------------------------------
+    def measured(self, run: RunRecord, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """``make()`` for a run, kept until what the measures read of the actions changes (see the module)."""
+        digest = self.state().measured
+        slot = (run.run_id, *key)
+        hit = self._measured.get(slot)
+        if hit is not None and hit[0] == digest:
+            return hit[1]  # type: ignore[no-any-return]
+        with self.reader._making:
+            hit = self._measured.get(slot)
+            if hit is not None and hit[0] == digest:
+                return hit[1]  # type: ignore[no-any-return]
+            value = make()
+            if len(self._measured) >= 1000:  # months 1–120 by a few runs: far below, unless flooded
+                self._measured.clear()
+            self._measured[slot] = (digest, value)
+            return value
+
+    def uplift(self, run: RunRecord) -> list[Any]:
+        """Each play's measured uplift on a run (:func:`upcurve.usecases.plays_measure`)."""
+        from upcurve import usecases
+
+        return self.measured(run, ("uplift",), lambda: self.reader.call(
+            usecases.plays_measure, self.reader.store, run_id=run.run_id))
+
+    def levers(self, run: RunRecord, months: int = 12) -> list[dict[str, Any]]:
+        """The levers ranked by yield over ``months`` months up to a run (:func:`upcurve.usecases.levers`)."""
+        from upcurve import usecases
+
+        return self.measured(run, ("levers", months), lambda: self.reader.call(
+            usecases.levers, self.reader.store, run_id=run.run_id, months=months).to_pylist())
+
+    def funnel(self, run: RunRecord) -> list[dict[str, Any]]:
+        """The run's expansion funnel (its ``funnel`` table): the total first, then by prompt type and placement."""
+        def make() -> list[dict[str, Any]]:
+            rows = self.reader.table(run, "funnel").to_pylist()
+            return sorted(rows, key=lambda r: (not r.get("is_total"), str(r.get("prompt_type") or ""),
+                                               str(r.get("placement") or "")))
+
+        return self.reader.memo(run, ("plays", "funnel"), make)
+
+
+def _live_by_account(state: PlayState) -> dict[str, list[PlayAction]]:
+    found: dict[str, list[PlayAction]] = {}
+    for status in LIVE:
+        for a in state.by_status.get(status, []):
+            found.setdefault(a.account_id, []).append(a)
+    for listed in found.values():
+        listed.sort(key=lambda a: (a.due_on, a.action_id))
+    return found
+
+
+def as_dict(action: PlayAction) -> dict[str, Any]:
+    """An action's fields (not yet made plain)."""
+    return {name: getattr(action, name) for name in ACTION_FIELDS}
