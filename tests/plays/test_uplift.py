@@ -485,3 +485,11 @@ def test_play_uplift_is_frozen() -> None:
     assert isinstance(u, PlayUplift)
     with pytest.raises(AttributeError):
         u.verdict = "works"  # type: ignore[misc]
+
+
+def test_the_interval_of_a_difference_of_shares_stays_within_minus_one_and_one() -> None:
+    """Found by the property above: every treated account converted, the one held out did not; Newcombe's upper
+    bound came out as 1.0000000000000002 in floating point at 51% confidence."""
+    [u] = uplift(outcome_table("p", {"treated": [(True, "10.00")] * 27, "holdout": [(False, "0")]}),
+                 min_per_group=1, confidence=0.51)
+    assert u.difference == 1.0 and u.difference_high is not None and u.difference_high <= 1.0

@@ -395,7 +395,8 @@ def _one(play: str, rows: pa.Table, *, confidence: float, min_per_group: int, cu
         diff = rate_t - rate_h
         lo, hi = confint_proportions_2indep(c_t, n_t, c_h, n_h, method=CONVERSION_INTERVAL, compare="diff",
                                             alpha=alpha)
-        low, high = float(lo), float(hi)
+        # a difference of two shares lies in [-1, 1]; the interval's floating point can stray past it (1 + 2e-16)
+        low, high = max(-1.0, float(lo)), min(1.0, float(hi))
         lift = diff / rate_h if rate_h else None
         extra = diff * n_t
         exact_diff = mean_t - mean_h
