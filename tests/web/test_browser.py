@@ -1,7 +1,8 @@
 """The pages in a real browser (Debian's chromium driven by Playwright): charts drawn, a click on a waterfall bar,
-a cohort cell or an owner's bar lists its accounts, the worklist filters and sorts, the account page shows
-progress bars, an action is snoozed from the account page, the Plays page draws its charts, and the board report
-opens with the network off and draws every chart. Screenshots go to ``test-artifacts/web/``."""
+a cohort cell, an owner's or a product's bar lists its accounts, the worklist filters and sorts, the account page
+shows progress bars and the usage trend, an action is snoozed from the account page, the Plays page draws its
+charts, and the board report opens with the network off and draws every chart. Screenshots go to
+``test-artifacts/web/``."""
 
 from __future__ import annotations
 
@@ -148,6 +149,7 @@ def test_account_page_shows_usage_as_progress_bars(page: Any, store: Store) -> N
                           ).column(0).to_pylist()[0]
     page.goto(f"/accounts/{account}")
     assert page.locator("progress.limit").count() >= 1
+    assert page.locator("#usage-trend").inner_text()
     assert page.locator("progress.health").count() == 5
     assert all_drawn(page) == 1
     assert page.locator("#movements tbody tr").count() > 0
@@ -204,3 +206,18 @@ def test_the_report_opens_offline_and_draws_every_chart(browser: Any, store: Sto
     assert all(url.startswith("file:") for url in requested)
     tab.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     context.close()
+
+
+def test_a_product_bar_lists_the_accounts_behind_it(page: Any) -> None:
+    all_drawn(page)
+    bars = page.locator("#chart-by_product g.trace.bars").first.locator("g.point path")  # expansion, largest first
+    assert bars.count() > 0
+    bars.first.scroll_into_view_if_needed()
+    box = bars.first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("document.querySelector('#drill-result h3') && "
+                           "document.querySelector('#drill-result h3').textContent.startsWith('product ')")
+    assert "expansion" in page.locator("#drill-result h3").inner_text()
+    assert page.locator("#drill-result tbody tr[data-account] a").count() > 0
+    shot(page, "overview-product-drill")

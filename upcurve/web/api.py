@@ -129,6 +129,23 @@ class Expansion(Envelope):
     items: list[ExpansionRow]
 
 
+class ProductRise(BaseModel):
+    account_id: str
+    name: str | None
+    rise: Money = Field(description="the account's rises in the product's MRR, added up")
+    months: int = Field(description="how many months it rose")
+    last_month: str
+    mrr: Money = Field(description="the product's MRR in `last_month`")
+
+
+class ProductExpansion(PageOf):
+    product: str
+    month_from: str | None
+    month_to: str | None
+    amount: Money = Field(description="every matching account's rises added up")
+    items: list[ProductRise]
+
+
 class SegmentRow(MonthMetrics):
     dimension: str
     value: str | None
@@ -264,6 +281,45 @@ class Model(BaseModel):
     in_words: list[str]
 
 
+class BacktestSentence(BaseModel):
+    target: str
+    sentence: str | None = Field(description="the backtest in one plain sentence; null when not measured")
+
+
+class BacktestMean(BaseModel):
+    target: str
+    model: str = Field(description="lightgbm, logistic, rules or health_score")
+    cutoffs: int = Field(description="how many cutoffs the means are over")
+    auc: float | None
+    lift_top_decile: float | None
+    precision_at_k: float | None = Field(description="the share of the top 10% where it happened")
+    base_rate: float | None
+
+
+class CalibrationBin(BaseModel):
+    target: str
+    bin: int = Field(description="the decile of the predicted probability, 1 lowest")
+    rows: int | None
+    mean_predicted: float | None
+    observed_rate: float | None
+
+
+class Backtest(BaseModel):
+    kept: bool = Field(description="false when the workspace keeps no backtest yet (see `how_to`)")
+    how_to: str
+    backtest_id: str | None = None
+    created_at: str | None = None
+    as_of: str | None = None
+    source: str | None = None
+    cutoffs: list[str] = []
+    notes: list[str] = []
+    horizon_days: int | None = None
+    sentences: list[BacktestSentence] = []
+    means: list[BacktestMean] = Field(default=[], description="each model's means over the cutoffs, per target")
+    calibration: list[CalibrationBin] = Field(default=[], description="LightGBM: mean predicted against "
+                                                                       "observed rate by decile (cutoffs pooled)")
+
+
 class ActionIn(BaseModel):
     account_id: str = Field(min_length=1, max_length=200)
     status: Literal["contacted", "won", "lost", "dismissed"]
@@ -344,6 +400,21 @@ def expansion(data: ReaderDep, run: RunParam = None,
     return _kept(data, record, ("expansion", by, months), lambda: Expansion.model_validate({
         **_envelope(data, record), "by": by, "items": plain_rows(data.expansion_by(record, by, months))
     }))
+
+
+@router.get("/expansion/accounts", dependencies=[Read], summary="The accounts behind a product's expansion: whose "
+                                                                 "MRR in it rose from one month to the next")
+def product_accounts(data: ReaderDep, product: Annotated[str, Query(max_length=200)], run: RunParam = None,
+                     month_from: Month = None, month_to: Month = None, offset: Offset = 0,
+                     limit: Limit = 100) -> ProductExpansion:
+    from upcurve.web._products import product_expansion
+
+    record = data.run(run)
+    count, amount, rows = product_expansion(data, record, product, month_from, month_to, offset + limit)
+    return ProductExpansion.model_validate({
+        **_envelope(data, record), "total": count, "offset": offset, "limit": limit, "product": product,
+        "month_from": month_from, "month_to": month_to, "amount": plain(amount), "items": plain_rows(rows[offset:]),
+    })
 
 
 @router.get("/segments", dependencies=[Read], summary="A month's metrics by the values of a dimension")
@@ -478,6 +549,19 @@ def model(data: ReaderDep, run: RunParam = None) -> Model:
     return Model(model_id=found.model_id, active=found.active, kind=found.kind,
                  trained_as_of=found.trained_as_of.isoformat(), card=plain(found.card),
                  in_words=model_in_words(found.card))
+
+
+@router.get("/backtest", dependencies=[Read], summary="The backtest kept last: how the models ranked past dates, "
+                                                      "in words, as means over cutoffs, and LightGBM's calibration")
+def backtest(data: ReaderDep, run: RunParam = None) -> Backtest:
+    from upcurve.web._backtest import HOW_TO, horizon_days
+
+    record = data.run(run) if data.runs() else None
+    found = data.backtests.view(horizon_days(record.settings) if record is not None else 90)
+    if found is None:
+        return Backtest(kept=False, how_to=HOW_TO)
+    return Backtest.model_validate({"kept": True, "how_to": HOW_TO, **plain(
+        {k: v for k, v in found.items() if k != "figure"})})
 
 
 @router.get("/actions", dependencies=[Read], summary="What the team did with a run's worklist accounts")

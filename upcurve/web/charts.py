@@ -16,8 +16,8 @@ from typing import Any
 
 from upcurve.present.terminal import BENCHMARKS
 
-__all__ = ["bridge_waterfall", "cohort_heatmap", "expansion_bars", "funnel_stages", "label", "lever_bars", "mrr_trend",
-           "retention_trend"]
+__all__ = ["bridge_waterfall", "calibration_chart", "cohort_heatmap", "expansion_bars", "funnel_stages", "label",
+           "lever_bars", "mrr_trend", "retention_trend"]
 
 _GREEN, _RED, _BLUE, _GREY = "#2e9e5b", "#d0483e", "#3a6ea5", "#8a94a6"
 _LAYOUT: dict[str, Any] = {"margin": {"l": 60, "r": 20, "t": 40, "b": 60}, "height": 360,
@@ -175,3 +175,26 @@ def funnel_stages(funnel: list[dict[str, Any]]) -> dict[str, Any]:
         "layout": _layout("Expansion funnel, all prompts (accounts)", showlegend=False,
                           margin={"l": 110, "r": 20, "t": 40, "b": 30}),
     }
+
+
+def calibration_chart(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
+    """A model's calibration in a backtest: the mean predicted probability against the observed rate of each
+    decile of its scores (one line per target), beside the diagonal a well-calibrated model follows."""
+    traces: list[dict[str, Any]] = [{"type": "scatter", "mode": "lines", "name": "perfectly calibrated",
+                                     "x": [0, 100], "y": [0, 100], "line": {"color": _GREY, "dash": "dot"},
+                                     "hoverinfo": "skip"}]
+    for target, color in (("expansion", _GREEN), ("churn", _RED)):
+        part = sorted((r for r in rows if r.get("target") == target), key=lambda r: r.get("bin") or 0)
+        if not part:
+            continue
+        traces.append({"type": "scatter", "mode": "lines+markers", "name": target,
+                       "x": [None if r.get("mean_predicted") is None else r["mean_predicted"] * 100 for r in part],
+                       "y": [None if r.get("observed_rate") is None else r["observed_rate"] * 100 for r in part],
+                       "customdata": [[r.get("bin"), r.get("rows")] for r in part], "line": {"color": color},
+                       "hovertemplate": target + " decile %{customdata[0]} (%{customdata[1]} accounts): predicted "
+                                                 "%{x:.1f}%, observed %{y:.1f}%<extra></extra>"})
+    return {"data": traces,
+            "layout": _layout(f"Calibration of {model}: predicted against observed, by decile",
+                              xaxis={"title": {"text": "mean predicted probability"}, "ticksuffix": "%"},
+                              yaxis={"title": {"text": "observed rate"}, "ticksuffix": "%"},
+                              legend={"orientation": "h", "y": -0.25})}

@@ -125,10 +125,13 @@ class Reader:
         self._recent: dict[Hashable, tuple[float, Any]] = {}
         self._history: dict[str, tuple[pa.Table, Keys]] = {}
         self._live: dict[tuple[str, str], tuple[float, Any]] = {}
+        from upcurve.web._backtest import Backtests
         from upcurve.web._plays import Plays  # it reads through this reader (and imports this module)
 
         #: The plays' actions, their history, what the plays measured and the funnel (``upcurve.web._plays``).
         self.plays: Plays = Plays(self)
+        #: The backtest kept last, read again every ``runs_ttl`` seconds (``upcurve.web._backtest``).
+        self.backtests = Backtests(self)
 
     # -- who is calling, remembered briefly ----------------------------------------------------------------------
     def live(self, check: Callable[[Store, str], Any], secret: str) -> Any:

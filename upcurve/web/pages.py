@@ -23,7 +23,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from upcurve.errors import UpcurveError
 from upcurve.present.terminal import nrr_verdict
 from upcurve.web import charts
+from upcurve.web._backtest import HOW_TO, horizon_days
 from upcurve.web._plays import LIVE
+from upcurve.web._products import product_expansion
 from upcurve.web.app import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -34,7 +36,7 @@ from upcurve.web.app import (
     templates,
 )
 from upcurve.web.data import NotFound, Reader, headline, page
-from upcurve.web.words import model_in_words
+from upcurve.web.words import model_in_words, usage_trend
 from upcurve.workspace import RunRecord
 from upcurve.workspace import access as acc
 
@@ -167,6 +169,19 @@ def accounts_partial(request: Request, data: ReaderDep, user: User, run: Opt = N
                                                "what": what, "run": record, "currency": data.currency(record)})
 
 
+@router.get("/partials/product")
+def product_partial(request: Request, data: ReaderDep, user: User, product: Annotated[str, Query(max_length=200)],
+                    run: Opt = None, month_from: Month = None, month_to: Month = None,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> HTMLResponse:
+    """The accounts behind a bar of the expansion by product (see :mod:`upcurve.web._products`)."""
+    record = data.run(run)
+    total, amount, rows = product_expansion(data, record, product, month_from, month_to, limit)
+    period = month_from if month_from == month_to else f"{month_from or '…'} to {month_to or '…'}"
+    return _render(request, "_product_accounts.html", {"rows": rows, "total": total, "amount": amount,
+                                                       "product": product, "period": period, "run": record,
+                                                       "currency": data.currency(record)})
+
+
 # -- worklist --------------------------------------------------------------------------------------------------------
 _WORKLIST_SORTS = ("rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",
                    "expected_expansion_mrr")
@@ -286,7 +301,7 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
                       + (f"; limit reached in {days:,.0f} days at the current pace" if days is not None else "")})
     history = data.account_history(account_id)
     return _render(request, "account.html", _context(
-        data, user, record, a=row, found=found, figure=figure, usage=usage,
+        data, user, record, a=row, found=found, figure=figure, usage=usage, trend=usage_trend(row),
         components=[(c, row.get(f"health_{c}")) for c in _COMPONENTS],
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
@@ -400,4 +415,6 @@ def model(request: Request, data: ReaderDep, user: User, run: Opt = None) -> HTM
     models = data.models()
     found = next((m for m in models if m.model_id == record.model_id), None)
     return _render(request, "model.html", _context(data, user, record, model=found, models=models,
-                                                   words=model_in_words(found.card) if found else []))
+                                                   words=model_in_words(found.card) if found else [],
+                                                   backtest=data.backtests.view(horizon_days(record.settings)),
+                                                   how_to=HOW_TO))

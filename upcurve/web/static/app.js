@@ -12,10 +12,13 @@
       q.set("month_from", c[2]); q.set("month_to", c[2]);
       return "/partials/movements?" + q.toString();
     }
-    if (kind === "source" || kind === "product") {
-      q.set("type", "expansion"); q.set("month_from", c[2]); q.set("month_to", c[3]);
-      if (kind === "source") { q.set("source", c[1]); }
-      return kind === "source" ? "/partials/movements?" + q.toString() : null;
+    if (kind === "source") {
+      q.set("type", "expansion"); q.set("month_from", c[2]); q.set("month_to", c[3]); q.set("source", c[1]);
+      return "/partials/movements?" + q.toString();
+    }
+    if (kind === "product") {
+      q.set("product", c[1]); q.set("month_from", c[2]); q.set("month_to", c[3]);
+      return "/partials/product?" + q.toString();
     }
     if (kind === "dimension") {
       q.set("dimension", c[0]); q.set("value", c[1]);
