@@ -40,10 +40,12 @@ ENDPOINTS = [
     "/api/accounts?sort=churn_risk&limit=100", "/api/accounts?segment=smb&sort=mrr&offset=200&limit=100",
     "/api/accounts?q=a00012&limit=100", "/api/accounts?cohort={cohort}&limit=100", "/api/accounts/{account}",
     "/api/worklist", "/api/worklist?motion=retain&sort=value_at_stake&order=desc", "/api/diff", "/api/model",
-    "/api/actions",
+    "/api/actions", "/api/plays/actions?limit=100", "/api/plays/actions?account_id={account}", "/api/levers",
+    "/api/plays/uplift", "/api/plays/open", "/api/funnel", "/api/backtest",
+    "/api/expansion/accounts?product=core&limit=100",
 ]
 PAGES = ["/", "/worklist", "/worklist.csv", "/accounts", "/accounts/{account}", "/segments", "/runs", "/model",
-         "/partials/movements?type=expansion&month_from={month}&month_to={month}",
+         "/plays", "/partials/movements?type=expansion&month_from={month}&month_to={month}",
          "/partials/accounts?cohort={cohort}"]
 API_GOAL_MS, PAGE_GOAL_MS = 300.0, 1000.0
 
@@ -53,7 +55,7 @@ def build(folder: Path, accounts: int, months: int) -> Path:
     months before the data end (it trains the model), then as of the end (scored by it)."""
     from upcurve.settings_file import UpcurveConfig
     from upcurve.simulate import simulate_company
-    from upcurve.usecases import run_in_workspace
+    from upcurve.usecases import plays_run, run_in_workspace
     from upcurve.workspace import Store
 
     start, size = dt.date(2023, 1, 1), f"{accounts} accounts, {months} months, seed 5\n"
@@ -67,7 +69,9 @@ def build(folder: Path, accounts: int, months: int) -> Path:
     ends = start.year * 12 + start.month - 1 + months - 3  # the first month after the earlier run's data end
     earlier = dt.date(ends // 12, ends % 12 + 1, 1) - dt.timedelta(days=1)
     run_in_workspace(store, folder / "data", as_of=earlier, config=config)
+    plays_run(store, config=config)  # the plays of each run, in order: actions for the worklist and the plays page
     run_in_workspace(store, folder / "data", config=config)
+    plays_run(store, config=config)
     return folder / "workspace"
 
 
