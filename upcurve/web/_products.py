@@ -12,6 +12,8 @@ holds the month's exchange-rate move, which the bar counts apart (``fx``), so th
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -71,29 +73,67 @@ def _rises(mrr: pa.Table, product: str) -> pa.Table:
 
 
 def product_expansion(reader: Reader, run: RunRecord, product: str, month_from: str | None,
-                      month_to: str | None, limit: int | None = None) -> tuple[int, Any, list[dict[str, Any]]]:
+                      month_to: str | None, limit: int | None = None, offset: int = 0
+                      ) -> tuple[int, Any, list[dict[str, Any]]]:
     """The accounts whose MRR in ``product`` rose from one month to the next within ``month_from`` to
-    ``month_to`` (each inclusive; open when None): how many, their rises added up, and the ``limit`` largest
-    (all when None), largest total rise first (then by account id). Each: ``account_id``, ``name``, ``rise`` (its
-    rises added up), ``months`` (how many months it rose), ``last_month`` (the last of them) and ``mrr`` (the
-    product's MRR that month)."""
-    rises = product_rises(reader, run, product)
+    ``month_to`` (each inclusive; open when None): how many, their rises added up, and ``limit`` of them from
+    ``offset`` (all when None), largest total rise first (then by account id). Each: ``account_id``, ``name``,
+    ``rise`` (its rises added up), ``months`` (how many months it rose), ``last_month`` (the last of them) and
+    ``mrr`` (the product's MRR that month).
+
+    The accounts summed and ordered are kept per run, product and months (the few asked last): a request then
+    only takes its page of them."""
+    count, total, summed = _summed(reader, run, product, month_from, month_to)
+    if count == 0:
+        return 0, total, []
+    page = summed.slice(offset, limit) if limit is not None else summed.slice(offset)
+    top = page.to_pylist()
+    names = reader.names(run, [r["account_id"] for r in top])
+    return count, total, [
+        {"account_id": r["account_id"], "name": names.get(r["account_id"]), "rise": r["rise_sum"],
+         "months": r["month_count"], "last_month": r["month_max"], "mrr": r["mrr"]}
+        for r in top]
+
+
+#: How many (product, months) summaries are kept per run: a bar is a product and a month or a range of them.
+_KEEP_SUMMED = 64
+
+
+def _summed(reader: Reader, run: RunRecord, product: str, month_from: str | None,
+            month_to: str | None) -> tuple[int, Any, pa.Table]:
+    """How many accounts, their rises added up, and each account's (``account_id``, ``rise_sum``,
+    ``month_count``, ``month_max``, ``mrr``) largest first: made once per run, product and months, and kept."""
+    rises = product_rises(reader, run, product)  # checks the product, and is kept per run
+    kept: OrderedDict[tuple[Any, ...], tuple[int, Any, pa.Table]] = reader.memo(
+        run, ("product expansion",), OrderedDict)
+    key = (product, month_from, month_to)
+    with _summing:
+        hit = kept.get(key)
+        if hit is not None:
+            kept.move_to_end(key)
+            return hit
+    found = _sum(rises, month_from, month_to)
+    with _summing:
+        kept[key] = found
+        while len(kept) > _KEEP_SUMMED:
+            kept.popitem(last=False)
+    return found
+
+
+_summing = threading.Lock()
+
+
+def _sum(rises: pa.Table, month_from: str | None, month_to: str | None) -> tuple[int, Any, pa.Table]:
     if month_from is not None:
         rises = rises.filter(pc.greater_equal(rises["month"], month_from))
     if month_to is not None:
         rises = rises.filter(pc.less_equal(rises["month"], month_to))
     if rises.num_rows == 0:
-        return 0, Decimal("0.00"), []
+        return 0, Decimal("0.00"), pa.table({})
     summed = rises.group_by("account_id").aggregate([("rise", "sum"), ("month", "count"), ("month", "max")])
     count, total = summed.num_rows, pc.sum(summed["rise_sum"]).as_py()
+    last = rises.select(["account_id", "month", "mrr"]).rename_columns(["account_id", "month_max", "mrr"])
+    summed = summed.join(last, keys=["account_id", "month_max"], join_type="left outer")
     summed = summed.take(pc.sort_indices(summed, [("rise_sum", "descending"), ("account_id", "ascending")]))
-    if limit is not None:
-        summed = summed.slice(0, limit)
-    top = summed.to_pylist()
-    wanted = rises.filter(pc.is_in(rises["account_id"], value_set=summed["account_id"].combine_chunks()))
-    last = {(r["account_id"], r["month"]): r["mrr"] for r in wanted.select(["account_id", "month", "mrr"]).to_pylist()}
-    names = reader.names(run, [r["account_id"] for r in top])
-    return count, total, [
-        {"account_id": r["account_id"], "name": names.get(r["account_id"]), "rise": r["rise_sum"],
-         "months": r["month_count"], "last_month": r["month_max"], "mrr": last[(r["account_id"], r["month_max"])]}
-        for r in top]
+    return count, total, summed.select(["account_id", "rise_sum", "month_count", "month_max", "mrr"]
+                                       ).combine_chunks()

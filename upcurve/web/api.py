@@ -410,10 +410,10 @@ def product_accounts(data: ReaderDep, product: Annotated[str, Query(max_length=2
     from upcurve.web._products import product_expansion
 
     record = data.run(run)
-    count, amount, rows = product_expansion(data, record, product, month_from, month_to, offset + limit)
+    count, amount, rows = product_expansion(data, record, product, month_from, month_to, limit, offset)
     return ProductExpansion.model_validate({
         **_envelope(data, record), "total": count, "offset": offset, "limit": limit, "product": product,
-        "month_from": month_from, "month_to": month_to, "amount": plain(amount), "items": plain_rows(rows[offset:]),
+        "month_from": month_from, "month_to": month_to, "amount": plain(amount), "items": plain_rows(rows),
     })
 
 

@@ -159,7 +159,8 @@ class DuckDBConnection(Connection):
             names = ", ".join(quote(c) for c in columns)
             self.con.execute(f"INSERT INTO {quote(table)} ({names}) SELECT {names} FROM _rows")
         finally:
-            self.con.unregister("_rows")
+            with contextlib.suppress(duckdb.Error):  # after a failed insert: keep its error, not this one's
+                self.con.unregister("_rows")
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = self.con.execute(sql, list(params))
