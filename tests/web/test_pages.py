@@ -109,9 +109,10 @@ def test_data_is_escaped_in_pages_and_csv(session: Any, store: Store) -> None:
 
 
 def test_csv_guards_formulas() -> None:
-    from upcurve.web.pages import _csv_cell
+    from upcurve.present.safe import spreadsheet_cell
 
-    assert _csv_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and _csv_cell("Acme") == "Acme" and _csv_cell(3) == 3
+    assert spreadsheet_cell("=HYPERLINK(1)") == "'=HYPERLINK(1)" and spreadsheet_cell("Acme") == "Acme"
+    assert spreadsheet_cell(3) == 3 and spreadsheet_cell("-1+1") == "'-1+1"
 
 
 def test_unknown_pages_and_parameters_answer_clearly(session: Any) -> None:

@@ -21,6 +21,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from upcurve.errors import UpcurveError
+from upcurve.present.safe import spreadsheet_cell
 from upcurve.present.terminal import nrr_verdict
 from upcurve.web import charts
 from upcurve.web._backtest import HOW_TO, horizon_days
@@ -215,16 +216,6 @@ def worklist(request: Request, data: ReaderDep, user: User, run: Opt = None, own
         back=_local(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))))
 
 
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _csv_cell(value: Any) -> Any:
-    """A cell a spreadsheet shows as text: a string starting like a formula gets a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(_FORMULA):
-        return "'" + value
-    return value
-
-
 @router.get("/worklist.csv")
 def worklist_csv(data: ReaderDep, user: User, run: Opt = None, owner: Opt = None, segment: Opt = None,
                  lever: Opt = None, motion: Opt = None, sort: Opt = "rank", order: Opt = "asc") -> Response:
@@ -235,7 +226,7 @@ def worklist_csv(data: ReaderDep, user: User, run: Opt = None, owner: Opt = None
     writer.writerow([*table.column_names, "currency"])
     currency = data.currency(record)
     for row in table.to_pylist():
-        writer.writerow([_csv_cell(v) for v in row.values()] + [currency])
+        writer.writerow([spreadsheet_cell(v) for v in row.values()] + [currency])
     name = f"worklist-{record.as_of.isoformat()}.csv"
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
