@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -78,3 +81,33 @@ def app(store: Store) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app) as c:
         yield c
+
+
+# -- the pages as a person logged in sees them -----------------------------------------------------------------
+
+def login(client: Any, username: str = "ann", password: str = PASSWORD) -> Any:
+    form = client.get("/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]
+    return client.post("/login", data={"username": username, "password": password, "csrf": csrf, "next": "/"},
+                       follow_redirects=False)
+
+
+@pytest.fixture
+def session(app: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as c:
+        response = login(c)
+        assert response.status_code == 303 and response.headers["location"] == "/"
+        yield c
+
+
+def csrf_of(page: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', page)[1]
+
+
+def figure(page: str, key: str) -> dict[str, Any]:
+    found = re.search(rf'<script type="application/json" id="fig-{key}">(.*?)</script>', page, re.S)
+    assert found, f"no figure {key}"
+    result: dict[str, Any] = json.loads(found[1])
+    return result

@@ -4,37 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.web.conftest import PASSWORD
+from tests.web.conftest import PASSWORD, csrf_of, figure, login
 from upcurve.workspace import Store
 from upcurve.workspace import access as acc
-
-
-def login(client: Any, username: str = "ann", password: str = PASSWORD) -> Any:
-    form = client.get("/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)[1]
-    return client.post("/login", data={"username": username, "password": password, "csrf": csrf, "next": "/"},
-                       follow_redirects=False)
-
-
-@pytest.fixture
-def session(app: Any) -> Any:
-    from fastapi.testclient import TestClient
-
-    with TestClient(app) as c:
-        response = login(c)
-        assert response.status_code == 303 and response.headers["location"] == "/"
-        yield c
-
-
-def csrf_of(page: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', page)[1]
 
 
 @pytest.mark.parametrize("path", ["/", "/worklist", "/accounts", "/segments", "/runs", "/model", "/worklist.csv"])
@@ -120,13 +98,6 @@ def test_unknown_pages_and_parameters_answer_clearly(session: Any) -> None:
     assert session.get("/?run=run-nope").status_code == 404
     assert session.get("/?month=2024-13").status_code == 422
     assert session.get("/worklist?sort=nope").status_code == 404
-
-
-def figure(page: str, key: str) -> dict[str, Any]:
-    found = re.search(rf'<script type="application/json" id="fig-{key}">(.*?)</script>', page, re.S)
-    assert found, f"no figure {key}"
-    result: dict[str, Any] = json.loads(found[1])
-    return result
 
 
 def test_the_overview_shows_expansion_by_source_segment_product_and_owner(session: Any) -> None:

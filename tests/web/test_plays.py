@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from tests.web.conftest import csrf_of, figure
 from tests.web.test_api import auth, get
-from tests.web.test_pages import csrf_of, figure, session  # noqa: F401 (a fixture)
 from upcurve.plays.engine import PlayAction
 from upcurve.usecases import levers as levers_of
 from upcurve.usecases import plays_measure
@@ -145,7 +145,7 @@ def test_open_counts_add_up(client: Any, tokens: dict[str, str], store: Store) -
 
 
 # -- pages -----------------------------------------------------------------------------------------------------------
-def test_the_worklist_marks_an_action_done_with_the_csrf_token_only(session: Any, store: Store) -> None:  # noqa: F811
+def test_the_worklist_marks_an_action_done_with_the_csrf_token_only(session: Any, store: Store) -> None:
     page = session.get("/worklist").text
     shown = re.findall(r'<div class="play-action" data-action="([^"]+)" data-status="open">', page)
     worklist = {a.action_id for a in wa.list_actions(store, status=["open"], play="worklist") if not a.held_out}
@@ -164,7 +164,7 @@ def test_the_worklist_marks_an_action_done_with_the_csrf_token_only(session: Any
     assert f'data-action="{target}" data-status="done"' in history and "done by ann" in history
 
 
-def test_a_snooze_from_a_page_needs_a_date_and_a_reason(session: Any, store: Store) -> None:  # noqa: F811
+def test_a_snooze_from_a_page_needs_a_date_and_a_reason(session: Any, store: Store) -> None:
     action = open_action(store, "renewal_expansion")
     page = session.get(f"/accounts/{action.account_id}").text
     assert f'action="/plays/actions/{action.action_id}"' in page
@@ -182,7 +182,7 @@ def test_a_snooze_from_a_page_needs_a_date_and_a_reason(session: Any, store: Sto
     assert session.post("/plays/actions/act-nobody", data={**form, "status": "done"}).status_code == 404
 
 
-def test_the_plays_page_shows_levers_uplift_funnel_and_open_counts(session: Any, store: Store) -> None:  # noqa: F811
+def test_the_plays_page_shows_levers_uplift_funnel_and_open_counts(session: Any, store: Store) -> None:
     reader = session.app.state.reader
     run = reader.run()
     page = session.get("/plays")

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.web.test_pages import login
+from tests.web.conftest import login
 from upcurve.web.data import Reader
 from upcurve.workspace import Store
 from upcurve.workspace import access as acc
