@@ -104,7 +104,7 @@ def _check_url(url: str) -> str:
     if parts.username is not None or parts.password is not None:
         raise ValueError("a webhook url cannot hold credentials: send them as a header, e.g. "
                          "Authorization: 'Bearer ${WEBHOOK_TOKEN}'")
-    parts.port  # noqa: B018 (raises ValueError on a port that is not a number in 0–65535)
+    _ = parts.port  # reading it raises ValueError on a port that is not a number in 0–65535
     return url
 
 

@@ -297,7 +297,8 @@ def _holds(c: Condition, value: Any) -> bool:
 def _due(start: dt.date, days: int, business: bool) -> dt.date:
     if not business:
         return start + dt.timedelta(days=days)
-    return np.busday_offset(np.datetime64(start), days, roll="forward").astype(dt.date)  # type: ignore[no-any-return]
+    due: dt.date = np.busday_offset(np.datetime64(start), days, roll="forward").astype(dt.date)
+    return due
 
 
 def _key(*parts: str) -> str:

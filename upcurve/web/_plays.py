@@ -213,11 +213,13 @@ class Plays:
         slot = (run.run_id, *key)
         hit = self._measured.get(slot)
         if hit is not None and hit[0] == digest:
-            return hit[1]  # type: ignore[no-any-return]
+            kept: T = hit[1]
+            return kept
         with self.reader._making:
             hit = self._measured.get(slot)
             if hit is not None and hit[0] == digest:
-                return hit[1]  # type: ignore[no-any-return]
+                again: T = hit[1]
+                return again
             value = make()
             if len(self._measured) >= 1000:  # months 1–120 by a few runs: far below, unless flooded
                 self._measured.clear()

@@ -21,7 +21,7 @@ import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal
 
 from upcurve.errors import UpcurveError
 from upcurve.plays.delivery import Message
@@ -229,7 +229,7 @@ class OutboxMessage:
     message_id: str
     idempotency_key: str
     action_id: str | None
-    channel: str
+    channel: Literal["webhook", "email"]
     target: str
     subject: str
     body: str
@@ -244,7 +244,7 @@ class OutboxMessage:
 
     @property
     def message(self) -> Message:
-        return Message(idempotency_key=self.idempotency_key, channel=self.channel,  # type: ignore[arg-type]
+        return Message(idempotency_key=self.idempotency_key, channel=self.channel,
                        target=self.target, subject=self.subject, text=self.body, payload=self.payload)
 
 
