@@ -529,7 +529,7 @@ def _exposures_of_actions(actions: list[PlayAction]) -> pa.Table:
     by the play's holdout)."""
     first: dict[tuple[str, str], PlayAction] = {}
     for a in sorted(actions, key=lambda a: (a.started_on, a.action_id)):
-        if a.success_window_days and a.outcome != "period ended" and not (a.outcome or "").startswith("covered"):
+        if a.measurable:
             first.setdefault((a.play, a.account_id), a)
     chosen = list(first.values())
     return pa.table({

@@ -54,6 +54,8 @@ __all__ = ["ACTION_STATUSES", "OPEN_STATUSES", "ActionChange", "PlayAction", "Pl
 #: Every status an action can have. ``open``, ``snoozed`` and ``holdout`` are live; the others ended.
 ACTION_STATUSES = ("open", "snoozed", "holdout", "done", "dismissed", "closed")
 OPEN_STATUSES = ("open", "snoozed", "holdout")
+#: The outcomes of the actions kept only so a trigger does not fire again (see :attr:`PlayAction.bookkeeping`).
+PERIOD_ENDED, COVERED = "period ended", "covered by"
 
 _SHARE_COLUMNS = {"usage_share_used", "seat_saturation", "adoption_breadth", "stickiness", "dau_per_seat",
                   "expansion_propensity", "churn_risk"}
@@ -86,6 +88,18 @@ class PlayAction:
     held_out: bool = False
     first_run_id: str = ""
     last_run_id: str = ""
+
+    @property
+    def bookkeeping(self) -> bool:
+        """Kept only so a trigger does not fire again: a threshold covered by a higher one crossed at once, or an
+        alert whose period ended. Nobody worked it; it is not an exposure to measure."""
+        return self.outcome == PERIOD_ENDED or (self.outcome or "").startswith(COVERED)
+
+    @property
+    def measurable(self) -> bool:
+        """An exposure the uplift and the levers measure: its play has a success window, and it is no
+        :attr:`bookkeeping`."""
+        return bool(self.success_window_days) and not self.bookkeeping
 
 
 @dataclass(frozen=True)
@@ -392,7 +406,7 @@ def plan_plays(evaluated: pa.Table, actions: Sequence[PlayAction], config: Plays
             elif trigger.once_per_period:
                 # one new action per play and account in a run (the trigger listed first: the highest threshold);
                 # the others are kept closed, so they do not fire later in the period
-                plan.created.append(replace(action, status="closed", outcome=f"covered by {first}", ended_on=today))
+                plan.created.append(replace(action, status="closed", outcome=f"{COVERED} {first}", ended_on=today))
         # actions of this trigger whose conditions cleared, or whose period ended
         for a in actions:
             if a.trigger != trigger_key or a.status not in OPEN_STATUSES:
@@ -401,7 +415,7 @@ def plan_plays(evaluated: pa.Table, actions: Sequence[PlayAction], config: Plays
             stale_period = trigger.once_per_period and a.reason_key != reason_key
             if stale_period:
                 change(current, "closed", f"the period {a.reason_key.rpartition(':')[2]} ended", status="closed",
-                       outcome="period ended", ended_on=today, last_run_id=run_id)
+                       outcome=PERIOD_ENDED, ended_on=today, last_run_id=run_id)
             elif a.account_id not in matched_ids and trigger.close_when_cleared:
                 change(current, "closed", "its trigger no longer holds", status="closed", outcome="cleared",
                        ended_on=today, last_run_id=run_id)

@@ -81,8 +81,7 @@ def lever_yield(movements: pa.Table, actions: Sequence[PlayAction], *, as_of: dt
     total = sum((p.expansion_mrr for p in produced.values()), Decimal(0))
     # the plays people (or automation) worked toward a success: not the held-out accounts, not alerts without a
     # success criterion, not the bookkeeping of thresholds covered by a higher one or of a period that ended
-    worked = [a for a in actions if a.lever in LEVER_OF_SOURCE and not a.held_out and a.success_window_days
-              and a.outcome != "period ended" and not (a.outcome or "").startswith("covered")
+    worked = [a for a in actions if a.lever in LEVER_OF_SOURCE and not a.held_out and a.measurable
               and since <= f"{a.started_on:%Y-%m}" <= until]
     effort: dict[str, _Effort] = {}
     if worked and movements.num_rows:

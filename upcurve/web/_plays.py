@@ -61,12 +61,11 @@ class PlayState:
 
 def _measured_digest(actions: Iterable[PlayAction]) -> str:
     """What :func:`upcurve.usecases.plays_measure` and :func:`~upcurve.usecases.levers` read of the actions: which
-    exist, and whether each is left out (its outcome ``period ended`` or ``covered …``). A status a person sets
+    exist, and whether each is left out (:attr:`~upcurve.plays.PlayAction.bookkeeping`). A status a person sets
     changes neither."""
     digest = hashlib.sha256()
     for a in actions:
-        left_out = a.outcome == "period ended" or (a.outcome or "").startswith("covered")
-        digest.update(f"{a.action_id}:{int(left_out)};".encode())
+        digest.update(f"{a.action_id}:{int(a.bookkeeping)};".encode())
     return digest.hexdigest()
 
 
