@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -126,6 +127,21 @@ def test_movements_match_filtering_then_sorting_largest_first(reader: Reader, ru
         assert picked.to_pylist() == expected, case
 
 
+@settings(max_examples=200, deadline=None)
+@given(data=st.data(), rows=st.integers(0, 300), block=st.sampled_from([1, 7, 64, 65_536]))
+def test_a_page_of_picked_rows_is_that_slice_of_every_match(data: st.DataObject, rows: int, block: int) -> None:
+    # small blocks: a page is found across their edges
+    order = np.array(data.draw(st.permutations(range(rows))), np.int64)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows)), np.bool_)
+    table = pa.table({"n": pa.array(range(rows), pa.int64())})
+    picked = _lists.Picked(table, order, data.draw(st.sampled_from([mask, None])), block=block)
+    every = order[mask] if picked.mask is not None else order
+    offset, length = data.draw(st.integers(0, rows + 2)), data.draw(st.none() | st.integers(0, rows + 2))
+    assert picked.num_rows == len(every)
+    end = None if length is None else offset + length
+    assert picked.slice(offset, length)["n"].to_pylist() == every[offset:end].tolist()
+
+
 def test_an_accounts_history_is_what_every_run_stored(reader: Reader, store: Store) -> None:
     runs = store.runs()
     ids = store.query("SELECT account_id FROM accounts WHERE run_id = ? LIMIT 5", [runs[-1].run_id]).column(0)
@@ -223,3 +239,22 @@ def test_the_app_warms_the_latest_run_it_sees_in_the_background(built_workspace:
     account = reader.table(run, "worklist")["account_id"][0].as_py()  # kept by the warm-up
     assert reader.account(run, account)["account"]["account_id"] == account
     assert reader.account_history(account)
+
+
+def test_the_served_app_warms_the_latest_run_before_its_first_request(built_workspace: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from upcurve.web.app import create_app
+
+    shutil.copytree(built_workspace, tmp_path / "workspace")
+    (tmp_path / "workspace" / "workspace.lock").unlink(missing_ok=True)
+    app = create_app(tmp_path / "workspace", warm=True)
+    with TestClient(app):  # the lifespan's startup has run: the app would now accept requests
+        reader: Reader = app.state.reader
+        reader.runs_ttl = 3600  # the runs read at startup stay trusted while the workspace is away
+        reader.store = cast(Store, _Closed())
+        earlier, run = reader.runs()[-2:]
+        assert reader.accounts(run, filters={}, sort="churn_risk", descending=True, search="a").num_rows > 0
+        assert reader.movements(run, kind="expansion").num_rows > 0
+        assert reader.segments(run, "owner") and reader.cohorts(run) and reader.bridge(run)
+        assert reader.diff(earlier, run).bridge.num_rows > 0

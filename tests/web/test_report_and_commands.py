@@ -64,3 +64,32 @@ def test_users_and_tokens_commands(store: Store, tmp_path: Path) -> None:
     written = runner.invoke(cli, ["report", "--workspace", where, "--out", str(tmp_path / "r.html")])
     assert written.exit_code == 0, written.output
     assert (tmp_path / "r.html").exists()
+
+
+def test_serve_answers_once_it_says_it_serves(built_workspace: Path, tmp_path: Path) -> None:
+    import http.client
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    shutil.copytree(built_workspace, tmp_path / "workspace")
+    (tmp_path / "workspace" / "workspace.lock").unlink(missing_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "upcurve", "serve", "--workspace", str(tmp_path / "workspace"),
+                               "--port", str(port)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "COLUMNS": "400"})  # one line each, unwrapped
+    try:
+        assert server.stdout is not None
+        said = [server.stdout.readline(), server.stdout.readline()]
+        assert said[0].startswith("reading the latest run") and said[1].startswith("serving "), said
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)  # accepting by now: no retry needed
+        conn.request("GET", "/api/runs")
+        response = conn.getresponse()
+        assert response.status == 401 and b"API token" in response.read()
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -33,19 +33,42 @@ _FEW = 20_000
 class Picked:
     """The rows a list request matched, in order. Rows are taken from the table only when asked for.
 
+    Given the order and a mask, the positions matched are found only as far as a page needs them: a first page of
+    movements finds 100 of 821,006 rows in a few blocks instead of gathering every match (some 4 ms a request).
+
     >>> table = pa.table({"id": ["a", "b", "c"], "mrr": [3, 1, 2]})
-    >>> picked = Picked(table, np.array([1, 2]))
+    >>> picked = Picked(table, np.array([1, 2, 0]), np.array([True, True, False]))
     >>> picked.num_rows, picked.slice(1, 5).to_pylist()
     (2, [{'id': 'c', 'mrr': 2}])
     """
 
-    def __init__(self, table: pa.Table, positions: np.ndarray) -> None:
+    def __init__(self, table: pa.Table, order: np.ndarray, mask: np.ndarray | None = None, *,
+                 block: int = 65_536) -> None:
         self.table = table
-        self.positions = positions
+        self.order = order
+        self.mask = mask
+        self.block = block  # how many rows of the mask are looked at a time when finding a page
+        self.num_rows = len(order) if mask is None else int(np.count_nonzero(mask))
 
     @property
-    def num_rows(self) -> int:
-        return len(self.positions)
+    def positions(self) -> np.ndarray:
+        """Every matched row's position in the table, in order."""
+        return self.order if self.mask is None else self.order[self.mask]
+
+    def _positions(self, offset: int, end: int | None) -> np.ndarray:
+        if self.mask is None:
+            return self.order[offset:end]
+        if end is None or end > self.num_rows // 2:  # most of them: one pass is as quick
+            return self.positions[offset:end]
+        found, seen = [], 0
+        for start in range(0, len(self.mask), self.block):
+            at = np.flatnonzero(self.mask[start:start + self.block])
+            if seen + len(at) > offset:
+                found.append(at[max(0, offset - seen):end - seen] + start)
+            seen += len(at)
+            if seen >= end:
+                break
+        return self.order[np.concatenate(found)] if found else self.order[:0]
 
     @property
     def column_names(self) -> list[str]:
@@ -55,9 +78,10 @@ class Picked:
         """Rows ``offset`` to ``offset + length`` (all when ``length`` is None), only ``columns`` if given."""
         table = self.table
         if columns is not None:
-            table = table.select([c for c in columns if c in table.column_names])
+            present = set(table.column_names)  # a property that builds a list each time it is read
+            table = table.select([c for c in columns if c in present])
         end = None if length is None else offset + length
-        return table.take(pa.array(self.positions[offset:end], pa.int64()))
+        return table.take(pa.array(self._positions(offset, end), pa.int64()))
 
     def to_pylist(self) -> list[dict[str, Any]]:
         return self.slice().to_pylist()
@@ -160,7 +184,7 @@ class Ordered:
 
     def pick(self, mask: np.ndarray | None) -> Picked:
         """The rows ``mask`` keeps (all for None), in this order."""
-        return Picked(self.table, self.order if mask is None else self.order[mask])
+        return Picked(self.table, self.order, mask)
 
 
 class Keys:

@@ -22,7 +22,7 @@ import heapq
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pyarrow as pa
@@ -34,11 +34,9 @@ from upcurve.web.data import NotFound, Reader
 from upcurve.workspace import RunRecord
 from upcurve.workspace import actions as wa
 
-__all__ = ["ACTION_FIELDS", "LIVE", "PlayState", "Plays", "as_dict"]
+__all__ = ["LIVE", "PlayState", "Plays"]
 
 T = TypeVar("T")
-#: Every field of an action, in the order the API shows them.
-ACTION_FIELDS = tuple(f.name for f in fields(PlayAction))
 #: The statuses of an action someone still has to work (``holdout`` is live too, but nobody works it).
 LIVE = ("open", "snoozed")
 #: Every action's history, oldest first (stably sorted by action afterwards).
@@ -258,7 +256,3 @@ def _live_by_account(state: PlayState) -> dict[str, list[PlayAction]]:
         listed.sort(key=lambda a: (a.due_on, a.action_id))
     return found
 
-
-def as_dict(action: PlayAction) -> dict[str, Any]:
-    """An action's fields (not yet made plain)."""
-    return {name: getattr(action, name) for name in ACTION_FIELDS}

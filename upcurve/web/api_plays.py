@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from upcurve.plays.engine import PlayAction as Action
-from upcurve.web._plays import LIVE, as_dict
+from upcurve.web._plays import LIVE
 from upcurve.web.api import Envelope, Limit, Money, Offset, Read, RunParam, Text, Write, _envelope, _kept
 from upcurve.web.app import ReaderDep
 from upcurve.web.data import plain
@@ -37,6 +37,8 @@ ActionId = Annotated[str, Path(min_length=1, max_length=100, description="an act
 
 
 class PlayActionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # made straight from a PlayAction (dates as ISO text)
+
     action_id: str
     account_id: str
     account_name: str | None
@@ -48,15 +50,15 @@ class PlayActionOut(BaseModel):
     status: str = Field(description="open, snoozed, holdout (measured against, nobody works it), done, dismissed "
                                     "or closed")
     owner: str
-    started_on: str
-    due_on: str
+    started_on: dt.date
+    due_on: dt.date
     next_step: int
     success_source: str | None
     success_window_days: int | None
     outcome: str | None
-    snoozed_until: str | None
+    snoozed_until: dt.date | None
     snooze_reason: str | None
-    ended_on: str | None
+    ended_on: dt.date | None
     held_out: bool
     first_run_id: str
     last_run_id: str
@@ -197,7 +199,7 @@ def finite(value: Any) -> Any:
 
 
 def action_out(action: Action) -> PlayActionOut:
-    return PlayActionOut.model_validate(plain(as_dict(action)))
+    return PlayActionOut.model_validate(action)
 
 
 def event_out(event: ActionEvent) -> ActionEventOut:

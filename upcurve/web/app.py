@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,24 +122,31 @@ def token_scope(scope: str) -> Any:
 def create_app(store: Store | str | Path, *, secure_cookies: bool = False, warm: bool = False) -> FastAPI:
     """The web app over a workspace (a :class:`Store`, a folder or a ``postgresql://`` URL).
 
-    ``secure_cookies`` marks the session cookie ``Secure`` (serve behind HTTPS). ``warm`` reads and indexes each
-    latest run in a background thread as soon as the app sees it (``upcurve serve`` does), so the first person to
-    open an account page does not wait for it; the app must then be the only one in its process to open the
+    ``secure_cookies`` marks the session cookie ``Secure`` (serve behind HTTPS). ``warm`` (``upcurve serve`` sets
+    it) reads and indexes the latest run before the app accepts its first request (in its lifespan's startup:
+    about 2 s at 100,000 accounts; served beside the requests, that work held a core and made every answer of the
+    first seconds wait), then each later run in a background thread as soon as the app sees it, so the first person
+    to open an account page does not wait for it; the app must then be the only one in its process to open the
     workspace (an embedded DuckDB file opens one way at a time in a process)."""
     from upcurve.web import api, api_plays, pages
 
     if not isinstance(store, Store):
         store = Store.open(store, create=False)
-    app = FastAPI(title="upcurve", version=__version__,
+    data = Reader(store, warm=warm)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            await run_in_threadpool(data.warm_latest_now)
+        yield
+
+    app = FastAPI(title="upcurve", version=__version__, lifespan=lifespan,
                   description="Revenue analytics of an upcurve workspace: MRR, movements, retention, accounts, "
                               "the worklist, runs and their diff, the plays' actions and what they caused. Money is a "
                               "decimal string in the run's "
                               "reporting currency (`currency`). Every call needs an API token "
                               "(`Authorization: Bearer …`) with the `read` scope (`write` to record actions).")
-    app.state.reader = Reader(store, warm=warm)
-    if warm:
-        with contextlib.suppress(UpcurveError):  # no run yet: the pages say so
-            app.state.reader.runs()  # seen: the latest run is warmed in the background
+    app.state.reader = data
     app.state.secure_cookies = secure_cookies
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 

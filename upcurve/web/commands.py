@@ -5,6 +5,7 @@ Thin: parse, call, print. ``upcurve.cli`` registers them.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -55,9 +56,16 @@ def serve(workspace: WorkspaceOpt = None,
     if not acc.list_users(store):
         _err.print(safe_text(f"note: no user can log in yet: upcurve users add NAME --workspace {store.where}",
                              "yellow"))
-    _console.print(safe_text(f"serving {store.where} on http://{host}:{port} (Ctrl-C stops)"))
-    uvicorn.run(create_app(store, secure_cookies=secure_cookies, warm=True), host=host, port=port,
-                log_level="warning")
+    _console.print(safe_text(f"reading the latest run of {store.where} into memory (some 10 s at 100,000 accounts)"))
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # the app warmed, then the port bound: say so only now
+            if self.started:
+                _console.print(safe_text(f"serving {store.where} on http://{host}:{port} (Ctrl-C stops)"))
+
+    app = create_app(store, secure_cookies=secure_cookies, warm=True)
+    Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
 
 
 def report(workspace: WorkspaceOpt = None,
