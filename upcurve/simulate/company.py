@@ -19,6 +19,9 @@ Product behaviour leads revenue by weeks, so a model can learn it:
   until renewal; enterprise accounts get a discount;
 - **services**: onboarding and training as one-time lines. Some churned accounts come back.
 
+A profile can make the company work differently (:mod:`upcurve.simulate.mechanisms`): other price rises, annual
+contracts that change only at renewal, seasons, API calls billed from the first, another mix of levers.
+
 The ground truth (latent traits, the lever behind each expansion, the effect of each play) is written to ``truth/``
 beside the data, where the pipeline never looks. Output is deterministic for a seed; accounts are simulated in
 blocks of :data:`BLOCK` and streamed to disk, so memory stays bounded however many accounts are asked for.
@@ -35,7 +38,24 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from upcurve.simulate.catalog import CORE_TIERS, FEATURES, PLAN_BY_ID, PLANS, PROFILES, CompanyProfile, plan_features
+from upcurve.simulate.catalog import (
+    ADDONS,
+    CORE_TIERS,
+    FEATURES,
+    PLAN_BY_ID,
+    PROFILES,
+    CompanyProfile,
+    company_plans,
+    plan_features,
+)
+from upcurve.simulate.mechanisms import list_price_factor, seasonal_factor
+from upcurve.simulate.oracle import (
+    ORACLE_SCHEMA,
+    OracleRequest,
+    oracle_probabilities,
+    oracle_seeds,
+    snapshot_months,
+)
 from upcurve.simulate.sinks import TableSinks
 
 __all__ = ["BILLING_TABLES", "BLOCK", "simulate_company", "simulate_tables", "write_folder"]
@@ -49,9 +69,6 @@ SEGMENTS = ("smb", "mid_market", "enterprise")
 REGIONS = ("na", "emea", "apac")
 INDUSTRIES = ("software", "retail", "finance", "health", "media")
 OWNERS = tuple(f"csm_{i:02d}" for i in range(1, 13))
-PRICE_INCREASE = 1.10
-API_LIMIT = 100_000.0
-ADDONS = ("analytics", "automation", "security")
 PLAYS = ("upgrade_prompt", "csm_call", "webinar_invite")
 #: The upgrade prompts a prompted account sees: (prompt type, placement, share of viewers who click, weight).
 PROMPTS = (("feature_gate", "editor", 0.55, 0.3), ("feature_gate", "reports", 0.45, 0.2),
@@ -126,7 +143,8 @@ SCHEMAS = {
     "truth_plays": pa.schema([("account_id", pa.string()), ("month", pa.string()), ("play", pa.string()),
                               ("effect", pa.string())]),
 }
-TRUTH = {"truth_accounts": "accounts", "truth_expansions": "expansions", "truth_plays": "plays"}
+TRUTH = {"truth_accounts": "accounts", "truth_expansions": "expansions", "truth_plays": "plays",
+         "truth_oracle": "oracle"}
 
 
 class _Block:
@@ -138,6 +156,11 @@ class _Block:
             first, n, months, rng, p, start, events)
         self.ids = np.array([f"A{first + i + 1:07d}" for i in range(n)], dtype=object)
         self.rows = {name: _Rows() for name in SCHEMAS}
+        # the oracle re-simulates stacked copies of a block (upcurve.simulate.oracle): a copy records no rows, and
+        # the one draw a month shared by all accounts is drawn once per copy (``copy_index`` says whose copy)
+        self.recording = True
+        self.copies = 1
+        self.copy_index = np.zeros(n, np.int64)
         # the upgrade funnel's events draw from a stream of their own (spawning it leaves ``rng``'s draws as they
         # were), so every other table is the same with or without them
         seeds = rng.bit_generator.seed_seq
@@ -145,7 +168,7 @@ class _Block:
         self.funnel_rng = np.random.default_rng(seeds.spawn(1)[0])
         r = rng
         self.seg = r.choice(3, n, p=list(p.segment_mix))
-        self.currency = np.array(CURRENCIES, dtype=object)[r.choice(3, n, p=[0.7, 0.2, 0.1])]
+        self.currency = np.array(CURRENCIES, dtype=object)[r.choice(3, n, p=list(p.currency_mix))]
         self.signup = np.where(r.random(n) < 0.33, 0, r.integers(0, months, n))
         self.anchor = np.where(r.random(n) < 0.9, r.integers(1, 29, n), r.integers(29, 32, n))
         self.growth = r.lognormal(0.0, 0.35, n)
@@ -159,7 +182,7 @@ class _Block:
         self.seats = np.where(self.tier == 1, 3, np.ceil(self.team0 * 1.1)).astype(np.int64)
         self.annual = (r.random(n) < p.annual_share * np.array([0.5, 1.2, 1.6])[self.seg]) & (self.tier > 1)
         self.addon = np.zeros((n, 3), bool)
-        self.api = np.where(r.random(n) < 0.4, r.lognormal(np.log(35_000), 0.8, n), 0.0)
+        self.api = np.where(r.random(n) < p.api_share, r.lognormal(np.log(p.api_calls), 0.8, n), 0.0)
         self.active = np.zeros(n, bool)
         self.ever = np.zeros(n, bool)
         self.churned_ever = np.zeros(n, bool)
@@ -225,7 +248,7 @@ class _Block:
         return f"{idx // 12:04d}-{idx % 12 + 1:02d}"
 
     def _truth(self, idx: np.ndarray, m: int, lever: str) -> None:
-        if len(idx):
+        if len(idx) and self.recording:
             self.rows["truth_expansions"].add(account_id=self.ids[idx], month=self._label(m), lever=lever)
 
     def _invite(self, acc: np.ndarray, m: int, activation: float) -> None:
@@ -253,7 +276,11 @@ class _Block:
     # -- one month -------------------------------------------------------------------------------------------
     def month(self, m: int) -> None:
         r, p, n = self.rng, self.p, self.n
-        factor = PRICE_INCREASE if m >= self.months // 2 else 1.0
+        factor = list_price_factor(p, self.months, m)
+        # the seasons of this month (team growth, churn) and of next month, when this month's intents land
+        grow_now = seasonal_factor(p.expansion_seasonality, p.expansion_peak_month, self.start, m)
+        grow_next = seasonal_factor(p.expansion_seasonality, p.expansion_peak_month, self.start, m + 1)
+        leave_now = seasonal_factor(p.churn_seasonality, p.churn_peak_month, self.start, m)
         ms = _month_start(self.start, m)
         month_end = _month_start(self.start, m + 1).astype("datetime64[s]")
 
@@ -278,17 +305,21 @@ class _Block:
         size = size * np.where(self.users >= 10, p.large_churn, 1.0)
         young = (m - self.signup) < 6
         size = size * np.where(young, p.early_churn, 1 / np.sqrt(p.early_churn))
-        hazard = p.churn * (0.35 + 4.0 * (1 - self.health) ** 3) * np.array([1.3, 0.8, 0.5])[self.seg] * size
+        churn_rate = p.churn * leave_now
+        hazard = churn_rate * (0.35 + 4.0 * (1 - self.health) ** 3) * np.array([1.3, 0.8, 0.5])[self.seg] * size
         hazard = np.where(self.annual, 1 - (1 - hazard) ** 12, hazard)
         churning = live & (~self.annual | at_renewal) & (r.random(n) < hazard)
         self.active &= ~churning
         self.churned_ever |= churning
         live &= ~churning
         flexible = live & (~self.annual | at_renewal)
+        # the accounts whose contract can change this month (seats, add-ons), and the annual ones that must wait
+        changeable = flexible if p.renewal_changes_only else live
+        waiting = live & ~changeable
 
         # users: invites, activations and deactivations; the team grows with the account's growth and health
         eng = self.health * self.growth
-        invites = r.poisson(p.invites * self.users * eng * live)
+        invites = r.poisson(p.invites * grow_now * self.users * eng * live)
         acc = np.repeat(np.arange(n), invites)
         self._invite(acc, m, 0.8)
         leaving = r.binomial(self.users * live, p.deactivation * (1.6 - self.health))
@@ -299,7 +330,7 @@ class _Block:
         per_seat = self.tier > 1
         saturated = live & per_seat & (self.users >= 0.85 * self.seats)
         buy = np.maximum(np.ceil(self.users * 1.15).astype(np.int64) - self.seats, 0)
-        buy_now = saturated & (buy > 0)
+        buy_now = saturated & (buy > 0) & changeable
         self.seats_added = np.where(buy_now, buy, 0)
         shrink = flexible & per_seat & (self.users < 0.7 * self.seats) & (r.random(n) < 0.3)
         new_seats = np.where(shrink, np.maximum(1, np.ceil(self.users * 1.1)), self.seats + np.where(buy_now, buy, 0))
@@ -315,27 +346,37 @@ class _Block:
         new_seats = np.where(downgrade & (self.tier == 1), 3, new_seats)
         self.seats = new_seats.astype(np.int64)
         self.annual &= self.tier > 1
-        # intent shows as previews of the next tier this month; a starter team past its 3 seats looks too
-        self.intent_tier = live & (self.tier < 3) & ((r.random(n) < p.upgrade * eng * 1.5) | outgrown)
+        # intent shows as previews of the next tier this month; a starter team past its 3 seats looks too; an
+        # annual account that must wait for its renewal keeps its intent (and previews) until then
+        self.intent_tier = live & (self.tier < 3) & (
+            (r.random(n) < p.upgrade * grow_next * eng * 1.5) | outgrown | (waiting & self.intent_tier))
 
         # add-ons: last month's trials become purchases; deep, tenured accounts start new trials
-        buying = live & (self.intent_addon >= 0) & (r.random(n) < 0.6)
+        buying = live & (self.intent_addon >= 0) & (r.random(n) < 0.6) & changeable
         for k in range(3):
             got = buying & (self.intent_addon == k) & ~self.addon[:, k]
             self.addon[got, k] = True
             self._truth(np.flatnonzero(got), m, "premium" if ADDONS[k] == "security" else "cross_sell")
         drop = live & (r.random(n) < p.addon_drop * (1.5 - self.health))
-        self.addon[drop & self.addon.any(axis=1), r.integers(0, 3)] = False
+        dropping = drop & self.addon.any(axis=1) & changeable
+        # one add-on a month is the one dropped, the same for the whole company (for each copy of it)
+        dropped = r.integers(0, 3) if self.copies == 1 else r.integers(0, 3, self.copies)[self.copy_index[dropping]]
+        self.addon[dropping, dropped] = False
         tenured = live & (m - self.signup >= 4) & (self.health > 0.5)
-        trial = tenured & (r.random(n) < p.cross_sell * eng)
+        trial = tenured & (r.random(n) < p.cross_sell * grow_next * eng)
         choice = np.where(self.tier == 3, r.integers(0, 3, n), r.integers(0, 2, n))
-        self.intent_addon = np.where(trial & ~self.addon[np.arange(n), choice], choice, -1)
+        intent = np.where(trial & ~self.addon[np.arange(n), choice], choice, -1)
+        self.intent_addon = np.where(waiting & (self.intent_addon >= 0), self.intent_addon, intent)
         self.addon &= self.active[:, None]
 
         # usage grows with the account; overage above the plan's volume is billed
-        self.api = np.where(live, self.api * r.lognormal(p.usage_growth * (eng - 0.3), 0.04, n), self.api)
-        self.api = np.where(live & (self.api == 0) & (r.random(n) < 0.01 * self.growth), 30_000.0, self.api)
-        over = np.where(self.active, np.maximum(self.api - API_LIMIT, 0.0), 0.0)
+        drift = p.usage_growth * (eng - 0.3)
+        if p.usage_ceiling:  # growth slows as usage nears the ceiling, and stops there
+            drift = drift * np.clip(1 - self.api / p.usage_ceiling, 0.0, 1.0)
+        self.api = np.where(live, self.api * r.lognormal(drift, 0.04, n), self.api)
+        self.api = np.where(live & (self.api == 0) & (r.random(n) < p.api_adoption * self.growth), 30_000.0,
+                            self.api)
+        over = np.where(self.active, np.maximum(self.api - p.api_included, 0.0), 0.0)
         self._truth(np.flatnonzero(live & (over > self.prev_over * 1.1) & (over > 0)), m, "usage")
         self.prev_over = over
 
@@ -346,9 +387,12 @@ class _Block:
         # some monthly payers upgrade after this period's invoice: a proration line bills the difference
         self.mid_upgrade = upgrades & ~self.annual & ~starting & (old_tier > 1) & (r.random(n) < 0.3)
         self.old_tier = old_tier
-        self._bill(m, factor, starting, at_renewal, upgrades | downgrade, buy_now, over, ms)
+        # billing and the CRM only write records (and draw for them): a copy that records nothing skips them
+        if self.recording:
+            self._bill(m, factor, starting, at_renewal, upgrades | downgrade, buy_now, over, ms)
         self._plays(m, live)
-        self._crm(m, live)
+        if self.recording:
+            self._crm(m, live)
         if self.with_events:
             self._events(m, month_end)
         self.health_sum += np.where(self.active, self.health, 0)
@@ -366,6 +410,8 @@ class _Block:
         end = _month_start(self.start, m).astype("datetime64[s]")
         on = np.flatnonzero(~np.isnat(self.u_act) & (self.u_act <= end) & np.isnat(self.u_deact))
         order = on[self.rng.permutation(len(on))]
+        # only the users of accounts that lose some are ranked (the order, hence the draws below, stays the same)
+        order = order[leaving[self.u_acc[order]] > 0]
         accs = self.u_acc[order]
         rank = np.zeros(len(order), np.int64)
         # the k-th active user of an account in random order leaves when k < leaving[account]
@@ -453,6 +499,8 @@ class _Block:
         if self.with_events and _FUNNEL_EVENTS:
             self._funnel_prompts(m, self.prompted)
         self.health = np.where(treated["csm_call"], np.clip(self.health + 0.08, 0, 0.98), self.health)
+        if not self.recording:
+            return
         effects = {"upgrade_prompt": "upgrade probability 0.55 → 0.75 next month", "csm_call": "health +0.08",
                    "webinar_invite": "none"}
         first = _month_start(self.start, m).astype("datetime64[s]")
@@ -583,16 +631,17 @@ class _Block:
         return {name: rows.table(SCHEMAS[name]) for name, rows in self.rows.items()}
 
 
-def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator) -> dict[str, pa.Table]:
-    plans = pa.table({
-        "plan_id": [p.plan_id for p in PLANS], "product": [p.product for p in PLANS],
-        "tier": [p.tier for p in PLANS], "tier_rank": [p.tier_rank for p in PLANS],
-        "pricing": [p.pricing for p in PLANS], "interval_months": [p.interval_months for p in PLANS],
-        "unit_price": [p.unit_price for p in PLANS],
-        "included_seats": pa.array([p.included_seats for p in PLANS], pa.int64()),
-        "usage_metric": pa.array([p.usage_metric for p in PLANS], pa.string()),
-        "usage_limit": pa.array([p.usage_limit for p in PLANS], pa.float64()),
-        "features": [plan_features(p) for p in PLANS],
+def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator, p: CompanyProfile) -> dict[str, pa.Table]:
+    plans = company_plans(p)
+    plans_table = pa.table({
+        "plan_id": [plan.plan_id for plan in plans], "product": [plan.product for plan in plans],
+        "tier": [plan.tier for plan in plans], "tier_rank": [plan.tier_rank for plan in plans],
+        "pricing": [plan.pricing for plan in plans], "interval_months": [plan.interval_months for plan in plans],
+        "unit_price": [plan.unit_price for plan in plans],
+        "included_seats": pa.array([plan.included_seats for plan in plans], pa.int64()),
+        "usage_metric": pa.array([plan.usage_metric for plan in plans], pa.string()),
+        "usage_limit": pa.array([plan.usage_limit for plan in plans], pa.float64()),
+        "features": [plan_features(plan) for plan in plans],
     })
     fx: dict[str, list] = {"month": [], "currency": [], "rate": []}
     for code, base in BASE_RATES.items():
@@ -602,26 +651,39 @@ def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator) -> dict
             fx["month"].append(f"{idx // 12:04d}-{idx % 12 + 1:02d}")
             fx["currency"].append(code)
             fx["rate"].append(round(float(walk[m]), 6))
-    return {"plans": plans, "fx_rates": pa.table(fx)}
+    return {"plans": plans_table, "fx_rates": pa.table(fx)}
 
 
 STREAMED = ("events", "usage")  # the event-scale tables, handed over month by month
+_NO_ORACLE = OracleRequest()
 
 
 def _blocks(accounts: int, months: int, seed: int, profile: str, start: dt.date, events: bool,
-            emit: Callable[[str, pa.Table], None]):
-    """Simulate block after block; event-scale tables go to ``emit`` every month, the rest at the block's end."""
+            emit: Callable[[str, pa.Table], None], oracle: OracleRequest = _NO_ORACLE):
+    """Simulate block after block; event-scale tables go to ``emit`` every month, the rest at the block's end.
+
+    With ``oracle.months``, each block's tables also hold ``truth_oracle``, computed at each snapshot month end from
+    copies of the block (the block's own state and random stream are left untouched).
+    """
     p = PROFILES[profile]
+    snapshots = snapshot_months(months, oracle.months, horizon_months=oracle.horizon_months)
     for b, first in enumerate(range(0, accounts, BLOCK)):
         block = _Block(first, min(BLOCK, accounts - first), months, np.random.default_rng([seed, b]), p, start,
                        events)
+        truths = []
         for m in range(months):
             block.month(m)
+            if m in snapshots:
+                truths.append(oracle_probabilities(block, m, runs=oracle.runs, horizon_months=oracle.horizon_months,
+                                                   seeds=oracle_seeds(seed, b)))
             for name in STREAMED:
                 if block.rows[name].parts:
                     emit(name, block.rows[name].table(SCHEMAS[name]))
                     block.rows[name] = _Rows()
-        yield block.finish()
+        tables = block.finish()
+        if oracle.months:
+            tables["truth_oracle"] = pa.concat_tables([ORACLE_SCHEMA.empty_table(), *truths])
+        yield tables
 
 
 def simulate_company(
@@ -634,14 +696,32 @@ def simulate_company(
     fmt: str = "parquet",
     start: dt.date = dt.date(2023, 1, 1),
     progress: Callable[[int, int], None] | None = None,
+    oracle_months: int = 0,
+    oracle_runs: int = 200,
+    oracle_horizon_months: int = 3,
 ) -> dict[str, int]:
-    """Simulate a company into ``out_dir`` (every contract table, and ``truth/``); returns rows per table."""
+    """Simulate a company into ``out_dir`` (every contract table, and ``truth/``); returns rows per table.
+
+    Parameters
+    ----------
+    oracle_months
+        With ``N > 0``, also write ``truth/oracle``: for each of the last ``N`` month ends whose whole window of
+        ``oracle_horizon_months`` lies in the history, each paying account's true probability of expanding and of
+        churning in that window (:mod:`upcurve.simulate.oracle`). Every other table is the same with or without it.
+    oracle_runs
+        The futures simulated from each account's hidden state at each of those month ends.
+    oracle_horizon_months
+        The window's length, in months (upcurve's ``horizon_months``).
+    """
+    oracle = OracleRequest(oracle_months, oracle_runs, oracle_horizon_months)
+    oracle.check()
     out = Path(out_dir)
     data, truth = TableSinks(out, fmt), TableSinks(out / "truth", "parquet")
-    for name, table in _fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])).items():
+    fixed = _fixed_tables(months, start, np.random.default_rng([seed, 1_000_003]), PROFILES[profile])
+    for name, table in fixed.items():
         data.write(name, table)
     done = 0
-    for tables in _blocks(accounts, months, seed, profile, start, events=True, emit=data.write):
+    for tables in _blocks(accounts, months, seed, profile, start, events=True, emit=data.write, oracle=oracle):
         for name, table in tables.items():
             if name in STREAMED and not table.num_rows and name in data.writers:
                 continue
@@ -656,19 +736,26 @@ def simulate_company(
 
 def simulate_tables(
     accounts: int = 2000, months: int = 36, seed: int = 7, profile: str = "mid_market",
-    start: dt.date = dt.date(2023, 1, 1), events: bool = False,
+    start: dt.date = dt.date(2023, 1, 1), events: bool = False, *, oracle_months: int = 0, oracle_runs: int = 200,
+    oracle_horizon_months: int = 3,
 ) -> dict[str, pa.Table]:
-    """The simulated company in memory (for tests and benchmarks); product events only when ``events``."""
+    """The simulated company in memory (for tests and benchmarks); product events only when ``events``.
+
+    With ``oracle_months``, ``truth_oracle`` holds the oracle's probabilities, as :func:`simulate_company` writes
+    them to ``truth/oracle``.
+    """
+    oracle = OracleRequest(oracle_months, oracle_runs, oracle_horizon_months)
+    oracle.check()
     parts: dict[str, list[pa.Table]] = {}
 
     def keep(name: str, table: pa.Table) -> None:
         parts.setdefault(name, []).append(table)
 
-    for tables in _blocks(accounts, months, seed, profile, start, events, keep):
+    for tables in _blocks(accounts, months, seed, profile, start, events, keep, oracle):
         for name, table in tables.items():
             keep(name, table)
     out = {name: pa.concat_tables(ts) for name, ts in parts.items()}
-    out.update(_fixed_tables(months, start, np.random.default_rng([seed, 1_000_003])))
+    out.update(_fixed_tables(months, start, np.random.default_rng([seed, 1_000_003]), PROFILES[profile]))
     return out
 
 
