@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import typer
 from rich.text import Text
 
@@ -72,6 +73,11 @@ class AccountSort(StrEnum):
 class FileFormat(StrEnum):
     parquet = "parquet"
     csv = "csv"
+
+
+class Motion(StrEnum):
+    expand = "expand"
+    retain = "retain"
 
 
 def _version(value: bool) -> None:
@@ -190,10 +196,14 @@ def worklist(
     run_id: RunOption = None,
     as_of: ReadAsOf = None,
     top: Annotated[int, typer.Option(min=1, help="How many accounts to show.")] = 25,
+    motion: Annotated[Motion | None, typer.Option(help="Only the accounts to expand, or only those to retain.")]
+    = None,
 ) -> None:
     """The worklist of a run (the latest by default): the accounts to work that week, why and with which play."""
     store, record = _read_run(workspace, run_id, as_of)
     table = _with_progress(lambda say: store.table("worklist", record.run_id))
+    if motion is not None:
+        table = table.filter(pc.equal(table["motion"], motion.value))
     render_worklist(console, table, currency=_currency(record), top=top)
 
 
@@ -290,13 +300,17 @@ def backtest(
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
     workspace: Annotated[str | None, typer.Option("--workspace", help="Also keep the backtest in this workspace "
                                                                       "(the web app's model page shows it).")] = None,
+    oracle: Annotated[Path | None, typer.Option(help="Each account's true probabilities (a simulated company's "
+                                                     "truth/oracle.parquet): each model's AUC as a share of "
+                                                     "theirs.")] = None,
 ) -> None:
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
     cfg = _config(config, settings)
     store = _store(workspace, settings, create=True) if workspace else None
     result = _with_progress(lambda say: _usecases().backtest(
-        data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say, store=store))
+        data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say, store=store,
+        oracle=oracle))
     from upcurve.scoring.backtest import backtest_sentence
 
     metrics = result.tables["backtest_metrics"].to_pylist()
@@ -317,15 +331,22 @@ def simulate(
     accounts: Annotated[int, typer.Option(min=1, help="Number of accounts.")] = 2000,
     months: Annotated[int, typer.Option(min=1, max=240, help="Months of billing history.")] = 36,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same company.")] = 7,
-    profile: Annotated[str, typer.Option(help="plg, mid_market or enterprise.")] = "mid_market",
+    profile: Annotated[str, typer.Option(help="plg, mid_market, enterprise, annual_contracts, usage_led or "
+                                               "seasonal_smb.")] = "mid_market",
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    oracle_months: Annotated[int, typer.Option(min=0, help="Month ends (the last whose 3 months ahead are simulated) "
+                                               "to write each account's true odds for, in truth/oracle.parquet; "
+                                               "a backtest of K cutoffs needs 3·(K−1)+1.")] = 0,
+    oracle_runs: Annotated[int, typer.Option(min=1, help="Futures re-simulated per month end for the oracle.")]
+    = 200,
 ) -> None:
     """Write a simulated company's data folder: every contract table, and its ground truth in truth/."""
     try:
         with _counting() as bar:
             task = bar.add_task("simulating accounts", total=accounts)
             rows = _usecases().simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
-                                    progress=lambda done, total: bar.update(task, completed=done))
+                                    progress=lambda done, total: bar.update(task, completed=done),
+                                    oracle_months=oracle_months, oracle_runs=oracle_runs)
     except UpcurveError as exc:
         raise _fail(exc) from None
     _rows_table(rows, f"Simulated {profile} company: {accounts:,} accounts, {months} months → {out}")

@@ -46,10 +46,12 @@ from upcurve.plays import (
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
     AccountScorer,
+    account_context,
     check_saved_scorer,
     fit_scorer,
     labelled_snapshots,
     model_decision,
+    read_oracle,
     replay,
     score_accounts,
     snapshot_health,
@@ -188,8 +190,7 @@ def run(
         saved = check_saved_scorer(AccountScorer.load(models_dir, config.scoring), config.scoring, loaded.as_of,
                                    str(models_dir))
     result = compute_run(loaded, config, scorer=saved, say=say)
-    if saved is None and models_dir is not None and result.scorer is not None and \
-            "expansion" not in result.scorer.fallback_:
+    if saved is None and models_dir is not None and result.scorer is not None and result.scorer.learned:
         result.scorer.card_["data_dir"] = loaded.source
         result.scorer.save(models_dir, inputs=[data_dir])
     out = RunResult(as_of=loaded.as_of, tables=result.tables, notes=result.notes, policy=config.revenue,
@@ -236,7 +237,8 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
         scorer.card_["data_dir"] = loaded.source
     else:
         say("scoring with the saved model")
-    scored = score_accounts(scored, scorer, currency=config.revenue.reporting_currency)
+    context = account_context(tables, [as_of]).to_pyarrow()
+    scored = score_accounts(scored, scorer, currency=config.revenue.reporting_currency, context=context)
     results["accounts"] = money_columns(scored)
     results["worklist"] = money_columns(weekly_worklist(scored, config.scoring, as_of=as_of))
     if "activities" in tables:
@@ -287,7 +289,7 @@ def run_in_workspace(
     notes = [*computed.notes, f"model: {decision.reason}"]
     new_model, model_id = None, active.model_id if (active and decision.use_active) else None
     trained = computed.scorer
-    if not decision.use_active and trained is not None and "expansion" not in trained.fallback_:
+    if not decision.use_active and trained is not None and trained.learned:
         model_id = store.new_model_id()
         new_model = ModelRecord(model_id=model_id, created_at=dt.datetime.now(dt.UTC),
                                 trained_as_of=loaded.as_of, source=loaded.source, fingerprint=loaded.fingerprint,
@@ -328,9 +330,14 @@ def simulate(
     profile: str = "mid_market",
     fmt: str = "parquet",
     progress: Callable[[int, int], None] | None = None,
+    oracle_months: int = 0,
+    oracle_runs: int = 200,
 ) -> dict[str, int]:
     """Write a simulated company's data folder (every contract table, and its ground truth in ``truth/``).
 
+    ``oracle_months``: for that many of the last month ends whose 3-month window the history holds, each paying
+    account's true probabilities of expanding and churning (``truth/oracle.parquet``, re-simulated ``oracle_runs``
+    times, see :mod:`upcurve.simulate.oracle`): ``upcurve backtest --oracle`` measures the models against them.
     Returns the rows written per table. The folder is written whole (:func:`upcurve.folders.write_folder`): an
     earlier simulated folder there is replaced, a folder holding anything else is refused.
     """
@@ -344,7 +351,7 @@ def simulate(
 
     def fill(stage: Path) -> None:
         rows.update(simulate_company(stage, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
-                                     progress=progress))
+                                     progress=progress, oracle_months=oracle_months, oracle_runs=oracle_runs))
 
     info = {"accounts": accounts, "months": months, "seed": seed, "profile": profile}
     write_folder(out_dir, fill, kind="simulation", info=info, what="simulated data")
@@ -380,9 +387,10 @@ def train(
     say("learning expansion and churn from point-in-time snapshots")
     scorer = fit_scorer(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of)
     scorer.card_["data_dir"] = loaded.source
-    if "expansion" in scorer.fallback_:
-        raise UpcurveError(f"no model was saved: {scorer.fallback_['expansion']}. Runs rank accounts by the "
-                           "cold-start rules until the history is long enough.")
+    if not scorer.learned:
+        raise UpcurveError(f"no model was saved: expansion: {scorer.fallback_['expansion']}; churn: "
+                           f"{scorer.fallback_['churn']}. Runs rank accounts by the cold-start rules until the "
+                           "history is long enough.")
     scorer.save(models_dir, inputs=[data_dir])
     return scorer
 
@@ -407,13 +415,18 @@ def backtest(
     engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
     store: Store | None = None,
+    oracle: str | Path | None = None,
 ) -> BacktestResult:
     """Replay the history at the last ``cutoffs`` month ends whose outcomes are known (see
     :func:`upcurve.scoring.replay`): LightGBM, logistic regression, the cold-start rules and the health score.
+    ``oracle``: a Parquet file of each account's true probabilities (a simulated company's
+    ``truth/oracle.parquet``): each model's AUC is then also reported as a share of the oracle's.
 
     Returns the tables ``backtest_metrics`` (cutoff, target, model, auc, log_loss, brier, precision_at_k,
-    lift_top_decile, base_rate, rows, lever_match) and ``backtest_calibration`` (model, target, bin, rows, mean
-    predicted, observed rate). With ``store``, the backtest is kept in the workspace (for the model page).
+    lift_top_decile, base_rate, rows, lever_match, share_of_oracle), ``backtest_accounts`` (each account at each
+    cutoff as the configured model scored it, and what happened after) and ``backtest_calibration`` (model, target,
+    bin, rows, mean predicted, observed rate). With ``store``, the backtest is kept in the workspace (for the model
+    page).
     """
     say = progress or _quiet
     if out_dir is not None:
@@ -428,7 +441,8 @@ def backtest(
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
     frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()
-    replayed = replay(frame, config.scoring, cutoffs=cutoffs, say=say)
+    truth = None if oracle is None else read_oracle(oracle)
+    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

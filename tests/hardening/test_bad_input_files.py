@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -33,14 +32,15 @@ def test_bad_file_is_refused(case: Case, tmp_path: Path) -> None:
     assert_refused(case, folder, tmp_path / "out")
 
 
-def test_150000_columns_are_refused_in_well_under_a_few_seconds(tmp_path: Path) -> None:
+def test_150000_columns_are_refused_from_the_header_alone(tmp_path: Path) -> None:
     folder = base_folder(tmp_path / "data")
     wide("accounts", 150_000)(folder)
-    content("events", b"ts,account_id,event" + b"," * 150_000 + b"\n")(folder)
-    start = time.perf_counter()
+    # a body row that breaks other rules (no such timestamp, no such account): read, it would be a third problem
+    content("events", b"ts,account_id,event" + b"," * 150_000 + b"\nnot a time,nobody,x\n")(folder)
     result = invoke(["validate", str(folder)])
-    assert time.perf_counter() - start < 3, "the header alone must decide"
-    assert result.exit_code == 2 and "accounts.csv" in result.output and "events.csv" in result.output
+    assert result.exit_code == 2 and "2 problem(s) in the input" in result.output, result.output
+    assert result.output.count("columns: more than the 200 a table may have") == 2
+    assert "accounts.csv" in result.output and "events.csv" in result.output
 
 
 def test_an_unreadable_file_is_a_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from upcurve.scoring import (
     ScoringConfig,
     rule_scores,
 )
-from upcurve.scoring.reasons import FEATURE_LABELS, probability_contributions, top_reasons
+from upcurve.scoring.context import context_columns, context_label
+from upcurve.scoring.reasons import FEATURE_LABELS, WHEN_EMPTY, probability_contributions, top_reasons
 from upcurve.simulate import simulate_company
 from upcurve.usecases import RunResult, backtest, run
 from upcurve.workspace import Store
@@ -89,7 +91,13 @@ def test_reasons_name_real_features_in_words() -> None:
     assert set(FEATURES) <= set(FEATURE_LABELS)
     text = top_reasons(["seat_saturation", "days_until_limit", "flag_premium_gap"],
                        np.array([[0.96, 12.0, 1.0]]), np.array([[0.21, -0.04, 0.08]]))
-    assert text == ["seat saturation 96% (+0.21); premium gap: yes (+0.08); days until the usage limit 12 days (-0.04)"]
+    assert text == ["+21 points of probability: seat saturation 96% (active users of the seats it pays for); "
+                    "+8 points of probability: premium gap: yes; "
+                    "-4 points of probability: days until the usage limit 12 days (at its current daily rate)"]
+    # an empty value says what it means; under half a point is left out
+    assert top_reasons(["days_to_renewal", "seat_saturation", "tickets_30d"], np.array([[np.nan, np.nan, 1.0]]),
+                       np.array([[-0.012, 0.3, 0.004]])) == [
+        "+30 points of probability: seats not priced on its plans; -1 point of probability: no renewal date"]
 
 
 def test_cold_start_rules_by_hand() -> None:
@@ -128,6 +136,45 @@ def test_worklist_by_capacity_with_motions() -> None:
     assert w[2]["owner"] == "unassigned" and w[0]["week"] == dt.date(2025, 6, 9)
 
 
+def test_an_account_likely_to_expand_and_unlikely_to_churn_is_never_retain() -> None:
+    accounts = pa.table({
+        "account_id": ["A", "B", "C"], "name": ["a", "b", "c"], "owner": ["ann", "ann", "ann"],
+        "mrr_cents": [100_000, 100_000, 100_000],
+        # A: 95% to expand, 4.7% to churn, but a small expected expansion: R = 4,700 > E = 3,000
+        "expansion_propensity": [0.95, 0.2, 0.3], "churn_risk": [0.047, 0.25, 0.25],
+        "expected_expansion_mrr_cents": [3_000, 1_000, 40_000],
+        "recommended_lever": ["seat", "tier", "usage"], "reasons": ["r1", "r2", "r3"],
+        "churn_reasons": ["c1", "c2", "c3"], "scored_by": ["expansion: lightgbm; churn: rules"] * 3,
+        "expansion_scored_by": ["lightgbm"] * 3, "churn_scored_by": ["rules"] * 3,
+    })
+    w = {r["account_id"]: r for r in weekly_worklist(accounts, ScoringConfig(), as_of=dt.date(2025, 6, 12))
+         .to_pylist()}
+    assert w["A"]["motion"] == "expand" and w["A"]["value_at_stake_cents"] == 3_000  # the value of expanding it
+    # B: churn likelier (25% > 20%) and the larger money (25,000 > 1,000): retain, scored by the churn model
+    assert w["B"]["motion"] == "retain" and w["B"]["value_at_stake_cents"] == 25_000
+    assert w["B"]["scored_by"] == "rules" and w["A"]["scored_by"] == "lightgbm"
+    # C: churn likelier but expansion the larger money (40,000 > 25,000): expand
+    assert w["C"]["motion"] == "expand" and w["C"]["value_at_stake_cents"] == 40_000
+
+
+def test_separate_motions_give_each_owner_an_expand_and_a_retain_list() -> None:
+    n = 6
+    accounts = pa.table({
+        "account_id": [f"A{i}" for i in range(n)], "name": ["x"] * n, "owner": ["ann"] * n,
+        "mrr_cents": [100_000] * n, "expansion_propensity": [0.9, 0.8, 0.7, 0.05, 0.05, 0.05],
+        "churn_risk": [0.01, 0.01, 0.01, 0.6, 0.5, 0.4],
+        "expected_expansion_mrr_cents": [90_000, 80_000, 70_000, 100, 100, 100],
+        "recommended_lever": ["seat"] * n, "reasons": ["r"] * n, "churn_reasons": ["c"] * n,
+        "scored_by": ["lightgbm"] * n,
+    })
+    together = weekly_worklist(accounts, ScoringConfig(capacity_per_owner=2), as_of=dt.date(2025, 6, 12))
+    assert together["account_id"].to_pylist() == ["A0", "A1"]
+    apart = weekly_worklist(accounts, ScoringConfig(capacity_per_owner=2, separate_motions=True),
+                            as_of=dt.date(2025, 6, 12)).to_pylist()
+    assert [(r["account_id"], r["motion"], r["owner_rank"]) for r in apart] == [
+        ("A0", "expand", 1), ("A1", "expand", 2), ("A3", "retain", 1), ("A4", "retain", 2)]
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")
@@ -146,16 +193,20 @@ def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company
     assert {r["scored_by"] for r in paying} == {"lightgbm"}
     assert all(0 < r["expansion_propensity"] < 1 and 0 < r["churn_risk"] < 1 for r in paying)
     labels = [label for label, _ in FEATURE_LABELS.values()]
+    labels += [context_label(name) for name in context_columns(result.model_card["features"])]
     for r in paying[:50]:
-        parts = r["reasons"].split("; ")
-        assert 1 <= len(parts) <= 3 and all(any(p.startswith(lab) for lab in labels) for p in parts)
+        parts = [p.split(" of probability: ", 1) for p in r["reasons"].split("; ")]
+        assert 1 <= len(parts) <= 3 and all(re.fullmatch(r"[+-]\d+ points?", points) for points, _ in parts)
+        assert all(any(said.startswith(lab) for lab in (*labels, *WHEN_EMPTY.values())) for _, said in parts)
         assert r["recommended_lever"] in ("usage", "seat", "tier", "premium", "cross_sell", "services")
     worklist = result.tables["worklist"]
     owners = worklist["owner"].to_pylist()
     assert max(owners.count(o) for o in set(owners)) <= ScoringConfig().capacity_per_owner
     assert worklist["rank"].to_pylist() == list(range(1, worklist.num_rows + 1))
     card = models / "model_card.json"
-    assert card.exists() and result.model_card and result.model_card["features"] == list(FEATURES)
+    assert card.exists() and result.model_card and result.model_card["features"] == [
+        *FEATURES, "attribute_segment", "attribute_industry", "attribute_region", *(
+            f"product_tier_{p}" for p in ("analytics", "api", "automation", "core", "security"))]
     # the saved model is reused: the same scores, without training again
     again = run(company, models_dir=models)
     assert again.model_card["trained_at"] == result.model_card["trained_at"]
@@ -267,3 +318,98 @@ def test_rules_give_no_expected_amount_and_weigh_both_motions_on_mrr() -> None:
     w = weekly_worklist(accounts, ScoringConfig(), as_of=dt.date(2025, 1, 1)).to_pylist()
     assert [(r["account_id"], r["motion"], r["value_at_stake_cents"]) for r in w] == [
         ("A", "expand", 5_000), ("B", "retain", 2_000)]
+
+
+@pytest.mark.parametrize("positives", [0, 1, 3])
+def test_calibration_without_enough_outcomes_moves_the_level_only(positives: int) -> None:
+    rng = np.random.default_rng(3)
+    raw = rng.normal(-1.0, 1.0, 400)  # the model's own log-odds say about 30% on average
+    y = np.zeros(400, dtype=int)
+    y[np.argsort(-raw)[:positives]] = 1
+    calibration = PlattCalibration().fit(raw, y)
+    p = calibration(raw)
+    assert calibration.a == 1.0
+    assert p.mean() == pytest.approx((positives + 0.5) / 401, rel=1e-6)  # the observed rate, half an outcome each way
+    assert (np.argsort(p, kind="stable") == np.argsort(raw, kind="stable")).all()  # the order is the model's
+
+
+def test_calibration_with_outcomes_fits_a_slope() -> None:
+    rng = np.random.default_rng(4)
+    raw = rng.normal(0.0, 1.0, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(2 * raw - 1)))).astype(int)
+    calibration = PlattCalibration().fit(raw, y)
+    assert calibration.a == pytest.approx(2.0, abs=0.25) and calibration.b == pytest.approx(-1.0, abs=0.2)
+
+
+def test_the_backtest_measures_each_model_against_the_oracles_true_odds(tmp_path: Path) -> None:
+    from upcurve.revenue import month_label
+    from upcurve.scoring import read_oracle, replay
+
+    frame = _snapshot_frame(600, 16, ("seat", "tier"), seed=7)
+    frame = frame.append_column("health_score", pa.array(np.full(frame.num_rows, 50.0)))
+    saturation = np.asarray(frame["seat_saturation"].to_pylist())
+    logins = np.asarray(frame["login_trend"].to_pylist())
+    months = [month_label(i) for i in frame["snapshot_idx"].to_pylist()]
+    oracle = pa.table({"account_id": frame["account_id"], "month": months,
+                       "p_expansion": 1 / (1 + np.exp(-(4 * saturation - 3))),  # the odds the labels were drawn at
+                       "p_churn": 1 / (1 + np.exp(0.05 * logins + 3))})
+    pq.write_table(oracle, tmp_path / "oracle.parquet")
+    config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5)
+    found = replay(frame, config, cutoffs=2, oracle=read_oracle(tmp_path / "oracle.parquet"))
+    rows = found.tables["backtest_metrics"].to_pylist()
+    best = {(r["cutoff"], r["target"]): r for r in rows if r["model"] == "oracle"}
+    assert len(best) == 4 and all(r["share_of_oracle"] == 1.0 for r in best.values())
+    for r in rows:
+        assert r["share_of_oracle"] == pytest.approx(r["auc"] / best[(r["cutoff"], r["target"])]["auc"])
+    learned = [r["share_of_oracle"] for r in rows if r["model"] == "lightgbm" and r["target"] == "expansion"]
+    assert all(0.85 < s <= 1.03 for s in learned), learned  # two signals, 600 accounts: near the true odds
+    assert all(r["share_of_oracle"] < 0.75 for r in rows if r["model"] == "health_score")  # a flat score: ~0.5
+
+
+def test_an_oracle_file_that_breaks_its_rules_names_every_problem(tmp_path: Path) -> None:
+    from upcurve.errors import ContractError
+    from upcurve.scoring import read_oracle
+
+    pq.write_table(pa.table({"account_id": ["A", "A", None], "month": ["2024-01", "2024-01", "2024-13"],
+                             "p_expansion": [0.2, 1.5, 0.1], "p_churn": [0.1, 0.1, -0.1]}), tmp_path / "o.parquet")
+    with pytest.raises(ContractError) as found:
+        read_oracle(tmp_path / "o.parquet")
+    said = str(found.value)
+    for part in ("[month]: must be YYYY-MM (1 row: row 3); values: '2024-13'", "[account_id]: must not be empty",
+                 "[p_expansion]: must be a probability from 0 to 1 (1 row: row 2)", "[p_churn]",
+                 "an account appears twice in a month (2 rows: rows 1, 2)"):
+        assert part in said, said
+    pq.write_table(pa.table({"account_id": ["A"], "month": ["2024-01"]}), tmp_path / "short.parquet")
+    with pytest.raises(ContractError, match=r"short.parquet \[p_expansion\]: a required column is missing"):
+        read_oracle(tmp_path / "short.parquet")
+
+
+def test_a_company_whose_customers_changed_learns_from_its_recent_past() -> None:
+    from upcurve.scoring.scorer import HistoryChoice
+
+    rng = np.random.default_rng(11)
+    n_accounts, months = 400, 20
+    n = n_accounts * months
+    columns: dict[str, object] = {name: np.full(n, np.nan) for name in FEATURES if name != "outcome_level"}
+    logins = rng.normal(0, 40, n)
+    idx = np.repeat(np.arange(24_000, 24_000 + months), n_accounts)
+    # for 6 months falling logins meant nothing; since then they precede churn
+    changed = idx >= 24_000 + 6
+    p = np.where(changed, 1 / (1 + np.exp(0.08 * logins + 2)), 0.08)
+    columns.update(login_trend=logins, mrr_cents=np.full(n, 10_000.0))
+    frame = pa.table({**columns, "outcome_status": pa.nulls(n, pa.string()),
+                      "account_id": [f"A{i % n_accounts}" for i in range(n)], "snapshot_idx": idx,
+                      "label_expansion": rng.random(n) < 0.2, "label_churn": rng.random(n) < p,
+                      "net_expansion_cents": np.full(n, 1_000), "expansion_lever": pa.nulls(n, pa.string())})
+    config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5)
+    scorer = AccountScorer(config).fit(frame)
+    history = scorer.card_["targets"]["churn"]["history"]
+    assert len(history["tried"]) == 3 and (history["window_months"] or history["half_life_months"])
+    tried = {(t["window_months"], t["half_life_months"]): t["auc"] for t in history["tried"]}
+    assert max(tried.values()) == tried[(history["window_months"], history["half_life_months"])]
+    assert tried[(history["window_months"], history["half_life_months"])] > tried[(None, None)]
+    # off, every month counts alike
+    plain = AccountScorer(config.model_copy(update={"choose_history": False})).fit(frame)
+    assert plain.card_["targets"]["churn"]["history"] == {"window_months": None, "half_life_months": None, "tried": []}
+    assert HistoryChoice(window_months=2, half_life_months=1).weights(np.array([10, 9, 8]), 10).tolist() == [
+        1.0, 0.5, 0.0]

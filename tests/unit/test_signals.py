@@ -129,4 +129,29 @@ def test_absent_tables_leave_signals_null(tmp_path: Path) -> None:
     for signal in ("active_users", "seat_saturation", "usage_share_used", "adoption_breadth", "dau_per_seat",
                    "tickets_30d", "nps_latest", "outcome_status"):
         assert a[signal] is None, signal
-    assert a["health_score"] is None and a["health_missing"].count(";") == 4
+    # with billing data only, health comes from billing: MRR flat (70), no contraction (100), tenure 180 days
+    # (70), no renewal date (missing): (35·70 + 25·100 + 20·70) ÷ (35 + 25 + 20) = 79.375
+    assert a["health_basis"] == "billing" and a["health_missing"] == "renewal"
+    assert a["health_score"] == pytest.approx(79.38) and a["health_tier"] == "Nurture"
+    assert a["health_mrr_trend"] == 70 and a["health_contractions"] == 100 and a["health_tenure"] == 70
+    assert a["seats_priced"] is True and a["mrr_contractions_3m"] == 0
+
+
+def test_billing_health_sees_contractions_and_flat_plans_have_no_seat_saturation(tmp_path: Path) -> None:
+    plans = PLANS + "starter_m,core,starter,1,flat,1,49,3,,,projects\n"
+    lines = LINES + "".join(  # C: 10 seats, then 8 in May, 6 in June; D: a flat starter plan with 3 seats
+        f"c{m},C,team_m,subscription,{q},{q * 10},USD,2025-{m:02d}-01,2025-{m + 1:02d}-01\n"
+        for m, q in ((3, 10), (4, 10), (5, 8), (6, 6))
+    ) + "d6,D,starter_m,subscription,1,49,USD,2025-06-01,2025-07-01\n"
+    users = "user_id,account_id,invited_at,activated_at,deactivated_at,role\n" + "".join(
+        f"d{i},D,2025-06-01 09:00:00,2025-06-01 10:00:00,,member\n" for i in range(9))
+    folder = write_folder(tmp_path / "d", {"plans": plans, "invoice_lines": lines, "users": users})
+    rows = {r["account_id"]: r for r in run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()}
+    c = rows["C"]
+    # MRR 60 against 100 three months before: −40% (25); two months of contraction (20); tenure 121 days (50)
+    assert c["mrr_contractions_3m"] == 2 and c["mrr_trend_3m"] == pytest.approx(-40.0)
+    assert c["health_score"] == pytest.approx((35 * 25 + 25 * 20 + 20 * 50) / 80, abs=0.01)
+    assert c["health_tier"] == "Churn Risk" and c["health_weakest"] == "mrr_trend"
+    d = rows["D"]  # 9 users on a flat plan's 3 included seats: a tier to sell, not 300% of its seats
+    assert d["active_users"] == 9 and d["purchased_seats"] == 3 and d["seats_priced"] is False
+    assert d["seat_saturation"] is None and d["flag_seat_saturation"] is False

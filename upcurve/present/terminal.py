@@ -225,11 +225,15 @@ def _number(value: object, spec: str) -> str:
 
 
 def render_model_card(console: Console, card: dict[str, Any]) -> None:
-    """What a trained scorer learned from: window, rows, held-out metrics, fallbacks and versions.
+    """What a trained scorer learned from, in words first (:func:`upcurve.scoring.model_in_words`: what its top
+    decile held in months it never saw), then the window, rows, held-out metrics, fallbacks and versions.
 
     A saved card is a file people can edit, so every field is shown literally (see :mod:`upcurve.present.safe`).
     A held-out metric is ``None`` when it is undefined (an AUC over months with one class only) and shows as ``–``.
     """
+    from upcurve.scoring.backtest import model_in_words  # the scoring package imports the models: only when shown
+
+    words = [safe_text(line, "bold") for line in model_in_words(card)]
     lines = [f"model: {card.get('model')}  ·  horizon {card.get('horizon_months')} months  ·  "
              f"{card.get('rows', 0):,} labelled snapshots over {card.get('labelled_months')} months"]
     if card.get("training_window"):
@@ -240,7 +244,7 @@ def render_model_card(console: Console, card: dict[str, Any]) -> None:
         lines.append(f"{target}: held-out AUC {_number(h['auc'], '.3f')}, lift in the top decile "
                      f"{_number(h['lift_top_decile'], '.2f')}, Brier {_number(h['brier'], '.3f')} "
                      f"({info['calibration_rows']:,} rows, {info['calibration_positives']:,} positive)")
-    body = [safe_text(line) for line in lines]
+    body = [*words, Text(""), *[safe_text(line) for line in lines]]
     for target, why in card.get("fallback", {}).items():
         body.append(safe_text(f"{target}: rules, {why}", "yellow"))
     versions = card.get("versions", {})
@@ -253,8 +257,9 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
     """Each model's ranking quality at every cutoff, then how calibrated its probabilities were."""
     table = Table(title="Backtest: how well each model ranked the next quarter's outcomes")
     right: JustifyMethod = "right"
-    for col in ("cutoff", "target", "model", "AUC", "log loss", "Brier", "precision@10%", "lift", "base rate",
-                "rows", "lever match"):
+    oracle = any(r.get("share_of_oracle") is not None for r in metrics.to_pylist())
+    for col in ("cutoff", "target", "model", "AUC", *(["of oracle"] if oracle else []), "log loss", "Brier",
+                "precision@10%", "lift", "base rate", "rows", "lever match"):
         table.add_column(col, justify="left" if col in ("cutoff", "target", "model") else right)
 
     def num(v: float | None, fmt: str = ".3f") -> str:
@@ -263,8 +268,9 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
     for r in metrics.to_pylist():
         style = "bold" if r["model"] == "lightgbm" else ""
         table.add_row(safe_text(r["cutoff"]), safe_text(r["target"]), safe_text(r["model"], style), num(r["auc"]),
-                      num(r["log_loss"]), num(r["brier"]), _pct(r["precision_at_k"]), num(r["lift_top_decile"], ".2f"),
-                      _pct(r["base_rate"]), f"{int(r['rows']):,}", _pct(r.get("lever_match")))
+                      *([_pct(r.get("share_of_oracle"))] if oracle else []), num(r["log_loss"]), num(r["brier"]),
+                      _pct(r["precision_at_k"]), num(r["lift_top_decile"], ".2f"), _pct(r["base_rate"]),
+                      f"{int(r['rows']):,}", _pct(r.get("lever_match")))
     console.print(table)
     if calibration.num_rows:
         cal = Table(title="Calibration on the cutoffs (deciles of the predicted probability)")

@@ -1,9 +1,10 @@
 """Expansion propensity and churn risk: point-in-time training data, models, when they learn, and the backtest."""
 
-from upcurve.scoring.backtest import backtest_sentence, calibration_table, ranking_metrics
+from upcurve.scoring.backtest import backtest_sentence, calibration_table, model_in_words, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
+from upcurve.scoring.context import account_context
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
-from upcurve.scoring.replay import BACKTEST_METRICS, Replay, replay, snapshot_health
+from upcurve.scoring.replay import BACKTEST_METRICS, Replay, read_oracle, replay, snapshot_health
 from upcurve.scoring.scorer import SCORE_COLUMNS, AccountScorer, rule_scores
 from upcurve.scoring.snapshots import labels_after, premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.scoring.training import (
@@ -29,6 +30,7 @@ __all__ = [
     "PropensityModel",
     "Replay",
     "ScoringConfig",
+    "account_context",
     "backtest_sentence",
     "calibration_table",
     "check_saved_scorer",
@@ -37,8 +39,10 @@ __all__ = [
     "labelled_snapshots",
     "labels_after",
     "model_decision",
+    "model_in_words",
     "premium_add_ons",
     "ranking_metrics",
+    "read_oracle",
     "replay",
     "rule_scores",
     "saved_scorer_problem",

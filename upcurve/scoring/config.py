@@ -55,7 +55,8 @@ class ScoringConfig(BaseModel):
     ``min_training_months`` and ``min_positives``: the least history a model is trained on; with less, accounts
     are ranked by the cold-start rules and their reasons say so. ``max_training_rows``: beyond it, the models learn
     from a seeded random sample of the snapshots. ``capacity_per_owner``: accounts each owner can
-    work in a week (the worklist's size). ``plays``: the suggested play for each lever and for ``retain``.
+    work in a week (the worklist's size); with ``separate_motions``, in each of the expand and retain lists.
+    ``plays``: the suggested play for each lever and for ``retain``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,11 +68,15 @@ class ScoringConfig(BaseModel):
     min_positives: int = Field(30, ge=5)
     warmup_months: int = Field(3, ge=0, description="months of history before the first snapshot")
     capacity_per_owner: int = Field(10, ge=1)
+    separate_motions: bool = Field(False, description="each owner's expand and retain accounts as two lists, each "
+                                   "of capacity_per_owner (for teams that work them separately)")
     retrain_after_months: int = Field(3, ge=1, description="a workspace's model is retrained once it learned "
                                       "from data this many months older than a run")
     high_churn_risk: float = Field(0.3, gt=0, lt=1, description="churn risk at or above which an account is a "
                                    "churn risk (diff, triggers)")
     max_training_rows: int = Field(400_000, ge=1_000, description="a seeded sample of snapshots beyond this")
+    choose_history: bool = Field(True, description="choose, per outcome, which past months to learn from and how "
+                                 "much recent ones count, by how each choice ranks the latest training months")
     random_state: int = 0
     plays: dict[str, str] = Field(default_factory=lambda: dict(_PLAYS))
     rules: ColdStartRules = Field(default_factory=ColdStartRules)

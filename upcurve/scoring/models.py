@@ -4,16 +4,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from upcurve.errors import UpcurveError
 from upcurve.signals import SIGNAL_COLUMNS
 
-__all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "column_values", "feature_matrix"]
+__all__ = ["FEATURES", "PlattCalibration", "PropensityModel", "categories_of", "column_values", "feature_matrix"]
 
 _TEXT = {"usage_metric", "outcome_status"}
 #: Signals shown to people but not learned from: the usage of the last 30, 60 and 90 days (the models learn the
@@ -33,11 +34,31 @@ def column_values(frame: pa.Table, name: str) -> np.ndarray:
     return np.asarray(col.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype=float)
 
 
-def feature_matrix(frame: pa.Table, features: Sequence[str] = FEATURES) -> np.ndarray:
-    """The features of a snapshot table as a float matrix (NaN where a signal is empty; yes/no as 1/0)."""
+def categories_of(frame: pa.Table, names: Sequence[str], *, most: int = 100) -> dict[str, list[str]]:
+    """The values of each text column of ``names`` (sorted), for those with at most ``most`` distinct values: the
+    categories a model learns. A text column with more (an identifier, a free-text note) is no category."""
+    found = {}
+    for name in names:
+        if name in frame.column_names and pa.types.is_string(frame.schema.field(name).type):
+            values = [v for v in pc.unique(frame[name]).to_pylist() if v is not None]
+            if len(values) <= most:
+                found[name] = sorted(values)
+    return found
+
+
+def feature_matrix(frame: pa.Table, features: Sequence[str] = FEATURES,
+                   categories: Mapping[str, Sequence[str]] | None = None) -> np.ndarray:
+    """The features of a snapshot table as a float matrix (NaN where a signal is empty; yes/no as 1/0). A feature
+    of ``categories`` is its value's position among them (NaN for a value not among them)."""
     cols = []
     for name in features:
-        if name == "outcome_level":
+        if categories and name in categories:
+            if name not in frame.column_names:
+                cols.append(np.full(frame.num_rows, np.nan))
+                continue
+            at = pc.index_in(frame[name], value_set=pa.array(list(categories[name]), pa.string()))
+            cols.append(np.asarray(pc.cast(at, pa.float64()).to_numpy(zero_copy_only=False), dtype=float))
+        elif name == "outcome_level":
             status = frame["outcome_status"].to_pylist()
             cols.append(np.asarray([_OUTCOME.get(v, np.nan) if v is not None else np.nan for v in status]))
         else:
@@ -57,6 +78,9 @@ class PropensityModel:
         The trees' settings (``lightgbm`` only).
     random_state
         Seed: the same data and seed give the same model.
+
+    ``fit(X, y, categorical=…)``: the columns holding category codes; the trees split them as categories, the
+    logistic model leaves them out (a code is no number to weigh).
     """
 
     def __init__(self, *, kind: str = "lightgbm", n_estimators: int = 300, learning_rate: float = 0.03,
@@ -68,7 +92,8 @@ class PropensityModel:
         self.min_child_samples = min_child_samples
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> PropensityModel:
+    def fit(self, X: np.ndarray, y: np.ndarray, categorical: Sequence[int] = (),
+            sample_weight: np.ndarray | None = None) -> PropensityModel:
         if self.kind not in ("lightgbm", "logistic"):
             raise UpcurveError(f"unknown model kind {self.kind!r}: use lightgbm or logistic")
         y = np.asarray(y, dtype=int)
@@ -85,14 +110,16 @@ class PropensityModel:
                 min_child_samples=self.min_child_samples, subsample=0.8, subsample_freq=1, colsample_bytree=0.8,
                 reg_lambda=1.0, random_state=self.random_state, verbose=-1, deterministic=True,
                 force_col_wise=True,
-            ).fit(X, y)
+            ).fit(X, y, sample_weight=sample_weight, categorical_feature=list(categorical) or "auto")
             self.booster_: Any = model.booster_
         else:
             from sklearn.linear_model import LogisticRegression
 
+            X = np.array(X, dtype=float)
+            X[:, list(categorical)] = 0.0  # left out: constant, so standardised to 0 and weighed 0
             self.median_ = np.nan_to_num(np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0))
             Z = self._standardise(X, fit=True)
-            fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y)
+            fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y, sample_weight=sample_weight)
             self.coef_ = np.asarray(fitted.coef_[0], dtype=float)
             self.intercept_ = float(fitted.intercept_[0])
         return self
@@ -167,22 +194,42 @@ class PlattCalibration:
 
     A logistic fit of the outcome on the model's log-odds (Platt scaling). With ``a > 0`` it is strictly
     increasing, so it never reorders accounts: ranking metrics are unchanged and only the probabilities move.
+
+    Edge cases
+    ----------
+    With fewer than ``min_each`` positives or negatives in the calibration months (a rare outcome in a short
+    window, or none at all) a slope cannot be learned: ``a`` stays 1 and only the level moves, ``b`` chosen so that
+    the mean probability equals the observed rate with half an outcome added each way, ``(k + ½) ÷ (n + 1)`` for
+    ``k`` outcomes in ``n`` rows. No positive at all then gives small probabilities in the same order, not the
+    model's training rate. A fitted slope that is not positive (it would reorder accounts) is treated the same way.
     """
 
-    def __init__(self, a: float = 1.0, b: float = 0.0) -> None:
+    def __init__(self, a: float = 1.0, b: float = 0.0, *, min_each: int = 5) -> None:
         self.a = a
         self.b = b
+        self.min_each = min_each
 
     def fit(self, log_odds: np.ndarray, y: np.ndarray) -> PlattCalibration:
+        from scipy.optimize import brentq
         from sklearn.linear_model import LogisticRegression
 
+        raw = np.asarray(log_odds, dtype=float)
         y = np.asarray(y, dtype=int)
-        if len(np.unique(y)) < 2:
-            return self  # one class in the calibration months: keep the model's own probabilities
-        fitted = LogisticRegression(C=1e6, max_iter=1000).fit(np.asarray(log_odds).reshape(-1, 1), y)
-        a, b = float(fitted.coef_[0][0]), float(fitted.intercept_[0])
-        if a > 0:  # a reversed fit would reorder accounts: a sign the calibration months are too few
-            self.a, self.b = a, b
+        if not len(y):
+            return self
+        positives = int(y.sum())
+        if min(positives, len(y) - positives) >= self.min_each:
+            fitted = LogisticRegression(C=1e6, max_iter=1000).fit(raw.reshape(-1, 1), y)
+            a, b = float(fitted.coef_[0][0]), float(fitted.intercept_[0])
+            if a > 0:
+                self.a, self.b = a, b
+                return self
+        target = (positives + 0.5) / (len(y) + 1)
+
+        def gap(b: float) -> float:
+            return float(np.mean(1 / (1 + np.exp(-(raw + b))))) - target
+
+        self.a, self.b = 1.0, float(brentq(gap, -60.0, 60.0))
         return self
 
     def log_odds(self, raw: np.ndarray) -> np.ndarray:

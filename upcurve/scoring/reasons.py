@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["FEATURE_LABELS", "describe", "probability_contributions", "top_reasons"]
+from upcurve.scoring.context import ATTRIBUTE_PREFIX, TIER_PREFIX, context_label
+
+__all__ = ["FEATURE_HINTS", "FEATURE_LABELS", "WHEN_EMPTY", "describe", "probability_contributions", "top_reasons"]
 
 #: How each feature is named in a reason, and how its value is shown (see :func:`describe`).
 FEATURE_LABELS: dict[str, tuple[str, str]] = {
@@ -15,6 +17,7 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "products_unowned": ("products not yet owned", "count"),
     "tier_headroom": ("tiers above the current one", "count"),
     "purchased_seats": ("purchased seats", "count"),
+    "seats_priced": ("seats priced on its plans", "flag"),
     "active_users": ("active users", "count"),
     "seat_saturation": ("seat saturation", "share"),
     "flag_seat_saturation": ("seats ≥ 80% used", "flag"),
@@ -53,6 +56,29 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "outcome_level": ("outcome", "outcome"),
     "mrr_cents": ("MRR", "money"),
     "mrr_trend_3m": ("MRR trend over 3 months", "trend"),
+    "mrr_contractions_3m": ("months of falling MRR in the last 3", "count"),
+}
+#: What an empty value of a feature means, said instead of ``label: none``.
+WHEN_EMPTY: dict[str, str] = {
+    "days_to_renewal": "no renewal date",
+    "seat_saturation": "seats not priced on its plans",
+    "nps_latest": "no NPS answer",
+    "nps_12m": "no NPS answer in 12 months",
+    "outcome_level": "no outcome check-in",
+    "days_until_limit": "no usage limit",
+    "usage_share_used": "no usage limit",
+    "tenure_days": "not billed yet",
+}
+#: What a value is measured against, said after it in a reason, where the label alone leaves it open.
+FEATURE_HINTS: dict[str, str] = {
+    "seat_saturation": "active users of the seats it pays for",
+    "usage_share_used": "of its plan's monthly limit",
+    "days_until_limit": "at its current daily rate",
+    "premium_gap_features": "used or previewed in 30 days, sold on another plan",
+    "dau_per_seat": "average over 30 days",
+    "activity_trend": "last 30 days against the 30 before",
+    "login_trend": "last 30 days against the 30 before",
+    "mrr_trend_3m": "against 3 months before",
 }
 _OUTCOMES = {0.0: "behind", 1.0: "on track", 2.0: "exceeded"}
 _FORMATS = {
@@ -66,7 +92,8 @@ _FORMATS = {
 }
 
 
-def describe(name: str, value: float, *, currency: str | None = None) -> str:
+def describe(name: str, value: float, *, currency: str | None = None,
+             categories: Mapping[str, Sequence[str]] | None = None) -> str:
     """A feature and its value in words, e.g. ``describe("seat_saturation", 0.96)`` → ``"seat saturation 96%"``.
 
     Money (a value in cents) is shown in whole units followed by ``currency``, the run's reporting currency, as
@@ -74,12 +101,22 @@ def describe(name: str, value: float, *, currency: str | None = None) -> str:
 
     >>> describe("login_trend", -42.0), describe("flag_premium_gap", 1.0), describe("mrr_cents", 123456, currency="EUR")
     ('login trend -42%', 'premium gap: yes', 'MRR 1,235 EUR')
-    >>> describe("nps_latest", float("nan"))
-    'latest NPS answer: none'
+
+    An empty value says what it means (:data:`WHEN_EMPTY`), else ``label: none``.
+
+    >>> describe("days_to_renewal", float("nan")), describe("tickets_30d", float("nan"))
+    ('no renewal date', 'tickets in 30 days: none')
     """
-    label, kind = FEATURE_LABELS.get(name, (name.replace("_", " "), "number"))
+    if name.startswith((ATTRIBUTE_PREFIX, TIER_PREFIX)):
+        label, kind = context_label(name), "count"
+    else:
+        label, kind = FEATURE_LABELS.get(name, (name.replace("_", " "), "number"))
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return f"{label}: none"
+        return WHEN_EMPTY.get(name, f"{label}: none")
+    if categories and name in categories:  # a category's code: its value
+        return f"{label}: {categories[name][int(value)]}"
+    if name.startswith(TIER_PREFIX):
+        return f"{label} {value:,.0f}" if value else f"{label}: not held"
     if kind == "money":
         return f"{label} {value / 100:,.0f}" + (f" {currency}" if currency else "")
     return label + _FORMATS[kind](value)
@@ -116,17 +153,31 @@ def probability_contributions(contrib: np.ndarray, scale: float, offset: float) 
 
 
 def top_reasons(features: Sequence[str], values: np.ndarray, contributions: np.ndarray, k: int = 3, *,
-                currency: str | None = None) -> list[str]:
-    """For each row, its ``k`` largest contributions (by size, either sign) in words, joined by ``"; "``; money in
-    ``currency`` (see :func:`describe`).
+                currency: str | None = None, categories: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """For each row, its ``k`` largest contributions (by size, either sign) in words, joined by ``"; "``: how many
+    percentage points of probability the feature moved the score, the feature and its value (money in
+    ``currency``, see :func:`describe`), and what the value is measured against (:data:`FEATURE_HINTS`).
+
+    Edge cases
+    ----------
+    A contribution under half a point is left out (it would read ``+0 points``); a row with none reads ``""``.
 
     >>> top_reasons(["seat_saturation", "login_trend"], np.array([[0.96, -40.0]]), np.array([[0.21, -0.05]]))
-    ['seat saturation 96% (+0.21); login trend -40% (-0.05)']
+    ['+21 points of probability: seat saturation 96% (active users of the seats it pays for); -5 points of \
+probability: login trend -40% (last 30 days against the 30 before)']
     """
     out = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
     for row, idx in enumerate(order):
-        parts = [f"{describe(features[j], values[row, j], currency=currency)} ({contributions[row, j]:+.2f})"
-                 for j in idx if abs(contributions[row, j]) >= 0.005]
+        parts = []
+        for j in idx:
+            points = round(float(contributions[row, j]) * 100)
+            if points == 0:
+                continue
+            value = values[row, j]
+            hint = FEATURE_HINTS.get(features[j]) if not math.isnan(value) else None
+            parts.append(f"{points:+d} {'point' if abs(points) == 1 else 'points'} of probability: "
+                         f"{describe(features[j], value, currency=currency, categories=categories)}"
+                         + (f" ({hint})" if hint else ""))
         out.append("; ".join(parts))
     return out

@@ -7,29 +7,37 @@ import datetime as dt
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ibis.expr.types as ir
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from upcurve.errors import ContractError, Problem
 from upcurve.revenue import month_end, month_label
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import AccountScorer, rule_scores
 from upcurve.signals.health import HealthConfig, health_scores
 
-__all__ = ["BACKTEST_METRICS", "Replay", "replay", "snapshot_health"]
+__all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "Replay", "read_oracle", "replay", "snapshot_health"]
+
+#: The columns an oracle file holds, and the Arrow type each must read as.
+ORACLE_COLUMNS = {"account_id": pa.string(), "month": pa.string(), "p_expansion": pa.float64(),
+                  "p_churn": pa.float64()}
 
 #: The columns of ``backtest_metrics``.
 BACKTEST_METRICS = ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k", "lift_top_decile",
-                    "base_rate", "rows", "lever_match"]
+                    "base_rate", "rows", "lever_match", "share_of_oracle"]
 
 
 @dataclass
 class Replay:
-    """What a backtest measured: ``tables`` (``backtest_metrics``, ``backtest_calibration``), the cutoffs and
-    notes."""
+    """What a backtest measured: ``tables`` (``backtest_metrics``, ``backtest_calibration`` and
+    ``backtest_accounts``: every account at every cutoff as the configured model scored it, and what followed), the
+    cutoffs and notes."""
 
     tables: dict[str, pa.Table]
     notes: list[str]
@@ -50,7 +58,7 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
     return keyed.left_join(scored, "_key").select(keyed, scored.health_score).drop("_key")
 
 
-def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int,
+def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
            say: Callable[[str], None] = lambda _msg: None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
@@ -58,6 +66,11 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int,
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they, the cold-start rules and the health score rank that month's accounts. A model that could not be
     trained at a cutoff is reported in the notes, and the rules stand in.
+
+    ``oracle``: each account's true probabilities at month ends (``account_id``, ``month`` as ``YYYY-MM``,
+    ``p_expansion``, ``p_churn``: a simulated company's ``truth/oracle.parquet``), the best ranking there can be.
+    At a cutoff it covers, it is measured as model ``oracle`` on the same rows and labels, and every row of that
+    cutoff and target gets ``share_of_oracle`` = its AUC ÷ the oracle's (1.0: as good as knowing the odds).
     """
     cfg = config
     months = sorted(set(frame["snapshot_idx"].to_pylist()))
@@ -66,6 +79,7 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int,
     needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
     rows: list[dict[str, Any]] = []
     calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    scored: list[pa.Table] = []
     idx = np.asarray(frame["snapshot_idx"].to_pylist())
     if not picked or len([m for m in months if m + cfg.horizon_months <= picked[0]]) < needed:
         notes.append(f"history too short for a model: {len(months)} months of snapshots with known outcomes; "
@@ -97,6 +111,10 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int,
                     continue
                 calib.setdefault((kind, target), []).append((p, y[target]))
                 rows.append(row)
+            if kind == cfg.model:
+                scored.append(_scored_accounts(cutoff, test, scores))
+        if oracle is not None:
+            rows += _oracle_rows(oracle, test, y, cutoff, notes)
         rules = rule_scores(test, cfg.rules)
         h = np.asarray([math.nan if v is None else v for v in test["health_score"].to_pylist()], dtype=float)
         for target, score in (("expansion", rules["expansion"]), ("churn", rules["churn"])):
@@ -105,6 +123,100 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int,
         for target, score in (("expansion", h), ("churn", 100 - h)):
             rows.append({"cutoff": month_end(cutoff), "target": target, "model": "health_score",
                          **ranking_metrics(y[target], score, probabilities=False)})
+    best = {(r["cutoff"], r["target"]): r["auc"] for r in rows if r["model"] == "oracle"}
+    for r in rows:
+        of = best.get((r["cutoff"], r["target"]))
+        r["share_of_oracle"] = r["auc"] / of if of and of == of and r["auc"] == r["auc"] else None
     metrics = pa.table({c: [r.get(c) for r in rows] for c in BACKTEST_METRICS})
-    tables = {"backtest_metrics": metrics, "backtest_calibration": calibration_table(calib)}
+    tables = {"backtest_metrics": metrics, "backtest_calibration": calibration_table(calib),
+              "backtest_accounts": pa.concat_tables(scored) if scored else _scored_accounts(0, frame.slice(0, 0), None)}
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
+
+
+#: The columns of ``backtest_accounts``: each account at each cutoff, as the configured model scored it then, and
+#: what happened after.
+BACKTEST_ACCOUNTS = {"cutoff": pa.date32(), "account_id": pa.string(), "expansion_propensity": pa.float64(),
+                     "churn_risk": pa.float64(), "recommended_lever": pa.string(), "label_expansion": pa.bool_(),
+                     "label_churn": pa.bool_(), "expansion_lever": pa.string()}
+
+
+def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table | None) -> pa.Table:
+    if scores is None:
+        return pa.table({c: pa.array([], t) for c, t in BACKTEST_ACCOUNTS.items()})
+    return pa.table({
+        "cutoff": pa.array([month_end(cutoff)] * test.num_rows, pa.date32()),
+        "account_id": test["account_id"], "expansion_propensity": scores["expansion_propensity"],
+        "churn_risk": scores["churn_risk"], "recommended_lever": scores["recommended_lever"],
+        "label_expansion": test["label_expansion"], "label_churn": test["label_churn"],
+        "expansion_lever": test["expansion_lever"],
+    }).cast(pa.schema(list(BACKTEST_ACCOUNTS.items())))
+
+
+def _oracle_rows(oracle: pa.Table, test: pa.Table, y: dict[str, np.ndarray], cutoff: int, notes: list[str]
+                 ) -> list[dict[str, Any]]:
+    """The oracle measured at a cutoff, on the rows it has probabilities for (all of them, for a simulated
+    company's paying accounts); none, with a note, when it does not cover the cutoff."""
+    label = month_label(cutoff)
+    at = oracle.filter(pc.equal(oracle["month"], label))
+    if at.num_rows == 0:
+        notes.append(f"{label}: the oracle has no probabilities for this month")
+        return []
+    where = pc.index_in(test["account_id"], value_set=at["account_id"].combine_chunks())
+    known = pc.is_valid(where).to_numpy(zero_copy_only=False)
+    if not known.all():
+        notes.append(f"{label}: the oracle covers {int(known.sum()):,} of {len(known):,} accounts; measured on those")
+    rows = []
+    for target in ("expansion", "churn"):
+        p = np.asarray(at[f"p_{target}"].take(where.filter(pa.array(known))).to_pylist(), dtype=float)
+        rows.append({"cutoff": month_end(cutoff), "target": target, "model": "oracle",
+                     **ranking_metrics(y[target][known], p)})
+    return rows
+
+
+def read_oracle(path: str | Path) -> pa.Table:
+    """An oracle file (see :func:`replay`), checked: every problem at once, each naming the file, the column, the
+    rows and the rule.
+
+    Raises
+    ------
+    ContractError
+        The file is missing or unreadable, a column is absent or of another type, a month is not ``YYYY-MM``, a
+        probability is empty or outside 0–1, or an (account, month) appears twice.
+    """
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ContractError([Problem(name, f"cannot be read as Parquet ({exc})")]) from None
+    problems = []
+    for column, kind in ORACLE_COLUMNS.items():
+        if column not in table.column_names:
+            problems.append(Problem(name, "a required column is missing", column,
+                                    hint=f"an oracle holds {', '.join(ORACLE_COLUMNS)}"))
+        elif not table.schema.field(column).type.equals(kind):
+            problems.append(Problem(name, f"must be {kind}, not {table.schema.field(column).type}", column))
+    if problems:
+        raise ContractError(problems)
+
+    def rows(mask: pa.ChunkedArray | pa.Array, rule: str, column: str) -> None:
+        bad = np.flatnonzero(np.asarray(pc.fill_null(mask, True).to_numpy(zero_copy_only=False), dtype=bool))
+        if len(bad):
+            values = tuple(str(v) for v in table[column].take(pa.array(bad[:3])).to_pylist())
+            problems.append(Problem(name, rule, column, count=len(bad), rows=tuple(int(i) + 1 for i in bad[:5]),
+                                    values=values))
+
+    rows(pc.invert(pc.match_substring_regex(table["month"], r"^\d{4}-(0[1-9]|1[0-2])$")), "must be YYYY-MM", "month")
+    rows(pc.is_null(table["account_id"]), "must not be empty", "account_id")
+    for column in ("p_expansion", "p_churn"):
+        value = table[column]
+        rows(pc.or_(pc.less(value, 0.0), pc.greater(value, 1.0)), "must be a probability from 0 to 1", column)
+    keys = pc.binary_join_element_wise(pc.fill_null(table["account_id"], ""), pc.fill_null(table["month"], ""), "@")
+    counted = pc.value_counts(keys)
+    twice = counted.filter(pc.greater(counted.field("counts"), 1)).field("values")
+    if len(twice):
+        rows(pc.is_in(keys, value_set=twice), "an account appears twice in a month", "account_id")
+    if problems:
+        raise ContractError(problems)
+    return table.select(list(ORACLE_COLUMNS))

@@ -112,6 +112,20 @@ class HeldOut(_Strict):
     rows: Finite | None = None
 
 
+class HistoryTried(_Strict):
+    window_months: int | None = Field(None, ge=1)
+    half_life_months: int | None = Field(None, ge=1)
+    auc: Finite | None = None
+
+
+class HistoryCard(_Strict):
+    """Which past months a target's model learned from, and what each choice tried scored."""
+
+    window_months: int | None = Field(None, ge=1)
+    half_life_months: int | None = Field(None, ge=1)
+    tried: list[HistoryTried] = Field(default_factory=list)
+
+
 class TargetCard(_Strict):
     training_rows: int = Field(ge=0)
     training_positives: int = Field(ge=0)
@@ -119,12 +133,14 @@ class TargetCard(_Strict):
     calibration_positives: int = Field(ge=0)
     calibration: dict[Literal["a", "b"], Finite]
     held_out: HeldOut
+    history: HistoryCard | None = None
 
 
 class ModelCard(_Strict):
     """``model_card.json``: what the models learned from, how well they did on months they never saw."""
 
     features: list[str]
+    categories: dict[str, list[str]] = Field(default_factory=dict)
     model: Kind
     horizon_months: int = Field(ge=1, le=12)
     labelled_months: int = Field(ge=0)

@@ -12,6 +12,7 @@ import json
 import math
 import platform
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +26,25 @@ from upcurve.folders import read_verified, write_folder
 from upcurve.revenue import month_label
 from upcurve.scoring.backtest import ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
-from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, column_values, feature_matrix
+from upcurve.scoring.context import context_columns
+from upcurve.scoring.models import (
+    FEATURES,
+    PlattCalibration,
+    PropensityModel,
+    categories_of,
+    column_values,
+    feature_matrix,
+)
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.saved import parse_saved
 
 __all__ = ["SCORE_COLUMNS", "AccountScorer", "rule_scores"]
 
-#: What :meth:`AccountScorer.score` returns for each account.
-SCORE_COLUMNS = ("account_id", "scored_by", "expansion_propensity", "churn_risk", "expected_expansion_mrr_cents",
-                 "recommended_lever", "reasons", "churn_reasons")
+#: What :meth:`AccountScorer.score` returns for each account. ``expansion_scored_by`` and ``churn_scored_by`` name
+#: what scored each target (the model kind, or ``rules`` where that target's model fell back); ``scored_by`` says
+#: both in one word when they agree (``lightgbm``, ``rules``), else ``expansion: rules; churn: lightgbm``.
+SCORE_COLUMNS = ("account_id", "scored_by", "expansion_scored_by", "churn_scored_by", "expansion_propensity",
+                 "churn_risk", "expected_expansion_mrr_cents", "recommended_lever", "reasons", "churn_reasons")
 TARGETS = {"expansion": "label_expansion", "churn": "label_churn"}
 _CARD = "model_card.json"
 _MODELS = "models.json"
@@ -115,6 +126,32 @@ def rule_scores(frame: pa.Table, rules: ColdStartRules) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class HistoryChoice:
+    """Which past snapshots a model learns from, and how much each counts.
+
+    Formula
+    -------
+    A snapshot ``k`` months before the latest one trained on counts ``0.5 ** (k / half_life_months)`` (1 without a
+    half-life) and not at all when ``k ≥ window_months``. A company whose customers behave as they did years ago
+    learns from all of it; one whose churn began last year learns from last year.
+    """
+
+    window_months: int | None = None
+    half_life_months: int | None = None
+
+    def weights(self, months: np.ndarray, latest: int) -> np.ndarray:
+        age = (latest - months).astype(float)
+        weight = np.ones(len(months)) if self.half_life_months is None else 0.5 ** (age / self.half_life_months)
+        return weight if self.window_months is None else np.where(age < self.window_months, weight, 0.0)
+
+
+#: The pasts a model may learn from, simplest first (a tie keeps the simpler).
+HISTORY_CHOICES = (HistoryChoice(), HistoryChoice(half_life_months=6), HistoryChoice(window_months=12))
+#: At most this many snapshots train each choice while choosing.
+_CHOOSING_ROWS = 100_000
+
+
 class AccountScorer:
     """Learns, from labelled snapshots, to score accounts: :data:`SCORE_COLUMNS`.
 
@@ -126,7 +163,8 @@ class AccountScorer:
     Training (``fit``) takes the snapshots of :func:`upcurve.scoring.training_snapshots` with known labels, keeps
     the latest ``calibration_months`` out of training and calibrates the probabilities on them (a time split,
     never random rows). A target whose history is too short or too small is scored by the cold-start rules, and
-    ``fallback_`` says why; each account's reasons then start with ``rules:``.
+    ``fallback_`` says why; each account's reasons then start with ``rules:``. Each target stands on its own: one
+    falling back leaves the other's model learned, saved and scoring.
     """
 
     def __init__(self, config: ScoringConfig | None = None) -> None:
@@ -146,6 +184,11 @@ class AccountScorer:
             labelled = labelled.take(pa.array(keep))
         months = np.asarray(labelled["snapshot_idx"].to_numpy(zero_copy_only=False), dtype=np.int64)
         unique = np.unique(months)
+        # the signals, then what each account is (its attributes and product tiers, where the snapshots hold them)
+        context = context_columns(labelled.column_names)
+        self.categories_: dict[str, list[str]] = categories_of(labelled, context)
+        self.features_: list[str] = [*FEATURES, *[c for c in context if c in self.categories_ or not pa.types.is_string(
+            labelled.schema.field(c).type)]]
         self.models_: dict[str, PropensityModel] = {}
         self.calibration_: dict[str, PlattCalibration] = {}
         self.fallback_: dict[str, str] = {}
@@ -155,7 +198,8 @@ class AccountScorer:
         self.size_ratio_ = 0.1
         # training rows must have their whole outcome window before the calibration months begin
         needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
-        card: dict[str, Any] = {"features": list(FEATURES), "model": cfg.model, "horizon_months": cfg.horizon_months,
+        card: dict[str, Any] = {"features": list(self.features_), "categories": self.categories_,
+                                "model": cfg.model, "horizon_months": cfg.horizon_months,
                                 "labelled_months": len(unique), "snapshot_rows": snapshot_rows,
                                 "rows": int(labelled.num_rows), "targets": {}}
         if len(unique) < needed:
@@ -167,7 +211,7 @@ class AccountScorer:
             return self
         calib_from = unique[-cfg.calibration_months]
         train, calib = months + cfg.horizon_months <= calib_from, months >= calib_from
-        X = feature_matrix(labelled)
+        X = feature_matrix(labelled, self.features_, self.categories_)
         card["training_window"] = [month_label(unique[0]), month_label(months[train].max())]
         card["calibration_window"] = [month_label(calib_from), month_label(unique[-1])]
         for target, column in TARGETS.items():
@@ -177,7 +221,11 @@ class AccountScorer:
                 self.fallback_[target] = (f"too few {target} outcomes to learn from: {positives} in training, "
                                           f"a model needs {cfg.min_positives}")
                 continue
-            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state).fit(X[train], y[train])
+            choice, tried = self._choose_history(X, y, months, train)
+            weight = choice.weights(months, int(months[train].max()))
+            used = train & (weight > 0)
+            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state).fit(
+                X[used], y[used], categorical=self._categorical, sample_weight=weight[used])
             raw = model.log_odds(X[calib])
             calibration = PlattCalibration().fit(raw, y[calib])
             self.models_[target], self.calibration_[target] = model, calibration
@@ -189,12 +237,53 @@ class AccountScorer:
                 "calibration_rows": int(calib.sum()), "calibration_positives": int(y[calib].sum()),
                 "calibration": {"a": calibration.a, "b": calibration.b},
                 "held_out": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in held_out.items()},
+                "history": {"window_months": choice.window_months, "half_life_months": choice.half_life_months,
+                            "tried": tried},
             }
         self._fit_lever_and_size(labelled, X)
         card["levers"] = self.lever_classes_
         card["fallback"] = self.fallback_
         self.card_ = {**card, **self._versions()}
         return self
+
+    def _choose_history(self, X: np.ndarray, y: np.ndarray, months: np.ndarray, train: np.ndarray
+                        ) -> tuple[HistoryChoice, list[dict[str, Any]]]:
+        """Which past to learn from, chosen on the latest training months (see :class:`HistoryChoice`).
+
+        Each of :data:`HISTORY_CHOICES` is trained on the training months whose outcomes were known before the
+        last ``calibration_months`` of training, and ranks those last months; the best AUC wins (ties: the
+        earlier, simpler choice). With too few outcomes there, or with ``choose_history`` off, every month counts
+        alike. Returns the choice and what each one scored."""
+        cfg = self.config
+        every = HistoryChoice()
+        trained_months = np.unique(months[train])
+        if not cfg.choose_history or len(trained_months) < cfg.calibration_months + cfg.horizon_months + 2:
+            return every, []
+        check_from = trained_months[-cfg.calibration_months]
+        inner = train & (months + cfg.horizon_months <= check_from)
+        check = train & (months >= check_from)
+        if min(int(y[check].sum()), int(y[inner].sum())) < cfg.min_positives // 2 or y[check].all():
+            return every, []
+        rng = np.random.default_rng(cfg.random_state)
+        tried, best, best_auc = [], every, -1.0
+        for choice in HISTORY_CHOICES:
+            weight = choice.weights(months, int(months[inner].max()))
+            rows = np.flatnonzero(inner & (weight > 0))
+            if len(rows) > _CHOOSING_ROWS:  # a seeded sample: the choice needs a ranking, not the final model
+                rows = np.sort(rng.choice(rows, _CHOOSING_ROWS, replace=False))
+            if len(np.unique(y[rows])) < 2:
+                continue
+            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state, n_estimators=100,
+                                    learning_rate=0.09).fit(X[rows], y[rows], categorical=self._categorical,
+                                                            sample_weight=weight[rows])
+            auc = ranking_metrics(y[check], model.log_odds(X[check]), probabilities=False)["auc"]
+            if not math.isfinite(auc):
+                continue
+            tried.append({"window_months": choice.window_months, "half_life_months": choice.half_life_months,
+                          "auc": round(auc, 4)})
+            if auc > best_auc + 1e-9:
+                best, best_auc = choice, auc
+        return best, tried
 
     def _fit_lever_and_size(self, labelled: pa.Table, X: np.ndarray) -> None:
         import lightgbm
@@ -211,7 +300,7 @@ class AccountScorer:
             self.lever_model_ = lightgbm.LGBMClassifier(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
                 random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
-            ).fit(X[has], target).booster_
+            ).fit(X[has], target, categorical_feature=self._categorical or "auto").booster_
             self.lever_classes_ = classes
         else:
             self.fallback_["lever"] = f"too few expansions with a known lever: {int(has.sum())}"
@@ -219,7 +308,7 @@ class AccountScorer:
             self.size_model_ = lightgbm.LGBMRegressor(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
                 random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
-            ).fit(X[grew], np.log(net[grew])).booster_
+            ).fit(X[grew], np.log(net[grew]), categorical_feature=self._categorical or "auto").booster_
         positive = grew & (mrr > 0)
         if positive.any():
             self.size_ratio_ = float(np.median(net[positive] / mrr[positive]))
@@ -234,6 +323,21 @@ class AccountScorer:
                              "scikit-learn": sklearn.__version__, "numpy": np.__version__,
                              "python": platform.python_version()}}
 
+    @property
+    def _categorical(self) -> list[int]:
+        """The positions of the category features among :attr:`features_`."""
+        return [i for i, name in enumerate(self.features_) if name in self.categories_]
+
+    @property
+    def learned(self) -> tuple[str, ...]:
+        """The targets a model learned (the others are scored by the cold-start rules), in :data:`TARGETS` order."""
+        return tuple(t for t in TARGETS if t in getattr(self, "models_", {}))
+
+    def scored_by(self, target: str) -> str:
+        """What scores ``target``: the model kind, or ``rules``."""
+        model = self.models_.get(target)
+        return model.kind if model is not None else "rules"
+
     # -- scoring ------------------------------------------------------------------------------------------------
     def score(self, frame: pa.Table, *, currency: str | None = None) -> pa.Table:
         """Score accounts: a table of ``account_id``, signal columns (and ``health_score`` for the rules).
@@ -243,13 +347,15 @@ class AccountScorer:
             raise UpcurveError("this scorer is not fitted yet: call fit(snapshots) or AccountScorer.load(folder)")
         if frame.num_rows == 0:
             return pa.table({name: pa.array([], _TYPES[name]) for name in SCORE_COLUMNS})
-        X = feature_matrix(frame)
+        X = feature_matrix(frame, self.features_, self.categories_)
         rules = rule_scores(frame, self.config.rules)
         mrr = np.nan_to_num(column_values(frame, "mrr_cents"))
         cols: dict[str, Any] = {"account_id": frame["account_id"].combine_chunks()}
-        model = self.models_.get("expansion")
-        scored_by = model.kind if model is not None else "rules"
-        cols["scored_by"] = pa.array([scored_by] * frame.num_rows, pa.string())
+        by = {target: self.scored_by(target) for target in TARGETS}
+        both = by["expansion"] if by["expansion"] == by["churn"] else "; ".join(f"{t}: {k}" for t, k in by.items())
+        cols["scored_by"] = pa.array([both] * frame.num_rows, pa.string())
+        for target, kind in by.items():
+            cols[f"{target}_scored_by"] = pa.array([kind] * frame.num_rows, pa.string())
         for target in TARGETS:
             model = self.models_.get(target)
             if model is None:
@@ -262,8 +368,9 @@ class AccountScorer:
             contrib = model.contributions(X)
             points, _ = probability_contributions(contrib, calibration.a, calibration.b)
             cols[_OUT[target]] = calibration(contrib.sum(axis=1))
-            cols[_REASONS[target]] = top_reasons(FEATURES, X, points, currency=currency)
-        if model is None:
+            cols[_REASONS[target]] = top_reasons(self.features_, X, points, currency=currency,
+                                                 categories=self.categories_)
+        if "expansion" not in self.models_:
             # a rule score is a rank, not a probability: it gives no expected amount
             cols["expected_expansion_mrr_cents"] = pa.nulls(frame.num_rows, pa.int64())
         else:
@@ -352,11 +459,15 @@ class AccountScorer:
         except (KeyError, UnicodeDecodeError, ValueError) as exc:
             raise UpcurveError(f"{where}: the saved model cannot be read ({exc}); train it again") from None
         saved, model_card = parse_saved(where, models, card)
-        if model_card.features != list(FEATURES):
+        features = list(model_card.features)
+        if features[:len(FEATURES)] != list(FEATURES) or context_columns(features[len(FEATURES):]) != features[
+                len(FEATURES):] or not set(model_card.categories) <= set(features):
             raise UpcurveError(f"{where}: the saved model was trained on other features (upcurve "
                                f"{model_card.versions.get('upcurve')}); retrain it with `upcurve train`")
         scorer = cls(config)
         scorer.card_ = card
+        scorer.features_ = features
+        scorer.categories_ = {k: list(v) for k, v in model_card.categories.items()}
         scorer.fallback_ = dict(saved.fallback)
         scorer.models_ = {t: PropensityModel.from_dict(v.model.model_dump()) for t, v in saved.targets.items()}
         scorer.calibration_ = {t: PlattCalibration(*v.calibration) for t, v in saved.targets.items()}
@@ -369,7 +480,8 @@ class AccountScorer:
 
 
 _OUT = {"expansion": "expansion_propensity", "churn": "churn_risk"}
-_TYPES = {"account_id": pa.string(), "scored_by": pa.string(), "expansion_propensity": pa.float64(),
+_TYPES = {"account_id": pa.string(), "scored_by": pa.string(), "expansion_scored_by": pa.string(),
+          "churn_scored_by": pa.string(), "expansion_propensity": pa.float64(),
           "churn_risk": pa.float64(), "expected_expansion_mrr_cents": pa.int64(), "recommended_lever": pa.string(),
           "reasons": pa.string(), "churn_reasons": pa.string()}
 _REASONS = {"expansion": "reasons", "churn": "churn_reasons"}

@@ -14,6 +14,7 @@ from upcurve.contract import plan_features
 from upcurve.errors import UpcurveError
 from upcurve.revenue import RevenueTables, month_end, month_index
 from upcurve.scoring.config import ScoringConfig
+from upcurve.scoring.context import account_context, context_columns
 from upcurve.scoring.scorer import AccountScorer
 from upcurve.scoring.snapshots import premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.signals import account_signals_at
@@ -48,11 +49,17 @@ def training_dates(first: dt.date, as_of: dt.date, config: ScoringConfig) -> lis
 def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *,
                        first: dt.date, as_of: dt.date, signals: ir.Table | None = None) -> ir.Table:
     """Month-end snapshots of every paying account up to ``as_of`` whose whole horizon has passed by then, with
-    their outcomes (see :func:`training_dates`)."""
-    return training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
-                              plan_features(tables["plans"]), training_dates(first, as_of, config),
-                              horizon_months=config.horizon_months, product_months=revenue.product_months,
-                              premium=premium_add_ons(tables["plans"]), signals=signals)
+    their outcomes (see :func:`training_dates`) and what each account was at the time
+    (:func:`upcurve.scoring.context.account_context`)."""
+    dates = training_dates(first, as_of, config)
+    snaps = training_snapshots(tables, revenue.account_months, revenue.movements, revenue.calendar,
+                               plan_features(tables["plans"]), dates,
+                               horizon_months=config.horizon_months, product_months=revenue.product_months,
+                               premium=premium_add_ons(tables["plans"]), signals=signals)
+    context = account_context(tables, dates)
+    s, c = snaps.view(), context.view()
+    joined = s.left_join(c, [s.snapshot == c.as_of, s.account_id == c.account_id])
+    return joined.select(s, *[c[name] for name in context_columns(context.columns)])
 
 
 def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
@@ -134,10 +141,17 @@ def check_saved_scorer(scorer: AccountScorer, config: ScoringConfig, as_of: dt.d
     return scorer
 
 
-def score_accounts(accounts: pa.Table, scorer: AccountScorer, *, currency: str | None = None) -> pa.Table:
+def score_accounts(accounts: pa.Table, scorer: AccountScorer, *, currency: str | None = None,
+                   context: pa.Table | None = None) -> pa.Table:
     """``accounts`` with the scorer's columns, in the same order; accounts paying nothing at the as-of date are not
-    scored. ``currency``: the run's reporting currency, which the reasons show money in."""
+    scored. ``currency``: the run's reporting currency, which the reasons show money in. ``context``: each
+    account's attributes and product tiers at the as-of date (:func:`upcurve.scoring.context.account_context`),
+    which the models learn from beside the signals; it is not added to the output."""
     paying = accounts.filter(pc.greater(accounts["mrr_cents"].fill_null(0), 0))
+    if context is not None:
+        at = pc.index_in(paying["account_id"], value_set=context["account_id"].combine_chunks())
+        for name in context_columns(context.column_names):
+            paying = paying.append_column(name, context[name].take(at))
     scores = scorer.score(paying, currency=currency)
     at = pc.index_in(accounts["account_id"], value_set=scores["account_id"])
     out = accounts

@@ -23,7 +23,7 @@ __all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
 SIGNAL_COLUMNS = (
     "products_paid", "products_unowned", "tier_headroom",
-    "purchased_seats", "active_users", "seat_saturation", "flag_seat_saturation",
+    "purchased_seats", "seats_priced", "active_users", "seat_saturation", "flag_seat_saturation",
     "invited_14d", "invited_prev_14d", "new_active_14d", "new_active_prev_14d", "new_active_30d",
     "flag_invite_surge", "flag_team_growth",
     "usage_metric", "usage_limit", "usage_this_month", "usage_share_used", "usage_daily_rate",
@@ -33,7 +33,7 @@ SIGNAL_COLUMNS = (
     "flag_core_heavy_no_premium",
     "dau_per_seat", "stickiness", "activity_trend", "login_trend",
     "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m", "outcome_status",
-    "mrr_cents", "mrr_trend_3m",
+    "mrr_cents", "mrr_trend_3m", "mrr_contractions_3m",
 )
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
 _WINDOWS = (7, 14, 28, 30, 60, 90, 365)
@@ -105,21 +105,23 @@ def _seats(on: ir.Table, plans: ir.Table) -> ir.Table:
     """Purchased seats, and where the account stands in the catalogue, at each as-of date.
 
     ``purchased_seats``: the largest seat count of any product the account subscribes to (per-seat quantity, or a
-    flat plan's ``included_seats``). ``products_paid``: products it subscribes to; ``products_unowned``: the
-    catalogue's other products; ``tier_headroom``: the most tiers above its current one in any of its products.
+    flat plan's ``included_seats``); ``seats_priced``: whether any of its plans prices seats. ``products_paid``:
+    products it subscribes to; ``products_unowned``: the catalogue's other products; ``tier_headroom``: the most
+    tiers above its current one in any of its products.
     """
     on = on.filter(on.kind == "subscription")
     on = on.join(plans.select("plan_id", "product", "pricing", "included_seats", "tier_rank"), "plan_id")
     seats = ibis.ifelse(on.pricing == "per_seat", on.quantity.cast("float64").fill_null(1.0),
                         on.included_seats.cast("float64"))
     per_product = on.group_by(["as_of", "account_id", "product"]).aggregate(
-        seats=seats.sum(), tier=on.tier_rank.max()
+        seats=seats.sum(), tier=on.tier_rank.max(), per_seat=(on.pricing == "per_seat").max()
     )
     top = plans.group_by("product").aggregate(top_tier=plans.tier_rank.max())
     per_product = per_product.join(top, "product")
     catalogue = plans.select("product").distinct().count().as_scalar()
     return per_product.group_by(list(_KEY)).aggregate(
         purchased_seats=per_product.seats.max(),
+        seats_priced=per_product.per_seat.max(),
         products_paid=per_product.product.nunique(),
         tier_headroom=(per_product.top_tier - per_product.tier).max().cast("int64"),
     ).mutate(products_unowned=lambda t: catalogue - t.products_paid)
@@ -304,7 +306,8 @@ def account_signals_at(
     - Catalogue: ``products_paid`` (products with a current subscription), ``products_unowned`` (the plans'
       other products: room to cross-sell), ``tier_headroom`` (tiers above the current one, most of any product).
     - Seats: ``purchased_seats`` (per-seat quantity, or a flat plan's ``included_seats``, of the product with the
-      most), ``active_users`` (activated, not deactivated), ``seat_saturation = active ÷ purchased``; flag at ≥ 80%.
+      most), ``seats_priced`` (a plan of the account prices seats), ``active_users`` (activated, not deactivated),
+      ``seat_saturation = active ÷ purchased`` where seats are priced; flag at ≥ 80%.
     - Invites: users invited in the last 14 days and the 14 before; users activated in the last 14, the 14 before
       and the last 30 days. ``flag_invite_surge``: 3+ new active users in 14 days after 14 days with none;
       ``flag_team_growth``: 5+ new active users in 30 days.
@@ -321,13 +324,16 @@ def account_signals_at(
     - Lifecycle: ``tenure_days`` since the first billed day; ``days_to_renewal`` (next ``renewals`` date, else the
       end of the current annual term); ``tickets_30d``; ``nps_latest`` (0–10) and ``nps_12m`` (% promoters − %
       detractors of the account's answers in 12 months, −100 to 100); latest ``outcome_status``; ``mrr_cents`` at
-      the as-of month and ``mrr_trend_3m`` (% against three months before).
+      the as-of month and ``mrr_trend_3m`` (% against three months before); ``mrr_contractions_3m``: months of the
+      last three (the as-of month included) whose MRR fell from the month before while the account still paid.
 
     Edge cases
     ----------
     A source table that is absent leaves its signals null; an account with no activity has 0 counts where its
-    table exists. Ratios over 0 are null. Nothing dated after an as-of date is used for that date, whatever the
-    tables hold: the signals at a past date are the ones that date saw.
+    table exists. Ratios over 0 are null. Seat saturation is null where no plan of the account prices seats (a flat
+    plan's included seats are not a seat to sell: 99 users on 3 included seats is a tier to sell, not 3,300%).
+    Nothing dated after an as-of date is used for that date, whatever the tables hold: the signals at a past date
+    are the ones that date saw.
 
     Returns
     -------
@@ -354,8 +360,10 @@ def account_signals_at(
     else:
         out = out.mutate(active_users=null_i, invited_14d=null_i, invited_prev_14d=null_i, new_active_14d=null_i,
                          new_active_prev_14d=null_i, new_active_30d=null_i)
-    out = out.mutate(seat_saturation=_ratio(out.active_users, out.purchased_seats))
-    cols["flag_seat_saturation"] = out.seat_saturation >= 0.8
+    out = out.mutate(seats_priced=out.seats_priced.fill_null(False))
+    out = out.mutate(seat_saturation=ibis.ifelse(out.seats_priced, _ratio(out.active_users, out.purchased_seats),
+                                                 null_f))
+    cols["flag_seat_saturation"] = ibis.ifelse(out.seats_priced, out.seat_saturation >= 0.8, False)
     cols["flag_invite_surge"] = (out.new_active_14d >= 3) & (out.new_active_prev_14d == 0)
     cols["flag_team_growth"] = out.new_active_30d >= 5
     out = out.mutate(**cols)
@@ -454,8 +462,15 @@ def account_signals_at(
                                                                   _then=then.cur_mrr_cents)
     out = _attach(out, now)
     out = _attach(out, then)
+    cur, before = am.view(), am.view()
+    fell = cur.join(before, [cur.account_id == before.account_id, cur.month_idx == before.month_idx + 1])
+    fell = fell.filter((fell.cur_mrr_cents > 0) & (fell.cur_mrr_cents < fell.cur_mrr_cents_right))
+    fell = fell.select("account_id", "month_idx")
+    recent = fell.join(d, (fell.month_idx <= d.month_idx) & (fell.month_idx > d.month_idx - 3))
+    out = _attach(out, recent.group_by(list(_KEY)).aggregate(_fell=recent.count()))
     out = out.mutate(
         mrr_cents=out.mrr_cents.fill_null(0),
         mrr_trend_3m=_trend(out.mrr_cents.fill_null(0), out._then.fill_null(0)),
-    ).drop("_then")
+        mrr_contractions_3m=out._fell.fill_null(0),
+    ).drop("_then", "_fell")
     return out.select(*_KEY, *SIGNAL_COLUMNS)

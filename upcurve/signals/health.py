@@ -98,6 +98,20 @@ DEFAULT_COMPONENTS = (
               bands=(Band(min=50, min_inclusive=False, score=100), _b(0, 50, 60, hi_inclusive=True),
                      _b(None, 0, 20))),
 )
+#: The health of an account whose product, support, outcome and NPS signals are all absent (billing data only):
+#: its MRR trend, months of contraction, renewal proximity and tenure.
+DEFAULT_BILLING_COMPONENTS = (
+    Component(name="mrr_trend", weight=35, signal="mrr_trend_3m",
+              bands=(Band(min=5, min_inclusive=False, score=100), _b(-5, 5, 70, hi_inclusive=True),
+                     _b(None, -5, 25))),
+    Component(name="contractions", weight=25, signal="mrr_contractions_3m",
+              bands=(_b(None, 0, 100, hi_inclusive=True), _b(1, 1, 60, hi_inclusive=True),
+                     Band(min=1, min_inclusive=False, score=20))),
+    Component(name="renewal", weight=20, signal="days_to_renewal",
+              bands=(_b(90, None, 90), _b(30, 90, 70), _b(None, 30, 50))),
+    Component(name="tenure", weight=20, signal="tenure_days",
+              bands=(_b(365, None, 90), _b(180, 365, 70), _b(None, 180, 50))),
+)
 DEFAULT_TIERS = (
     Tier(name="Expansion Ready", min_score=80, stance="Pursue expansion: seats, tier upgrade, cross-sell."),
     Tier(name="Nurture", min_score=60, stance="Deepen adoption of what they pay for; set up the next lever."),
@@ -110,11 +124,14 @@ class HealthConfig(_Frozen):
     """The health score's definition.
 
     ``missing``: when a component's signal is absent, ``redistribute`` its weight over the present components
-    (default) or count it as ``zero``. ``segment_weights``: per account ``segment``, weights that replace the
-    components' (by name). ``overrides``: manual scores with an expiry date.
+    (default) or count it as ``zero``. ``billing_components``: the score of an account none of whose
+    ``components`` is present (a company that brings billing data only); empty, such an account gets no score.
+    ``segment_weights``: per account ``segment``, weights that replace the components' (by name; either group).
+    ``overrides``: manual scores with an expiry date.
     """
 
     components: tuple[Component, ...] = DEFAULT_COMPONENTS
+    billing_components: tuple[Component, ...] = DEFAULT_BILLING_COMPONENTS
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     missing: Literal["redistribute", "zero"] = "redistribute"
     segment_weights: dict[str, dict[str, float]] = {}
@@ -134,6 +151,7 @@ class HealthConfig(_Frozen):
                 walk(c.parts)
 
         walk(self.components)
+        walk(self.billing_components)
         return found
 
     @model_validator(mode="after")
@@ -141,8 +159,9 @@ class HealthConfig(_Frozen):
         cuts = [t.min_score for t in self.tiers]
         if cuts != sorted(cuts, reverse=True):
             raise ValueError("tiers must be listed from the highest min_score to the lowest")
-        names = {c.name for c in self.components}
-        if len(names) != len(self.components):
+        every = (*self.components, *self.billing_components)
+        names = {c.name for c in every}
+        if len(names) != len(every):
             raise ValueError("two components share a name")
         for segment, weights in self.segment_weights.items():
             unknown = set(weights) - names
@@ -205,42 +224,40 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
 
     Edge cases
     ----------
-    A component whose signal is null is missing: ``health_missing`` lists them (``;``-separated). With no component
-    present the score is null and the tier empty. A manual override in force replaces the score and says why in
-    ``health_override``. ``health_weakest`` is the component costing the most points: weight × (100 − score).
+    A component whose signal is null is missing: ``health_missing`` lists them (``;``-separated). An account none
+    of whose ``components`` is present (billing data only) is scored the same way by the ``billing_components``
+    (MRR trend, contractions, renewal proximity, tenure), and ``health_basis`` says ``billing`` (else ``product``);
+    ``health_missing`` and ``health_weakest`` then speak of those. With no component of either present the score is
+    null and the tier empty. A manual override in force replaces the score and says why in ``health_override``.
+    ``health_weakest`` is the component costing the most points: weight × (100 − score).
 
     Returns
     -------
-    ``account_id``, ``health_score``, ``health_tier``, ``health_stance``, ``health_missing``, ``health_weakest``,
-    ``health_override``, and ``health_<component>`` for each component.
+    ``account_id``, ``health_score``, ``health_tier``, ``health_stance``, ``health_basis``, ``health_missing``,
+    ``health_weakest``, ``health_override``, and ``health_<component>`` for each component of both groups.
     """
     t = signals
     if segments is not None:
         t = t.left_join(segments.select("account_id", _segment="segment"), "account_id").select(t, "_segment")
-    scores = {c.name: _component_score(t, c, config.missing) for c in config.components}
+    every = (*config.components, *config.billing_components)
+    t = t.mutate(**{f"health_{c.name}": _component_score(t, c, config.missing) for c in every})
     weights = {}
-    for c in config.components:
+    for c in every:
         w: ir.Value = ibis.literal(float(c.weight))
         if segments is not None:
             for seg, table in config.segment_weights.items():
                 if c.name in table:
                     w = ibis.ifelse(t._segment == seg, float(table[c.name]), w)
         weights[c.name] = w
-    t = t.mutate(**{f"health_{k}": v for k, v in scores.items()})
-    pairs = [(t[f"health_{c.name}"], weights[c.name]) for c in config.components]
-    score = _weighted(pairs, config.missing)
-    missing: ir.StringValue = ibis.literal("")
-    for c in config.components:
-        absent = t[f"health_{c.name}"].isnull()
-        missing = ibis.cases((~absent, missing), (missing == "", ibis.literal(c.name)), else_=missing + ";" + c.name)
-    shortfall = [(weights[c.name] * (100 - t[f"health_{c.name}"]), c.name) for c in config.components]
-    weakest = ibis.null("string")
-    worst: ir.Value = ibis.literal(-1.0)
-    for cost, name in shortfall:
-        better = cost.fill_null(-1.0) > worst
-        weakest = ibis.ifelse(better, ibis.literal(name), weakest)
-        worst = ibis.ifelse(better, cost.fill_null(-1.0), worst)
-    t = t.mutate(health_score=score.round(2), health_missing=missing, health_weakest=weakest,
+    product = _group(t, config.components, weights, config.missing)
+    billing = _group(t, config.billing_components, weights, config.missing) if config.billing_components else None
+    score, missing, weakest = product
+    basis = ibis.ifelse(score.isnull(), ibis.null("string"), ibis.literal("product"))
+    if billing is not None:
+        by_billing = score.isnull() & billing[0].notnull()
+        score, missing, weakest = (ibis.ifelse(by_billing, b, p) for p, b in zip(product, billing, strict=True))
+        basis = ibis.ifelse(by_billing, ibis.literal("billing"), basis)
+    t = t.mutate(health_score=score.round(2), health_basis=basis, health_missing=missing, health_weakest=weakest,
                  health_override=ibis.null("string"))
     live = [o for o in config.overrides if o.until >= as_of]
     for o in live:
@@ -253,6 +270,24 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
         tier = ibis.ifelse(reached.fill_null(False), ibis.literal(tr.name), tier)
         stance = ibis.ifelse(reached.fill_null(False), ibis.literal(tr.stance), stance)
     t = t.mutate(health_tier=tier, health_stance=stance)
-    components = [f"health_{c.name}" for c in config.components]
-    return t.select("account_id", "health_score", "health_tier", "health_stance", "health_missing",
+    components = [f"health_{c.name}" for c in every]
+    return t.select("account_id", "health_score", "health_tier", "health_stance", "health_basis", "health_missing",
                     "health_weakest", "health_override", *components)
+
+
+def _group(t: ir.Table, components: tuple[Component, ...], weights: dict[str, ir.Value], missing_rule: str
+           ) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """A group of components' score (their weighted mean), the missing ones (``;``-separated) and the weakest."""
+    score = _weighted([(t[f"health_{c.name}"], weights[c.name]) for c in components], missing_rule)
+    missing: ir.StringValue = ibis.literal("")
+    for c in components:
+        absent = t[f"health_{c.name}"].isnull()
+        missing = ibis.cases((~absent, missing), (missing == "", ibis.literal(c.name)), else_=missing + ";" + c.name)
+    weakest = ibis.null("string")
+    worst: ir.Value = ibis.literal(-1.0)
+    for c in components:
+        cost = (weights[c.name] * (100 - t[f"health_{c.name}"])).fill_null(-1.0)
+        better = cost > worst
+        weakest = ibis.ifelse(better, ibis.literal(c.name), weakest)
+        worst = ibis.ifelse(better, cost, worst)
+    return score, missing, weakest

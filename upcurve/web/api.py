@@ -194,12 +194,17 @@ class AccountRow(BaseModel):
     health_score: float | None = None
     health_tier: str | None = None
     health_trend: str | None = None
+    health_basis: str | None = Field(None, description="product, or billing when the score comes from billing "
+                                                       "alone (no product, support, outcome or NPS signal)")
     expansion_propensity: float | None = None
     churn_risk: float | None = None
     expected_expansion_mrr: Money = None
     recommended_lever: str | None = None
     reasons: str | None = None
     churn_reasons: str | None = None
+    expansion_scored_by: str | None = Field(None, description="lightgbm, logistic, or rules where the expansion "
+                                                              "model fell back")
+    churn_scored_by: str | None = Field(None, description="the same for the churn risk")
 
 
 class Accounts(PageOf):

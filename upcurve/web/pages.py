@@ -263,6 +263,8 @@ _SIGNALS = ("products_paid", "products_unowned", "tier_headroom", "purchased_sea
             "login_trend", "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m",
             "outcome_status", "mrr_trend_3m")
 _COMPONENTS = ("product_usage", "engagement_trend", "support", "business_outcomes", "sentiment")
+#: The health components of an account scored from billing alone (``health_basis`` ``billing``).
+_BILLING_COMPONENTS = ("mrr_trend", "contractions", "renewal", "tenure")
 
 
 @router.get("/accounts/{account_id}")
@@ -293,7 +295,8 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
     history = data.account_history(account_id)
     return _render(request, "account.html", _context(
         data, user, record, a=row, found=found, figure=figure, usage=usage, trend=usage_trend(row),
-        components=[(c, row.get(f"health_{c}")) for c in _COMPONENTS],
+        components=[(c, row.get(f"health_{c}")) for c in (
+            _BILLING_COMPONENTS if row.get("health_basis") == "billing" else _COMPONENTS)],
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
         churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],

@@ -1,0 +1,135 @@
+"""Benchmark: how close the worklist's ranking comes to the best possible one, on companies that work differently.
+
+For each company (a simulator profile and seed, with all its data or its billing data only) the simulator also
+writes each paying account's true odds of expanding and churning at the backtest's cutoffs (the oracle,
+``truth/oracle.parquet``); ``upcurve backtest --oracle`` then replays the cutoffs and measures every model on the
+same accounts and outcomes. Printed per company, the mean over the cutoffs:
+
+- expansion: LightGBM's AUC, the oracle's, LightGBM's share of it (goal ≥ 90%), top-decile lift (goal ≥ 3), the
+  health score's AUC and LightGBM's margin over it (goal ≥ 0.10);
+- the recommended lever among the true levers of the accounts that expanded (goal ≥ 85%): the levers the simulator
+  recorded behind each expansion in the window (``truth/expansions``);
+- churn: LightGBM's AUC and its share of the oracle's.
+
+    python benchmarks/bench_ranking.py [--accounts 2000] [--months 30] [--cutoffs 4] [--runs 100]
+    python benchmarks/bench_ranking.py --company mid_market:11 --company plg:3:billing
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+#: Each company: profile, seed, and whether only its billing tables are kept.
+COMPANIES = ["mid_market:11", "plg:12", "enterprise:13", "annual_contracts:14", "usage_led:15", "seasonal_smb:16",
+             "mid_market:17:billing"]
+#: The tables a company without product analytics or a CRM still has.
+BILLING_ONLY = ("accounts", "plans", "invoice_lines", "fx_rates")
+GOALS = {"share": 0.90, "lift": 3.0, "margin": 0.10, "lever": 0.85}
+
+
+def keep_billing_only(folder: Path) -> None:
+    """Remove every table a billing system does not hold (product events, users, usage, the CRM's)."""
+    for path in folder.iterdir():
+        if path.is_file() and path.suffix in (".parquet", ".csv") and path.stem not in BILLING_ONLY:
+            path.unlink()
+
+
+def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> float:
+    """The share of expanded accounts (at the cutoffs) whose recommended lever is one the simulator recorded behind
+    one of their expansions within the window."""
+    recorded = pq.read_table(truth / "expansions.parquet").to_pylist()
+    by_account: dict[str, set[tuple[str, str]]] = {}
+    for r in recorded:
+        by_account.setdefault(r["account_id"], set()).add((r["month"], r["lever"]))
+    hits = total = 0
+    for a in accounts:
+        if not a["label_expansion"] or a["recommended_lever"] is None:
+            continue
+        cutoff = a["cutoff"]
+        index = cutoff.year * 12 + cutoff.month - 1
+        window = {f"{(index + k) // 12:04d}-{(index + k) % 12 + 1:02d}" for k in range(1, horizon + 1)}
+        levers = {lever for month, lever in by_account.get(a["account_id"], ()) if month in window}
+        if levers:
+            total += 1
+            hits += a["recommended_lever"] in levers
+    return hits / total if total else float("nan")
+
+
+def measure(company: str, accounts: int, months: int, cutoffs: int, runs: int, home: Path) -> dict[str, float]:
+    from upcurve.simulate import simulate_company
+    from upcurve.usecases import backtest
+
+    profile, seed, *rest = company.split(":")
+    folder = home / company.replace(":", "-")
+    horizon = 3
+    start = time.perf_counter()
+    simulate_company(folder, accounts=accounts, months=months, seed=int(seed), profile=profile,
+                     oracle_months=horizon * (cutoffs - 1) + 1, oracle_runs=runs)
+    simulated = time.perf_counter() - start
+    if rest and rest[0] == "billing":
+        keep_billing_only(folder)
+    start = time.perf_counter()
+    result = backtest(folder, cutoffs=cutoffs, oracle=folder / "truth" / "oracle.parquet")
+    replayed = time.perf_counter() - start
+    rows = result.tables["backtest_metrics"].to_pylist()
+
+    def mean(model: str, target: str, name: str) -> float:
+        values = [r[name] for r in rows if r["model"] == model and r["target"] == target and r[name] is not None]
+        return statistics.fmean(values) if values else float("nan")
+
+    scored = result.tables["backtest_accounts"]
+    scored = scored.filter(pc.is_valid(scored["label_expansion"]))
+    return {
+        "auc": mean("lightgbm", "expansion", "auc"), "oracle": mean("oracle", "expansion", "auc"),
+        "share": mean("lightgbm", "expansion", "share_of_oracle"),
+        "lift": mean("lightgbm", "expansion", "lift_top_decile"), "health": mean("health_score", "expansion", "auc"),
+        "lever": lever_among_true(scored.to_pylist(), folder / "truth", horizon),
+        "churn": mean("lightgbm", "churn", "auc"), "churn_share": mean("lightgbm", "churn", "share_of_oracle"),
+        "simulated_s": simulated, "backtest_s": replayed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--months", type=int, default=30)
+    parser.add_argument("--cutoffs", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=100, help="futures re-simulated per month end for the oracle")
+    parser.add_argument("--company", action="append", help="profile:seed[:billing] (repeatable)")
+    parser.add_argument("--keep", type=Path, help="keep the simulated companies in this folder")
+    args = parser.parse_args()
+    home = args.keep or Path(tempfile.mkdtemp(prefix="bench-ranking-"))
+    companies = args.company or COMPANIES
+    print(f"{args.accounts:,} accounts × {args.months} months each, {args.cutoffs} cutoffs, oracle of {args.runs} "
+          "futures; expansion AUC (LightGBM, oracle, share), top-decile lift, health score AUC and the margin over it, "
+          "lever among the true levers, churn AUC and share")
+    header = (f"{'company':24} {'AUC':>6} {'oracle':>7} {'share':>6} {'lift':>5} {'health':>7} {'margin':>7} "
+              f"{'lever':>6} {'churn':>6} {'share':>6} {'sim s':>6} {'bt s':>6}")
+    print(header)
+    missed = []
+    try:
+        for company in companies:
+            r = measure(company, args.accounts, args.months, args.cutoffs, args.runs, home)
+            margin = r["auc"] - r["health"]
+            print(f"{company:24} {r['auc']:6.3f} {r['oracle']:7.3f} {r['share']:6.1%} {r['lift']:5.2f} "
+                  f"{r['health']:7.3f} {margin:+7.3f} {r['lever']:6.1%} {r['churn']:6.3f} {r['churn_share']:6.1%} "
+                  f"{r['simulated_s']:6.0f} {r['backtest_s']:6.0f}", flush=True)
+            for name, value in (("share", r["share"]), ("lift", r["lift"]), ("margin", margin), ("lever", r["lever"])):
+                if not value >= GOALS[name]:
+                    missed.append(f"{company}: {name} {value:.3f} (goal {GOALS[name]})")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(home, ignore_errors=True)
+    print("every company met every goal" if not missed else "missed:\n  " + "\n  ".join(missed))
+
+
+if __name__ == "__main__":
+    main()
