@@ -241,3 +241,33 @@ def test_a_product_drill_checks_its_parameters(client: TestClient, tokens: dict[
     assert empty["total"] == 0 and empty["items"] == [] and empty["amount"] == "0.00"
     page = session.get("/partials/product", params={"product": "<nope>"})
     assert page.status_code == 404 and "<nope>" not in page.text
+
+
+def test_an_account_scored_from_billing_alone_says_so_on_its_page(built_workspace: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.web.conftest import CONFIG, PASSWORD, login
+    from upcurve.usecases import run_in_workspace
+    from upcurve.web.app import create_app
+    from upcurve.workspace import Store
+    from upcurve.workspace import access as acc
+
+    data = tmp_path / "billing"
+    shutil.copytree(built_workspace.parent / "data", data)
+    for path in data.iterdir():  # a company that brings its billing system only
+        if path.is_file() and path.stem not in ("accounts", "plans", "invoice_lines", "fx_rates"):
+            path.unlink()
+    store = Store.open(tmp_path / "workspace")
+    run_in_workspace(store, data, config=CONFIG)
+    acc.set_user(store, "ann", PASSWORD)
+    run = store.runs()[-1]
+    accounts = store.table("accounts", run.run_id).to_pylist()
+    scored = [a for a in accounts if a["health_score"] is not None]
+    assert scored and all(a["health_basis"] == "billing" for a in scored)
+    account = scored[0]
+    with TestClient(create_app(store)) as c:
+        login(c)
+        page = c.get(f"/accounts/{account['account_id']}").text
+    assert "Scored from billing alone" in page
+    for component in ("mrr trend", "contractions", "tenure"):
+        assert component in page
