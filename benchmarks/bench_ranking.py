@@ -45,6 +45,8 @@ def keep_billing_only(folder: Path) -> None:
 def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> float:
     """The share of expanded accounts (at the cutoffs) whose recommended lever is one the simulator recorded behind
     one of their expansions within the window."""
+    from upcurve.revenue import month_index, month_label
+
     recorded = pq.read_table(truth / "expansions.parquet").to_pylist()
     by_account: dict[str, set[tuple[str, str]]] = {}
     for r in recorded:
@@ -53,9 +55,8 @@ def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> float:
     for a in accounts:
         if not a["label_expansion"] or a["recommended_lever"] is None:
             continue
-        cutoff = a["cutoff"]
-        index = cutoff.year * 12 + cutoff.month - 1
-        window = {f"{(index + k) // 12:04d}-{(index + k) % 12 + 1:02d}" for k in range(1, horizon + 1)}
+        index = month_index(a["cutoff"])
+        window = {month_label(index + k) for k in range(1, horizon + 1)}
         levers = {lever for month, lever in by_account.get(a["account_id"], ()) if month in window}
         if levers:
             total += 1

@@ -432,6 +432,7 @@ def backtest(
     if out_dir is not None:
         check_destination(out_dir, "parquet", inputs=[data_dir])
     config = config or UpcurveConfig()
+    truth = None if oracle is None else read_oracle(oracle)  # checked before minutes of work, not after
     loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
@@ -441,7 +442,6 @@ def backtest(
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
     frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()
-    truth = None if oracle is None else read_oracle(oracle)
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:

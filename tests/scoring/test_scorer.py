@@ -379,6 +379,9 @@ def test_an_oracle_file_that_breaks_its_rules_names_every_problem(tmp_path: Path
                  "[p_expansion]: must be a probability from 0 to 1 (1 row: row 2)", "[p_churn]",
                  "an account appears twice in a month (2 rows: rows 1, 2)"):
         assert part in said, said
+    # checked before any data is read: the data folder here does not even exist
+    with pytest.raises(ContractError, match=r"none.parquet: no such file"):
+        backtest(tmp_path / "no data", oracle=tmp_path / "none.parquet")
     pq.write_table(pa.table({"account_id": ["A"], "month": ["2024-01"]}), tmp_path / "short.parquet")
     with pytest.raises(ContractError, match=r"short.parquet \[p_expansion\]: a required column is missing"):
         read_oracle(tmp_path / "short.parquet")

@@ -129,7 +129,8 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
         r["share_of_oracle"] = r["auc"] / of if of and of == of and r["auc"] == r["auc"] else None
     metrics = pa.table({c: [r.get(c) for r in rows] for c in BACKTEST_METRICS})
     tables = {"backtest_metrics": metrics, "backtest_calibration": calibration_table(calib),
-              "backtest_accounts": pa.concat_tables(scored) if scored else _scored_accounts(0, frame.slice(0, 0), None)}
+              "backtest_accounts": pa.concat_tables(scored) if scored else pa.schema(
+                  list(BACKTEST_ACCOUNTS.items())).empty_table()}
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
 
 
@@ -140,9 +141,7 @@ BACKTEST_ACCOUNTS = {"cutoff": pa.date32(), "account_id": pa.string(), "expansio
                      "label_churn": pa.bool_(), "expansion_lever": pa.string()}
 
 
-def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table | None) -> pa.Table:
-    if scores is None:
-        return pa.table({c: pa.array([], t) for c, t in BACKTEST_ACCOUNTS.items()})
+def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table) -> pa.Table:
     return pa.table({
         "cutoff": pa.array([month_end(cutoff)] * test.num_rows, pa.date32()),
         "account_id": test["account_id"], "expansion_propensity": scores["expansion_propensity"],
@@ -186,6 +185,9 @@ def read_oracle(path: str | Path) -> pa.Table:
     import pyarrow.parquet as pq
 
     name = str(path)
+    if not Path(path).is_file():
+        raise ContractError([Problem(name, "no such file", hint="a simulated company's oracle is truth/oracle.parquet "
+                                                                "(`upcurve simulate --oracle-months N`)")])
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:
