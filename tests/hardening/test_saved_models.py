@@ -18,7 +18,8 @@ from upcurve.folders import MANIFEST, file_digest
 from upcurve.scoring import LEVERS, AccountScorer, ScoringConfig
 from upcurve.scoring.saved import Lever
 
-CONFIG = ScoringConfig(min_training_months=4, min_positives=5)
+#: LightGBM for both outcomes: the cases below edit its trees.
+CONFIG = ScoringConfig(min_training_months=4, min_positives=5, model="lightgbm")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +79,11 @@ def _extra(data: dict) -> None:
 
 
 def _mixed(data: dict) -> None:
-    data["model"] = "logistic"
+    """The card of a save that learned the other kind for every target."""
+    other = {"lightgbm": "logistic", "logistic": "lightgbm"}
+    for target in data["targets"].values():
+        target["model"] = other[target["model"]]
+    data["model"] = next(iter(data["targets"].values()))["model"]
 
 
 def _nan(data: dict) -> None:

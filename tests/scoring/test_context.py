@@ -86,8 +86,17 @@ def test_a_segment_that_drives_churn_is_learned_saved_and_said(kind: str, tmp_pa
     assert first.to_pylist() == second.to_pylist()
     risk = np.asarray(first["churn_risk"].to_pylist())
     smb = np.asarray(last["attribute_segment"].to_pylist()) == "smb"
-    if kind == "lightgbm":  # the trees learn the category; the logistic model leaves categories out
-        assert risk[smb].mean() > 5 * risk[~smb].mean()
-        assert all("segment: smb" in r for r, s in zip(first["churn_reasons"].to_pylist(), smb, strict=True) if s)
-    else:
-        assert risk.std() < 1e-9
+    # the trees split the category; the logistic model weighs each category as a yes/no column of its own
+    assert risk[smb].mean() > 5 * risk[~smb].mean()
+    assert all("segment: smb" in r for r, s in zip(first["churn_reasons"].to_pylist(), smb, strict=True) if s)
+    model = scorer.models_["churn"]
+    contributions = model.contributions(feature_matrix(last, scorer.features_, scorer.categories_))
+    assert np.allclose(contributions.sum(axis=1), model.log_odds(feature_matrix(last, scorer.features_,
+                                                                                 scorer.categories_)))
+    if kind == "logistic":  # a category it never saw weighs nothing
+        unseen = last.set_column(last.column_names.index("attribute_segment"), "attribute_segment",
+                                 pa.array(["public sector"] * n_accounts))
+        at, extra = scorer.features_.index("attribute_segment"), slice(model.n_features_in_, None)
+        got = model.contributions(feature_matrix(unseen, scorer.features_, scorer.categories_))[:, at]
+        # every yes/no column of the segment is no: each weighs coefficient × (0 − its mean) ÷ its scale
+        assert np.allclose(got, (model.coef_[extra] * -model.mean_[extra] / model.scale_[extra]).sum())

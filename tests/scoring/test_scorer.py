@@ -190,7 +190,16 @@ def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company
     result = scored
     accounts = result.tables["accounts"]
     paying = [r for r in accounts.to_pylist() if r["mrr"] and r["mrr"] > 0]
-    assert {r["scored_by"] for r in paying} == {"lightgbm"}
+    # model: auto learns each outcome with the kind that ranked the latest training months better, and says which
+    chosen = {t: result.model_card["targets"][t]["model"] for t in ("expansion", "churn")}
+    assert {(r["expansion_scored_by"], r["churn_scored_by"]) for r in paying} == {
+        (chosen["expansion"], chosen["churn"])}
+    history = result.model_card["targets"]["expansion"]["history"]
+    assert {t["model"] for t in history["tried"]} == {"lightgbm", "logistic"}
+    # the past it learned from is its kind's best
+    mine = [t for t in history["tried"] if t["model"] == chosen["expansion"]]
+    assert (history["window_months"], history["half_life_months"]) == next(
+        (t["window_months"], t["half_life_months"]) for t in mine if t["auc"] == max(m["auc"] for m in mine))
     assert all(0 < r["expansion_propensity"] < 1 and 0 < r["churn_risk"] < 1 for r in paying)
     labels = [label for label, _ in FEATURE_LABELS.values()]
     labels += [context_label(name) for name in context_columns(result.model_card["features"])]
@@ -247,11 +256,11 @@ def test_cli_train_backtest_and_reuse(company: Path, tmp_path: Path) -> None:
     assert bt.exit_code == 0, bt.output
     assert "Backtest" in bt.output and "Calibration" in bt.output
     metrics = pq.read_table(tmp_path / "bt" / "backtest_metrics.parquet")
-    assert set(metrics["model"].to_pylist()) == {"lightgbm", "logistic", "rules", "health_score"}
+    assert set(metrics["model"].to_pylist()) == {"auto", "lightgbm", "logistic", "rules", "health_score"}
     assert len(set(metrics["cutoff"].to_pylist())) == 2
     # the plain-words sentence, from the same numbers; and the backtest kept in the workspace
     rows = metrics.to_pylist()
-    top = [r["precision_at_k"] for r in rows if r["target"] == "expansion" and r["model"] == "lightgbm"]
+    top = [r["precision_at_k"] for r in rows if r["target"] == "expansion" and r["model"] == "auto"]
     assert f"Of the 10% of accounts it puts first, {sum(top) / len(top):.0%} expanded" in bt.output
     kept = latest_backtest(Store.open(tmp_path / "ws", create=False))
     assert kept is not None and len(kept.cutoffs) == 2 and len(kept.metrics) == metrics.num_rows
@@ -404,7 +413,7 @@ def test_a_company_whose_customers_changed_learns_from_its_recent_past() -> None
                       "account_id": [f"A{i % n_accounts}" for i in range(n)], "snapshot_idx": idx,
                       "label_expansion": rng.random(n) < 0.2, "label_churn": rng.random(n) < p,
                       "net_expansion_cents": np.full(n, 1_000), "expansion_lever": pa.nulls(n, pa.string())})
-    config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5)
+    config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5, model="lightgbm")
     scorer = AccountScorer(config).fit(frame)
     history = scorer.card_["targets"]["churn"]["history"]
     assert len(history["tried"]) == 3 and (history["window_months"] or history["half_life_months"])
@@ -416,3 +425,87 @@ def test_a_company_whose_customers_changed_learns_from_its_recent_past() -> None
     assert plain.card_["targets"]["churn"]["history"] == {"window_months": None, "half_life_months": None, "tried": []}
     assert HistoryChoice(window_months=2, half_life_months=1).weights(np.array([10, 9, 8]), 10).tolist() == [
         1.0, 0.5, 0.0]
+
+
+def test_the_difference_of_two_rankings_and_its_standard_error() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from upcurve.scoring.backtest import auc_difference
+
+    rng = np.random.default_rng(3)
+    y = rng.random(400) < 0.3
+    weak, strong = y + rng.normal(0, 1.0, 400), y + rng.normal(0, 0.8, 400)
+    difference, error = auc_difference(y, weak, strong)
+    assert difference == pytest.approx(roc_auc_score(y, strong) - roc_auc_score(y, weak), abs=1e-12)
+    # DeLong's standard error against the spread of the difference over 400 bootstrap resamples of the accounts
+    boot = []
+    for _ in range(400):
+        k = rng.integers(0, len(y), len(y))
+        boot.append(roc_auc_score(y[k], strong[k]) - roc_auc_score(y[k], weak[k]))
+    assert error == pytest.approx(np.std(boot), rel=0.15)
+    assert auc_difference(y, weak, weak) == (0.0, 0.0)
+    assert all(np.isnan(auc_difference(np.zeros(5, bool), weak[:5], strong[:5])))
+
+
+def _two_kinds_frame(n_accounts: int = 300, months: int = 16, seed: int = 5) -> pa.Table:
+    """Snapshots where the trees must win one outcome and the logistic regression the other: expansion follows an
+    interaction of two signals (no line separates it); churn follows tickets above each month's level, and tickets
+    rise every month, so the latest months' values lie beyond every split the trees learned."""
+    rng = np.random.default_rng(seed)
+    n = n_accounts * months
+    columns: dict[str, object] = {name: np.full(n, np.nan) for name in FEATURES if name != "outcome_level"}
+    offset = np.repeat(np.arange(months), n_accounts)
+    saturation, logins = rng.random(n), rng.normal(0, 40, n)
+    tickets = offset * 3.0 + rng.normal(0, 1, n)
+    grows = (saturation > 0.5) != (logins > 0)
+    columns.update(seat_saturation=saturation, login_trend=logins, tickets_30d=tickets, mrr_cents=np.full(n, 1e4),
+                   health_score=np.full(n, 50.0))
+    return pa.table({**columns, "outcome_status": pa.nulls(n, pa.string()),
+                     "account_id": [f"A{i % n_accounts}" for i in range(n)], "snapshot_idx": 24_000 + offset,
+                     "label_expansion": rng.random(n) < np.where(grows, 0.6, 0.05),
+                     "label_churn": rng.random(n) < 1 / (1 + np.exp(-2.5 * (tickets - offset * 3.0) + 2)),
+                     "net_expansion_cents": np.full(n, 1_000), "expansion_lever": pa.nulls(n, pa.string())})
+
+
+def test_auto_learns_each_outcome_with_the_kind_that_ranks_its_latest_months_better(tmp_path: Path) -> None:
+    from upcurve.revenue import month_index
+    from upcurve.scoring import replay
+    from upcurve.scoring.backtest import auc_difference
+    from upcurve.scoring.scorer import chosen_kind, prefers_logistic
+
+    frame = _two_kinds_frame()
+    config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5)
+    scorer = AccountScorer(config).fit(frame)
+    card = scorer.card_
+    assert card["model"] == "auto"
+    assert (card["targets"]["expansion"]["model"], card["targets"]["churn"]["model"]) == ("lightgbm", "logistic")
+    for target in ("expansion", "churn"):
+        tried = card["targets"][target]["history"]["tried"]
+        assert {t["model"] for t in tried} == {"lightgbm", "logistic"}
+        assert max(tried, key=lambda t: t["auc"])["model"] == card["targets"][target]["model"]
+    # logistic is chosen only when it ranks clearly better: by more than two standard errors of the difference
+    y, best = scorer.check_scores_["churn"]
+    difference, error = auc_difference(y, best["lightgbm"], best["logistic"])
+    assert difference > 2 * error > 0
+    assert not prefers_logistic(y, best["lightgbm"], best["lightgbm"] + 1e-9 * np.arange(len(y)))
+    scores = scorer.score(frame.slice(0, 50))
+    assert set(scores["scored_by"].to_pylist()) == {"expansion: lightgbm; churn: logistic"}
+    assert set(scores["expansion_scored_by"].to_pylist()) == {"lightgbm"}
+    assert set(scores["churn_scored_by"].to_pylist()) == {"logistic"}
+    # saved with two kinds and read back the same
+    assert AccountScorer.load(scorer.save(tmp_path / "model"), config).score(frame.slice(0, 50)) == scores
+    # what the backtest reports as auto without training it: the same choice from the two fixed kinds
+    fixed = {k: AccountScorer(config.model_copy(update={"model": k})).fit(frame) for k in ("lightgbm", "logistic")}
+    assert (chosen_kind(fixed, "expansion"), chosen_kind(fixed, "churn")) == ("lightgbm", "logistic")
+    found = replay(frame, config, cutoffs=2).tables["backtest_metrics"].to_pylist()
+    auc = {(r["cutoff"], r["target"], r["model"]): r["auc"] for r in found}
+    idx = np.asarray(frame["snapshot_idx"].to_pylist())
+    for cutoff in {r["cutoff"] for r in found}:
+        known = frame.filter(pa.array(idx + config.horizon_months <= month_index(cutoff)))
+        then = {k: AccountScorer(config.model_copy(update={"model": k})).fit(known) for k in ("lightgbm", "logistic")}
+        for target in ("expansion", "churn"):
+            assert auc[(cutoff, target, "auto")] == auc[(cutoff, target, chosen_kind(then, target))]
+    # a fixed kind learns that kind for both
+    only = AccountScorer(config.model_copy(update={"model": "lightgbm"})).fit(frame).card_
+    assert {only["targets"][t]["model"] for t in ("expansion", "churn")} == {"lightgbm"}
+    assert {t["model"] for t in only["targets"]["churn"]["history"]["tried"]} == {"lightgbm"}

@@ -125,7 +125,7 @@ def test_no_workspace_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_the_retraining_policy() -> None:
     cfg = ScoringConfig()
-    card = {"as_of": "2024-06-30", "horizon_months": 3, "model": "lightgbm"}
+    card = {"as_of": "2024-06-30", "horizon_months": 3, "model": "auto"}
     use = model_decision(card, cfg, dt.date(2024, 8, 31))
     assert use.use_active and "2024-06-30" in use.reason
     assert not model_decision(None, cfg, dt.date(2024, 8, 31)).use_active
@@ -181,7 +181,7 @@ def _save(store: Store, tables: dict[str, pa.Table], *, as_of: dt.date = dt.date
 
 
 def _model(store: Store, trained_as_of: dt.date) -> ModelRecord:
-    card = {"as_of": trained_as_of.isoformat(), "horizon_months": 3, "model": "lightgbm"}
+    card = {"as_of": trained_as_of.isoformat(), "horizon_months": 3, "model": "auto"}
     return ModelRecord(model_id=store.new_model_id(), created_at=dt.datetime.now(dt.UTC), trained_as_of=trained_as_of,
                        source="test", fingerprint="f", kind="lightgbm", active=False, card=card,
                        files={"models.json": b'{"targets": {}}', "model_card.json": json.dumps(card).encode()})

@@ -265,8 +265,12 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
     def num(v: float | None, fmt: str = ".3f") -> str:
         return "–" if v is None or v != v else format(v, fmt)
 
-    for r in metrics.to_pylist():
-        style = "bold" if r["model"] == "lightgbm" else ""
+    from upcurve.scoring.backtest import headline_model  # the scoring package imports the models: only when shown
+
+    rows = metrics.to_pylist()
+    headline = headline_model(rows)
+    for r in rows:
+        style = "bold" if r["model"] == headline else ""
         table.add_row(safe_text(r["cutoff"]), safe_text(r["target"]), safe_text(r["model"], style), num(r["auc"]),
                       *([_pct(r.get("share_of_oracle"))] if oracle else []), num(r["log_loss"]), num(r["brier"]),
                       _pct(r["precision_at_k"]), num(r["lift_top_decile"], ".2f"), _pct(r["base_rate"]),

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["backtest_sentence", "calibration_table", "model_in_words", "ranking_metrics"]
+__all__ = ["HEADLINE_MODELS", "auc_difference", "backtest_sentence", "calibration_table", "headline_model",
+           "model_in_words", "ranking_metrics"]
 
 _OUTCOME = {"expansion": "expanded", "churn": "churned"}
 
@@ -31,6 +32,35 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     if not n_pos or not n_neg:
         return math.nan
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def auc_difference(y: np.ndarray, first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
+    """How much better ``second`` ranks the outcomes ``y`` than ``first`` does on the same rows, and the standard
+    error of that difference: DeLong's paired test (DeLong, DeLong & Clarke-Pearson 1988, in Sun & Xu's 2014 form).
+
+    Formula
+    -------
+    Each score's AUC from average ranks; each positive's and negative's placement values give the two AUCs'
+    covariance ``S = S₁₀ / m + S₀₁ / n`` (``m`` positives, ``n`` negatives), and the difference's variance is
+    ``S[0,0] + S[1,1] − 2 S[0,1]``. Ties count half, as in the AUC. With no positive or no negative: ``(nan, nan)``.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=bool)
+    m, n = int(y.sum()), int((~y).sum())
+    if m == 0 or n == 0:
+        return math.nan, math.nan
+    aucs, placed_positive, placed_negative = [], [], []
+    for score in (np.asarray(first, dtype=float), np.asarray(second, dtype=float)):
+        pos, neg = score[y], score[~y]
+        together = rankdata(np.concatenate([pos, neg]))
+        within_pos, within_neg = rankdata(pos), rankdata(neg)
+        aucs.append(float(together[:m].sum() / (m * n) - (m + 1) / (2 * n)))
+        placed_positive.append((together[:m] - within_pos) / n)
+        placed_negative.append(1.0 - (together[m:] - within_neg) / m)
+    covariance = np.cov(np.vstack(placed_positive)) / m + np.cov(np.vstack(placed_negative)) / n
+    variance = float(covariance[0, 0] + covariance[1, 1] - 2 * covariance[0, 1])
+    return aucs[1] - aucs[0], math.sqrt(max(variance, 0.0))
 
 
 def ranking_metrics(y: Sequence[int] | np.ndarray, score: Sequence[float] | np.ndarray, *,
@@ -84,7 +114,22 @@ def calibration_table(calib: dict[tuple[str, str], list[tuple[np.ndarray, np.nda
     return pa.table({c: [r[c] for r in rows] for c in columns})
 
 
-def backtest_sentence(metrics: Sequence[dict[str, Any]], *, target: str = "expansion", model: str = "lightgbm",
+#: The models a backtest speaks for, first found first: the one ``model: auto`` chooses, then the fixed kinds.
+HEADLINE_MODELS = ("auto", "lightgbm", "logistic")
+
+
+def headline_model(metrics: Sequence[dict[str, Any]]) -> str:
+    """The model a backtest's sentence and calibration chart speak for: the first of :data:`HEADLINE_MODELS` with
+    rows (a backtest run with ``model: auto`` has ``auto`` rows; one with a fixed kind, that kind's).
+
+    >>> headline_model([{"model": "lightgbm"}, {"model": "auto"}]), headline_model([])
+    ('auto', 'lightgbm')
+    """
+    present = {r.get("model") for r in metrics}
+    return next((m for m in HEADLINE_MODELS if m in present), "lightgbm")
+
+
+def backtest_sentence(metrics: Sequence[dict[str, Any]], *, target: str = "expansion", model: str | None = None,
                       horizon_days: int = 90) -> str | None:
     """The backtest in one sentence a customer-success leader reads: what the model's top decile held, against the
     average and against the health score alone. Means over the cutoffs; None when the backtest has no such row.
@@ -92,7 +137,8 @@ def backtest_sentence(metrics: Sequence[dict[str, Any]], *, target: str = "expan
     Formula
     -------
     ``precision_at_k`` (the share of the top 10% that expanded) and ``lift_top_decile`` (that share ÷ the base
-    rate), each the mean over the cutoffs, for ``model`` and for the health score (model ``health_score``).
+    rate), each the mean over the cutoffs, for ``model`` (default: :func:`headline_model`) and for the health score
+    (model ``health_score``).
 
     Examples
     --------
@@ -108,6 +154,7 @@ def backtest_sentence(metrics: Sequence[dict[str, Any]], *, target: str = "expan
                   and r.get(name) is not None and not math.isnan(float(r[name]))]
         return sum(values) / len(values) if values else None
 
+    model = model or headline_model(metrics)
     share, lift = mean("precision_at_k", model), mean("lift_top_decile", model)
     if share is None or lift is None:
         return None

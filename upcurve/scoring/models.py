@@ -80,7 +80,9 @@ class PropensityModel:
         Seed: the same data and seed give the same model.
 
     ``fit(X, y, categorical=…)``: the columns holding category codes; the trees split them as categories, the
-    logistic model leaves them out (a code is no number to weigh).
+    logistic model weighs each category seen in training as a yes/no column of its own (a code is no number to
+    weigh; a category it never saw weighs nothing). Its contributions still come one per feature: a category
+    feature's is the sum over its yes/no columns.
     """
 
     def __init__(self, *, kind: str = "lightgbm", n_estimators: int = 300, learning_rate: float = 0.03,
@@ -115,14 +117,35 @@ class PropensityModel:
         else:
             from sklearn.linear_model import LogisticRegression
 
-            X = np.array(X, dtype=float)
-            X[:, list(categorical)] = 0.0  # left out: constant, so standardised to 0 and weighed 0
+            codes = np.asarray(X, dtype=float)[:, list(categorical)]
+            seen = np.nan_to_num(np.nanmax(codes, axis=0, initial=-1), nan=-1).astype(int) + 1
+            self.levels_ = [(int(at), int(n)) for at, n in zip(categorical, seen, strict=True) if n > 0]
+            X = self._expand(X)
             self.median_ = np.nan_to_num(np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0))
             Z = self._standardise(X, fit=True)
             fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y, sample_weight=sample_weight)
             self.coef_ = np.asarray(fitted.coef_[0], dtype=float)
             self.intercept_ = float(fitted.intercept_[0])
         return self
+
+    def _expand(self, X: np.ndarray) -> np.ndarray:
+        """The logistic model's columns: the features with category codes zeroed (constant, so standardised to 0
+        and weighed 0), then a yes/no column per category seen in training (:attr:`levels_`)."""
+        out = np.array(X, dtype=float)
+        levels = getattr(self, "levels_", [])
+        out[:, [at for at, _ in levels]] = 0.0
+        indicators = [(X[:, at] == code).astype(float) for at, n in levels for code in range(n)]
+        return np.column_stack([out, *indicators]) if indicators else out
+
+    def _folded(self, parts: np.ndarray) -> np.ndarray:
+        """Per-column contributions of :meth:`_expand`'s columns, each category's yes/no columns summed back into
+        its feature: one contribution per feature."""
+        out = parts[:, : self.n_features_in_].copy()
+        at_column = self.n_features_in_
+        for at, n in getattr(self, "levels_", []):
+            out[:, at] += parts[:, at_column: at_column + n].sum(axis=1)
+            at_column += n
+        return out
 
     def _standardise(self, X: np.ndarray, *, fit: bool = False) -> np.ndarray:
         filled = np.where(np.isfinite(X), X, self.median_)
@@ -146,15 +169,15 @@ class PropensityModel:
         self._check(X)
         if self.kind == "lightgbm":
             return np.asarray(self.booster_.predict(X, pred_contrib=True), dtype=float)
-        Z = self._standardise(X)
-        return np.column_stack([Z * self.coef_, np.full(len(Z), self.intercept_)])
+        Z = self._standardise(self._expand(X))
+        return np.column_stack([self._folded(Z * self.coef_), np.full(len(Z), self.intercept_)])
 
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         """The model's raw output: the log-odds of the outcome for each row."""
         self._check(X)
         if self.kind == "lightgbm":
             return np.asarray(self.booster_.predict(X, raw_score=True), dtype=float)
-        return np.asarray(self._standardise(X) @ self.coef_ + self.intercept_, dtype=float)
+        return np.asarray(self._standardise(self._expand(X)) @ self.coef_ + self.intercept_, dtype=float)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """The probability of the outcome for each row (before any calibration)."""
@@ -169,7 +192,8 @@ class PropensityModel:
             out["trees"] = self.booster_.model_to_string()
         else:
             out.update(coef=self.coef_.tolist(), intercept=self.intercept_, median=self.median_.tolist(),
-                       mean=self.mean_.tolist(), scale=self.scale_.tolist())
+                       mean=self.mean_.tolist(), scale=self.scale_.tolist(),
+                       levels=[list(pair) for pair in getattr(self, "levels_", [])])
         return out
 
     @classmethod
@@ -186,6 +210,7 @@ class PropensityModel:
             model.median_ = np.asarray(data["median"], dtype=float)
             model.mean_ = np.asarray(data["mean"], dtype=float)
             model.scale_ = np.asarray(data["scale"], dtype=float)
+            model.levels_ = [(int(at), int(n)) for at, n in data.get("levels") or []]
         return model
 
 

@@ -19,7 +19,7 @@ from upcurve.errors import ContractError, Problem
 from upcurve.revenue import month_end, month_label
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
-from upcurve.scoring.scorer import AccountScorer, rule_scores
+from upcurve.scoring.scorer import MODEL_KINDS, AccountScorer, chosen_kind, rule_scores, scored_by_summary
 from upcurve.signals.health import HealthConfig, health_scores
 
 __all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "Replay", "read_oracle", "replay", "snapshot_health"]
@@ -64,8 +64,9 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
     ``horizon`` apart so their outcome windows do not overlap.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
-    and they, the cold-start rules and the health score rank that month's accounts. A model that could not be
-    trained at a cutoff is reported in the notes, and the rules stand in.
+    and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
+    the health score rank that month's accounts; ``backtest_accounts`` holds the configured model's scores. A model
+    that could not be trained at a cutoff is reported in the notes, and the rules stand in.
 
     ``oracle``: each account's true probabilities at month ends (``account_id``, ``month`` as ``YYYY-MM``,
     ``p_expansion``, ``p_churn``: a simulated company's ``truth/oracle.parquet``), the best ranking there can be.
@@ -92,12 +93,15 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
         truth_lever = test["expansion_lever"].to_pylist()
-        for kind in ("lightgbm", "logistic"):
-            scorer = AccountScorer(cfg.model_copy(update={"model": kind})).fit(train)
-            scores = scorer.score(test)
+        fitted = {kind: AccountScorer(cfg.model_copy(update={"model": kind})).fit(train) for kind in MODEL_KINDS}
+        scored_as = {kind: scorer.score(test) for kind, scorer in fitted.items()}
+        if cfg.model == "auto":
+            scored_as["auto"] = _auto_scores(fitted, scored_as, cfg, train, test)
+        for kind, scores in scored_as.items():
+            fallback = fitted.get(kind, fitted[MODEL_KINDS[0]]).fallback_
             for target, column in (("expansion", "expansion_propensity"), ("churn", "churn_risk")):
                 p = np.asarray(scores[column].to_pylist(), dtype=float)
-                fell_back = target in scorer.fallback_
+                fell_back = target in fallback
                 m = ranking_metrics(y[target], p, probabilities=not fell_back)
                 row = {"cutoff": month_end(cutoff), "target": target, "model": kind, **m}
                 if target == "expansion":
@@ -105,14 +109,13 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
                     pairs = [(a, b) for a, b in zip(levers, truth_lever, strict=True) if b is not None]
                     row["lever_match"] = (sum(a == b for a, b in pairs) / len(pairs)) if pairs else math.nan
                 if fell_back:  # the rules' own row below stands for it
-                    why = f"{month_label(cutoff)}, {target}: no {kind} model ({scorer.fallback_[target]})"
+                    why = f"{month_label(cutoff)}, {target}: no {kind} model ({fallback[target]})"
                     if why not in notes:
                         notes.append(why)
                     continue
                 calib.setdefault((kind, target), []).append((p, y[target]))
                 rows.append(row)
-            if kind == cfg.model:
-                scored.append(_scored_accounts(cutoff, test, scores))
+        scored.append(_scored_accounts(cutoff, test, scored_as[cfg.model]))
         if oracle is not None:
             rows += _oracle_rows(oracle, test, y, cutoff, notes)
         rules = rule_scores(test, cfg.rules)
@@ -139,6 +142,26 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
 BACKTEST_ACCOUNTS = {"cutoff": pa.date32(), "account_id": pa.string(), "expansion_propensity": pa.float64(),
                      "churn_risk": pa.float64(), "recommended_lever": pa.string(), "label_expansion": pa.bool_(),
                      "label_churn": pa.bool_(), "expansion_lever": pa.string()}
+
+
+def _auto_scores(fitted: dict[str, AccountScorer], scored_as: dict[str, pa.Table], cfg: ScoringConfig,
+                 train: pa.Table, test: pa.Table) -> pa.Table:
+    """What ``model: auto`` scores ``test`` as: each target from the kind it chooses (:func:`chosen_kind`), read
+    from the fixed kinds' scores rather than trained a third time (the lever and size models do not depend on the
+    kind). Without ``choose_history`` the fixed kinds try nothing to choose by, so auto is trained itself."""
+    if not cfg.choose_history:
+        return AccountScorer(cfg).fit(train).score(test)
+    columns = {"expansion": ("expansion_propensity", "expected_expansion_mrr_cents", "reasons", "expansion_scored_by"),
+               "churn": ("churn_risk", "churn_reasons", "churn_scored_by")}
+    out = scored_as[MODEL_KINDS[0]]
+    for target, names in columns.items():
+        source = scored_as[chosen_kind(fitted, target)]
+        for name in names:
+            out = out.set_column(out.column_names.index(name), name, source[name])
+    said = scored_by_summary({t: chosen_kind(fitted, t) if t not in fitted[MODEL_KINDS[0]].fallback_ else "rules"
+                              for t in columns})
+    return out.set_column(out.column_names.index("scored_by"), "scored_by",
+                          pa.array([said] * out.num_rows, pa.string()))
 
 
 def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table) -> pa.Table:

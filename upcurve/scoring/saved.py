@@ -50,6 +50,8 @@ class SavedPropensity(_Strict):
     median: list[Finite] | None = None
     mean: list[Finite] | None = None
     scale: list[Annotated[Finite, Field(gt=0)]] | None = None
+    #: The logistic model's categories: ``[feature position, categories seen]`` pairs, each category a column.
+    levels: list[tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=1)]]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> SavedPropensity:
@@ -58,10 +60,14 @@ class SavedPropensity(_Strict):
                 raise ValueError("a lightgbm model needs its trees")
             check_trees(self.trees, n_features=self.n_features_in)
         else:
+            if any(at >= self.n_features_in for at, _ in self.levels) or \
+                    len({at for at, _ in self.levels}) != len(self.levels):
+                raise ValueError(f"category levels must name distinct features below {self.n_features_in}")
+            columns = self.n_features_in + sum(n for _, n in self.levels)
             for name in ("coef", "median", "mean", "scale"):
                 values = getattr(self, name)
-                if values is None or len(values) != self.n_features_in:
-                    raise ValueError(f"a logistic model needs {self.n_features_in} values of {name}")
+                if values is None or len(values) != columns:
+                    raise ValueError(f"a logistic model needs {columns} values of {name}")
             if self.intercept is None:
                 raise ValueError("a logistic model needs its intercept")
         return self
@@ -113,6 +119,7 @@ class HeldOut(_Strict):
 
 
 class HistoryTried(_Strict):
+    model: Kind | None = None
     window_months: int | None = Field(None, ge=1)
     half_life_months: int | None = Field(None, ge=1)
     auc: Finite | None = None
@@ -134,6 +141,7 @@ class TargetCard(_Strict):
     calibration: dict[Literal["a", "b"], Finite]
     held_out: HeldOut
     history: HistoryCard | None = None
+    model: Kind | None = None
 
 
 class ModelCard(_Strict):
@@ -141,7 +149,7 @@ class ModelCard(_Strict):
 
     features: list[str]
     categories: dict[str, list[str]] = Field(default_factory=dict)
-    model: Kind
+    model: Kind | Literal["auto"]
     horizon_months: int = Field(ge=1, le=12)
     labelled_months: int = Field(ge=0)
     snapshot_rows: int = Field(ge=0)
@@ -222,7 +230,10 @@ def parse_saved(folder: str, models: Any, card: Any) -> tuple[SavedModels, Model
     if found is None or found > (version_tuple(__version__) or ()):
         raise UpcurveError(f"{folder}: saved by upcurve {model_card.versions.get('upcurve')!r}, which this upcurve "
                            f"({__version__}) cannot read; train it again with `upcurve train`")
-    mismatched = [t for t, m in saved.targets.items() if m.model.kind != model_card.model]
+    # each target's kind is the card's model (unless ``auto``) and the one the card records for that target
+    mismatched = [t for t, m in saved.targets.items()
+                  if (model_card.model != "auto" and m.model.kind != model_card.model)
+                  or (t in model_card.targets and model_card.targets[t].model not in (None, m.model.kind))]
     if set(saved.targets) != set(model_card.targets) or mismatched or saved.fallback != model_card.fallback:
         raise UpcurveError(f"{folder}: models.json and model_card.json describe different models; train it again "
                            "with `upcurve train`")

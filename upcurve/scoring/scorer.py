@@ -24,7 +24,7 @@ from upcurve import __version__
 from upcurve.errors import UpcurveError
 from upcurve.folders import read_verified, write_folder
 from upcurve.revenue import month_label
-from upcurve.scoring.backtest import ranking_metrics
+from upcurve.scoring.backtest import auc_difference, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.context import context_columns
 from upcurve.scoring.models import (
@@ -38,7 +38,8 @@ from upcurve.scoring.models import (
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.saved import parse_saved
 
-__all__ = ["SCORE_COLUMNS", "AccountScorer", "rule_scores"]
+__all__ = ["MODEL_KINDS", "SCORE_COLUMNS", "AccountScorer", "chosen_kind", "model_kinds", "prefers_logistic",
+           "rule_scores", "scored_by_summary"]
 
 #: What :meth:`AccountScorer.score` returns for each account. ``expansion_scored_by`` and ``churn_scored_by`` name
 #: what scored each target (the model kind, or ``rules`` where that target's model fell back); ``scored_by`` says
@@ -148,6 +149,44 @@ class HistoryChoice:
 
 #: The pasts a model may learn from, simplest first (a tie keeps the simpler).
 HISTORY_CHOICES = (HistoryChoice(), HistoryChoice(half_life_months=6), HistoryChoice(window_months=12))
+#: The labels of the latest training months and, per kind tried, its best past's scores of them.
+Checked = tuple[np.ndarray, dict[str, np.ndarray]]
+#: The model kinds ``model: auto`` chooses between for each outcome, in the order a tie keeps.
+MODEL_KINDS = ("lightgbm", "logistic")
+
+
+def model_kinds(model: str) -> tuple[str, ...]:
+    """The kinds a setting of ``model`` may learn: both of :data:`MODEL_KINDS` for ``auto``, else that one."""
+    return MODEL_KINDS if model == "auto" else (model,)
+
+
+def scored_by_summary(by: Mapping[str, str]) -> str:
+    """What scored both targets in one word when they agree (``lightgbm``, ``rules``), else
+    ``expansion: rules; churn: lightgbm``."""
+    kinds = list(by.values())
+    return kinds[0] if len(set(kinds)) == 1 else "; ".join(f"{t}: {k}" for t, k in by.items())
+
+
+def prefers_logistic(y: np.ndarray, lightgbm: np.ndarray, logistic: np.ndarray) -> bool:
+    """Whether ``model: auto`` learns an outcome with the logistic regression: when, on the latest training months,
+    its ranking beats LightGBM's by more than two standard errors of the difference (DeLong's paired test,
+    :func:`~upcurve.scoring.backtest.auc_difference`). Trees are the default; a rare outcome's few positives in
+    those months cannot tell two close rankings apart, and a choice made on noise would cost the ranking."""
+    difference, error = auc_difference(y, lightgbm, logistic)
+    return bool(math.isfinite(difference) and difference > 2 * error)
+
+
+def chosen_kind(scorers: Mapping[str, AccountScorer], target: str) -> str:
+    """The kind ``model: auto`` learns for ``target``, from scorers fitted with each fixed kind on the same
+    snapshots (:func:`prefers_logistic` on each one's best past; LightGBM when either chose nothing). The backtest
+    reports ``auto`` from the fixed kinds' scores without training a third time.
+    """
+    found = {kind: getattr(scorers[kind], "check_scores_", {}).get(target) for kind in MODEL_KINDS}
+    lightgbm, logistic = found["lightgbm"], found["logistic"]
+    if lightgbm is None or logistic is None:
+        return MODEL_KINDS[0]
+    return "logistic" if prefers_logistic(lightgbm[0], lightgbm[1]["lightgbm"], logistic[1]["logistic"]) \
+        else "lightgbm"
 #: At most this many snapshots train each choice while choosing.
 _CHOOSING_ROWS = 100_000
 
@@ -192,6 +231,7 @@ class AccountScorer:
         self.models_: dict[str, PropensityModel] = {}
         self.calibration_: dict[str, PlattCalibration] = {}
         self.fallback_: dict[str, str] = {}
+        self.check_scores_: dict[str, Checked] = {}
         self.lever_model_: Any = None
         self.lever_classes_: list[str] = []
         self.size_model_: Any = None
@@ -221,10 +261,12 @@ class AccountScorer:
                 self.fallback_[target] = (f"too few {target} outcomes to learn from: {positives} in training, "
                                           f"a model needs {cfg.min_positives}")
                 continue
-            choice, tried = self._choose_history(X, y, months, train)
+            kind, choice, tried, checked = self._choose_history(X, y, months, train)
+            if checked is not None:
+                self.check_scores_[target] = checked
             weight = choice.weights(months, int(months[train].max()))
             used = train & (weight > 0)
-            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state).fit(
+            model = PropensityModel(kind=kind, random_state=cfg.random_state).fit(
                 X[used], y[used], categorical=self._categorical, sample_weight=weight[used])
             raw = model.log_odds(X[calib])
             calibration = PlattCalibration().fit(raw, y[calib])
@@ -239,6 +281,7 @@ class AccountScorer:
                 "held_out": {k: (round(v, 4) if math.isfinite(v) else None) for k, v in held_out.items()},
                 "history": {"window_months": choice.window_months, "half_life_months": choice.half_life_months,
                             "tried": tried},
+                "model": kind,
             }
         self._fit_lever_and_size(labelled, X)
         card["levers"] = self.lever_classes_
@@ -247,43 +290,57 @@ class AccountScorer:
         return self
 
     def _choose_history(self, X: np.ndarray, y: np.ndarray, months: np.ndarray, train: np.ndarray
-                        ) -> tuple[HistoryChoice, list[dict[str, Any]]]:
-        """Which past to learn from, chosen on the latest training months (see :class:`HistoryChoice`).
+                        ) -> tuple[str, HistoryChoice, list[dict[str, Any]], Checked | None]:
+        """Which model kind and which past to learn from, chosen on the latest training months.
 
-        Each of :data:`HISTORY_CHOICES` is trained on the training months whose outcomes were known before the
-        last ``calibration_months`` of training, and ranks those last months; the best AUC wins (ties: the
-        earlier, simpler choice). With too few outcomes there, or with ``choose_history`` off, every month counts
-        alike. Returns the choice and what each one scored."""
+        Each pair of a kind (:data:`MODEL_KINDS` with ``model: auto``, else the configured one) and a past
+        (:data:`HISTORY_CHOICES` with ``choose_history``, else every month alike, see :class:`HistoryChoice`) is
+        trained on the training months whose outcomes were known before the last ``calibration_months`` of
+        training, and ranks those last months; each kind's best AUC picks its past (ties: the earlier, simpler
+        one), and between the kinds :func:`prefers_logistic` decides. With too few outcomes there, the first kind
+        learns from every month alike. Each past is sampled the same way for every kind, so ``auto`` chooses
+        exactly what the two fixed kinds would score. Returns the kind, the past, what each pair scored, and the
+        labels of those months with each kind's best scores of them (None when nothing was tried)."""
         cfg = self.config
         every = HistoryChoice()
+        kinds = model_kinds(cfg.model)
+        histories = HISTORY_CHOICES if cfg.choose_history else (every,)
         trained_months = np.unique(months[train])
-        if not cfg.choose_history or len(trained_months) < cfg.calibration_months + cfg.horizon_months + 2:
-            return every, []
+        if (len(kinds) == 1 and len(histories) == 1) or \
+                len(trained_months) < cfg.calibration_months + cfg.horizon_months + 2:
+            return kinds[0], every, [], None
         check_from = trained_months[-cfg.calibration_months]
         inner = train & (months + cfg.horizon_months <= check_from)
         check = train & (months >= check_from)
         if min(int(y[check].sum()), int(y[inner].sum())) < cfg.min_positives // 2 or y[check].all():
-            return every, []
-        rng = np.random.default_rng(cfg.random_state)
-        tried, best, best_auc = [], every, -1.0
-        for choice in HISTORY_CHOICES:
-            weight = choice.weights(months, int(months[inner].max()))
-            rows = np.flatnonzero(inner & (weight > 0))
-            if len(rows) > _CHOOSING_ROWS:  # a seeded sample: the choice needs a ranking, not the final model
-                rows = np.sort(rng.choice(rows, _CHOOSING_ROWS, replace=False))
-            if len(np.unique(y[rows])) < 2:
-                continue
-            model = PropensityModel(kind=cfg.model, random_state=cfg.random_state, n_estimators=100,
-                                    learning_rate=0.09).fit(X[rows], y[rows], categorical=self._categorical,
-                                                            sample_weight=weight[rows])
-            auc = ranking_metrics(y[check], model.log_odds(X[check]), probabilities=False)["auc"]
-            if not math.isfinite(auc):
-                continue
-            tried.append({"window_months": choice.window_months, "half_life_months": choice.half_life_months,
-                          "auc": round(auc, 4)})
-            if auc > best_auc + 1e-9:
-                best, best_auc = choice, auc
-        return best, tried
+            return kinds[0], every, [], None
+        tried: list[dict[str, Any]] = []
+        best: dict[str, tuple[float, HistoryChoice, np.ndarray]] = {}  # each kind's best past, and its check scores
+        for kind in kinds:
+            for i, choice in enumerate(histories):
+                weight = choice.weights(months, int(months[inner].max()))
+                rows = np.flatnonzero(inner & (weight > 0))
+                if len(rows) > _CHOOSING_ROWS:  # a seeded sample: the choice needs a ranking, not the final model
+                    rng = np.random.default_rng([cfg.random_state, i])
+                    rows = np.sort(rng.choice(rows, _CHOOSING_ROWS, replace=False))
+                if len(np.unique(y[rows])) < 2:
+                    continue
+                model = PropensityModel(kind=kind, random_state=cfg.random_state, n_estimators=100,
+                                        learning_rate=0.09).fit(X[rows], y[rows], categorical=self._categorical,
+                                                                sample_weight=weight[rows])
+                scores = model.log_odds(X[check])
+                auc = ranking_metrics(y[check], scores, probabilities=False)["auc"]
+                if not math.isfinite(auc):
+                    continue
+                tried.append({"model": kind, "window_months": choice.window_months,
+                              "half_life_months": choice.half_life_months, "auc": round(auc, 4)})
+                if kind not in best or auc > best[kind][0] + 1e-9:
+                    best[kind] = (auc, choice, scores)
+        if not best:
+            return kinds[0], every, [], None
+        kind = kinds[0] if len(best) == 1 else ("logistic" if prefers_logistic(
+            y[check], best["lightgbm"][2], best["logistic"][2]) else "lightgbm")
+        return kind, best[kind][1], tried, (y[check], {k: found[2] for k, found in best.items()})
 
     def _fit_lever_and_size(self, labelled: pa.Table, X: np.ndarray) -> None:
         import lightgbm
@@ -352,8 +409,7 @@ class AccountScorer:
         mrr = np.nan_to_num(column_values(frame, "mrr_cents"))
         cols: dict[str, Any] = {"account_id": frame["account_id"].combine_chunks()}
         by = {target: self.scored_by(target) for target in TARGETS}
-        both = by["expansion"] if by["expansion"] == by["churn"] else "; ".join(f"{t}: {k}" for t, k in by.items())
-        cols["scored_by"] = pa.array([both] * frame.num_rows, pa.string())
+        cols["scored_by"] = pa.array([scored_by_summary(by)] * frame.num_rows, pa.string())
         for target, kind in by.items():
             cols[f"{target}_scored_by"] = pa.array([kind] * frame.num_rows, pa.string())
         for target in TARGETS:

@@ -13,7 +13,7 @@ import threading
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from upcurve.scoring.backtest import backtest_sentence
+from upcurve.scoring.backtest import backtest_sentence, headline_model
 from upcurve.web import charts
 from upcurve.workspace.backtests import BacktestRecord, latest_backtest
 
@@ -25,9 +25,7 @@ __all__ = ["HOW_TO", "TARGETS", "Backtests", "backtest_view", "horizon_days"]
 #: The targets a backtest scores, in the order the page shows them.
 TARGETS = ("expansion", "churn")
 #: The models in the order the table lists them (any other after them, by name).
-_MODELS = ("lightgbm", "logistic", "rules", "health_score")
-#: The model whose calibration the chart shows.
-CALIBRATED = "lightgbm"
+_MODELS = ("auto", "lightgbm", "logistic", "rules", "health_score", "oracle")
 HOW_TO = "upcurve backtest DATA --workspace WS"
 
 
@@ -62,13 +60,14 @@ def backtest_view(record: BacktestRecord, *, horizon_days: int = 90) -> dict[str
               "base_rate": _mean([r.get("base_rate") for r in rows])}
              for (target, model), rows in sorted(groups.items(), key=lambda kv: (
                  targets.get(kv[0][0], len(targets)), kv[0][0], order.get(kv[0][1], len(order)), kv[0][1]))]
-    calibration = [r for r in record.calibration if r.get("model") == CALIBRATED]
+    calibrated = headline_model(record.metrics)
+    calibration = [r for r in record.calibration if r.get("model") == calibrated]
     return {"backtest_id": record.backtest_id, "created_at": record.created_at, "as_of": record.as_of,
             "source": record.source, "cutoffs": list(record.cutoffs), "notes": list(record.notes),
             "horizon_days": horizon_days, "sentences": sentences, "means": means,
             "calibration": [{k: r.get(k) for k in ("target", "bin", "rows", "mean_predicted", "observed_rate")}
                             for r in calibration],
-            "figure": charts.calibration_chart(calibration, CALIBRATED)}
+            "figure": charts.calibration_chart(calibration, calibrated)}
 
 
 class Backtests:
