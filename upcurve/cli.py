@@ -16,6 +16,7 @@ from rich.text import Text
 from upcurve import __version__
 from upcurve.cli_plays import levers as levers_command
 from upcurve.cli_plays import plays_app
+from upcurve.cli_pricing import price_app
 from upcurve.cli_support import (
     EXIT_BAD_INPUT,
     AsOf,
@@ -415,6 +416,7 @@ app.command("report")(web_report)
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(plays_app, name="plays")
+app.add_typer(price_app, name="price")
 app.command("levers")(levers_command)
 
 
