@@ -142,16 +142,22 @@ def test_billing_health_sees_contractions_and_flat_plans_have_no_seat_saturation
     lines = LINES + "".join(  # C: 10 seats, then 8 in May, 6 in June; D: a flat starter plan with 3 seats
         f"c{m},C,team_m,subscription,{q},{q * 10},USD,2025-{m:02d}-01,2025-{m + 1:02d}-01\n"
         for m, q in ((3, 10), (4, 10), (5, 8), (6, 6))
-    ) + "d6,D,starter_m,subscription,1,49,USD,2025-06-01,2025-07-01\n"
+    ) + "d6,D,starter_m,subscription,1,49,USD,2025-06-01,2025-07-01\n" + "".join(  # E: 100 EUR a month, the euro
+        f"e{m},E,team_m,subscription,10,100,EUR,2025-{m:02d}-01,2025-{m + 1:02d}-01\n" for m in (3, 4, 5, 6))
     users = "user_id,account_id,invited_at,activated_at,deactivated_at,role\n" + "".join(
         f"d{i},D,2025-06-01 09:00:00,2025-06-01 10:00:00,,member\n" for i in range(9))
-    folder = write_folder(tmp_path / "d", {"plans": plans, "invoice_lines": lines, "users": users})
+    falling = "month,currency,rate\n" + "".join(  # … falling against the dollar every month
+        f"2025-{m:02d},EUR,{rate}\n" for m, rate in ((3, "1.10"), (4, "1.05"), (5, "1.00"), (6, "0.95")))
+    folder = write_folder(tmp_path / "d", {"plans": plans, "invoice_lines": lines, "users": users,
+                                           "fx_rates": falling})
     rows = {r["account_id"]: r for r in run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()}
     c = rows["C"]
     # MRR 60 against 100 three months before: −40% (25); two months of contraction (20); tenure 121 days (50)
     assert c["mrr_contractions_3m"] == 2 and c["mrr_trend_3m"] == pytest.approx(-40.0)
     assert c["health_score"] == pytest.approx((35 * 25 + 25 * 20 + 20 * 50) / 80, abs=0.01)
     assert c["health_tier"] == "Churn Risk" and c["health_weakest"] == "mrr_trend"
+    e = rows["E"]  # its MRR in dollars fell three months running, by the exchange rate alone: no contraction
+    assert e["mrr_trend_3m"] < 0 and e["mrr_contractions_3m"] == 0 and e["health_contractions"] == 100
     d = rows["D"]  # 9 users on a flat plan's 3 included seats: a tier to sell, not 300% of its seats
     assert d["active_users"] == 9 and d["purchased_seats"] == 3 and d["seats_priced"] is False
     assert d["seat_saturation"] is None and d["flag_seat_saturation"] is False

@@ -462,10 +462,11 @@ def account_signals_at(
                                                                   _then=then.cur_mrr_cents)
     out = _attach(out, now)
     out = _attach(out, then)
-    cur, before = am.view(), am.view()
-    fell = cur.join(before, [cur.account_id == before.account_id, cur.month_idx == before.month_idx + 1])
-    fell = fell.filter((fell.cur_mrr_cents > 0) & (fell.cur_mrr_cents < fell.cur_mrr_cents_right))
-    fell = fell.select("account_id", "month_idx")
+    # a contraction as the revenue movements classify one: this month's lines at last month's rates below last
+    # month's MRR, so an exchange rate moving never counts
+    paired = account_months
+    fell = paired.filter((paired.prev_mrr_cents > 0) & (paired.cur_mrr_cents > 0)
+                         & (paired.cur_cc_mrr_cents < paired.prev_mrr_cents)).select("account_id", "month_idx")
     recent = fell.join(d, (fell.month_idx <= d.month_idx) & (fell.month_idx > d.month_idx - 3))
     out = _attach(out, recent.group_by(list(_KEY)).aggregate(_fell=recent.count()))
     out = out.mutate(
