@@ -329,10 +329,10 @@ def test_rules_give_no_expected_amount_and_weigh_both_motions_on_mrr() -> None:
         ("A", "expand", 5_000), ("B", "retain", 2_000)]
 
 
-@pytest.mark.parametrize("positives", [0, 1, 3])
-def test_calibration_without_enough_outcomes_moves_the_level_only(positives: int) -> None:
+@pytest.mark.parametrize(("positives", "centre"), [(0, -1.0), (1, -1.0), (3, -1.0), (0, 150.0), (2, -150.0)])
+def test_calibration_without_enough_outcomes_moves_the_level_only(positives: int, centre: float) -> None:
     rng = np.random.default_rng(3)
-    raw = rng.normal(-1.0, 1.0, 400)  # the model's own log-odds say about 30% on average
+    raw = rng.normal(centre, 1.0, 400)  # at −1 the model's own log-odds say about 30% on average; ±150: near-certain
     y = np.zeros(400, dtype=int)
     y[np.argsort(-raw)[:positives]] = 1
     calibration = PlattCalibration().fit(raw, y)

@@ -254,7 +254,8 @@ class PlattCalibration:
         def gap(b: float) -> float:
             return float(np.mean(1 / (1 + np.exp(-(raw + b))))) - target
 
-        self.a, self.b = 1.0, float(brentq(gap, -60.0, 60.0))
+        # a level below every log-odds gives probabilities near 0, one above them near 1: the target is between
+        self.a, self.b = 1.0, float(brentq(gap, -float(raw.max()) - 40.0, -float(raw.min()) + 40.0))
         return self
 
     def log_odds(self, raw: np.ndarray) -> np.ndarray:

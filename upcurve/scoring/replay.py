@@ -158,8 +158,8 @@ def _auto_scores(fitted: dict[str, AccountScorer], scored_as: dict[str, pa.Table
         source = scored_as[chosen_kind(fitted, target)]
         for name in names:
             out = out.set_column(out.column_names.index(name), name, source[name])
-    said = scored_by_summary({t: chosen_kind(fitted, t) if t not in fitted[MODEL_KINDS[0]].fallback_ else "rules"
-                              for t in columns})
+    # what scored each target is in the columns just taken from it
+    said = scored_by_summary({t: out[f"{t}_scored_by"][0].as_py() for t in columns} if out.num_rows else {"": ""})
     return out.set_column(out.column_names.index("scored_by"), "scored_by",
                           pa.array([said] * out.num_rows, pa.string()))
 

@@ -38,8 +38,8 @@ from upcurve.scoring.models import (
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.saved import parse_saved
 
-__all__ = ["MODEL_KINDS", "SCORE_COLUMNS", "AccountScorer", "chosen_kind", "model_kinds", "prefers_logistic",
-           "rule_scores", "scored_by_summary"]
+__all__ = ["MODEL_KINDS", "SCORE_COLUMNS", "AccountScorer", "chosen_kind", "kind_from_check", "model_kinds",
+           "prefers_logistic", "rule_scores", "scored_by_summary"]
 
 #: What :meth:`AccountScorer.score` returns for each account. ``expansion_scored_by`` and ``churn_scored_by`` name
 #: what scored each target (the model kind, or ``rules`` where that target's model fell back); ``scored_by`` says
@@ -176,17 +176,27 @@ def prefers_logistic(y: np.ndarray, lightgbm: np.ndarray, logistic: np.ndarray) 
     return bool(math.isfinite(difference) and difference > 2 * error)
 
 
+def kind_from_check(checked: Checked) -> str:
+    """The kind learned, from the latest training months' labels and each kind's best scores of them: LightGBM
+    unless both were tried and :func:`prefers_logistic`; the only kind tried otherwise."""
+    y, scores = checked
+    if set(scores) >= set(MODEL_KINDS):
+        return "logistic" if prefers_logistic(y, scores["lightgbm"], scores["logistic"]) else "lightgbm"
+    return next(iter(scores))
+
+
 def chosen_kind(scorers: Mapping[str, AccountScorer], target: str) -> str:
     """The kind ``model: auto`` learns for ``target``, from scorers fitted with each fixed kind on the same
-    snapshots (:func:`prefers_logistic` on each one's best past; LightGBM when either chose nothing). The backtest
-    reports ``auto`` from the fixed kinds' scores without training a third time.
+    snapshots (their checks joined and decided by :func:`kind_from_check`; LightGBM when either chose nothing).
+    The backtest reports ``auto`` from the fixed kinds' scores without training a third time.
     """
-    found = {kind: getattr(scorers[kind], "check_scores_", {}).get(target) for kind in MODEL_KINDS}
-    lightgbm, logistic = found["lightgbm"], found["logistic"]
+    lightgbm = getattr(scorers["lightgbm"], "check_scores_", {}).get(target)
+    logistic = getattr(scorers["logistic"], "check_scores_", {}).get(target)
     if lightgbm is None or logistic is None:
         return MODEL_KINDS[0]
-    return "logistic" if prefers_logistic(lightgbm[0], lightgbm[1]["lightgbm"], logistic[1]["logistic"]) \
-        else "lightgbm"
+    return kind_from_check((lightgbm[0], {**lightgbm[1], **logistic[1]}))
+
+
 #: At most this many snapshots train each choice while choosing.
 _CHOOSING_ROWS = 100_000
 
@@ -261,7 +271,7 @@ class AccountScorer:
                 self.fallback_[target] = (f"too few {target} outcomes to learn from: {positives} in training, "
                                           f"a model needs {cfg.min_positives}")
                 continue
-            kind, choice, tried, checked = self._choose_history(X, y, months, train)
+            kind, choice, tried, checked = self._choose_kind_and_history(X, y, months, train)
             if checked is not None:
                 self.check_scores_[target] = checked
             weight = choice.weights(months, int(months[train].max()))
@@ -289,7 +299,7 @@ class AccountScorer:
         self.card_ = {**card, **self._versions()}
         return self
 
-    def _choose_history(self, X: np.ndarray, y: np.ndarray, months: np.ndarray, train: np.ndarray
+    def _choose_kind_and_history(self, X: np.ndarray, y: np.ndarray, months: np.ndarray, train: np.ndarray
                         ) -> tuple[str, HistoryChoice, list[dict[str, Any]], Checked | None]:
         """Which model kind and which past to learn from, chosen on the latest training months.
 
@@ -338,9 +348,9 @@ class AccountScorer:
                     best[kind] = (auc, choice, scores)
         if not best:
             return kinds[0], every, [], None
-        kind = kinds[0] if len(best) == 1 else ("logistic" if prefers_logistic(
-            y[check], best["lightgbm"][2], best["logistic"][2]) else "lightgbm")
-        return kind, best[kind][1], tried, (y[check], {k: found[2] for k, found in best.items()})
+        checked = (y[check], {k: found[2] for k, found in best.items()})
+        kind = kind_from_check(checked)
+        return kind, best[kind][1], tried, checked
 
     def _fit_lever_and_size(self, labelled: pa.Table, X: np.ndarray) -> None:
         import lightgbm
