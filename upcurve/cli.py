@@ -335,11 +335,13 @@ def simulate(
     profile: Annotated[str, typer.Option(help="plg, mid_market, enterprise, annual_contracts, usage_led or "
                                                "seasonal_smb.")] = "mid_market",
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
-    oracle_months: Annotated[int, typer.Option(min=0, help="Month ends (the last whose 3 months ahead are simulated) "
+    oracle_months: Annotated[int, typer.Option(min=0, help="Month ends (the last whose window ahead is simulated) "
                                                "to write each account's true odds for, in truth/oracle.parquet; "
-                                               "a backtest of K cutoffs needs 3·(K−1)+1.")] = 0,
+                                               "a backtest of K cutoffs needs H·(K−1)+1 for a window of H.")] = 0,
     oracle_runs: Annotated[int, typer.Option(min=1, help="Futures re-simulated per month end for the oracle.")]
     = 200,
+    oracle_horizon_months: Annotated[int, typer.Option(min=1, help="The oracle's window H in months: the backtest's "
+                                                       "scoring.horizon_months.")] = 3,
 ) -> None:
     """Write a simulated company's data folder: every contract table, and its ground truth in truth/."""
     try:
@@ -347,7 +349,8 @@ def simulate(
             task = bar.add_task("simulating accounts", total=accounts)
             rows = _usecases().simulate(out, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
                                     progress=lambda done, total: bar.update(task, completed=done),
-                                    oracle_months=oracle_months, oracle_runs=oracle_runs)
+                                    oracle_months=oracle_months, oracle_runs=oracle_runs,
+                                    oracle_horizon_months=oracle_horizon_months)
     except UpcurveError as exc:
         raise _fail(exc) from None
     _rows_table(rows, f"Simulated {profile} company: {accounts:,} accounts, {months} months → {out}")

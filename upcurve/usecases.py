@@ -332,12 +332,14 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     oracle_months: int = 0,
     oracle_runs: int = 200,
+    oracle_horizon_months: int = 3,
 ) -> dict[str, int]:
     """Write a simulated company's data folder (every contract table, and its ground truth in ``truth/``).
 
-    ``oracle_months``: for that many of the last month ends whose 3-month window the history holds, each paying
-    account's true probabilities of expanding and churning (``truth/oracle.parquet``, re-simulated ``oracle_runs``
-    times, see :mod:`upcurve.simulate.oracle`): ``upcurve backtest --oracle`` measures the models against them.
+    ``oracle_months``: for that many of the last month ends whose ``oracle_horizon_months`` window the history
+    holds, each paying account's true probabilities of expanding and churning within it (``truth/oracle.parquet``,
+    re-simulated ``oracle_runs`` times, see :mod:`upcurve.simulate.oracle`): ``upcurve backtest --oracle``
+    measures the models against them (with the same ``scoring.horizon_months``).
     Returns the rows written per table. The folder is written whole (:func:`upcurve.folders.write_folder`): an
     earlier simulated folder there is replaced, a folder holding anything else is refused.
     """
@@ -351,9 +353,12 @@ def simulate(
 
     def fill(stage: Path) -> None:
         rows.update(simulate_company(stage, accounts=accounts, months=months, seed=seed, profile=profile, fmt=fmt,
-                                     progress=progress, oracle_months=oracle_months, oracle_runs=oracle_runs))
+                                     progress=progress, oracle_months=oracle_months, oracle_runs=oracle_runs,
+                                     oracle_horizon_months=oracle_horizon_months))
 
-    info = {"accounts": accounts, "months": months, "seed": seed, "profile": profile}
+    info = {"accounts": accounts, "months": months, "seed": seed, "profile": profile, **(
+        {"oracle_months": oracle_months, "oracle_runs": oracle_runs, "oracle_horizon_months": oracle_horizon_months}
+        if oracle_months else {})}
     write_folder(out_dir, fill, kind="simulation", info=info, what="simulated data")
     return rows
 
@@ -432,7 +437,8 @@ def backtest(
     if out_dir is not None:
         check_destination(out_dir, "parquet", inputs=[data_dir])
     config = config or UpcurveConfig()
-    truth = None if oracle is None else read_oracle(oracle)  # checked before minutes of work, not after
+    # checked before minutes of work, not after
+    truth = None if oracle is None else read_oracle(oracle, horizon_months=config.scoring.horizon_months)
     loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)

@@ -361,10 +361,11 @@ def test_the_backtest_measures_each_model_against_the_oracles_true_odds(tmp_path
     months = [month_label(i) for i in frame["snapshot_idx"].to_pylist()]
     oracle = pa.table({"account_id": frame["account_id"], "month": months,
                        "p_expansion": 1 / (1 + np.exp(-(4 * saturation - 3))),  # the odds the labels were drawn at
-                       "p_churn": 1 / (1 + np.exp(0.05 * logins + 3))})
+                       "p_churn": 1 / (1 + np.exp(0.05 * logins + 3)),
+                       "runs": np.full(frame.num_rows, 100), "horizon_months": np.full(frame.num_rows, 3)})
     pq.write_table(oracle, tmp_path / "oracle.parquet")
     config = ScoringConfig(min_training_months=3, calibration_months=2, min_positives=5)
-    found = replay(frame, config, cutoffs=2, oracle=read_oracle(tmp_path / "oracle.parquet"))
+    found = replay(frame, config, cutoffs=2, oracle=read_oracle(tmp_path / "oracle.parquet", horizon_months=3))
     rows = found.tables["backtest_metrics"].to_pylist()
     best = {(r["cutoff"], r["target"]): r for r in rows if r["model"] == "oracle"}
     assert len(best) == 4 and all(r["share_of_oracle"] == 1.0 for r in best.values())
@@ -380,13 +381,16 @@ def test_an_oracle_file_that_breaks_its_rules_names_every_problem(tmp_path: Path
     from upcurve.scoring import read_oracle
 
     pq.write_table(pa.table({"account_id": ["A", "A", None], "month": ["2024-01", "2024-01", "2024-13"],
-                             "p_expansion": [0.2, 1.5, 0.1], "p_churn": [0.1, 0.1, -0.1]}), tmp_path / "o.parquet")
+                             "p_expansion": [0.2, 1.5, 0.1], "p_churn": [0.1, 0.1, -0.1], "runs": [100, 100, 100],
+                             "horizon_months": [3, 3, 6]}), tmp_path / "o.parquet")
     with pytest.raises(ContractError) as found:
-        read_oracle(tmp_path / "o.parquet")
+        read_oracle(tmp_path / "o.parquet", horizon_months=3)
     said = str(found.value)
     for part in ("[month]: must be YYYY-MM (1 row: row 3); values: '2024-13'", "[account_id]: must not be empty",
                  "[p_expansion]: must be a probability from 0 to 1 (1 row: row 2)", "[p_churn]",
-                 "an account appears twice in a month (2 rows: rows 1, 2)"):
+                 "an account appears twice in a month (2 rows: rows 1, 2)",
+                 "[horizon_months]: must be the backtest's scoring.horizon_months, 3 (simulate with "
+                 "--oracle-horizon-months 3) (1 row: row 3); values: '6'"):
         assert part in said, said
     # checked before any data is read: the data folder here does not even exist
     with pytest.raises(ContractError, match=r"none.parquet: no such file"):

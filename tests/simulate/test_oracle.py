@@ -301,11 +301,13 @@ def test_only_accounts_paying_at_the_month_end_get_a_row(history: History) -> No
 def test_the_last_months_whose_window_fits_and_no_others() -> None:
     tables = simulate_tables(120, 8, seed=2, oracle_months=3, oracle_runs=5, oracle_horizon_months=2)
     assert sorted(set(tables["truth_oracle"]["month"].to_pylist())) == ["2023-04", "2023-05", "2023-06"]
-    short = simulate_tables(120, 8, seed=2, oracle_months=30, oracle_runs=5, oracle_horizon_months=7)
-    assert set(short["truth_oracle"]["month"].to_pylist()) == {"2023-01"}
-    none = simulate_tables(120, 8, seed=2, oracle_months=3, oracle_runs=5, oracle_horizon_months=8)
-    assert none["truth_oracle"].num_rows == 0
-    assert none["truth_oracle"].schema == ORACLE_SCHEMA
+    assert tables["truth_oracle"].schema == ORACLE_SCHEMA
+    # more month ends than the history holds whole windows after: refused, never a shorter file
+    with pytest.raises(ConfigError, match=r"oracle_months 30: a 8-month history has 1 month end\(s\) with a whole "
+                                          r"7-month window after them; ask for at most 1"):
+        simulate_tables(120, 8, seed=2, oracle_months=30, oracle_runs=5, oracle_horizon_months=7)
+    with pytest.raises(ConfigError, match=r"has 0 month end\(s\)"):
+        simulate_tables(120, 8, seed=2, oracle_months=3, oracle_runs=5, oracle_horizon_months=8)
     assert "truth_oracle" not in simulate_tables(120, 8, seed=2)
 
 

@@ -21,12 +21,12 @@ from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import MODEL_KINDS, AccountScorer, chosen_kind, rule_scores, scored_by_summary
 from upcurve.signals.health import HealthConfig, health_scores
+from upcurve.simulate.oracle import ORACLE_SCHEMA
 
 __all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "Replay", "read_oracle", "replay", "snapshot_health"]
 
-#: The columns an oracle file holds, and the Arrow type each must read as.
-ORACLE_COLUMNS = {"account_id": pa.string(), "month": pa.string(), "p_expansion": pa.float64(),
-                  "p_churn": pa.float64()}
+#: The columns an oracle file holds, and the Arrow type each must read as: the simulator's own schema.
+ORACLE_COLUMNS = {field.name: field.type for field in ORACLE_SCHEMA}
 
 #: The columns of ``backtest_metrics``.
 BACKTEST_METRICS = ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k", "lift_top_decile",
@@ -195,7 +195,7 @@ def _oracle_rows(oracle: pa.Table, test: pa.Table, y: dict[str, np.ndarray], cut
     return rows
 
 
-def read_oracle(path: str | Path) -> pa.Table:
+def read_oracle(path: str | Path, *, horizon_months: int | None = None) -> pa.Table:
     """An oracle file (see :func:`replay`), checked: every problem at once, each naming the file, the column, the
     rows and the rule.
 
@@ -203,7 +203,8 @@ def read_oracle(path: str | Path) -> pa.Table:
     ------
     ContractError
         The file is missing or unreadable, a column is absent or of another type, a month is not ``YYYY-MM``, a
-        probability is empty or outside 0–1, or an (account, month) appears twice.
+        probability is empty or outside 0–1, an (account, month) appears twice, or its odds are over another window
+        than ``horizon_months`` (the backtest's outcomes: odds over 3 months cannot measure 6-month outcomes).
     """
     import pyarrow.parquet as pq
 
@@ -242,6 +243,10 @@ def read_oracle(path: str | Path) -> pa.Table:
     twice = counted.filter(pc.greater(counted.field("counts"), 1)).field("values")
     if len(twice):
         rows(pc.is_in(keys, value_set=twice), "an account appears twice in a month", "account_id")
+    if horizon_months is not None:
+        rows(pc.not_equal(table["horizon_months"], horizon_months),
+             f"must be the backtest's scoring.horizon_months, {horizon_months} (simulate with "
+             f"--oracle-horizon-months {horizon_months})", "horizon_months")
     if problems:
         raise ContractError(problems)
     return table.select(list(ORACLE_COLUMNS))

@@ -714,7 +714,7 @@ def simulate_company(
         The window's length, in months (upcurve's ``horizon_months``).
     """
     oracle = OracleRequest(oracle_months, oracle_runs, oracle_horizon_months)
-    oracle.check()
+    oracle.check(months)
     out = Path(out_dir)
     data, truth = TableSinks(out, fmt), TableSinks(out / "truth", "parquet")
     fixed = _fixed_tables(months, start, np.random.default_rng([seed, 1_000_003]), PROFILES[profile])
@@ -745,7 +745,7 @@ def simulate_tables(
     them to ``truth/oracle``.
     """
     oracle = OracleRequest(oracle_months, oracle_runs, oracle_horizon_months)
-    oracle.check()
+    oracle.check(months)
     parts: dict[str, list[pa.Table]] = {}
 
     def keep(name: str, table: pa.Table) -> None:

@@ -107,11 +107,19 @@ class OracleRequest:
     runs: int = 200
     horizon_months: int = 3
 
-    def check(self) -> None:
-        """Raise :class:`~upcurve.errors.ConfigError` naming every argument out of its range."""
+    def check(self, history_months: int) -> None:
+        """Raise :class:`~upcurve.errors.ConfigError` naming every argument out of its range, and asking for more
+        month ends than a ``history_months``-month history has whole windows after (never a shorter file, silently).
+        """
         wrong = [f"{name} must be at least {least}, got {value}" for name, value, least in (
             ("oracle_months", self.months, 0), ("oracle_runs", self.runs, 1),
             ("oracle_horizon_months", self.horizon_months, 1)) if value < least]
+        if not wrong and self.months:
+            found = len(snapshot_months(history_months, self.months, horizon_months=self.horizon_months))
+            if found < self.months:
+                wrong.append(f"oracle_months {self.months}: a {history_months}-month history has {found} month end(s) "
+                             f"with a whole {self.horizon_months}-month window after them; ask for at most {found} "
+                             "or simulate more months")
         if wrong:
             raise ConfigError("the oracle: " + "; ".join(wrong))
 
