@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from upcurve.cli_support import _fail, console
-from upcurve.errors import UpcurveError
+from upcurve.errors import ConfigError, UpcurveError
 from upcurve.present.safe import safe_text
 
 __all__ = ["price_app"]
@@ -33,14 +33,18 @@ def quote_command(
 
     try:
         model = load_price_model(model_file)
-        amounts = None if events is None else [e for e in (part.strip() for part in events.split(",")) if e]
+        if usage is None and events is None:
+            raise ConfigError(f"{model_file}: give the period's usage (--usage N), or the events' amounts for a "
+                              "percentage price (--events A,B,C)")
+        # numbered as typed: "10,,x" names the third item, and an empty one is an error like any other
+        amounts = None if events is None else [part.strip() for part in events.split(",")]
         found = quote(model, usage=usage, events=amounts)
     except UpcurveError as exc:
         raise _fail(exc) from None
     if as_json:
-        console.file.write(json.dumps(found.as_json(), ensure_ascii=False) + "\n")
+        print(json.dumps(found.as_json(), ensure_ascii=False))
         return
-    given = f"{found.usage} units" if found.usage is not None else f"{found.events} event(s)"
+    given = f"{found.usage:f} units" if found.usage is not None else f"{found.events} event(s)"
     table = Table(title=safe_text(f"{found.model} price of {given}, in {found.currency}"))
     table.add_column("line")
     for column in ("quantity", "unit amount", "amount"):

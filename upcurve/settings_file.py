@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from upcurve.config import RevenuePolicy
+from upcurve.config import RevenuePolicy, UniqueKeyLoader, read_text_file
 from upcurve.errors import ConfigError
 from upcurve.plays.rules import PlaysConfig
 from upcurve.scoring.config import ScoringConfig
@@ -38,22 +38,6 @@ class UpcurveConfig(BaseModel):
         return self
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping", node.start_mark,
-                    f"the key {key!r} appears twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1}); "
-                    "keep one", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_config(path: str | Path | None) -> UpcurveConfig:
     """Read a YAML settings file; ``None`` gives the defaults.
 
@@ -65,16 +49,9 @@ def load_config(path: str | Path | None) -> UpcurveConfig:
     if path is None:
         return UpcurveConfig()
     path = Path(path)
+    text = read_text_file(path, "settings file")
     try:
-        data: Any = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: settings file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; name the YAML settings file itself") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the settings file as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        data: Any = yaml.load(text, Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

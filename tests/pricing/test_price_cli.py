@@ -44,9 +44,14 @@ def test_bad_input_exits_2_naming_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "ok.yaml").write_text(GRADUATED)
     for args, says in ((["--usage", "many"], "usage: 'many' is not a number"),
                        (["--events", "1,2"], "quoted on a usage quantity"),
-                       ([], "quoted on a usage quantity")):
+                       ([], "ok.yaml: give the period's usage (--usage N)")):
         wrong = runner.invoke(app, ["price", "quote", str(tmp_path / "ok.yaml"), *args])
         assert wrong.exit_code == 2 and _unwrapped(says) in _unwrapped(wrong.output), wrong.output
+    (tmp_path / "fees.yaml").write_text("model: percentage\nrate: 0.02\n")
+    typed = runner.invoke(app, ["price", "quote", str(tmp_path / "fees.yaml"), "--events", "10,,x"])
+    assert typed.exit_code == 2 and _unwrapped("event 2: '' is not a number") in _unwrapped(typed.output)
+    wide = runner.invoke(app, ["price", "quote", str(tmp_path / "ok.yaml"), "--usage", "1e4"], env={"COLUMNS": "200"})
+    assert wide.exit_code == 0 and "10000 units" in wide.output and "E+" not in wide.output
     missing = runner.invoke(app, ["price", "quote", str(tmp_path / "none.yaml"), "--usage", "1"])
     assert missing.exit_code == 2 and _unwrapped("price model file not found") in _unwrapped(missing.output)
 

@@ -194,7 +194,7 @@ def test_every_problem_at_once_and_the_wrong_input_for_the_model() -> None:
         parse_price_model({"model": "package", "package_size": 0, "package_amount": -5, "colour": "red"})
     said = str(caught.value)
     assert "package_size" in said and "package_amount" in said and "colour: not a field of a package price" in said
-    with pytest.raises(ConfigError, match="quoted on event amounts"):
+    with pytest.raises(ConfigError, match="quoted on the events' amounts"):
         quote(parse_price_model({"model": "percentage", "rate": "0.01"}), usage=5)
     with pytest.raises(ConfigError, match="quoted on a usage quantity"):
         quote(parse_price_model({"model": "per_unit", "unit_amount": 1}), events=["5"])
@@ -216,6 +216,9 @@ def test_files_keep_every_digit(tmp_path: Path) -> None:
         load_price_model(tmp_path / "bad.yaml")
     with pytest.raises(ConfigError, match="price model file not found"):
         load_price_model(tmp_path / "none.yaml")
+    (tmp_path / "twice.yaml").write_text("model: per_unit\nunit_amount: 1\nunit_amount: 2\n")
+    with pytest.raises(ConfigError, match=r"(?s)twice.yaml: not valid YAML: .*'unit_amount' appears twice \(lines 2"):
+        load_price_model(tmp_path / "twice.yaml")  # as in the settings file: never the last one silently
     (tmp_path / "list.yaml").write_text("- 1\n")
     with pytest.raises(ConfigError, match="a price model is a mapping"):
         load_price_model(tmp_path / "list.yaml")

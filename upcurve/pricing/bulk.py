@@ -36,17 +36,19 @@ _QUANTITY = dt.Decimal(38, QUANTITY_SCALE)
 _AMOUNT = dt.Decimal(38, AMOUNT_SCALE)
 
 
+def _exact(value: Decimal, field: str, places: int) -> Decimal:
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        raise ConfigError(f"{field}: {value:f} has more than {places} decimal places, more than the engine's decimals "
+                          "keep exactly")
+    return value
+
+
 def _money(value: Decimal, field: str) -> ir.DecimalScalar:
-    if value != value.quantize(Decimal(1).scaleb(-AMOUNT_SCALE)):
-        raise ConfigError(f"{field}: {value:f} has more than {AMOUNT_SCALE} decimal places, more than the engine's "
-                          "decimals keep exactly")
-    return ibis.literal(value, type=_AMOUNT)
+    return ibis.literal(_exact(value, field, AMOUNT_SCALE), type=_AMOUNT)
 
 
 def _units(value: Decimal, field: str) -> ir.DecimalScalar:
-    if value != value.quantize(Decimal(1).scaleb(-QUANTITY_SCALE)):
-        raise ConfigError(f"{field}: {value:f} has more than {QUANTITY_SCALE} decimal places")
-    return ibis.literal(value, type=_QUANTITY)
+    return ibis.literal(_exact(value, field, QUANTITY_SCALE), type=_QUANTITY)
 
 
 def charge_expression(model: PriceModel, quantity: ir.NumericValue) -> ir.DecimalValue:
@@ -63,11 +65,11 @@ def charge_expression(model: PriceModel, quantity: ir.NumericValue) -> ir.Decima
     zero = ibis.literal(Decimal(0), type=_AMOUNT)
     charge: ir.DecimalValue
     if isinstance(model, Flat):
-        charge = _money(model.flat_amount, "flat_amount") + q * 0
+        charge = _money(model.flat_amount, "flat_amount")
     elif isinstance(model, PerUnit):
         charge = q * _money(model.unit_amount, "unit_amount")
     elif isinstance(model, Graduated):
-        charge = zero + q * 0
+        charge = zero
         start = Decimal(0)
         for i, tier in enumerate(model.tiers):
             over = ibis.greatest(q - _units(start, f"tiers[{i + 1}]"), 0)
@@ -78,17 +80,16 @@ def charge_expression(model: PriceModel, quantity: ir.NumericValue) -> ir.Decima
             charge = charge + reached.ifelse(part, zero)
             start = tier.up_to if tier.up_to is not None else start
     elif isinstance(model, Volume):
-        cases = ibis.cases(*[
+        charge = ibis.cases(*[
             (q <= _units(tier.up_to, f"tiers[{i + 1}].up_to") if tier.up_to is not None else ibis.literal(True),
              q * _money(tier.unit_amount, f"tiers[{i + 1}].unit_amount") +
              _money(tier.flat_amount, f"tiers[{i + 1}].flat_amount"))
             for i, tier in enumerate(model.tiers)])
-        charge = cases
     elif isinstance(model, Package):
         # packages counted in whole millionths, so an exact multiple never rounds up to one package more
         scale = 10 ** QUANTITY_SCALE
         billable = (ibis.greatest(q - _units(model.free_units, "free_units"), 0) * scale).cast("int64")
-        size = int(_exact_units(model.package_size) * scale)
+        size = int(_exact(model.package_size, "package_size", QUANTITY_SCALE) * scale)
         packages = (billable + (size - 1)) // size
         charge = packages.cast(_QUANTITY) * _money(model.package_amount, "package_amount")
     elif isinstance(model, TieredOverage):
@@ -113,8 +114,3 @@ def charge_expression(model: PriceModel, quantity: ir.NumericValue) -> ir.Decima
     digits = minor_unit_digits(model.currency)
     return charge.round(digits).cast(dt.Decimal(38, digits))
 
-
-def _exact_units(value: Decimal) -> Decimal:
-    if value != value.quantize(Decimal(1).scaleb(-QUANTITY_SCALE)):
-        raise ConfigError(f"package_size: {value:f} has more than {QUANTITY_SCALE} decimal places")
-    return value

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from upcurve.config import UniqueKeyLoader, read_text_file
 from upcurve.errors import ConfigError
 
 __all__ = [
@@ -31,6 +32,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_above(model: BaseModel, low: str, high: str) -> None:
+    """Refuse a lower bound set above its upper bound (either may be unset)."""
+    least, most = getattr(model, low), getattr(model, high)
+    if least is not None and most is not None and least > most:
+        raise ValueError(f"{low} {least} is above {high} {most}")
+
+
 class _Spend(_Strict):
     """What every model may add: ``minimum_spend`` raises the period's charge to it (a separate true-up line),
     ``maximum_spend`` caps it (a discount line). ``currency``: the ISO code the amounts are in (default USD), which
@@ -42,9 +50,7 @@ class _Spend(_Strict):
 
     @model_validator(mode="after")
     def _spend_in_order(self) -> _Spend:
-        if self.minimum_spend is not None and self.maximum_spend is not None and \
-                self.minimum_spend > self.maximum_spend:
-            raise ValueError(f"minimum_spend {self.minimum_spend} is above maximum_spend {self.maximum_spend}")
+        _not_above(self, "minimum_spend", "maximum_spend")
         return self
 
 
@@ -155,9 +161,7 @@ class Percentage(_Spend):
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> Percentage:
-        if self.per_event_min is not None and self.per_event_max is not None and \
-                self.per_event_min > self.per_event_max:
-            raise ValueError(f"per_event_min {self.per_event_min} is above per_event_max {self.per_event_max}")
+        _not_above(self, "per_event_min", "per_event_max")
         return self
 
 
@@ -243,16 +247,7 @@ def load_price_model(path: str | Path) -> PriceModel:
         The file is missing or unreadable, not YAML/JSON, or the model is invalid (:func:`parse_price_model`).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: price model file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; name the price model file itself") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    text = read_text_file(path, "price model file")
     try:
         # decimals stay exact: JSON numbers are read as Decimal, YAML floats through their text
         data = json.loads(text, parse_float=Decimal) if path.suffix.lower() == ".json" else _yaml_exact(text)
@@ -262,8 +257,9 @@ def load_price_model(path: str | Path) -> PriceModel:
     return parse_price_model(data, str(path))
 
 
-class _ExactLoader(yaml.SafeLoader):
-    """YAML's safe loader, reading floats as exact decimals (``0.1`` stays one tenth)."""
+class _ExactLoader(UniqueKeyLoader):
+    """The settings file's YAML loader (a key written twice is an error), reading floats as exact decimals (``0.1``
+    stays one tenth)."""
 
 
 def _exact_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:

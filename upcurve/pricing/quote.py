@@ -105,14 +105,14 @@ def quote(model: PriceModel, *, usage: Decimal | int | str | None = None,
     """
     if isinstance(model, Percentage):
         if events is None or usage is not None:
-            raise ConfigError("a percentage price is quoted on event amounts (--events), not on a usage quantity")
+            raise ConfigError("a percentage price is quoted on the events' amounts, not on a usage quantity")
         amounts = [_amount(e, f"event {i + 1}") for i, e in enumerate(events)]
         lines = _percentage(model, amounts)
         count: int | None = len(amounts)
         quantity = None
     else:
         if usage is None or events is not None:
-            raise ConfigError(f"a {model.model} price is quoted on a usage quantity (--usage), not on event amounts")
+            raise ConfigError(f"a {model.model} price is quoted on a usage quantity, not on events' amounts")
         quantity = _amount(usage, "usage")
         lines = _lines(model, quantity)
         count = None
