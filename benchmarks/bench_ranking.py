@@ -27,31 +27,30 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from upcurve.simulate import BILLING_TABLES
 
 #: Each company: profile, seed, and whether only its billing tables are kept.
 COMPANIES = ["mid_market:11", "plg:12", "enterprise:13", "annual_contracts:14", "usage_led:15", "seasonal_smb:16",
              "mid_market:17:billing"]
-#: The tables a company without product analytics or a CRM still has.
-BILLING_ONLY = ("accounts", "plans", "invoice_lines", "fx_rates")
 GOALS = {"share": 0.90, "lift": 3.0, "margin": 0.10, "lever": 0.85}
 #: The model measured: what upcurve learns with its default settings.
 MODEL = "auto"
 
 
-def logistic_share(rows: list[dict], target: str) -> str:
-    """At how many cutoffs ``auto`` learned ``target`` with the logistic regression (its AUC is that kind's)."""
-    auc = {(r["cutoff"], r["model"]): r["auc"] for r in rows if r["target"] == target}
-    cutoffs = sorted({c for c, m in auc if m == MODEL})
-    picked = sum(auc[(c, MODEL)] == auc.get((c, "logistic")) != auc.get((c, "lightgbm")) for c in cutoffs)
-    return f"{picked}/{len(cutoffs)}"
+def logistic_share(scored: pa.Table, target: str) -> str:
+    """At how many cutoffs ``auto`` learned ``target`` with the logistic regression, as the backtest recorded."""
+    kinds = dict(zip(scored["cutoff"].to_pylist(), scored[f"{target}_scored_by"].to_pylist(), strict=True))
+    return f"{sum(kind == 'logistic' for kind in kinds.values())}/{len(kinds)}"
 
 
 def keep_billing_only(folder: Path) -> None:
     """Remove every table a billing system does not hold (product events, users, usage, the CRM's)."""
     for path in folder.iterdir():
-        if path.is_file() and path.suffix in (".parquet", ".csv") and path.stem not in BILLING_ONLY:
+        if path.is_file() and path.suffix in (".parquet", ".csv") and path.stem not in BILLING_TABLES:
             path.unlink()
 
 
@@ -108,7 +107,7 @@ def measure(company: str, accounts: int, months: int, cutoffs: int, runs: int, h
         "health": mean("health_score", "expansion", "auc"),
         "lever": lever_among_true(scored.to_pylist(), folder / "truth", horizon),
         "churn": mean(MODEL, "churn", "auc"), "churn_share": mean(MODEL, "churn", "share_of_oracle"),
-        "logistic": {t: logistic_share(rows, t) for t in ("expansion", "churn")},
+        "logistic": {t: logistic_share(result.tables["backtest_accounts"], t) for t in ("expansion", "churn")},
         "simulated_s": simulated, "backtest_s": replayed,
     }
 

@@ -501,7 +501,9 @@ def test_auto_learns_each_outcome_with_the_kind_that_ranks_its_latest_months_bet
     # what the backtest reports as auto without training it: the same choice from the two fixed kinds
     fixed = {k: AccountScorer(config.model_copy(update={"model": k})).fit(frame) for k in ("lightgbm", "logistic")}
     assert (chosen_kind(fixed, "expansion"), chosen_kind(fixed, "churn")) == ("lightgbm", "logistic")
-    found = replay(frame, config, cutoffs=2).tables["backtest_metrics"].to_pylist()
+    replayed = replay(frame, config, cutoffs=2)
+    found = replayed.tables["backtest_metrics"].to_pylist()
+    accounts = replayed.tables["backtest_accounts"].to_pylist()
     auc = {(r["cutoff"], r["target"], r["model"]): r["auc"] for r in found}
     idx = np.asarray(frame["snapshot_idx"].to_pylist())
     for cutoff in {r["cutoff"] for r in found}:
@@ -509,6 +511,8 @@ def test_auto_learns_each_outcome_with_the_kind_that_ranks_its_latest_months_bet
         then = {k: AccountScorer(config.model_copy(update={"model": k})).fit(known) for k in ("lightgbm", "logistic")}
         for target in ("expansion", "churn"):
             assert auc[(cutoff, target, "auto")] == auc[(cutoff, target, chosen_kind(then, target))]
+            # and each account scored then says which kind scored it
+            assert {a[f"{target}_scored_by"] for a in accounts if a["cutoff"] == cutoff} == {chosen_kind(then, target)}
     # a fixed kind learns that kind for both
     only = AccountScorer(config.model_copy(update={"model": "lightgbm"})).fit(frame).card_
     assert {only["targets"][t]["model"] for t in ("expansion", "churn")} == {"lightgbm"}

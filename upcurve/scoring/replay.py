@@ -140,8 +140,9 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
 #: The columns of ``backtest_accounts``: each account at each cutoff, as the configured model scored it then, and
 #: what happened after.
 BACKTEST_ACCOUNTS = {"cutoff": pa.date32(), "account_id": pa.string(), "expansion_propensity": pa.float64(),
-                     "churn_risk": pa.float64(), "recommended_lever": pa.string(), "label_expansion": pa.bool_(),
-                     "label_churn": pa.bool_(), "expansion_lever": pa.string()}
+                     "churn_risk": pa.float64(), "recommended_lever": pa.string(), "expansion_scored_by": pa.string(),
+                     "churn_scored_by": pa.string(), "label_expansion": pa.bool_(), "label_churn": pa.bool_(),
+                     "expansion_lever": pa.string()}
 
 
 def _auto_scores(fitted: dict[str, AccountScorer], scored_as: dict[str, pa.Table], cfg: ScoringConfig,
@@ -169,6 +170,7 @@ def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table) -> pa.Table:
         "cutoff": pa.array([month_end(cutoff)] * test.num_rows, pa.date32()),
         "account_id": test["account_id"], "expansion_propensity": scores["expansion_propensity"],
         "churn_risk": scores["churn_risk"], "recommended_lever": scores["recommended_lever"],
+        "expansion_scored_by": scores["expansion_scored_by"], "churn_scored_by": scores["churn_scored_by"],
         "label_expansion": test["label_expansion"], "label_churn": test["label_churn"],
         "expansion_lever": test["expansion_lever"],
     }).cast(pa.schema(list(BACKTEST_ACCOUNTS.items())))
