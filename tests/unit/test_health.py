@@ -128,3 +128,11 @@ def test_the_documented_settings_example_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert config.health.segment_weights == {"enterprise": {"business_outcomes": 80}}
     assert config.health.overrides[0].until == dt.date(2026, 1, 31)
+
+
+def test_a_component_named_like_a_billing_one_is_named_in_the_error() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"share the name\(s\) \['tenure'\].*now: mrr_trend, contractions, "
+                                              r"renewal, tenure"):
+        HealthConfig(components=(_fixed("tenure", 20, 47), _fixed("b", 15, 59)))

@@ -271,3 +271,41 @@ def test_an_account_scored_from_billing_alone_says_so_on_its_page(built_workspac
     assert "Scored from billing alone" in page
     for component in ("mrr trend", "contractions", "tenure"):
         assert component in page
+
+
+def test_the_account_page_lists_the_components_the_run_scored_with() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from upcurve.web.pages import _component_names
+    from upcurve.workspace import RunRecord
+
+    custom = cast(RunRecord, SimpleNamespace(settings={"health": {
+        "components": [{"name": "adoption"}, {"name": "support"}], "billing_components": [{"name": "renewal"}]}}))
+    assert _component_names(custom, "product") == ["adoption", "support"]
+    assert _component_names(custom, "billing") == ["renewal"]
+    kept_none = cast(RunRecord, SimpleNamespace(settings={}))
+    assert _component_names(kept_none, "billing") == ["mrr_trend", "contractions", "renewal", "tenure"]
+    assert "product_usage" in _component_names(kept_none, None)
+
+
+def test_a_backtest_against_the_oracle_shows_the_share_and_speaks_for_auto() -> None:
+    from types import SimpleNamespace
+    from typing import cast
+
+    from upcurve.web._backtest import backtest_view
+    from upcurve.workspace.backtests import BacktestRecord
+
+    rows = _metrics().to_pylist()
+    rows += [{**r, "model": "auto"} for r in rows if r["model"] == "lightgbm"]
+    for r in rows:
+        r["share_of_oracle"] = r["auc"] / 0.9
+    calibration = [{**r, "model": "auto"} for r in _calibration().to_pylist() if r["model"] == "lightgbm"]
+    record = cast(BacktestRecord, SimpleNamespace(
+        backtest_id="b", created_at=dt.datetime(2024, 12, 31), as_of="2024-12-31", source="s", cutoffs=[],
+        notes=[], metrics=rows, calibration=calibration))
+    view = backtest_view(record)
+    assert view["calibrated"] == "auto" and len(view["calibration"]) == 20
+    means = {(m["target"], m["model"]): m for m in view["means"]}
+    assert means[("expansion", "auto")]["share_of_oracle"] == pytest.approx((0.8 + 0.85) / 2 / 0.9)
+    assert next(m["model"] for m in view["means"] if m["target"] == "expansion") == "auto"  # listed first

@@ -256,8 +256,11 @@ def render_model_card(console: Console, card: dict[str, Any]) -> None:
 def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, notes: list[str]) -> None:
     """Each model's ranking quality at every cutoff, then how calibrated its probabilities were."""
     table = Table(title="Backtest: how well each model ranked the next quarter's outcomes")
+    from upcurve.scoring.backtest import headline_model  # the scoring package imports the models: only when shown
+
     right: JustifyMethod = "right"
-    oracle = any(r.get("share_of_oracle") is not None for r in metrics.to_pylist())
+    rows = metrics.to_pylist()
+    oracle = any(r.get("share_of_oracle") is not None for r in rows)
     for col in ("cutoff", "target", "model", "AUC", *(["of oracle"] if oracle else []), "log loss", "Brier",
                 "precision@10%", "lift", "base rate", "rows", "lever match"):
         table.add_column(col, justify="left" if col in ("cutoff", "target", "model") else right)
@@ -265,9 +268,6 @@ def render_backtest(console: Console, metrics: pa.Table, calibration: pa.Table, 
     def num(v: float | None, fmt: str = ".3f") -> str:
         return "–" if v is None or v != v else format(v, fmt)
 
-    from upcurve.scoring.backtest import headline_model  # the scoring package imports the models: only when shown
-
-    rows = metrics.to_pylist()
     headline = headline_model(rows)
     for r in rows:
         style = "bold" if r["model"] == headline else ""

@@ -162,7 +162,11 @@ class HealthConfig(_Frozen):
         every = (*self.components, *self.billing_components)
         names = {c.name for c in every}
         if len(names) != len(every):
-            raise ValueError("two components share a name")
+            listed = [c.name for c in every]
+            twice = sorted({n for n in listed if listed.count(n) > 1})
+            raise ValueError(f"components share the name(s) {twice}: a name is used once across components and "
+                             f"billing_components (now: {', '.join(c.name for c in self.billing_components)}); "
+                             "rename one")
         for segment, weights in self.segment_weights.items():
             unknown = set(weights) - names
             if unknown:

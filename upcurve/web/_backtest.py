@@ -57,14 +57,15 @@ def backtest_view(record: BacktestRecord, *, horizon_days: int = 90) -> dict[str
               "auc": _mean([r.get("auc") for r in rows]),
               "lift_top_decile": _mean([r.get("lift_top_decile") for r in rows]),
               "precision_at_k": _mean([r.get("precision_at_k") for r in rows]),
-              "base_rate": _mean([r.get("base_rate") for r in rows])}
+              "base_rate": _mean([r.get("base_rate") for r in rows]),
+              "share_of_oracle": _mean([r.get("share_of_oracle") for r in rows])}
              for (target, model), rows in sorted(groups.items(), key=lambda kv: (
                  targets.get(kv[0][0], len(targets)), kv[0][0], order.get(kv[0][1], len(order)), kv[0][1]))]
     calibrated = headline_model(record.metrics)
     calibration = [r for r in record.calibration if r.get("model") == calibrated]
     return {"backtest_id": record.backtest_id, "created_at": record.created_at, "as_of": record.as_of,
             "source": record.source, "cutoffs": list(record.cutoffs), "notes": list(record.notes),
-            "horizon_days": horizon_days, "sentences": sentences, "means": means,
+            "horizon_days": horizon_days, "sentences": sentences, "means": means, "calibrated": calibrated,
             "calibration": [{k: r.get(k) for k in ("target", "bin", "rows", "mean_predicted", "observed_rate")}
                             for r in calibration],
             "figure": charts.calibration_chart(calibration, calibrated)}

@@ -293,12 +293,14 @@ class BacktestSentence(BaseModel):
 
 class BacktestMean(BaseModel):
     target: str
-    model: str = Field(description="lightgbm, logistic, rules or health_score")
+    model: str = Field(description="auto (each outcome by the kind model: auto chose), lightgbm, logistic, rules, "
+                       "health_score, or oracle (a simulated company's true odds)")
     cutoffs: int = Field(description="how many cutoffs the means are over")
     auc: float | None
     lift_top_decile: float | None
     precision_at_k: float | None = Field(description="the share of the top 10% where it happened")
     base_rate: float | None
+    share_of_oracle: float | None = Field(None, description="AUC ÷ the oracle's, where the backtest had an oracle")
 
 
 class CalibrationBin(BaseModel):
@@ -321,7 +323,9 @@ class Backtest(BaseModel):
     horizon_days: int | None = None
     sentences: list[BacktestSentence] = []
     means: list[BacktestMean] = Field(default=[], description="each model's means over the cutoffs, per target")
-    calibration: list[CalibrationBin] = Field(default=[], description="LightGBM: mean predicted against "
+    calibrated: str | None = Field(None, description="the model whose calibration is listed: auto, or the "
+                                   "configured kind")
+    calibration: list[CalibrationBin] = Field(default=[], description="that model: mean predicted against "
                                                                        "observed rate by decile (cutoffs pooled)")
 
 
@@ -557,7 +561,8 @@ def model(data: ReaderDep, run: RunParam = None) -> Model:
 
 
 @router.get("/backtest", dependencies=[Read], summary="The backtest kept last: how the models ranked past dates, "
-                                                      "in words, as means over cutoffs, and LightGBM's calibration")
+                                                      "in words, as means over cutoffs, and the configured model's "
+                                                      "calibration")
 def backtest(data: ReaderDep, run: RunParam = None) -> Backtest:
     from upcurve.web._backtest import HOW_TO, horizon_days
 

@@ -262,9 +262,19 @@ _SIGNALS = ("products_paid", "products_unowned", "tier_headroom", "purchased_sea
             "features_first_used_7d", "premium_gap_features", "dau_per_seat", "stickiness", "activity_trend",
             "login_trend", "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m",
             "outcome_status", "mrr_trend_3m")
-_COMPONENTS = ("product_usage", "engagement_trend", "support", "business_outcomes", "sentiment")
-#: The health components of an account scored from billing alone (``health_basis`` ``billing``).
-_BILLING_COMPONENTS = ("mrr_trend", "contractions", "renewal", "tenure")
+
+
+def _component_names(record: RunRecord, basis: str | None) -> list[str]:
+    """The health components the run scored with, as its settings list them: the billing ones for an account
+    scored from billing alone (``health_basis`` ``billing``), else the product ones (the defaults when the run
+    kept no such setting)."""
+    from upcurve.signals.health import DEFAULT_BILLING_COMPONENTS, DEFAULT_COMPONENTS
+
+    key = "billing_components" if basis == "billing" else "components"
+    health = (record.settings or {}).get("health") or {}
+    listed = [str(c["name"]) for c in health.get(key) or () if isinstance(c, dict) and c.get("name")]
+    default = DEFAULT_BILLING_COMPONENTS if basis == "billing" else DEFAULT_COMPONENTS
+    return listed or [c.name for c in default]
 
 
 @router.get("/accounts/{account_id}")
@@ -295,8 +305,7 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
     history = data.account_history(account_id)
     return _render(request, "account.html", _context(
         data, user, record, a=row, found=found, figure=figure, usage=usage, trend=usage_trend(row),
-        components=[(c, row.get(f"health_{c}")) for c in (
-            _BILLING_COMPONENTS if row.get("health_basis") == "billing" else _COMPONENTS)],
+        components=[(c, row.get(f"health_{c}")) for c in _component_names(record, row.get("health_basis"))],
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
         churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],
