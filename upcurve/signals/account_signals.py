@@ -363,7 +363,7 @@ def account_signals_at(
     out = out.mutate(seats_priced=out.seats_priced.fill_null(False))
     out = out.mutate(seat_saturation=ibis.ifelse(out.seats_priced, _ratio(out.active_users, out.purchased_seats),
                                                  null_f))
-    cols["flag_seat_saturation"] = ibis.ifelse(out.seats_priced, out.seat_saturation >= 0.8, False)
+    cols["flag_seat_saturation"] = (out.seat_saturation >= 0.8).fill_null(False)  # null where seats are not priced
     cols["flag_invite_surge"] = (out.new_active_14d >= 3) & (out.new_active_prev_14d == 0)
     cols["flag_team_growth"] = out.new_active_30d >= 5
     out = out.mutate(**cols)

@@ -527,14 +527,10 @@ def diff(data: ReaderDep, a: RunParam = None, b: RunParam = None,
          limit: Limit = 100) -> Diff:
     runs = data.runs()
     later = data.run(b)
-    if a is not None:
-        earlier = data.run(a)
-    else:
-        before = [r for r in runs if r.run_id != later.run_id and r.started_at <= later.started_at]
-        if not before:
-            raise NotFound("a diff needs an earlier run; the workspace holds "
-                           f"{len(runs)} run(s)")
-        earlier = before[-1]
+    before = data.run(a) if a is not None else data.previous(later)
+    if before is None:
+        raise NotFound(f"a diff needs an earlier run; the workspace holds {len(runs)} run(s)")
+    earlier = before
     found = data.diff(earlier, later, threshold=threshold)
     lists = ("entered", "left", "tier_moves", "new_churn_risks")
     # rows validated into their models by pydantic, as every answer here is

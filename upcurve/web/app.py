@@ -124,10 +124,10 @@ def create_app(store: Store | str | Path, *, secure_cookies: bool = False, warm:
 
     ``secure_cookies`` marks the session cookie ``Secure`` (serve behind HTTPS). ``warm`` (``upcurve serve`` sets
     it) reads and indexes the latest run before the app accepts its first request (in its lifespan's startup:
-    about 2 s at 100,000 accounts; served beside the requests, that work held a core and made every answer of the
-    first seconds wait), then each later run in a background thread as soon as the app sees it, so the first person
-    to open an account page does not wait for it; the app must then be the only one in its process to open the
-    workspace (an embedded DuckDB file opens one way at a time in a process)."""
+    about 11 s at 100,000 accounts with two runs, docs/web.md; served beside the requests, that work held a core
+    and made every answer of the first seconds wait), then each later run in a background thread as soon as the
+    app sees it, so the first person to open an account page does not wait for it; the app must then be the only
+    one in its process to open the workspace (an embedded DuckDB file opens one way at a time in a process)."""
     from upcurve.web import api, api_plays, pages
 
     if not isinstance(store, Store):

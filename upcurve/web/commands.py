@@ -56,7 +56,7 @@ def serve(workspace: WorkspaceOpt = None,
     if not acc.list_users(store):
         _err.print(safe_text(f"note: no user can log in yet: upcurve users add NAME --workspace {store.where}",
                              "yellow"))
-    _console.print(safe_text(f"reading the latest run of {store.where} into memory (some 10 s at 100,000 accounts)"))
+    _console.print(safe_text(f"reading the latest run of {store.where} into memory (some 11 s at 100,000 accounts)"))
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

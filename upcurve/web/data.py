@@ -241,9 +241,9 @@ class Reader:
 
         for product in products(self, run):  # what a click on a product's bar lists
             product_rises(self, run, product)
-        earlier = [r for r in self.runs() if r.run_id != run.run_id and r.started_at <= run.started_at]
-        if earlier:
-            self.diff(earlier[-1], run)
+        before = self.previous(run)
+        if before is not None:  # the diff the runs page and GET /api/diff show by default
+            self.diff(before, run)
         self.plays.funnel(run)
         self.plays.uplift(run)
         self.plays.levers(run)
@@ -279,6 +279,12 @@ class Reader:
             done = acc.record_action(self.store, run.run_id, account_id, status, note, actor)
             self._recent.pop(("actions", run.run_id), None)
         return done
+
+    def previous(self, run: RunRecord) -> RunRecord | None:
+        """The run before ``run`` (the latest other run started no later): what a diff compares it with by
+        default. None when there is none."""
+        before = [r for r in self.runs() if r.run_id != run.run_id and r.started_at <= run.started_at]
+        return before[-1] if before else None
 
     def run(self, run_id: str | None = None) -> RunRecord:
         """A run by id (a unique prefix will do), else the latest run."""

@@ -401,7 +401,7 @@ def runs(request: Request, data: ReaderDep, user: User, a: Opt = None, b: Opt = 
     diff = None
     if len(history) >= 2:
         later = record
-        earlier = data.run(a) if a else next((r for r in reversed(history) if r.run_id != later.run_id), None)
+        earlier = data.run(a) if a else data.previous(later)
         if earlier is not None and earlier.run_id != later.run_id:
             found = data.diff(earlier, later)
             parts = {"entered": found.entered, "left": found.left, "tier_moves": found.tier_moves,
