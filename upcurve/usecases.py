@@ -45,6 +45,7 @@ from upcurve.plays import (
 )
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
+    TARGETS,
     AccountScorer,
     account_context,
     check_saved_scorer,
@@ -393,8 +394,8 @@ def train(
     scorer = fit_scorer(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of)
     scorer.card_["data_dir"] = loaded.source
     if not scorer.learned:
-        raise UpcurveError(f"no model was saved: expansion: {scorer.fallback_['expansion']}; churn: "
-                           f"{scorer.fallback_['churn']}. Runs rank accounts by the cold-start rules until the "
+        why = "; ".join(f"{target}: {reason}" for target, reason in scorer.fallback_.items() if target in TARGETS)
+        raise UpcurveError(f"no model was saved: {why}. Runs rank accounts by the cold-start rules until the "
                            "history is long enough.")
     scorer.save(models_dir, inputs=[data_dir])
     return scorer

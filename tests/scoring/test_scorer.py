@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
+from upcurve.errors import UpcurveError
 from upcurve.plays import weekly_worklist
 from upcurve.scoring import (
     FEATURES,
@@ -30,7 +31,7 @@ from upcurve.scoring import (
 from upcurve.scoring.context import context_columns, context_label
 from upcurve.scoring.reasons import FEATURE_LABELS, WHEN_EMPTY, probability_contributions, top_reasons
 from upcurve.simulate import simulate_company
-from upcurve.usecases import RunResult, backtest, run
+from upcurve.usecases import RunResult, backtest, run, train
 from upcurve.workspace import Store
 from upcurve.workspace.backtests import latest_backtest
 
@@ -239,6 +240,11 @@ def test_short_history_falls_back_to_rules_and_says_so(tmp_path: Path) -> None:
     assert result.tables["worklist"].num_rows == 1
     bt = backtest(folder)
     assert any("history too short" in n for n in bt.notes)
+    # training saves nothing, and says why for each outcome (not for the lever, which is no outcome)
+    with pytest.raises(UpcurveError, match=r"no model was saved: expansion: history too short.*; churn: history "
+                                           r"too short[^;]*\. Runs rank accounts by the cold-start rules"):
+        train(folder, tmp_path / "model", as_of=dt.date(2025, 4, 30))
+    assert not (tmp_path / "model").exists()
 
 
 def test_cli_train_backtest_and_reuse(company: Path, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.context import account_context
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
 from upcurve.scoring.replay import BACKTEST_METRICS, Replay, read_oracle, replay, snapshot_health
-from upcurve.scoring.scorer import SCORE_COLUMNS, AccountScorer, rule_scores
+from upcurve.scoring.scorer import SCORE_COLUMNS, TARGETS, AccountScorer, rule_scores
 from upcurve.scoring.snapshots import labels_after, premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.scoring.training import (
     ModelDecision,
@@ -23,6 +23,7 @@ __all__ = [
     "FEATURES",
     "LEVERS",
     "SCORE_COLUMNS",
+    "TARGETS",
     "AccountScorer",
     "ColdStartRules",
     "ModelDecision",
