@@ -49,7 +49,8 @@ def test_bad_input_exits_2_naming_the_file_and_field(tmp_path: Path) -> None:
         assert wrong.exit_code == 2 and _unwrapped(says) in _unwrapped(wrong.output), wrong.output
     (tmp_path / "fees.yaml").write_text("model: percentage\nrate: 0.02\n")
     typed = runner.invoke(app, ["price", "quote", str(tmp_path / "fees.yaml"), "--events", "10,,x"])
-    assert typed.exit_code == 2 and _unwrapped("event 2: '' is not a number") in _unwrapped(typed.output)
+    assert typed.exit_code == 2 and _unwrapped("event 2: '' is not a number; event 3: 'x' is not a number") in \
+        _unwrapped(typed.output)
     wide = runner.invoke(app, ["price", "quote", str(tmp_path / "ok.yaml"), "--usage", "1e4"], env={"COLUMNS": "200"})
     assert wide.exit_code == 0 and "10000 units" in wide.output and "E+" not in wide.output
     missing = runner.invoke(app, ["price", "quote", str(tmp_path / "none.yaml"), "--usage", "1"])

@@ -106,7 +106,14 @@ def quote(model: PriceModel, *, usage: Decimal | int | str | None = None,
     if isinstance(model, Percentage):
         if events is None or usage is not None:
             raise ConfigError("a percentage price is quoted on the events' amounts, not on a usage quantity")
-        amounts = [_amount(e, f"event {i + 1}") for i, e in enumerate(events)]
+        amounts, wrong = [], []
+        for i, event in enumerate(events, start=1):  # every bad event named at once
+            try:
+                amounts.append(_amount(event, f"event {i}"))
+            except ConfigError as exc:
+                wrong.append(str(exc))
+        if wrong:
+            raise ConfigError("; ".join(wrong))
         lines = _percentage(model, amounts)
         count: int | None = len(amounts)
         quantity = None
