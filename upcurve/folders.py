@@ -227,8 +227,8 @@ def _recover(out: Path) -> None:
     """Repair what a killed write to ``out`` left behind (call with the parent locked).
 
     If ``out`` is missing and a previous folder was moved aside by an interrupted two-rename swap, it is put back.
-    Staging and set-aside folders of processes that no longer run are removed when they are provably upcurve's;
-    anything else is left where it is.
+    Staging and set-aside folders of processes that no longer run are removed when they are provably upcurve's, or
+    empty (a write killed between making its staging folder and marking it); anything else is left where it is.
     """
     old = [(p, pid) for p, pid in _leftovers(out, _OLD) if not _pid_alive(pid)]
     if not out.exists() and not out.is_symlink():
@@ -240,6 +240,11 @@ def _recover(out: Path) -> None:
     for path, pid in [*old, *_leftovers(out, _NEW)]:
         if not _pid_alive(pid) and path.exists() and _ours(path):
             shutil.rmtree(path, ignore_errors=True)
+        elif not _pid_alive(pid) and path.exists():
+            # a staging folder made by a write killed before it could mark it: empty, so removing it deletes
+            # nothing (rmdir refuses a folder that holds anything)
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -142,10 +142,13 @@ def test_staging_left_by_a_killed_process_is_removed_but_a_live_ones_is_not(tmp_
     strange = tmp_path / f".out.upcurve-new-{_dead_pid()}-ffff"
     strange.mkdir()
     (strange / "someone_elses.txt").write_text("not upcurve's")
+    unmarked = tmp_path / f".out.upcurve-new-{_dead_pid()}-0000"
+    unmarked.mkdir()  # killed between making its staging folder and marking it: empty
     write_folder(tmp_path / "out", _fill({"a.csv": "1"}), kind="results")
     assert not dead.exists()
     assert live.exists()  # its writer still runs
     assert (strange / "someone_elses.txt").exists()  # not provably upcurve's
+    assert not unmarked.exists()  # empty: removing it deletes nothing
 
 
 def test_the_two_rename_fallback_gives_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
