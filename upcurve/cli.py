@@ -16,7 +16,7 @@ from rich.text import Text
 from upcurve import __version__
 from upcurve.cli_plays import levers as levers_command
 from upcurve.cli_plays import plays_app
-from upcurve.cli_pricing import price_app
+from upcurve.cli_pricing import price_app, usage_command
 from upcurve.cli_support import (
     EXIT_BAD_INPUT,
     AsOf,
@@ -420,6 +420,8 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(plays_app, name="plays")
 app.add_typer(price_app, name="price")
+app.add_typer(price_app, name="pricing")  # the same commands: `upcurve pricing simulate`, `upcurve price quote`
+app.command("usage")(usage_command)
 app.command("levers")(levers_command)
 
 

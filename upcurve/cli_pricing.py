@@ -9,14 +9,25 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from upcurve.cli_support import _fail, console
+from upcurve.cli_support import (
+    ReadAsOf,
+    RunOption,
+    WorkspaceOption,
+    _fail,
+    _store,
+    _usecases,
+    _with_progress,
+    console,
+)
+from upcurve.config import Settings
 from upcurve.errors import ConfigError, UpcurveError
 from upcurve.present.safe import safe_text
 
-__all__ = ["price_app"]
+__all__ = ["price_app", "usage_command"]
 
 price_app = typer.Typer(help="Price usage with a price model (flat, per unit, graduated, volume, package, "
-                             "percentage, tiered overage, commitment).", no_args_is_help=True)
+                             "percentage, tiered overage, commitment); compare two prices; simulate a price change "
+                             "on the book of business.", no_args_is_help=True)
 
 
 @price_app.command("quote")
@@ -56,3 +67,75 @@ def quote_command(
     console.print(table)
     if found.amount != found.unrounded_amount:
         console.print(f"exactly {found.unrounded_amount:f}, rounded once to the {found.currency} minor unit")
+
+
+def usage_command(
+    account_id: Annotated[str, typer.Argument(help="The account's id.")],
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    as_of: ReadAsOf = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the limits, projected periods, weeks "
+                                                         "and roles.")] = False,
+) -> None:
+    """An account's usage against each limit: the share used, the 30/60/90-day trend, use by week and by role,
+    projected use and cost for this month and the next three, days until the limit and the alerts reached."""
+    from upcurve.present.terminal import render_usage
+    from upcurve.workspace.usage import account_usage
+
+    store = _store(workspace, Settings())
+    view = _with_progress(lambda say: account_usage(store, account_id, run_id=run_id,
+                                                    as_of=as_of.date() if as_of else None))
+    if as_json:
+        print(json.dumps(view.as_json(), default=str, ensure_ascii=False))
+        return
+    render_usage(console, view)
+
+
+@price_app.command("simulate")
+def simulate_command(
+    change: Annotated[Path, typer.Option("--change", help="The scenario: a YAML or JSON file (docs/pricing.md).")],
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    as_of: ReadAsOf = None,
+    top: Annotated[int, typer.Option(min=1, help="How many of the largest bill rises to list.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: the summary, the months, the segments "
+                                                         "and every affected account.")] = False,
+) -> None:
+    """A price change applied to the book of business of a run (the latest by default): the MRR impact month by
+    month and by segment, the accounts whose bill rises most, and the churn it risks."""
+    from upcurve.present.terminal import render_pricing_impact
+
+    store = _store(workspace, Settings())
+    impact = _with_progress(lambda say: _usecases().pricing_simulation(
+        store, change, run_id=run_id, as_of=as_of.date() if as_of else None))
+    if as_json:
+        print(json.dumps({"summary": impact.summary, "by_month": impact.by_month.to_pylist(),
+                          "by_segment": impact.by_segment.to_pylist(), "accounts": impact.accounts.to_pylist(),
+                          "notes": impact.notes}, default=str, ensure_ascii=False))
+        return
+    render_pricing_impact(console, impact, currency=impact.summary["currency"], top=top)
+
+
+@price_app.command("compare")
+def compare_command(
+    old: Annotated[Path, typer.Argument(help="The price today: a price model file.")],
+    new: Annotated[Path, typer.Argument(help="The new price: a price model file.")],
+    usage: Annotated[str, typer.Option(help="The period's usage quantity.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: both quotes and the difference.")]
+    = False,
+) -> None:
+    """What one customer's usage costs at the old and at the new price."""
+    from upcurve.present.terminal import render_price_comparison
+    from upcurve.pricing import load_price_model
+    from upcurve.pricing.whatif import compare_prices
+
+    try:
+        found = compare_prices(load_price_model(old), load_price_model(new), usage)
+    except UpcurveError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        print(json.dumps({"usage": f"{found['usage']:f}", "old": found["old"].as_json(),
+                          "new": found["new"].as_json(), "difference": f"{found['difference']:f}",
+                          "difference_pct": found["difference_pct"]}, ensure_ascii=False))
+        return
+    render_price_comparison(console, found)

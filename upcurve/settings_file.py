@@ -16,6 +16,7 @@ from upcurve.errors import ConfigError
 from upcurve.plays.rules import PlaysConfig
 from upcurve.scoring.config import ScoringConfig
 from upcurve.signals.health import HealthConfig
+from upcurve.signals.usage import UsageConfig
 
 __all__ = ["UpcurveConfig", "load_config"]
 
@@ -29,6 +30,7 @@ class UpcurveConfig(BaseModel):
     health: HealthConfig = HealthConfig()
     scoring: ScoringConfig = ScoringConfig()
     plays: PlaysConfig = PlaysConfig()
+    usage: UsageConfig = UsageConfig()
 
     @model_validator(mode="after")
     def _known_signals(self) -> UpcurveConfig:
@@ -55,8 +57,8 @@ def load_config(path: str | Path | None) -> UpcurveConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the settings must be a mapping of sections (revenue:, health:, scoring:, plays:), "
-                          f"not a {type(data).__name__}")
+        raise ConfigError(f"{path}: the settings must be a mapping of sections (revenue:, health:, scoring:, plays:, "
+                          f"usage:), not a {type(data).__name__}")
     try:
         return UpcurveConfig.model_validate(data)
     except ValidationError as exc:

@@ -43,6 +43,7 @@ from upcurve.plays import (
     uplift,
     weekly_worklist,
 )
+from upcurve.pricing.whatif import PricingImpact, load_scenario, simulate_pricing
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
     TARGETS,
@@ -60,6 +61,7 @@ from upcurve.scoring import (
 )
 from upcurve.settings_file import UpcurveConfig
 from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
+from upcurve.signals.usage import usage_view
 from upcurve.sources import LoadedData, check_connection, is_connection_url, load_connection, load_folder
 from upcurve.sources import check_folder as check_data_folder
 from upcurve.workspace import ModelRecord, RunRecord, Store
@@ -251,6 +253,10 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
         say("computing the expansion funnel")
         results["funnel"] = money_columns(expansion_funnel(tables["events"], results["movements"], config.plays.funnel,
                                                            as_of=as_of))
+    views = usage_view(tables, as_of=as_of, config=config.usage, currency=config.revenue.reporting_currency)
+    for n, (name, expr) in enumerate(views.items(), start=1):
+        say(f"computing {name}: {n} of {len(views)} usage tables")
+        results[name] = expr.to_pyarrow()
     notes.extend(f"{target}: {why}" for target, why in scorer.fallback_.items())
     return ComputedRun(results, notes, scorer)
 
@@ -586,3 +592,26 @@ def levers(store: Store, *, run_id: str | None = None, months: int = 12) -> pa.T
     record = store.find_run(run_id)
     return lever_yield(store.table("movements", record.run_id),
                        outbox.list_actions(store, status=list(ACTION_STATUSES)), as_of=record.as_of, months=months)
+
+
+
+def pricing_simulation(store: Store, scenario_path: str | Path, *, run_id: str | None = None,
+                       as_of: dt.date | None = None) -> PricingImpact:
+    """A price change (a scenario file) applied to a run's book of business (the latest run by default).
+
+    Raises
+    ------
+    ConfigError
+        The scenario is invalid, or the run kept no book of business (it is older than what-if pricing).
+    """
+    scenario = load_scenario(scenario_path)
+    record = store.find_run(run_id, as_of=as_of)
+    if "plan_mrr" not in (record.rows or {}):
+        raise ConfigError(f"run {record.run_id} kept no book of business (plan_mrr): it is older than what-if "
+                          "pricing; run upcurve run again")
+    usage = store.table("usage_projection", record.run_id) if "usage_projection" in record.rows else pa.table({})
+    accounts = store.table("accounts", record.run_id)
+    keep = [c for c in ("account_id", "name", "segment", "owner", "mrr", "churn_risk") if c in accounts.column_names]
+    currency = str((record.settings or {}).get("revenue", {}).get("reporting_currency", "USD"))
+    return simulate_pricing(scenario, book=store.table("plan_mrr", record.run_id), usage=usage,
+                            accounts=accounts.select(keep), as_of=record.as_of, currency=currency)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import write_folder
 from upcurve.cli import app
+from upcurve.cli_support import err
 from upcurve.errors import ContractError
 from upcurve.usecases import check_folder, run
 
@@ -141,3 +143,49 @@ def test_wrong_format_fails_before_anything_is_computed_or_written(tmp_path: Pat
     assert not (tmp_path / "out").exists()
     result = CliRunner().invoke(app, ["run", str(folder), "--out", str(tmp_path / "out"), "--format", "xlsx"])
     assert result.exit_code == 1 and "unknown format" in result.output
+
+
+def test_plan_price_models_are_checked_row_by_row_naming_the_field(tmp_path: Path) -> None:
+    """A plan's ``price_model`` is validated as a price model: every bad row named, with the field at fault; good
+    models (and plans without one) pass."""
+    def cell(model: dict) -> str:  # a JSON document as one CSV cell
+        return '"' + json.dumps(model).replace('"', '""') + '"'
+
+    good = cell({"model": "graduated", "tiers": [{"up_to": 1000, "unit_amount": 0.01},
+                                                 {"up_to": None, "unit_amount": 0.005}]})
+    out_of_order = cell({"model": "volume", "tiers": [{"up_to": 10, "unit_amount": 1}, {"up_to": 5, "unit_amount": 1},
+                                                      {"up_to": None, "unit_amount": 1}]})
+    plans = (
+        "plan_id,product,tier,tier_rank,pricing,interval_months,unit_price,usage_metric,price_model\n"
+        "team_m,core,team,2,per_seat,1,10,,\n"
+        f"api_m,api,metered,1,usage,1,0.01,api_calls,{good}\n"
+        f"api_b,api,bad,2,usage,1,0.01,api_calls,{out_of_order}\n"
+        'api_c,api,typo,3,usage,1,0.01,api_calls,"{""model"": ""per_unit"", ""unit_amount"": 1, ""unit_amont"": 2}"\n'
+        "api_d,api,text,4,usage,1,0.01,api_calls,not json\n"
+        'api_e,api,pct,5,usage,1,0.01,api_calls,"{""model"": ""percentage"", ""rate"": 0.01}"\n'
+        'api_f,api,nometric,6,usage,1,0.01,,"{""model"": ""per_unit"", ""unit_amount"": 1}"\n'
+    )
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES, "plans": plans,
+                                           "accounts": "account_id,name\nA,Acme\n"})
+    errors = [p for p in _errors(folder) if p.column == "price_model"]
+    by_row = {p.rows: p for p in errors}
+    assert set(by_row) == {(4,), (5,), (6,), (7,), (8,)}, [p.describe() for p in errors]
+    assert "tiers" in by_row[(4,)].rule and "up_to" in by_row[(4,)].rule
+    assert "unit_amont" in by_row[(5,)].rule
+    assert "not valid JSON" in by_row[(6,)].rule and by_row[(6,)].values == ("not json",)
+    assert "percentage" in by_row[(7,)].rule
+    assert "usage_metric" in by_row[(8,)].rule
+    assert all(p.file == "plans.csv" for p in errors)
+
+
+def test_cli_names_a_bad_price_model_with_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = ("plan_id,product,tier,tier_rank,pricing,interval_months,unit_price,usage_metric,price_model\n"
+             "team_m,core,team,2,per_seat,1,10,,\n"
+             'api_m,api,metered,1,usage,1,0.01,api_calls,"{""model"": ""per_unit"", ""unit_amount"": -1}"\n')
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES, "plans": plans,
+                                           "accounts": "account_id,name\nA,Acme\n"})
+    monkeypatch.setattr(err, "width", 400)  # one line per problem, as a wide terminal shows it
+    result = CliRunner().invoke(app, ["validate", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert "price_model" in result.output and "plans.csv" in result.output and "unit_amount" in result.output
+    assert "Traceback" not in result.output

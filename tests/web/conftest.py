@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -43,7 +44,10 @@ def _build(folder: Path) -> None:
 @pytest.fixture(scope="session")
 def built_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The workspace, built once for all xdist workers (under a lock in their shared temporary folder)."""
-    shared = tmp_path_factory.getbasetemp().parent
+    # under xdist each worker's temporary folder sits in the session's; without it, the session's own folder (its
+    # parent holds every earlier session, whose workspace was built by other code)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     target = shared / "web-workspace"
     with open(shared / "web-workspace.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

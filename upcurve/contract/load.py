@@ -26,7 +26,9 @@ from upcurve.contract.schema import (
     Column,
     TableSchema,
 )
-from upcurve.errors import Problem
+from upcurve.errors import ConfigError, Problem
+from upcurve.pricing import price_model_from_json
+from upcurve.pricing.models import Percentage
 
 __all__ = ["typed_tables", "validate"]
 
@@ -288,6 +290,35 @@ def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str]) -> tupl
     return problems, int(counts["_rows"][0].as_py())
 
 
+def _price_model_problems(raw: RawTable, present: set[str]) -> list[Problem]:
+    """Plans whose ``price_model`` is not a valid price model of a usage quantity: not JSON, an invalid model
+    (every wrong field named), a percentage (it prices event amounts, not a quantity) or no ``usage_metric`` to
+    price. Rows with the same fault are one problem."""
+    t = raw.table
+    cols = {ROW: t[ROW], "model": t.price_model.cast("string")}
+    if "usage_metric" in present:
+        cols["metric"] = t.usage_metric.cast("string")
+    rows = t.filter(~_is_blank(raw, "price_model")).select(**cols).order_by(ROW).to_pyarrow().to_pylist()
+    found: dict[str, list[tuple[int, str]]] = {}
+    for row in rows:
+        try:
+            model = price_model_from_json(row["model"], "price_model")
+        except ConfigError as exc:
+            rule = str(exc).removeprefix("price_model: ")
+        else:
+            if isinstance(model, Percentage):
+                rule = "a percentage model prices event amounts, not a period's usage quantity"
+            elif not (row.get("metric") or "").strip():
+                rule = "a price model prices the plan's usage_metric, which is empty"
+            else:
+                continue
+        found.setdefault(rule, []).append((int(row[ROW]), row["model"]))
+    return [Problem(raw.file, f"not a usable price model: {rule}", "price_model", len(bad),
+                    tuple(r for r, _ in bad[:EXAMPLES]), tuple(v for _, v in bad[:EXAMPLES]), raw.location,
+                    "Write the price of a month's usage as a JSON price model (see docs/pricing.md)")
+            for rule, bad in found.items()]
+
+
 def _listed(pairs: list[tuple[str, int]], location: str) -> str:
     said = [f"{value!r} ({location} {row})" for value, row in pairs]
     return ", ".join(said[:-1]) + " and " + said[-1]
@@ -534,6 +565,8 @@ def _table_problems(raw: RawTable) -> list[Problem]:
                                 "An optional table may be empty: nothing from it is used"))
         return problems
     problems += found
+    if raw.name == "plans" and "price_model" in present:
+        problems += _price_model_problems(raw, present)
     if schema.key and set(schema.key) <= present:
         problems += _duplicate_keys(raw, schema)
     return problems

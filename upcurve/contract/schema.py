@@ -118,6 +118,8 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("usage_metric"),
                 Column("usage_limit", "number", minimum=0, description="per month"),
                 Column("features", description="';'-separated feature keys available on this plan"),
+                Column("price_model", description="the price of a period's usage_metric, as a price model in JSON "
+                       "(see docs/pricing.md); a usage-priced plan without one is priced at unit_price per unit"),
             ),
             required=True,
             key=("plan_id",),
@@ -183,6 +185,7 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("account_id", required=True),
                 Column("metric", required=True),
                 Column("quantity", "number", required=True),
+                Column("user_id", description="who used it, for the breakdown by role or team"),
             ),
             references=_ACCOUNT_REF,
         ),

@@ -28,10 +28,15 @@ __all__ = [
     "render_backtest",
     "render_diff",
     "render_model_card",
+    "render_price_comparison",
+    "render_pricing_impact",
     "render_problems",
     "render_runs",
     "render_summary",
+    "render_usage",
     "render_worklist",
+    "sparkline",
+    "usage_words",
 ]
 
 #: Published NRR benchmarks for B2B SaaS (median 108–110%, top quartile above 123%, best in class 130%+).
@@ -342,3 +347,173 @@ def _cell(value: Any, column: str) -> str:
     if isinstance(value, float):
         return f"{value:.0f}"
     return str(value)
+
+
+#: Eight heights of a sparkline bar, lowest first.
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    """One character per value, scaled from the lowest (▁) to the highest (█); flat values are all ▁.
+
+    >>> sparkline([0, 5, 10])
+    '▁▅█'
+    """
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    span = high - low
+    return "".join(SPARK[0] if span == 0 else SPARK[min(7, int((v - low) / span * 7 + 0.5))] for v in values)
+
+
+def usage_words(row: dict[str, Any], projected: float | None) -> str:
+    """One metric's use in a sentence: used so far against the limit, where the month is heading, the limit."""
+    metric = visible(row["metric"])
+    used = row["used_this_period"] or 0.0
+    limit = row.get("usage_limit")
+    said = (f"{metric}: {used:,.0f} used this month" if limit is None else
+            f"{metric}: {used:,.0f} of {limit:,.0f} used this month ({_pct(row.get('share_used'))}"
+            + (", the limit of the entry plan" if row.get("limit_source") == "entry plan" else "") + ")")
+    if projected is not None:
+        said += f"; {projected:,.0f} by the month's end at the current pace"
+        if limit:
+            said += f" ({_pct(projected / limit)})"
+    days = row.get("days_until_limit")
+    if limit is not None:
+        said += ("; the limit is reached" if days == 0 else
+                 f"; the limit is reached in {days:,.0f} days" if days is not None else
+                 "; the limit is not reached this month at the current pace")
+    return said + "."
+
+
+def render_usage(console: Console, view: Any) -> None:
+    """An account's usage view (:class:`upcurve.usecases.AccountUsage`): per metric a bar of the limit used, the
+    trend and a sparkline of the weeks, the projected periods with their cost, and use by role."""
+    from rich.progress_bar import ProgressBar
+
+    title = f"Usage of {view.name or view.account_id} ({view.account_id}), as of {view.run.as_of}"
+    console.print(_title(title))
+    if not view.limits:
+        console.print(Text("No metered usage in the last 90 days, and no plan that meters it."))
+        return
+    for row in view.limits:
+        metric = row["metric"]
+        periods = [p for p in view.projection if p["metric"] == metric]
+        weeks = [w["quantity"] for w in view.weeks if w["metric"] == metric]
+        head = Table.grid(padding=(0, 2))
+        limit, share = row.get("usage_limit"), row.get("share_used")
+        if limit:
+            head.add_row(Text("limit used"), ProgressBar(total=100.0, completed=min(100.0, (share or 0.0) * 100),
+                                                         width=30),
+                         Text(_pct(share) + (f"  alert: {row['alert']:.0%} reached" if row.get("alert") else "")))
+        head.add_row(Text(f"last {len(weeks)} weeks"), Text(sparkline(weeks)),
+                     Text(f"{weeks[-1]:,.0f} this week" if weeks else ""))
+        trend = row.get("trend_30d")
+        head.add_row(Text("30 / 60 / 90 days"),
+                     Text(f"{row['used_30d']:,.0f} / {row['used_60d']:,.0f} / {row['used_90d']:,.0f}"),
+                     Text("no use the 30 days before" if trend is None else f"{trend:+.1f}% on the 30 days before"))
+        console.print(Panel(Group(Text(usage_words(row, periods[0]["projected_use"] if periods else None)), head),
+                            title=safe_text(metric), title_align="left"))
+        table = Table(title=_title(f"{visible(metric)}: projected at the current trajectory"))
+        for column in ("month", "projected use", "of the limit", "usage cost"):
+            table.add_column(column, justify="left" if column == "month" else "right")
+        for p in periods:
+            month = f"{p['period_start']:%Y-%m}" + (" (this month)" if p["periods_ahead"] == 0 else "")
+            cost = p.get("projected_cost")
+            table.add_row(month, f"{p['projected_use']:,.0f}", _pct(p.get("projected_share")),
+                          "–" if cost is None else _money(cost, p.get("cost_currency") or ""))
+        console.print(table)
+        roles = [r for r in view.roles if r["metric"] == metric]
+        if roles:
+            by = Table(title=_title(f"{visible(metric)} in the last 30 days by {visible(roles[0]['breakdown'])}"))
+            for column in ("group", "use", "share", "users"):
+                by.add_column(column, justify="left" if column == "group" else "right")
+            total = sum(r["used_30d"] for r in roles) or 1.0
+            for r in roles:
+                by.add_row(safe_text(r["group"]), f"{r['used_30d']:,.0f}", _pct(r["used_30d"] / total),
+                           str(r["users"]))
+            console.print(by)
+
+
+def _signed(value: Decimal, currency: str) -> str:
+    return ("+" if value > 0 else "") + _money(value, currency)
+
+
+def render_pricing_impact(console: Console, impact: Any, *, currency: str, top: int = 10) -> None:
+    """What a price change does to the book (:class:`upcurve.pricing.whatif.PricingImpact`): the headline, the
+    churn at risk, the impact month by month with a bar, by segment, the accounts whose bill rises most, the changed
+    limits and the notes."""
+    s, scenario = impact.summary, impact.scenario
+    kept = {"none": "no grandfathering", "until_renewal": "each at its renewal",
+            "months": f"{scenario.grandfather_months} months' grandfathering"}[scenario.grandfathering]
+    console.print(_title(f"What if: {scenario.name}"))
+    share = "" if s["impact_pct"] is None else \
+        f", {s['impact_pct'] * 100:+.1f}% of today's {_money(s['mrr_now'], currency)}"
+    last, whole = s["last_month"], s["full_effect_month"]
+    when = (f"by {last:%Y-%m}" if whole is None else
+            f"by {last:%Y-%m}, at full effect (every change started by {whole:%Y-%m})" if whole <= last else
+            f"by {last:%Y-%m}, the last month simulated (the last change starts in {whole:%Y-%m})")
+    console.print(Text(
+        f"From {impact.start} ({scenario.notice_days} days' notice; {kept}): {_signed(s['impact'], currency)} MRR "
+        f"{when}, {_signed(s['arr_impact'], currency)} ARR{share}. {s['accounts_raised']} account(s)' bills rise, "
+        f"{s['accounts_lowered']} fall, of {s['accounts']}."))
+    if s["accounts_raised"] and s["churn_known"]:
+        console.print(Text(
+            f"Churn at risk among the raised accounts: {_money(s['revenue_at_risk'], currency)} MRR at the churn "
+            f"model's risk (elasticity {scenario.churn_elasticity:g}; "
+            f"{_money(s['revenue_at_risk_before'], currency)} before the change); risk-adjusted impact "
+            f"{_signed(s['risk_adjusted_impact'], currency)} MRR."))
+    months = impact.by_month.to_pylist()
+    table = Table(title=_title("Impact by month"))
+    for column in ("month", "accounts changed", "subscriptions", "usage", "impact", ""):
+        table.add_column(column, justify="left" if column in ("month", "") else "right")
+    largest = max((abs(r["impact"]) for r in months), default=Decimal(0)) or Decimal(1)
+    for r in months:
+        bar = "█" * int(abs(r["impact"]) / largest * 20 + Decimal("0.5"))
+        table.add_row(f"{r['month']:%Y-%m}", f"{r['accounts_changed']:,}", _signed(r["subscription_impact"], ""),
+                      _signed(r["usage_impact"], ""), _signed(r["impact"], ""), Text(bar, "red" if r["impact"] < 0
+                                                                                    else "green"))
+    console.print(table)
+    segments = Table(title=_title(f"By segment, in {last:%Y-%m}"))
+    for column in ("segment", "accounts", "affected", "MRR", "impact", "change"):
+        segments.add_column(column, justify="left" if column == "segment" else "right")
+    for r in impact.by_segment.to_pylist():
+        segments.add_row(safe_text(r["segment"]), f"{r['accounts']:,}", f"{r['affected']:,}",
+                         _money(r["mrr"], currency), _signed(r["impact"], currency), _pct(r["impact_pct"]))
+    console.print(segments)
+    rises = Table(title=_title(f"The {top} largest bill rises, in {last:%Y-%m}"))
+    for column in ("account", "segment", "from", "MRR", "new MRR", "rise", "churn risk"):
+        rises.add_column(column, justify="left" if column in ("account", "segment", "from") else "right")
+    for r in [r for r in impact.accounts.to_pylist() if r["impact"] > 0][:top]:
+        risk = "–" if r["churn_risk"] is None else (
+            _pct(r["churn_risk"]) + ("" if r["churn_risk_after"] == r["churn_risk"]
+                                     else f" → {_pct(r['churn_risk_after'])}"))
+        rises.add_row(safe_text(r["name"] or r["account_id"]), safe_text(r["segment"] or "–"),
+                      f"{r['first_month']:%Y-%m}", _money(r["mrr"], currency), _money(r["new_mrr"], currency),
+                      f"{_signed(r['impact'], currency)} ({_pct(r['impact_pct'])})", risk)
+    console.print(rises)
+    for limit in s["limits"]:
+        console.print(Text(
+            f"{visible(limit['plan_id'])}: a limit of {limit['new_limit']:,.0f} (was "
+            f"{'none' if limit['old_limit'] is None else format(limit['old_limit'], ',.0f')}): {limit['over_new']} "
+            f"of {limit['accounts']} account(s) project above it in {limit['month']:%Y-%m} "
+            f"({limit['over_old']} above the old one)."))
+    for note in impact.notes:
+        console.print(Text.assemble(("note: ", "yellow"), visible(note)))
+
+
+def render_price_comparison(console: Console, found: dict[str, Any]) -> None:
+    """One usage priced under the old and the new price, line by line."""
+    old, new = found["old"], found["new"]
+    change = "" if found["difference_pct"] is None else f" ({found['difference_pct'] * 100:+.1f}%)"
+    console.print(Text(f"{found['usage']:f} units: {_money(old.amount, old.currency)} at the old price, "
+                       f"{_money(new.amount, new.currency)} at the new: {_signed(found['difference'], new.currency)}"
+                       f"{change}."))
+    for label, q in (("old", old), ("new", new)):
+        table = Table(title=_title(f"{label} price: {q.model}"))
+        table.add_column("line")
+        table.add_column("amount", justify="right")
+        for line in q.lines:
+            table.add_row(safe_text(line.description), f"{line.amount:f}")
+        table.add_row("total", f"{q.amount:f}", style="bold")
+        console.print(table)

@@ -238,6 +238,21 @@ def parse_price_model(data: Any, where: str = "price model") -> PriceModel:
         raise ConfigError(f"{where}: " + "; ".join(details)) from None
 
 
+def price_model_from_json(text: str, where: str = "price model") -> PriceModel:
+    """A price model from a JSON document (a plan's ``price_model`` value), its numbers read as exact decimals.
+
+    Raises
+    ------
+    ConfigError
+        The text is not JSON, or the model is invalid (:func:`parse_price_model`).
+    """
+    try:
+        data = json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: not valid JSON: {exc}") from None
+    return parse_price_model(data, where)
+
+
 def load_price_model(path: str | Path) -> PriceModel:
     """Read a price model from a YAML or JSON file (JSON is YAML too; ``.json`` files are read as strict JSON).
 
@@ -247,14 +262,24 @@ def load_price_model(path: str | Path) -> PriceModel:
         The file is missing or unreadable, not YAML/JSON, or the model is invalid (:func:`parse_price_model`).
     """
     path = Path(path)
-    text = read_text_file(path, "price model file")
+    return parse_price_model(read_exact_document(path, "price model file"), str(path))
+
+
+def read_exact_document(path: Path, what: str) -> Any:
+    """A YAML or JSON file's data (``.json`` files as strict JSON), its decimal numbers read exactly (``0.1`` stays
+    one tenth) and a key written twice an error.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or unreadable (naming it as ``what``), or not valid YAML/JSON.
+    """
+    text = read_text_file(path, what)
     try:
-        # decimals stay exact: JSON numbers are read as Decimal, YAML floats through their text
-        data = json.loads(text, parse_float=Decimal) if path.suffix.lower() == ".json" else _yaml_exact(text)
+        return json.loads(text, parse_float=Decimal) if path.suffix.lower() == ".json" else _yaml_exact(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") \
             from None
-    return parse_price_model(data, str(path))
 
 
 class _ExactLoader(UniqueKeyLoader):

@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
 
-__all__ = ["fx_rates_by_month", "line_months", "months_in_period", "product_months", "services_revenue"]
+__all__ = ["fx_rates_by_month", "line_months", "months_in_period", "plan_mrr", "product_months", "services_revenue"]
 
 #: Days in an average month, for periods that do not run from one day of the month to the same day of another.
 DAYS_PER_MONTH = 365.25 / 12
@@ -157,7 +157,7 @@ def line_months(
     Returns
     -------
     Columns ``line_id``, ``account_id``, ``plan_id``, ``product``, ``tier_rank``, ``pricing``, ``kind``,
-    ``quantity``, ``month_idx``, ``mrr_cents``, ``cc_mrr_cents``.
+    ``quantity``, ``period_end``, ``month_idx``, ``mrr_cents``, ``cc_mrr_cents``.
     """
     kinds = ["subscription", "usage"] if policy.usage_in_mrr else ["subscription"]
     lines = invoice_lines.filter(invoice_lines.kind.isin(kinds))
@@ -182,6 +182,7 @@ def line_months(
         "pricing",
         "kind",
         quantity=ibis.coalesce(spans.quantity.cast("float64"), 1.0),
+        period_end=spans.period_end,
         month_idx=spans.month_idx,
         mrr_cents=(monthly * spans.rate).round().cast("int64"),
         cc_mrr_cents=(monthly * spans.prev_rate).round().cast("int64"),
@@ -214,6 +215,31 @@ def product_months(line_months: ir.Table) -> ir.Table:
         seat_lines=is_seat.cast("int64").sum(),
         tier_rank=ibis.ifelse(is_sub, t.tier_rank, ibis.null("int64")).max(),
     )
+
+
+def plan_mrr(line_months: ir.Table, calendar: ir.Table, plans: ir.Table) -> ir.Table:
+    """The book of business at the as-of date: each account's MRR by plan, with when each plan's price can next
+    change (the end of its current service period).
+
+    Formula
+    -------
+    Per ``account_id`` and ``plan_id`` (with ``product``, ``kind`` and ``pricing``): the sum of its lines'
+    ``mrr_cents`` and ``quantity`` in the as-of month (the calendar's last); ``renews_on``: the latest
+    ``period_end`` (exclusive) of those lines, the first day of the next service period; and the plan's
+    ``interval_months`` (1 when the price book leaves it empty), the length of the periods after it.
+
+    Edge cases
+    ----------
+    Two lines of one plan (an upgrade mid-period) are one row, renewing with the later. Usage lines are rows too
+    (while ``usage_in_mrr``), with their billed month's MRR.
+    """
+    last = calendar.month_idx.max().as_scalar()
+    t = line_months.filter(line_months.month_idx == last)
+    book = t.group_by(["account_id", "plan_id", "product", "kind", "pricing"]).aggregate(
+        quantity=t.quantity.sum(), mrr_cents=t.mrr_cents.sum(), renews_on=t.period_end.max(),
+    )
+    intervals = plans.select("plan_id", interval_months=plans.interval_months.cast("int64").fill_null(1))
+    return book.join(intervals, "plan_id").order_by(["account_id", "plan_id"])
 
 
 def services_revenue(

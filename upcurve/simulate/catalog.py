@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 
 from upcurve.errors import ConfigError
 
-__all__ = ["ADDONS", "API_LIMIT", "FEATURES", "PLANS", "PROFILES", "CompanyProfile", "Plan", "company_plans"]
+__all__ = ["ADDONS", "API_LIMIT", "FEATURES", "PLANS", "PROFILES", "CompanyProfile", "Plan", "company_plans",
+           "price_model_json"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,19 @@ PLANS: tuple[Plan, ...] = (
     Plan("api_m", "api", "metered", 1, "usage", 1, 0.002, usage_metric="api_calls", usage_limit=API_LIMIT),
 )
 PLAN_BY_ID = {p.plan_id: p for p in PLANS}
+
+
+def price_model_json(plan: Plan) -> str | None:
+    """The plan's usage price as the contract's ``price_model`` (JSON): the included calls free, then the unit
+    price a call (every call from the first when nothing is included); none for a plan without a usage metric."""
+    if plan.usage_metric is None:
+        return None
+    if plan.usage_limit:
+        model = {"model": "tiered_overage", "included_units": repr(plan.usage_limit),
+                 "overage_unit_amount": repr(plan.unit_price), "base_amount": "0"}
+    else:
+        model = {"model": "per_unit", "unit_amount": repr(plan.unit_price)}
+    return json.dumps(model)
 
 
 def company_plans(profile: CompanyProfile) -> tuple[Plan, ...]:

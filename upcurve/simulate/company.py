@@ -47,6 +47,7 @@ from upcurve.simulate.catalog import (
     CompanyProfile,
     company_plans,
     plan_features,
+    price_model_json,
 )
 from upcurve.simulate.mechanisms import list_price_factor, seasonal_factor
 from upcurve.simulate.oracle import (
@@ -129,7 +130,7 @@ SCHEMAS = {
     "events": pa.schema([("ts", pa.timestamp("s")), ("account_id", pa.string()), ("user_id", pa.string()),
                          ("event", pa.string()), ("feature", pa.string()), ("category", pa.string())]),
     "usage": pa.schema([("ts", pa.timestamp("s")), ("account_id", pa.string()), ("metric", pa.string()),
-                        ("quantity", pa.float64())]),
+                        ("quantity", pa.float64()), ("user_id", pa.string())]),
     "renewals": pa.schema([("account_id", pa.string()), ("renewal_date", pa.date32())]),
     "tickets": pa.schema([("account_id", pa.string()), ("opened_at", pa.timestamp("s")), ("severity", pa.string())]),
     "nps": pa.schema([("account_id", pa.string()), ("ts", pa.timestamp("s")), ("score", pa.int64())]),
@@ -587,8 +588,15 @@ class _Block:
             day_idx = np.tile(np.arange(days), len(api))
             ramp = 1 + (day_idx - days / 2) / days * self.p.usage_growth * 2
             qty = np.round(self.api[acc_day] / days * ramp * r.lognormal(0, 0.2, len(acc_day)))
+            # each day's use by one of the account's active users in turn (no random draw: the company's other
+            # numbers stay as they were)
+            order = np.argsort(acc, kind="stable")
+            first_user = np.searchsorted(acc[order], acc_day, "left")
+            count = np.searchsorted(acc[order], acc_day, "right") - first_user
+            pick = order[np.minimum(first_user + day_idx % np.maximum(count, 1), len(order) - 1)]
+            users = np.where(count > 0, user_ids[pick], None)
             self.rows["usage"].add(ts=day0 + (day_idx * 86400).astype("timedelta64[s]"),
-                                   account_id=self.ids[acc_day], metric="api_calls", quantity=qty)
+                                   account_id=self.ids[acc_day], metric="api_calls", quantity=qty, user_id=users)
 
     def _available(self, acc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A feature each event's account has, weighted towards the core product."""
@@ -642,6 +650,7 @@ def _fixed_tables(months: int, start: dt.date, rng: np.random.Generator, p: Comp
         "usage_metric": pa.array([plan.usage_metric for plan in plans], pa.string()),
         "usage_limit": pa.array([plan.usage_limit for plan in plans], pa.float64()),
         "features": [plan_features(plan) for plan in plans],
+        "price_model": pa.array([price_model_json(plan) for plan in plans], pa.string()),
     })
     fx: dict[str, list] = {"month": [], "currency": [], "rate": []}
     for code, base in BASE_RATES.items():

@@ -8,6 +8,7 @@ an action needs ``write``.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -492,6 +493,72 @@ def account(data: ReaderDep, account_id: Annotated[str, Path(max_length=200)], r
         "worklist": plain(found["worklist"]), "mrr": plain_rows(found["mrr"]),
         "movements": plain_rows(found["movements"]), "history": plain_rows(data.account_history(account_id)),
     })
+
+
+class UsageLimit(BaseModel):
+    metric: str
+    plan_id: str | None
+    usage_limit: float | None
+    limit_source: str | None = Field(description="plan: the account's own plan; entry plan: the smallest limit")
+    period_start: dt.date
+    period_end: dt.date = Field(description="exclusive")
+    used_this_period: float
+    share_used: float | None
+    used_30d: float
+    used_prev_30d: float
+    used_60d: float
+    used_90d: float
+    trend_30d: float | None = Field(description="the last 30 days against the 30 before, in %")
+    daily_rate: float = Field(description="units a day at the end of the as-of day, on the trajectory")
+    days_until_limit: float | None = Field(description="null when the limit is not reached this period")
+    alert: float | None = Field(description="the highest alert share reached by the use so far")
+    projected_alert: float | None = Field(description="the highest alert share the projected period reaches")
+
+
+class UsagePeriod(BaseModel):
+    metric: str
+    period_start: dt.date
+    periods_ahead: int
+    projected_use: float
+    projected_share: float | None
+    projected_cost: str | None = Field(description="at the plan's price, a decimal string")
+    cost_currency: str | None
+
+
+class UsageWeek(BaseModel):
+    metric: str
+    week_ending: dt.date
+    quantity: float
+
+
+class UsageGroup(BaseModel):
+    metric: str
+    breakdown: str = Field(description="the users column use is broken down by (role by default)")
+    group: str
+    used_30d: float
+    users: int
+
+
+class AccountUsageOut(BaseModel):
+    run_id: str
+    as_of: str
+    account_id: str
+    name: str | None
+    limits: list[UsageLimit]
+    projection: list[UsagePeriod]
+    weeks: list[UsageWeek]
+    roles: list[UsageGroup]
+
+
+@router.get("/accounts/{account_id}/usage", dependencies=[Read],
+            summary="One account's usage against each limit: trend, weeks, roles, projected use and cost")
+def account_usage(data: ReaderDep, account_id: Annotated[str, Path(max_length=200)], run: RunParam = None
+                  ) -> AccountUsageOut:
+    record = data.run(run)
+    view = data.usage(record, account_id)
+    return AccountUsageOut.model_validate({
+        **view.as_json(), "projection": [{**p, "projected_cost": None if p.get("projected_cost") is None
+                                          else str(p["projected_cost"])} for p in view.projection]})
 
 
 WorklistSort = Literal["rank", "value_at_stake", "expansion_propensity", "churn_risk", "mrr", "owner", "name",

@@ -198,3 +198,19 @@ def calibration_chart(rows: list[dict[str, Any]], model: str) -> dict[str, Any]:
                               xaxis={"title": {"text": "mean predicted probability"}, "ticksuffix": "%"},
                               yaxis={"title": {"text": "observed rate"}, "ticksuffix": "%"},
                               legend={"orientation": "h", "y": -0.25})}
+
+
+def sparkline_points(values: list[float], *, width: float = 160.0, height: float = 32.0) -> str:
+    """The ``points`` of an SVG polyline drawing ``values`` left to right, the lowest at the bottom (a flat line in
+    the middle when all are equal).
+
+    >>> sparkline_points([0, 10], width=10, height=10)
+    '0.0,10.0 10.0,0.0'
+    """
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    step = width / max(len(values) - 1, 1)
+    span = high - low
+    return " ".join(f"{i * step:.1f},{height / 2 if span == 0 else height - (v - low) / span * height:.1f}"
+                    for i, v in enumerate(values))

@@ -35,6 +35,7 @@ from upcurve.present.terminal import nrr_verdict
 from upcurve.web._lists import Keys, Ordered, Picked, both
 from upcurve.workspace import ModelRecord, RunDiff, RunRecord, Store, WorkspaceError, diff_runs
 from upcurve.workspace import access as acc
+from upcurve.workspace.usage import AccountUsage
 
 if TYPE_CHECKING:
     from upcurve.web._plays import Plays
@@ -538,6 +539,14 @@ class Reader:
         movements = sorted(self.rows_of(run, "movements", account_id), key=lambda r: (r["month"], r["type"]))
         return {"account": rows[0], "growth": growth[0] if growth else None,
                 "worklist": worklist[0] if worklist else None, "mrr": mrr, "movements": movements}
+
+    def usage(self, run: RunRecord, account_id: str) -> AccountUsage:
+        """The account's usage view in a run (empty lists when the run kept none)."""
+        rows = self.rows_of(run, "accounts", account_id)
+        if not rows:
+            raise NotFound(f"no account {account_id!r} in run {run.run_id}")
+        return AccountUsage.from_rows(run, account_id, rows[0].get("name"),
+                                      lambda table: self.rows_of(run, table, account_id))
 
     def diff(self, a: RunRecord, b: RunRecord, *, threshold: float = DIFF_THRESHOLD) -> RunDiff:
         """What changed from run ``a`` to run ``b``: kept for the default threshold (two stored runs never change),

@@ -22,7 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from upcurve.errors import UpcurveError
 from upcurve.present.safe import spreadsheet_cell
-from upcurve.present.terminal import nrr_verdict
+from upcurve.present.terminal import nrr_verdict, usage_words
 from upcurve.web import charts
 from upcurve.web._backtest import HOW_TO, horizon_days
 from upcurve.web._plays import LIVE
@@ -40,6 +40,7 @@ from upcurve.web.data import NotFound, Reader, headline, page
 from upcurve.web.words import model_in_words, usage_trend
 from upcurve.workspace import RunRecord
 from upcurve.workspace import access as acc
+from upcurve.workspace.usage import AccountUsage
 
 __all__ = ["router"]
 
@@ -294,7 +295,8 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
     if row.get("purchased_seats"):
         usage.append({"what": "seats used", "used": row.get("active_users"), "limit": row["purchased_seats"],
                       "share": row.get("seat_saturation"), "note": ""})
-    if row.get("usage_limit"):
+    metered = data.usage(record, account_id)
+    if row.get("usage_limit") and not metered.limits:  # a run from before the usage view: the signals' month
         days = row.get("days_until_limit")
         usage.append({"what": f"usage ({row.get('usage_metric') or 'metered'}) this month",
                       "used": row.get("usage_this_month"), "limit": row["usage_limit"],
@@ -305,12 +307,28 @@ def account(request: Request, data: ReaderDep, user: User, account_id: str, run:
     history = data.account_history(account_id)
     return _render(request, "account.html", _context(
         data, user, record, a=row, found=found, figure=figure, usage=usage, trend=usage_trend(row),
+        metered=_metered(metered),
         components=[(c, row.get(f"health_{c}")) for c in _component_names(record, row.get("health_basis"))],
         signals=[(s, row.get(s)) for s in _SIGNALS if s in row], history=history,
         reasons=[r for r in (row.get("reasons") or "").split("; ") if r],
         churn_reasons=[r for r in (row.get("churn_reasons") or "").split("; ") if r],
         actions=data.actions(record, account_id), plays=_account_plays(data, account_id),
         back=_local(str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""))))
+
+
+def _metered(view: AccountUsage) -> list[dict[str, Any]]:
+    """Each metric of the usage view as the account page shows it: its sentence, bar, sparkline, projected months
+    and use by role."""
+    shown = []
+    for row in view.limits:
+        metric = row["metric"]
+        periods = [p for p in view.projection if p["metric"] == metric]
+        weeks = [w["quantity"] for w in view.weeks if w["metric"] == metric]
+        shown.append({"row": row, "periods": periods, "roles": [r for r in view.roles if r["metric"] == metric],
+                      "words": usage_words(row, periods[0]["projected_use"] if periods else None),
+                      "spark": charts.sparkline_points(weeks), "weeks": len(weeks),
+                      "last_week": weeks[-1] if weeks else None})
+    return shown
 
 
 #: How many of an action's latest steps and changes the account page shows.

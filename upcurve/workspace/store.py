@@ -291,8 +291,9 @@ class Store:
             return at[-1]
         return runs[-1]
 
-    def table(self, name: str, run_id: str) -> pa.Table:
-        """A result table of a run, as Arrow, without its ``run_id`` column, with the types the runs wrote."""
+    def table(self, name: str, run_id: str, *, account_id: str | None = None) -> pa.Table:
+        """A result table of a run, as Arrow, without its ``run_id`` column, with the types the runs wrote; only
+        one account's rows when ``account_id`` is given (the table must have the column)."""
         if name not in RESULT_TABLES:
             raise WorkspaceError(f"unknown table {name!r}: the tables are {', '.join(RESULT_TABLES)}")
         with self._reading() as con:
@@ -301,7 +302,10 @@ class Store:
                 return pa.table({})
             types = {c: t for c, t in self._stored_types(con, name).items() if t is not None}
             listed = ", ".join(quote(c) for c in columns)
-            return con.arrow(f"SELECT {listed} FROM {quote(name)} WHERE run_id = ?", [run_id], types)
+            if account_id is None:
+                return con.arrow(f"SELECT {listed} FROM {quote(name)} WHERE run_id = ?", [run_id], types)
+            return con.arrow(f"SELECT {listed} FROM {quote(name)} WHERE run_id = ? AND account_id = ?",
+                             [run_id, account_id], types)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run a read-only SQL query on the workspace (the result tables, ``runs`` and ``models``).
