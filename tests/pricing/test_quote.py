@@ -147,6 +147,26 @@ GOLDEN = [
     ("zuplo volume", {"model": "volume", "tiers": [
         {"up_to": 1000, "unit_amount": "0.10"}, {"up_to": 10000, "unit_amount": "0.05"},
         {"up_to": None, "unit_amount": "0.01"}]}, "15000", None, "150.00"),
+    # https://openmeter.io/docs/billing/product-catalog/pricing-models (OpenMeter's pricing models; the same
+    # examples in Kong's Metering & Billing guide): tiers 0-1,000 at $0.3, 1,001-5,000 at $0.2, 5,001+ at $0.1:
+    # 6,000 units cost $1,200 graduated, $600 volume; a $500 flat first tier (0-1,000) then $0.1: 2,000 units cost
+    # $600, and 0 units $500; the first unit at $500, 2-1,000 free, then $0.1: 2,000 units $600, 0 units $0;
+    # packages of 20 units at $10: 0 → $0, 20 → $10, 20.1 → $20, 98 → $50; 900 units free, then $0.1: 1,000 units
+    # cost $10
+    *[(f"openmeter {kind}", {"model": kind, "tiers": [
+        {"up_to": 1000, "unit_amount": "0.3"}, {"up_to": 5000, "unit_amount": "0.2"},
+        {"up_to": None, "unit_amount": "0.1"}]}, "6000", None, total)
+      for kind, total in (("graduated", "1200.00"), ("volume", "600.00"))],
+    *[(f"openmeter flat first tier, {units}", {"model": "graduated", "tiers": [
+        {"up_to": 1000, "unit_amount": 0, "flat_amount": 500}, {"up_to": None, "unit_amount": "0.1"}]}, units, None,
+       total) for units, total in (("2000", "600.00"), ("0", "500.00"))],
+    *[(f"openmeter first unit, {units}", {"model": "graduated", "tiers": [
+        {"up_to": 1, "unit_amount": 500}, {"up_to": 1000, "unit_amount": 0}, {"up_to": None, "unit_amount": "0.1"}]},
+       units, None, total) for units, total in (("2000", "600.00"), ("0", "0.00"))],
+    *[(f"openmeter package, {units}", {"model": "package", "package_size": 20, "package_amount": 10}, units, None,
+       total) for units, total in (("0", "0.00"), ("20", "10.00"), ("20.1", "20.00"), ("98", "50.00"))],
+    ("openmeter overage", {"model": "tiered_overage", "included_units": 900, "overage_unit_amount": "0.1",
+                           "base_amount": 0}, "1000", None, "10.00"),
     # https://docs.zuora.com (charge-level min/max for per unit pricing): $10 a unit, minimum $100, maximum $200:
     # 8 units → $100; at $12, min $120, max $240: 25 units → $240, 10 units → $120
     ("zuora minimum", {"model": "per_unit", "unit_amount": 10, "minimum_spend": 100, "maximum_spend": 200}, "8", None,

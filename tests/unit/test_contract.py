@@ -189,3 +189,14 @@ def test_cli_names_a_bad_price_model_with_exit_2(tmp_path: Path, monkeypatch: py
     assert result.exit_code == 2, result.output
     assert "price_model" in result.output and "plans.csv" in result.output and "unit_amount" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_proration_credit_may_be_negative_and_only_it(tmp_path: Path) -> None:
+    lines = ("line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end,proration\n"
+             "1,A,team_m,subscription,2,20,USD,2024-01-01,2024-02-01,\n"
+             "2,A,team_m,subscription,2,-9.68,USD,2024-01-17,2024-02-01,true\n"
+             "3,A,team_m,subscription,2,-9.68,USD,2024-01-17,2024-02-01,false\n"
+             "4,A,team_m,subscription,2,5,USD,2024-01-17,2024-02-01,yes\n")
+    errors = _errors(write_folder(tmp_path / "d", {"invoice_lines": lines, "accounts": "account_id,name\nA,Acme\n"}))
+    by_rule = {(p.column, p.rows) for p in errors}
+    assert by_rule == {("amount", (4,)), ("proration", (5,))}, [p.describe() for p in errors]

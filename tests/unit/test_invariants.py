@@ -27,6 +27,7 @@ PLANS = pa.table({
     "product": ["core", "core", "core", "analytics", "api", "core"],
     "tier_rank": [2, 3, 1, 1, 1, 2],
     "pricing": ["per_seat", "per_seat", "flat", "per_seat", "usage", "per_seat"],
+    "interval_months": [1, 1, 1, 1, 1, 12],
 })
 START = dt.date(2024, 1, 1)
 
@@ -70,9 +71,12 @@ def _tables(rows, rates):
         lines["currency"].append(cur)
         lines["period_start"].append(start)
         lines["period_end"].append(_end(start, shape, days))
+        lines["proration"].append(None)
     fx = {"month": [dt.date(2024 + m // 12, m % 12 + 1, 1) for m in range(len(rates))],
           "currency": ["EUR"] * len(rates), "rate": rates}
-    return pa.table(lines), pa.table(fx)
+    table = pa.table(lines) if rows else pa.table({**lines, "proration": pa.array([], pa.string())})
+    return table.set_column(table.schema.get_field_index("proration"), "proration",
+                            table["proration"].cast(pa.string())), pa.table(fx)
 
 
 def _compute(lines: pa.Table, fx: pa.Table, as_of: dt.date):

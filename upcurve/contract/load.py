@@ -234,13 +234,16 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
     if {"amount", "kind"} <= present:
         amount = _parsed(raw, schema.column("amount"))
         kind = t.kind.cast("string").strip()
+        proration = (t.proration.cast("string").strip() == "true").fill_null(False) if "proration" in present \
+            else ibis.literal(False)
         rules.append(
             _Rule(
-                (amount < 0) & (kind != "one_time"),
+                (amount < 0) & (kind != "one_time") & ~proration,
                 "a subscription or usage line has a negative amount",
                 "amount",
                 t.amount.cast("string"),
-                "Net discounts into the line's amount; book credits and refunds as one_time lines",
+                "Net discounts into the line's amount; mark a proration credit proration=true; book other credits "
+                "and refunds as one_time lines",
             )
         )
     return rules

@@ -137,6 +137,9 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("currency", description="ISO code; empty means the reporting currency"),
                 Column("period_start", "date", required=True),
                 Column("period_end", "date", required=True, description="exclusive"),
+                Column("proration", choices=("true", "false"),
+                       description="true on a billing system's proration line: a credit (negative) for the unused "
+                       "time of a plan changed mid-period, or a charge for the rest of the period"),
             ),
             required=True,
             key=("line_id",),

@@ -11,7 +11,8 @@ import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
 
-__all__ = ["fx_rates_by_month", "line_months", "months_in_period", "plan_mrr", "product_months", "services_revenue"]
+__all__ = ["fx_rates_by_month", "line_months", "months_in_period", "plan_mrr", "product_months", "proration_months",
+           "services_revenue"]
 
 #: Days in an average month, for periods that do not run from one day of the month to the same day of another.
 DAYS_PER_MONTH = 365.25 / 12
@@ -50,6 +51,34 @@ def months_in_period(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue
     calendar_months = (end.year() - start.year()) * 12 + end.month() - start.month()
     days = end.delta(start, unit="day")
     return ibis.ifelse(aligned, calendar_months.cast("float64"), days.cast("float64") / DAYS_PER_MONTH)
+
+
+def proration_months(start: ir.DateValue, end: ir.DateValue, interval_months: ir.IntegerValue
+                     ) -> ir.FloatingValue:
+    """How many months a proration line ``[start, end)`` stands for: its share of the full billing period it ends,
+    in that period's months.
+
+    Formula
+    -------
+    ``interval × days(start, end) ÷ days(end − interval months, end)``, ``interval`` the plan's
+    ``interval_months`` (1 when empty). A billing system prorates by the days of the period it changes: 17 days of
+    a 31-day January are 17/31 of a month, so a credit of −50 × 17/31 is −50 a month, exactly the plan it takes
+    back (``days ÷ 30.44`` would leave −49.10 and a false movement).
+
+    Edge cases
+    ----------
+    The full period starts on the same day ``interval`` months before ``end`` (the month's last day when it has
+    fewer days: Mar 31 − 1 month is Feb 28 or 29).
+    """
+    interval = interval_months.cast("int64").fill_null(1)
+    index = end.year().cast("int64") * 12 + end.month().cast("int64") - 1 - interval
+    year = (index // 12).cast("int32")
+    month = (index % 12 + 1).cast("int32")
+    first = ibis.date(year, month, ibis.literal(1, "int32"))
+    day = ibis.least(end.day().cast("int32"), days_in_month(first).cast("int32"))
+    full_start = ibis.date(year, month, day)
+    full_days = end.delta(full_start, unit="day").cast("float64")
+    return interval.cast("float64") * end.delta(start, unit="day").cast("float64") / full_days
 
 
 def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
@@ -130,6 +159,7 @@ def line_months(
     calendar: ir.Table,
     *,
     policy: RevenuePolicy,
+    prorations: bool = False,
 ) -> ir.Table:
     """Each recurring line's MRR in each month whose measuring day its service period contains.
 
@@ -152,7 +182,10 @@ def line_months(
     the cent once.
     ``one_time`` lines are not MRR (see :func:`services_revenue`); ``usage`` lines count only while
     ``policy.usage_in_mrr``. A period shorter than a month (a proration) counts in the month whose measuring day
-    it contains, at its monthly rate.
+    it contains, at its monthly rate. With ``prorations`` (the data marks proration lines), a line marked
+    ``proration`` is measured against the full period it belongs to (:func:`proration_months`). A negative line
+    (a proration credit for unused time) counts its ``quantity`` negative, so an upgrade mid-period nets the plan it
+    leaves to zero.
 
     Returns
     -------
@@ -161,7 +194,15 @@ def line_months(
     """
     kinds = ["subscription", "usage"] if policy.usage_in_mrr else ["subscription"]
     lines = invoice_lines.filter(invoice_lines.kind.isin(kinds))
-    lines = lines.mutate(months=months_in_period(lines.period_start, lines.period_end))
+    if prorations:
+        intervals = plans.select("plan_id", _interval=plans.interval_months)
+        lines = lines.join(intervals, "plan_id")
+        lines = lines.mutate(months=ibis.ifelse(
+            (lines.proration == "true").fill_null(False),
+            proration_months(lines.period_start, lines.period_end, lines._interval),
+            months_in_period(lines.period_start, lines.period_end)))
+    else:
+        lines = lines.mutate(months=months_in_period(lines.period_start, lines.period_end))
     spans = lines.join(
         calendar,
         [calendar.measured_on >= lines.period_start, calendar.measured_on < lines.period_end],
@@ -181,7 +222,8 @@ def line_months(
         "tier_rank",
         "pricing",
         "kind",
-        quantity=ibis.coalesce(spans.quantity.cast("float64"), 1.0),
+        # a credit takes back the seats it was charged for
+        quantity=ibis.coalesce(spans.quantity.cast("float64"), 1.0) * ibis.ifelse(spans.amount < 0, -1.0, 1.0),
         period_end=spans.period_end,
         month_idx=spans.month_idx,
         mrr_cents=(monthly * spans.rate).round().cast("int64"),
@@ -189,17 +231,27 @@ def line_months(
     )
 
 
-def product_months(line_months: ir.Table) -> ir.Table:
+def product_months(line_months: ir.Table, *, credits: bool = False) -> ir.Table:
     """Each account's position in each product and month: the ledger the movements are read from.
+
+    With ``credits`` (the data has proration credits), a plan whose credit takes back all of its month's MRR (the
+    plan an account left mid-period) no longer holds its tier nor counts as a line; without any, every line counts
+    as it is (the query skips that step).
 
     Returns
     -------
     Per ``account_id``, ``product``, ``month_idx``: ``mrr_cents`` and ``cc_mrr_cents`` (all lines),
     ``sub_cents``/``sub_cc_cents`` (subscription lines), ``usage_cents``/``usage_cc_cents`` (usage lines),
-    ``seats`` (quantity of per-seat subscription lines), ``sub_lines``, ``seat_lines`` and ``tier_rank`` (the highest
-    rank among its subscription lines).
+    ``seats`` (quantity of per-seat subscription lines, a credit's negative), ``sub_lines``, ``seat_lines`` and
+    ``tier_rank`` (the highest rank among its subscription lines).
     """
     t = line_months
+    if credits:
+        plan = ibis.window(group_by=[t.account_id, t.product, t.month_idx, t.plan_id])
+        left = (t.mrr_cents.min().over(plan) < 0) & (t.mrr_cents.sum().over(plan) <= 0)
+        t = t.mutate(_kept=~left)
+    else:
+        t = t.mutate(_kept=ibis.literal(True))
     is_sub = t.kind == "subscription"
     is_seat = is_sub & (t.pricing == "per_seat")
     zero = ibis.literal(0, "int64")
@@ -211,9 +263,9 @@ def product_months(line_months: ir.Table) -> ir.Table:
         usage_cents=ibis.ifelse(is_sub, zero, t.mrr_cents).sum(),
         usage_cc_cents=ibis.ifelse(is_sub, zero, t.cc_mrr_cents).sum(),
         seats=ibis.ifelse(is_seat, t.quantity, 0.0).sum(),
-        sub_lines=is_sub.cast("int64").sum(),
-        seat_lines=is_seat.cast("int64").sum(),
-        tier_rank=ibis.ifelse(is_sub, t.tier_rank, ibis.null("int64")).max(),
+        sub_lines=(is_sub & t._kept).cast("int64").sum(),
+        seat_lines=(is_seat & t._kept).cast("int64").sum(),
+        tier_rank=ibis.ifelse(is_sub & t._kept, t.tier_rank, ibis.null("int64")).max(),
     )
 
 

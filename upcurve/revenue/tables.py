@@ -45,8 +45,12 @@ def revenue_tables(tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.dat
     intermediate ones in the engine."""
     cal = month_calendar(first, as_of)
     lines, plans, fx = tables["invoice_lines"], tables["plans"], tables.get("fx_rates")
-    lm = line_months(lines, plans, fx, cal, policy=policy)
-    pm = product_months(lm).cache()
+    # two plain counts decide whether the queries need the proration steps: data without any run as before
+    marked = lines.filter(lines.proration == "true")
+    prorations = bool(marked.count().to_pyarrow().as_py())
+    credits = prorations and bool(marked.filter(marked.amount < 0).count().to_pyarrow().as_py())
+    lm = line_months(lines, plans, fx, cal, policy=policy, prorations=prorations)
+    pm = product_months(lm, credits=credits).cache()
     pairs = product_pairs(pm, cal).cache()
     am = account_months_from_pairs(pairs).cache()
     mv = movements(pm, cal, policy=policy, account_months=am, product_pairs=pairs).cache()
