@@ -615,3 +615,74 @@ def pricing_simulation(store: Store, scenario_path: str | Path, *, run_id: str |
     currency = str((record.settings or {}).get("revenue", {}).get("reporting_currency", "USD"))
     return simulate_pricing(scenario, book=store.table("plan_mrr", record.run_id), usage=usage,
                             accounts=accounts.select(keep), as_of=record.as_of, currency=currency)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import wrote: the folder, the rows of each table, how many requests it took, and the folder's
+    check against the contract."""
+
+    out_dir: Path
+    rows: dict[str, int]
+    requests: int
+    validation: Validation
+
+
+#: The sources ``upcurve import`` reads, and what each needs.
+SOURCES = {
+    "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes "
+              "(STRIPE_API_KEY; a restricted read-only key is enough)",
+}
+
+
+def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = None, fmt: str = "csv",
+                  say: Progress = _quiet) -> ImportResult:
+    """Read a Stripe account and write it as a contract folder (whole or not at all), then check it.
+
+    Raises
+    ------
+    ConfigError
+        No API key, or an unknown format.
+    StripeError
+        Stripe refused the key or answered with an error, or its data lacks a field a table needs (nothing is
+        written then).
+    OutputError
+        ``out_dir`` holds anything upcurve did not write.
+    """
+    from upcurve.sources.stripe import STRIPE_API_VERSION, read_stripe, stripe_tables
+
+    if fmt not in ("csv", "parquet"):
+        raise ConfigError(f"unknown format {fmt!r}: use csv or parquet")
+    check_folder_destination(out_dir, what="imported data")  # before a single request
+    account = read_stripe(api_key, api_base=api_base, say=say)
+    say("mapping Stripe's objects to the contract's tables")
+    tables = stripe_tables(account)
+
+    def fill(stage: Path) -> None:
+        for name, table in tables.items():
+            _write_contract_file(stage / f"{name}.{fmt}", table, fmt)
+
+    info = {"source": "stripe", "api_version": STRIPE_API_VERSION, "requests": account.requests,
+            "objects": {"customers": len(account.customers), "prices": len(account.prices),
+                        "subscriptions": len(account.subscriptions), "invoices": len(account.invoices),
+                        "credit_notes": len(account.credit_notes)}}
+    out = write_folder(out_dir, fill, kind="import", info=info, what="imported data")
+    say("checking the folder against the contract")
+    return ImportResult(out, {name: t.num_rows for name, t in tables.items()}, account.requests, check_folder(out))
+
+
+def _write_contract_file(path: Path, table: pa.Table, fmt: str) -> None:
+    """A table as a CSV or Parquet file; exact decimals written as plain decimal text in CSV (10.5, not 10.500)."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        pq.write_table(table, path)
+        return
+    columns = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if pa.types.is_decimal(column.type):
+            column = pa.array([None if v is None else format(v.normalize(), "f") for v in column.to_pylist()],
+                              pa.string())
+        columns[name] = column
+    pacsv.write_csv(pa.table(columns), path)

@@ -24,4 +24,14 @@ def known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]
             col = t[column]
             keep = (col <= as_of) if col.type().is_date() else (col < end)
             out[name] = t.filter(keep | col.isnull()) if name == "users" else t.filter(keep)
+    if "subscriptions" in out:
+        # a subscription started by then, its cancellation only once it was asked for
+        t = out["subscriptions"]
+        t = t.filter(t.started_on.isnull() | (t.started_on <= as_of))
+        asked = (t.canceled_at <= as_of).fill_null(False)
+        out["subscriptions"] = t.mutate(
+            cancel_at=ibis.ifelse(asked, t.cancel_at, ibis.null("date")),
+            canceled_at=ibis.ifelse(asked, t.canceled_at, ibis.null("date")),
+            cancel_reason=ibis.ifelse(asked, t.cancel_reason, ibis.null("string")),
+        )
     return out

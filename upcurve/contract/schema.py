@@ -193,6 +193,22 @@ CONTRACT: dict[str, TableSchema] = {
             references=_ACCOUNT_REF,
         ),
         TableSchema(
+            "subscriptions",
+            (
+                Column("subscription_id", required=True),
+                Column("account_id", required=True),
+                Column("status", description="as the billing system says: trialing, active, past_due, canceled…"),
+                Column("started_on", "date"),
+                Column("trial_end", "date"),
+                Column("cancel_at", "date", description="when it ends: a scheduled cancellation, or the end"),
+                Column("canceled_at", "date", description="when the cancellation was asked for"),
+                Column("cancel_reason"),
+            ),
+            key=("subscription_id",),
+            references=_ACCOUNT_REF,
+            description="Subscriptions as the billing system holds them: trials and scheduled cancellations.",
+        ),
+        TableSchema(
             "renewals",
             (Column("account_id", required=True), Column("renewal_date", "date", required=True)),
             references=_ACCOUNT_REF,

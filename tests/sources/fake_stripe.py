@@ -1,0 +1,204 @@
+"""A local server that answers as Stripe's API documents (API version 2025-03-31.basil), for the Stripe source's
+tests: list objects paged with ``limit``/``starting_after``/``has_more``, invoices that embed at most ten lines and
+page the rest from ``/v1/invoices/{id}/lines``, errors as Stripe returns them (401 for an invalid or expired key,
+429 and 500 with Stripe's error body), and a log of every request.
+
+Objects are built with the helpers below in the documented shapes: amounts in the currency's smallest unit,
+timestamps in Unix seconds, an invoice line's price under ``pricing.price_details`` and its proration under
+``parent.subscription_item_details``, a subscription's current period on its items.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+KEY = "sk_test_upcurve"
+EXPIRED = "sk_test_expired"
+LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "coupons")
+
+
+def ts(day: str) -> int:
+    """Unix seconds at midnight UTC of a ``YYYY-MM-DD`` day."""
+    return int(dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp())
+
+
+@dataclass
+class FakeStripe:
+    """The account's objects by list, the failures to answer next, and every request received."""
+
+    objects: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {name: [] for name in LISTS})
+    failures: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, status) answered once each
+    requests: list[str] = field(default_factory=list)
+    url: str = ""
+
+    def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+        self.objects[kind].append(obj)
+        return obj
+
+    def fail_once(self, path: str, status: int) -> None:
+        self.failures.append((path, status))
+
+
+def _error(status: int, kind: str, message: str, code: str | None = None) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"type": kind, "message": message, **({"code": code} if code else {})}}
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]], url: str) -> dict[str, Any]:
+    limit = min(int(query.get("limit", ["10"])[0]), 100)
+    after = query.get("starting_after", [None])[0]
+    start = 0
+    if after is not None:
+        ids = [o["id"] for o in items]
+        start = ids.index(after) + 1
+    chunk = items[start:start + limit]
+    return {"object": "list", "data": chunk, "has_more": start + limit < len(items), "url": url}
+
+
+def _invoice_view(invoice: dict[str, Any]) -> dict[str, Any]:
+    """An invoice as the API returns it: its first ten lines embedded, the rest behind ``has_more``."""
+    lines = invoice["lines"]["data"]
+    return {**invoice, "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,
+                                 "total_count": len(lines), "url": f"/v1/invoices/{invoice['id']}/lines"}}
+
+
+def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]], auth: str
+            ) -> tuple[int, dict[str, Any]]:
+    fake.requests.append(f"{method} {path}?{'&'.join(f'{k}={v[0]}' for k, v in sorted(query.items()))}")
+    key = auth.removeprefix("Bearer ").strip()
+    if key == EXPIRED:
+        return _error(401, "invalid_request_error", f"Expired API Key provided: {key[:8]}***", "api_key_expired")
+    if key != KEY:
+        return _error(401, "invalid_request_error", f"Invalid API Key provided: {key[:8]}***")
+    for i, (prefix, status) in enumerate(fake.failures):
+        if path.startswith(prefix):
+            del fake.failures[i]
+            if status == 429:
+                return _error(429, "invalid_request_error", "Too many requests hit the API too quickly.",
+                              "rate_limit")
+            return _error(status, "api_error", "Something went wrong on Stripe's end.")
+    if method != "GET":
+        return _error(405, "invalid_request_error", "upcurve only reads")
+    lines = re.fullmatch(r"/v1/invoices/([^/]+)/lines", path)
+    if lines:
+        found = [i for i in fake.objects["invoices"] if i["id"] == lines[1]]
+        if not found:
+            return _error(404, "invalid_request_error", f"No such invoice: '{lines[1]}'", "resource_missing")
+        return 200, _page(found[0]["lines"]["data"], query, path)
+    name = path.removeprefix("/v1/")
+    if name not in LISTS:
+        return _error(404, "invalid_request_error", f"Unrecognized request URL (GET: {path}).")
+    items = fake.objects[name]
+    if name == "subscriptions" and query.get("status", ["active"])[0] != "all":
+        items = [s for s in items if s["status"] not in ("canceled", "incomplete_expired")]
+    page = _page(items, query, path)
+    if name == "invoices":
+        page["data"] = [_invoice_view(i) for i in page["data"]]
+    return 200, page
+
+
+def serve(fake: FakeStripe) -> Iterator[FakeStripe]:
+    """Run the server on a free loopback port while the generator is suspended (a fixture's body)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            parsed = urlparse(self.path)
+            status, body = _answer(fake, "GET", parsed.path, parse_qs(parsed.query),
+                                   self.headers.get("Authorization", ""))
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Request-Id", f"req_{len(fake.requests)}")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- objects in Stripe's documented shapes ----------------------------------------------------------------------
+
+def customer(cid: str, name: str, *, created: str = "2024-01-01", currency: str = "usd",
+             metadata: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"id": cid, "object": "customer", "name": name, "email": f"billing@{cid}.example", "created": ts(created),
+            "currency": currency, "metadata": metadata or {}}
+
+
+def product(pid: str, name: str, unit_label: str | None = None) -> dict[str, Any]:
+    return {"id": pid, "object": "product", "name": name, "active": True, "unit_label": unit_label, "metadata": {}}
+
+
+def price(pid: str, product_id: str, unit_amount: int | None, *, interval: str | None = "month", currency: str = "usd",
+          nickname: str | None = None, metered: bool = False, metadata: dict[str, str] | None = None,
+          unit_amount_decimal: str | None = None) -> dict[str, Any]:
+    recurring = None if interval is None else {"interval": interval, "interval_count": 1,
+                                               "usage_type": "metered" if metered else "licensed"}
+    return {"id": pid, "object": "price", "product": product_id, "currency": currency, "unit_amount": unit_amount,
+            "unit_amount_decimal": unit_amount_decimal or (None if unit_amount is None else str(unit_amount)),
+            "recurring": recurring, "type": "recurring" if recurring else "one_time", "nickname": nickname,
+            "lookup_key": None, "billing_scheme": "per_unit", "metadata": metadata or {}}
+
+
+def line(lid: str, price_id: str | None, amount: int, start: str, end: str, *, quantity: int | None = 1,
+         currency: str = "usd", proration: bool = False, discounts: int = 0, tax: int = 0,
+         tax_inclusive: bool = False, subscription: str | None = "sub_1") -> dict[str, Any]:
+    parent = ({"type": "subscription_item_details",
+               "subscription_item_details": {"subscription": subscription, "subscription_item": f"si_{lid}",
+                                             "proration": proration, "proration_details": None,
+                                             "invoice_item": None}}
+              if subscription else
+              {"type": "invoice_item_details",
+               "invoice_item_details": {"invoice_item": f"ii_{lid}", "proration": proration, "subscription": None}})
+    return {"id": lid, "object": "line_item", "amount": amount, "currency": currency, "description": lid,
+            "discount_amounts": [{"amount": discounts, "discount": "di_1"}] if discounts else [],
+            "discountable": True, "period": {"start": ts(start), "end": ts(end)}, "quantity": quantity,
+            "pricing": {"type": "price_details", "price_details": {"price": price_id, "product": None},
+                        "unit_amount_decimal": None} if price_id else None,
+            "parent": parent,
+            "taxes": [{"amount": tax, "tax_behavior": "inclusive" if tax_inclusive else "exclusive",
+                       "taxability_reason": "standard_rated", "type": "tax_rate_details"}] if tax else []}
+
+
+def invoice(iid: str, customer_id: str, lines: list[dict[str, Any]], *, created: str, status: str = "paid",
+            currency: str = "usd") -> dict[str, Any]:
+    return {"id": iid, "object": "invoice", "customer": customer_id, "status": status, "currency": currency,
+            "created": ts(created), "lines": {"object": "list", "data": lines, "has_more": False}}
+
+
+def subscription(sid: str, customer_id: str, price_id: str, *, start: str, period_end: str,
+                 status: str = "active", trial_end: str | None = None, cancel_at_period_end: bool = False,
+                 canceled_at: str | None = None, reason: str | None = None) -> dict[str, Any]:
+    return {"id": sid, "object": "subscription", "customer": customer_id, "status": status,
+            "start_date": ts(start), "created": ts(start), "trial_start": None,
+            "trial_end": None if trial_end is None else ts(trial_end),
+            "cancel_at_period_end": cancel_at_period_end, "cancel_at": None,
+            "canceled_at": None if canceled_at is None else ts(canceled_at), "ended_at": None,
+            "cancellation_details": {"reason": reason, "feedback": None, "comment": None},
+            "items": {"object": "list", "data": [{"id": f"si_{sid}", "price": {"id": price_id}, "quantity": 1,
+                                                  "current_period_start": ts(start),
+                                                  "current_period_end": ts(period_end)}], "has_more": False}}
+
+
+def credit_note(cid: str, customer_id: str, invoice_id: str, total_excluding_tax: int, *, created: str,
+                currency: str = "usd", reason: str = "product_unsatisfactory") -> dict[str, Any]:
+    return {"id": cid, "object": "credit_note", "customer": customer_id, "invoice": invoice_id,
+            "currency": currency, "created": ts(created), "total_excluding_tax": total_excluding_tax,
+            "subtotal": total_excluding_tax, "total": total_excluding_tax, "reason": reason}

@@ -1,0 +1,232 @@
+"""The Stripe source against a local server that answers as Stripe's API documents: paging, an invoice's lines
+beyond the ten it embeds, rate limits and server errors retried, a refused key; and, end to end, a Stripe account
+imported, run and its movements checked against a hand calculation."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import run_folder
+from tests.sources import fake_stripe as fs
+from upcurve.cli import app
+from upcurve.cli_support import console, err
+from upcurve.folders import MANIFEST, OutputError
+from upcurve.sources.stripe import StripeError, read_stripe, stripe_tables
+from upcurve.usecases import import_stripe
+
+D = Decimal
+MONTHS = ("2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01", "2024-05-01", "2024-06-01", "2024-07-01")
+
+
+def _company() -> fs.FakeStripe:
+    """Five customers over the first half of 2024 (see test_a_stripe_account_end_to_end for the hand calculation)."""
+    f = fs.FakeStripe()
+    f.add("products", fs.product("prod_core", "Core"))
+    f.add("products", fs.product("prod_api", "API", unit_label="calls"))
+    f.add("prices", fs.price("price_team", "prod_core", 2000, nickname="Team"))
+    f.add("prices", fs.price("price_biz", "prod_core", 4000, nickname="Business"))
+    f.add("prices", fs.price("price_team_jpy", "prod_core", 3000, currency="jpy", nickname="Team"))
+    f.add("prices", fs.price("price_api", "prod_api", None, metered=True, unit_amount_decimal="0.2"))
+    f.add("prices", fs.price("price_setup", "prod_core", 50000, interval=None, nickname="Onboarding"))
+    for cid, name, cur in (("cus_A", "Acme", "usd"), ("cus_B", "Beta", "usd"), ("cus_C", "Cato", "usd"),
+                           ("cus_D", "Dyna KK", "jpy"), ("cus_E", "Echo", "usd")):
+        f.add("customers", fs.customer(cid, name, currency=cur, metadata={"segment": "smb"}))
+    n = iter(range(1000))
+
+    def invoice(cid: str, day: str, lines: list[dict], currency: str = "usd", status: str = "paid") -> None:
+        f.add("invoices", fs.invoice(f"in_{next(n)}", cid, lines, created=day, currency=currency, status=status))
+
+    # A: Team, 5 seats, then 8 from March; API calls from February ($20 a month)
+    for i, (start, end) in enumerate(itertools.pairwise(MONTHS)):
+        seats = 5 if start < "2024-03-01" else 8
+        lines = [fs.line(f"il_a{i}", "price_team", 2000 * seats, start, end, quantity=seats)]
+        if start >= "2024-02-01":
+            lines.append(fs.line(f"il_a{i}u", "price_api", 2000, start, end, quantity=10000))
+        invoice("cus_A", start, lines)
+    # B: Team, 10 seats; on 16 April to Business: a credit and a charge for the 15 days left of April's 30
+    for i, (start, end) in enumerate(list(itertools.pairwise(MONTHS))[:4]):
+        invoice("cus_B", start, [fs.line(f"il_b{i}", "price_team", 20000, start, end, quantity=10)])
+    invoice("cus_B", "2024-05-01", [
+        fs.line("il_b_credit", "price_team", -10000, "2024-04-16", "2024-05-01", quantity=10, proration=True),
+        fs.line("il_b_charge", "price_biz", 20000, "2024-04-16", "2024-05-01", quantity=10, proration=True),
+        fs.line("il_b4", "price_biz", 40000, "2024-05-01", "2024-06-01", quantity=10)])
+    invoice("cus_B", "2024-06-01", [fs.line("il_b5", "price_biz", 40000, "2024-06-01", "2024-07-01", quantity=10)])
+    # C: Business, 2 seats at 25% off ($80 − $20) plus 10% tax on top; from June, Team at $40 without the coupon
+    for i, (start, end) in enumerate(list(itertools.pairwise(MONTHS))[:5]):
+        invoice("cus_C", start, [fs.line(f"il_c{i}", "price_biz", 8000, start, end, quantity=2, discounts=2000,
+                                         tax=600)])
+    invoice("cus_C", "2024-06-01", [fs.line("il_c5", "price_team", 4000, "2024-06-01", "2024-07-01", quantity=2)])
+    # C's first invoice also carries the one-time onboarding fee
+    f.objects["invoices"][-6]["lines"]["data"].append(
+        fs.line("il_c_setup", "price_setup", 50000, "2024-01-01", "2024-01-01", quantity=1, subscription=None))
+    # D: yen, 3 seats at ¥3,000 with tax included (¥818 of ¥9,000); a free trial from 20 December, paid from 3 Jan
+    invoice("cus_D", "2023-12-20", [fs.line("il_d_trial", "price_team_jpy", 0, "2023-12-20", "2024-01-03",
+                                            quantity=3, currency="jpy")], currency="jpy")
+    for i, month in enumerate(range(1, 7)):
+        start, end = f"2024-{month:02d}-03", f"2024-{month + 1:02d}-03"
+        invoice("cus_D", start, [fs.line(f"il_d{i}", "price_team_jpy", 9000, start, end, quantity=3,
+                                         currency="jpy", tax=818, tax_inclusive=True)], currency="jpy")
+    # E: Team, 3 seats, cancelled on 10 May at the end of its period (1 June); $30 refunded in March
+    for i, (start, end) in enumerate(list(itertools.pairwise(MONTHS))[:5]):
+        invoice("cus_E", start, [fs.line(f"il_e{i}", "price_team", 6000, start, end, quantity=3)])
+    f.add("credit_notes", fs.credit_note("cn_e1", "cus_E", "in_x", 3000, created="2024-03-05"))
+    # a draft and a void invoice are not revenue
+    invoice("cus_E", "2024-06-01", [fs.line("il_e_draft", "price_team", 6000, "2024-06-01", "2024-07-01")],
+            status="draft")
+    invoice("cus_A", "2024-06-02", [fs.line("il_a_void", "price_team", 999900, "2024-06-01", "2024-07-01")],
+            status="void")
+    f.add("subscriptions", fs.subscription("sub_e", "cus_E", "price_team", start="2024-01-01",
+                                           period_end="2024-06-01", cancel_at_period_end=True,
+                                           canceled_at="2024-05-10", reason="cancellation_requested"))
+    f.add("subscriptions", fs.subscription("sub_d", "cus_D", "price_team_jpy", start="2023-12-20",
+                                           period_end="2024-07-03", trial_end="2024-01-03"))
+    return f
+
+
+@pytest.fixture
+def stripe_api() -> Iterator[fs.FakeStripe]:
+    yield from fs.serve(_company())
+
+
+def _no_sleep(_seconds: float) -> None:
+    return
+
+
+def test_every_list_is_paged_and_an_invoice_s_lines_beyond_ten_are_read() -> None:
+    fake = fs.FakeStripe()
+    for i in range(230):
+        fake.add("customers", fs.customer(f"cus_{i:03d}", f"Customer {i}"))
+    fake.add("products", fs.product("prod_core", "Core"))
+    fake.add("prices", fs.price("price_team", "prod_core", 1000))
+    lines = [fs.line(f"il_{i:02d}", "price_team", 100 * (i + 1), "2024-01-01", "2024-02-01") for i in range(25)]
+    fake.add("invoices", fs.invoice("in_big", "cus_000", lines, created="2024-01-01"))
+    for served in fs.serve(fake):
+        account = read_stripe(fs.KEY, api_base=served.url, sleep=_no_sleep)
+        assert len(account.customers) == 230
+        assert [c["id"] for c in account.customers] == [f"cus_{i:03d}" for i in range(230)]
+        customer_pages = [r for r in served.requests if r.startswith("GET /v1/customers")]
+        assert len(customer_pages) == 3 and "starting_after=cus_099" in customer_pages[1]
+        [big] = account.invoices
+        assert [line["id"] for line in big["lines"]["data"]] == [f"il_{i:02d}" for i in range(25)]
+        assert any(r.startswith("GET /v1/invoices/in_big/lines?") and "starting_after=il_09" in r
+                   for r in served.requests)
+        tables = stripe_tables(account)
+        assert tables["invoice_lines"].num_rows == 25
+        assert sum(tables["invoice_lines"]["amount"].to_pylist()) == D("325.00")  # 1 + 2 + … + 25 dollars
+
+
+def test_a_rate_limit_and_a_server_error_are_retried() -> None:
+    fake = _company()
+    fake.fail_once("/v1/invoices", 429)
+    fake.fail_once("/v1/customers", 500)
+    slept: list[float] = []
+    for served in fs.serve(fake):
+        account = read_stripe(fs.KEY, api_base=served.url, sleep=slept.append)
+        assert len(account.customers) == 5 and len(account.invoices) == 30
+        assert slept == [0.5]  # the 429, backed off once; the 500 retried by Stripe's library
+        assert sum(r.startswith("GET /v1/customers") for r in served.requests) == 2
+
+
+def test_a_refused_key_stops_with_stripe_s_message(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
+    with pytest.raises(StripeError, match="Stripe refused the API key: Expired API Key"):
+        read_stripe(fs.EXPIRED, api_base=stripe_api.url, sleep=_no_sleep)
+    with pytest.raises(StripeError, match="Invalid API Key"):
+        import_stripe(tmp_path / "out", api_key="sk_test_wrong", api_base=stripe_api.url)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_fields_are_named_and_nothing_is_written(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
+    del stripe_api.objects["invoices"][0]["customer"]
+    stripe_api.objects["invoices"][1]["lines"]["data"][0]["pricing"]["price_details"]["price"] = "price_gone"
+    with pytest.raises(StripeError) as caught:
+        import_stripe(tmp_path / "out", api_key=fs.KEY, api_base=stripe_api.url)
+    message = str(caught.value)
+    assert "invoice in_0: customer is missing" in message
+    assert "invoice line il_a1: its price price_gone is not among the prices read" in message
+    assert "nothing written" in message and not (tmp_path / "out").exists()
+
+
+def test_a_stripe_account_end_to_end(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
+    """By hand, in USD (¥ at 0.0067). January: new A 100, B 200, C 60 (80 less the 25% coupon; the 10% tax on top
+    is not revenue), D ¥8,182 (9,000 less the ¥818 tax included) = 54.82, E 60; the trial's ¥0 in December is no
+    MRR, so D is new in January. February: A starts paying for API calls, another product: +20 (cross-sell).
+    March: A 5 → 8 seats, +60 (seat). April: B moves to Business on the 16th: 200 − 200 (the credit, 15 of 30
+    days) + 400 (the charge) = 400, +200 (tier). June: C from Business at 60 to Team at 40, −20 (tier); E's
+    cancellation at the end of May: churn −60. The $30 refund is services revenue in March, −30; the $500
+    onboarding fee +500 in January; drafts and void invoices are left out."""
+    result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=stripe_api.url)
+    # lines: A 6 + 5 API, B 4 + 3 + 1, C 6 + the fee, D the trial + 6, E 5 + the refund; plans: the 4 recurring prices
+    assert result.rows == {"accounts": 5, "plans": 4, "invoice_lines": 39, "subscriptions": 2}
+    errors = [p for p in result.validation.errors]
+    assert [(p.file, p.column) for p in errors] == [("invoice_lines.csv", "currency")]  # JPY needs its rates
+    lines = {r["line_id"]: r for r in pacsv.read_csv(result.out_dir / "invoice_lines.csv").to_pylist()}
+    assert D(str(lines["il_c0"]["amount"])) == D("60") and D(str(lines["il_d0"]["amount"])) == D("8182")
+    assert lines["il_b_credit"]["proration"] is True and lines["il_c_setup"]["kind"] == "one_time"
+    assert str(lines["il_c_setup"]["period_end"]) == "2024-01-02"
+    assert "il_e_draft" not in lines and "il_a_void" not in lines
+    plans = {r["plan_id"]: r for r in pacsv.read_csv(result.out_dir / "plans.csv").to_pylist()}
+    assert (plans["price_team"]["tier_rank"], plans["price_biz"]["tier_rank"]) == (1, 2)
+    assert plans["price_api"]["pricing"] == "usage" and plans["price_api"]["usage_metric"] == "calls"
+    assert D(str(plans["price_api"]["unit_price"])) == D("0.002") and plans["price_team_jpy"]["unit_price"] == 3000
+    subs = {r["subscription_id"]: r for r in pacsv.read_csv(result.out_dir / "subscriptions.csv").to_pylist()}
+    assert (str(subs["sub_e"]["cancel_at"]), str(subs["sub_e"]["canceled_at"])) == ("2024-06-01", "2024-05-10")
+    assert subs["sub_e"]["cancel_reason"] == "cancellation_requested" and str(subs["sub_d"]["trial_end"]) == \
+        "2024-01-03"
+
+    data = tmp_path / "with_rates"  # the user adds the rates of the yen, as validate asks
+    shutil.copytree(result.out_dir, data)
+    (data / "fx_rates.csv").write_text("month,currency,rate\n" + "".join(
+        f"2023-{m:02d},JPY,0.0067\n" for m in (12,)) + "".join(f"2024-{m:02d},JPY,0.0067\n" for m in range(1, 7)))
+    run = run_folder(data, "2024-06-30")
+    movements = sorted((r["month"], r["account_id"], r["type"], r["source"], r["amount"])
+                       for r in run.tables["movements"].to_pylist())
+    assert movements == sorted([
+        ("2024-01", "cus_A", "new", None, D("100.00")), ("2024-01", "cus_B", "new", None, D("200.00")),
+        ("2024-01", "cus_C", "new", None, D("60.00")), ("2024-01", "cus_D", "new", None, D("54.82")),
+        ("2024-01", "cus_E", "new", None, D("60.00")),
+        ("2024-02", "cus_A", "expansion", "cross_sell", D("20.00")),
+        ("2024-03", "cus_A", "expansion", "seat", D("60.00")),
+        ("2024-04", "cus_B", "expansion", "tier", D("200.00")),
+        ("2024-06", "cus_C", "contraction", "tier", D("-20.00")),
+        ("2024-06", "cus_E", "churn", None, D("-60.00")),
+    ])
+    metrics = {r["month"]: r for r in run.tables["metrics"].to_pylist()}
+    assert [metrics[f"2024-{m:02d}"]["mrr"] for m in range(1, 7)] == [
+        D("474.82"), D("494.82"), D("554.82"), D("754.82"), D("754.82"), D("674.82")]
+    assert metrics["2024-03"]["services_revenue"] == D("-30.00")
+    assert metrics["2024-01"]["services_revenue"] == D("500.00")
+
+
+def test_the_command_imports_reports_the_rows_and_the_problems(stripe_api: fs.FakeStripe, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRIPE_API_KEY", fs.KEY)
+    monkeypatch.setattr(console, "width", 200)
+    monkeypatch.setattr(err, "width", 200)
+    out = tmp_path / "data"
+    result = CliRunner().invoke(app, ["import", "stripe", "--out", str(out), "--api-base", stripe_api.url])
+    assert result.exit_code == 0, result.output
+    assert "Imported from Stripe" in result.output and "invoice_lines" in result.output
+    assert "unknown currency" in result.output  # the yen needs its rates: said, with the fix
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["kind"] == "import" and manifest["source"] == "stripe"
+    # a folder upcurve did not write is never replaced
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("mine")
+    refused = CliRunner().invoke(app, ["import", "stripe", "--out", str(theirs), "--api-base", stripe_api.url])
+    assert refused.exit_code != 0 and (theirs / "notes.txt").read_text() == "mine"
+    with pytest.raises(OutputError):
+        import_stripe(theirs, api_key=fs.KEY, api_base=stripe_api.url)
+    monkeypatch.delenv("STRIPE_API_KEY")
+    missing = CliRunner().invoke(app, ["import", "stripe", "--out", str(tmp_path / "x"), "--api-base",
+                                       stripe_api.url])
+    assert missing.exit_code == 2 and "STRIPE_API_KEY" in missing.output

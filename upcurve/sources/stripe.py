@@ -1,0 +1,386 @@
+"""Stripe as a source: customers, products and prices, subscriptions, invoices with every line, and credit notes,
+read through Stripe's official Python library and mapped to the contract's tables as ChartMogul documents its
+Stripe import.
+
+Reading (:func:`read_stripe`) pins the API version whose shapes it reads (:data:`STRIPE_API_VERSION`: an invoice
+line's price under ``pricing.price_details``, its proration under ``parent.subscription_item_details``, the
+subscription's current period on its items). Every list is paged with ``starting_after`` until ``has_more`` is
+false, and an invoice's lines beyond the ten it embeds are paged from ``/v1/invoices/{id}/lines``. A rate limit
+(429) is retried with exponential backoff; the library retries connection failures and 5xx answers. A refused key
+(invalid or expired) stops the import with Stripe's message.
+
+Mapping (:func:`stripe_tables`, pure):
+
+- ``accounts``: each customer (``name``, else ``email``); ``segment``, ``industry``, ``region`` and ``owner`` from
+  its ``metadata`` where set.
+- ``plans``: each recurring price: ``product`` the product's name, ``tier`` the price's nickname (else lookup key,
+  else the product's name), ``tier_rank`` from ``metadata.tier_rank``, else the price's rank by monthly unit amount
+  among its product's prices in its currency; ``pricing`` ``usage`` for metered prices, else ``per_seat``
+  (``metadata.pricing`` may say ``flat``); ``unit_price`` in the price's currency's major unit.
+- ``invoice_lines``: every line of every open, paid or uncollectible invoice (drafts and void invoices are not
+  revenue). ``amount`` is the line's amount **net of its discounts and excluding tax** (a tax-inclusive price's
+  tax taken out), in major units: 1000 is 10.00 USD but 1000 JPY (zero-decimal currencies are read as Stripe
+  lists them). ``kind``: ``usage`` for a metered price, ``subscription`` for another recurring price, else
+  ``one_time``. ``proration`` as Stripe marks it; a prorated line's MRR is then read against its full period. A
+  discount larger than a recurring line is booked, not floored: the line at 0 and the excess as a ``one_time``
+  credit (``<line id>:excess_discount``). A one-time line whose period is a single moment covers its day.
+- Credit notes: each a ``one_time`` line of minus its total excluding tax, on the day it was issued (refunds and
+  credits are counted as negative services revenue, never silently dropped).
+- ``subscriptions``: status, start, trial end, the scheduled or actual end (``cancel_at``; for
+  ``cancel_at_period_end``, the end of its items' current period), when the cancellation was asked for
+  (``canceled_at``) and why (``cancellation_details.reason``).
+
+Anything missing that a table needs (a line without a customer, a price that names no product) is an error naming
+the object and the field; nothing is written then.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import pyarrow as pa
+
+from upcurve.errors import ConfigError, UpcurveError
+
+__all__ = ["STRIPE_API_VERSION", "StripeAccount", "StripeError", "read_stripe", "stripe_tables"]
+
+#: The API version whose objects this source reads (sent with every request).
+STRIPE_API_VERSION = "2025-03-31.basil"
+#: Stripe's zero-decimal and three-decimal currencies (docs.stripe.com/currencies): amounts are in these units.
+ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+                          "XAF", "XOF", "XPF"})
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+#: Invoices that are revenue: finalized and not voided.
+REVENUE_STATUSES = ("open", "paid", "uncollectible")
+_RATE_LIMIT_TRIES = 6
+
+
+class StripeError(UpcurveError):
+    """Stripe refused the import (a key it does not accept, an answer upcurve cannot read)."""
+
+
+@dataclass
+class StripeAccount:
+    """Every object read from one Stripe account, as plain dicts (invoices with every line under
+    ``lines.data``), and what the reading noticed."""
+
+    customers: list[dict[str, Any]] = field(default_factory=list)
+    products: list[dict[str, Any]] = field(default_factory=list)
+    prices: list[dict[str, Any]] = field(default_factory=list)
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    invoices: list[dict[str, Any]] = field(default_factory=list)
+    credit_notes: list[dict[str, Any]] = field(default_factory=list)
+    requests: int = 0
+
+
+def _plain(obj: Any) -> Any:
+    """A Stripe object as plain dicts and lists."""
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return obj
+
+
+def _client(api_key: str, api_base: str | None) -> Any:
+    import stripe
+
+    addresses: Any = {"api": api_base.rstrip("/")} if api_base else None
+    return stripe.StripeClient(api_key, stripe_version=STRIPE_API_VERSION, base_addresses=addresses,
+                               max_network_retries=3)
+
+
+def _with_backoff(call: Callable[[], Any], sleep: Callable[[float], None]) -> Any:
+    """``call()``, retried after 0.5, 1, 2, 4, 8 s while Stripe answers 429 (a rate limit)."""
+    import stripe
+
+    for attempt in range(_RATE_LIMIT_TRIES):
+        try:
+            return call()
+        except stripe.RateLimitError:
+            if attempt == _RATE_LIMIT_TRIES - 1:
+                raise
+            sleep(0.5 * 2 ** attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _pages(list_page: Callable[[dict[str, Any]], Any], params: dict[str, Any], account: StripeAccount,
+           sleep: Callable[[float], None]) -> Iterator[dict[str, Any]]:
+    """Every object of a list endpoint, page by page (``starting_after`` the last id until ``has_more`` is
+    false)."""
+    after: str | None = None
+    while True:
+        page_params = {**params, "limit": 100, **({"starting_after": after} if after else {})}
+        page = _plain(_with_backoff(partial(list_page, page_params), sleep))
+        account.requests += 1
+        data = page.get("data") or []
+        yield from data
+        if not page.get("has_more") or not data:
+            return
+        after = data[-1]["id"]
+
+
+def _lister(service: Any) -> Callable[[dict[str, Any]], Any]:
+    def page(params: dict[str, Any]) -> Any:
+        return service.list(params=params)
+    return page
+
+
+def _line_lister(service: Any, invoice_id: str) -> Callable[[dict[str, Any]], Any]:
+    def page(params: dict[str, Any]) -> Any:
+        return service.list(invoice_id, params=params)
+    return page
+
+
+def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str], None] = lambda _m: None,
+                sleep: Callable[[float], None] = time.sleep) -> StripeAccount:
+    """Read every customer, product, price, subscription, revenue invoice (with every line) and credit note.
+
+    Raises
+    ------
+    StripeError
+        Stripe refused the key (invalid, expired, without the permission to read), or answered with an error.
+    """
+    import stripe
+
+    if not api_key:
+        raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
+    client = _client(api_key, api_base)
+    account = StripeAccount()
+    v1 = client.v1
+    try:
+        for name, service, params in (
+            ("customers", v1.customers, {}),
+            ("products", v1.products, {}),
+            ("prices", v1.prices, {}),
+            ("subscriptions", v1.subscriptions, {"status": "all"}),
+            ("credit_notes", v1.credit_notes, {}),
+        ):
+            say(f"reading Stripe {name.replace('_', ' ')}")
+            getattr(account, name).extend(_pages(_lister(service), params, account, sleep))
+        say("reading Stripe invoices")
+        for invoice in _pages(_lister(v1.invoices), {}, account, sleep):
+            if invoice.get("status") not in REVENUE_STATUSES:
+                continue
+            lines = invoice.get("lines") or {}
+            data = list(lines.get("data") or [])
+            if lines.get("has_more") and data:
+                # an invoice embeds at most ten lines: the rest are paged from its lines endpoint
+                more = _pages(_line_lister(v1.invoices.line_items, invoice["id"]),
+                              {"starting_after": data[-1]["id"]}, account, sleep)
+                data.extend(more)
+            invoice["lines"] = {"object": "list", "data": data, "has_more": False}
+            account.invoices.append(invoice)
+    except stripe.AuthenticationError as exc:
+        raise StripeError(f"Stripe refused the API key: {exc.user_message or exc}") from None
+    except stripe.PermissionError as exc:
+        raise StripeError(f"the API key may not read everything upcurve imports: {exc.user_message or exc}") \
+            from None
+    except stripe.StripeError as exc:
+        raise StripeError(f"Stripe answered with an error: {exc.user_message or exc}") from None
+    return account
+
+
+# -- mapping -----------------------------------------------------------------------------------------------------
+
+def _major(amount: int | str | Decimal, currency: str) -> Decimal:
+    """An amount in Stripe's smallest unit as the currency's major unit (JPY as it is; KWD in thousandths)."""
+    code = currency.upper()
+    digits = 0 if code in ZERO_DECIMAL else 3 if code in THREE_DECIMAL else 2
+    return Decimal(str(amount)).scaleb(-digits)
+
+
+def _day(seconds: int | None) -> dt.date | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(int(seconds), dt.UTC).date()
+
+
+class _Problems:
+    """Every missing field found while mapping, reported at once."""
+
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def need(self, obj: dict[str, Any], path: str, kind: str) -> Any:
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value in (None, ""):
+            self.found.append(f"{kind} {obj.get('id', '?')}: {path} is missing")
+        return value
+
+    def check(self) -> None:
+        if self.found:
+            shown = "; ".join(self.found[:20]) + (f"; and {len(self.found) - 20} more" if len(self.found) > 20 else "")
+            raise StripeError(f"{len(self.found)} problem(s) in the Stripe data, nothing written: {shown}")
+
+
+def _interval_months(recurring: dict[str, Any]) -> int:
+    count = int(recurring.get("interval_count") or 1)
+    return {"year": 12 * count, "month": count}.get(str(recurring.get("interval")), 1)
+
+
+def _line_price(line: dict[str, Any]) -> str | None:
+    """The price of a line: ``pricing.price_details.price`` (2025-03-31 and later), else ``price.id``."""
+    details = ((line.get("pricing") or {}).get("price_details") or {})
+    price = details.get("price") or line.get("price")
+    return price.get("id") if isinstance(price, dict) else price
+
+
+def _line_proration(line: dict[str, Any]) -> bool:
+    parent = line.get("parent") or {}
+    for key in ("subscription_item_details", "invoice_item_details"):
+        if (parent.get(key) or {}).get("proration"):
+            return True
+    return bool(line.get("proration"))
+
+
+def _inclusive_tax(line: dict[str, Any]) -> int:
+    """The tax included in a line's amount (a tax-inclusive price): ``taxes[].tax_behavior`` (2025-03-31), else
+    ``tax_amounts[].inclusive``."""
+    taxes = sum(int(t.get("amount") or 0) for t in line.get("taxes") or [] if t.get("tax_behavior") == "inclusive")
+    return taxes + sum(int(t.get("amount") or 0) for t in line.get("tax_amounts") or [] if t.get("inclusive"))
+
+
+def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
+    """The contract's tables from a Stripe account (see the module for each rule).
+
+    Raises
+    ------
+    StripeError
+        Naming every object that lacks a field a table needs.
+    """
+    problems = _Problems()
+    products = {p["id"]: p for p in account.products}
+    names: dict[str, str] = {}
+    for p in sorted(account.products, key=lambda p: p["id"]):
+        name = str(p.get("name") or p["id"])
+        names[p["id"]] = name if name not in names.values() else f"{name} ({p['id']})"
+    prices = {p["id"]: p for p in account.prices}
+
+    accounts = [{"account_id": c["id"], "name": c.get("name") or c.get("email"),
+                 **{k: (c.get("metadata") or {}).get(k) for k in ("segment", "industry", "region", "owner")},
+                 "created_at": _day(c.get("created"))} for c in account.customers]
+
+    recurring = [p for p in account.prices if p.get("recurring")]
+    by_product: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for p in recurring:
+        product = problems.need(p, "product", "price")
+        if isinstance(product, dict):
+            product = product.get("id")
+        by_product.setdefault((str(product), str(p.get("currency") or "")), []).append(p)
+    plans = []
+    for (product, _currency), group in sorted(by_product.items()):
+        def monthly(p: dict[str, Any]) -> Decimal:
+            amount = p.get("unit_amount_decimal") or p.get("unit_amount") or 0
+            return Decimal(str(amount)) / _interval_months(p["recurring"])
+        ranked = {p["id"]: rank for rank, p in enumerate(sorted(group, key=lambda p: (monthly(p), p["id"])),
+                                                         start=1)}
+        for p in group:
+            meta = p.get("metadata") or {}
+            metered = (p["recurring"].get("usage_type") == "metered")
+            unit = p.get("unit_amount_decimal") or p.get("unit_amount")
+            plans.append({
+                "plan_id": p["id"], "product": names.get(product, product),
+                "tier": p.get("nickname") or p.get("lookup_key") or names.get(product, product),
+                "tier_rank": int(meta["tier_rank"]) if str(meta.get("tier_rank", "")).lstrip("-").isdigit()
+                else ranked[p["id"]],
+                "pricing": "usage" if metered else (meta.get("pricing") if meta.get("pricing") in ("flat",
+                                                                                              "per_seat")
+                                                    else "per_seat"),
+                "interval_months": _interval_months(p["recurring"]),
+                "unit_price": None if unit is None else _major(unit, p.get("currency") or "usd"),
+                "usage_metric": (products.get(product) or {}).get("unit_label") or ("units" if metered else None),
+            })
+
+    lines: list[dict[str, Any]] = []
+    for invoice in account.invoices:
+        customer = problems.need(invoice, "customer", "invoice")
+        currency = str(invoice.get("currency") or "").upper()
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems))
+    for note in account.credit_notes:
+        customer = problems.need(note, "customer", "credit note")
+        currency = str(problems.need(note, "currency", "credit note") or "")
+        total = note.get("total_excluding_tax")
+        total = note.get("subtotal") if total is None else total
+        day = _day(note.get("created"))
+        if day is None or total is None:
+            problems.need(note, "created" if day is None else "total_excluding_tax", "credit note")
+            continue
+        lines.append({"line_id": note["id"], "account_id": customer, "plan_id": None, "kind": "one_time",
+                      "quantity": None, "amount": -_major(total, currency), "currency": currency.upper(),
+                      "period_start": day, "period_end": day + dt.timedelta(days=1), "proration": None})
+
+    subscriptions = []
+    for s in account.subscriptions:
+        customer = problems.need(s, "customer", "subscription")
+        items = (s.get("items") or {}).get("data") or []
+        period_end = max((i.get("current_period_end") or 0 for i in items), default=None) or s.get(
+            "current_period_end")
+        ends = s.get("cancel_at") or (period_end if s.get("cancel_at_period_end") else None) or s.get("ended_at")
+        subscriptions.append({
+            "subscription_id": s["id"], "account_id": customer, "status": s.get("status"),
+            "started_on": _day(s.get("start_date") or s.get("created")), "trial_end": _day(s.get("trial_end")),
+            "cancel_at": _day(ends), "canceled_at": _day(s.get("canceled_at")),
+            "cancel_reason": (s.get("cancellation_details") or {}).get("reason"),
+        })
+    problems.check()
+    return {
+        "accounts": pa.Table.from_pylist(accounts, schema=_ACCOUNTS),
+        "plans": pa.Table.from_pylist(plans, schema=_PLANS),
+        "invoice_lines": pa.Table.from_pylist(lines, schema=_LINES),
+        "subscriptions": pa.Table.from_pylist(subscriptions, schema=_SUBSCRIPTIONS),
+    }
+
+
+def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, currency: str,
+                  prices: dict[str, dict[str, Any]], problems: _Problems) -> list[dict[str, Any]]:
+    """One invoice line as contract lines: itself, and a discount's excess beyond a recurring line."""
+    price_id = _line_price(line)
+    price = prices.get(price_id or "")
+    if price_id and price is None:
+        problems.found.append(f"invoice line {line.get('id')}: its price {price_id} is not among the prices read")
+        return []
+    period = line.get("period") or {}
+    start, end = _day(period.get("start")), _day(period.get("end"))
+    if start is None or end is None:
+        problems.need(line, "period.start" if start is None else "period.end", "invoice line")
+        return []
+    line_currency = str(line.get("currency") or currency).upper()
+    discounts = sum(int(d.get("amount") or 0) for d in line.get("discount_amounts") or [])
+    net = int(line.get("amount") or 0) - discounts - _inclusive_tax(line)
+    recurring = bool(price and price.get("recurring"))
+    kind = ("usage" if price["recurring"].get("usage_type") == "metered" else "subscription") if price and recurring \
+        else "one_time"
+    proration = _line_proration(line)
+    row = {"line_id": line["id"], "account_id": customer, "plan_id": price_id if recurring else None, "kind": kind,
+           "quantity": None if line.get("quantity") is None else float(line["quantity"]),
+           "amount": _major(net, line_currency), "currency": line_currency, "period_start": start,
+           "period_end": end if end > start else start + dt.timedelta(days=1),
+           "proration": ("true" if proration else "false") if recurring else None}
+    if kind == "one_time" or net >= 0 or proration:
+        return [row]
+    # a discount larger than its recurring line: the line at zero, the excess booked as a one-time credit
+    excess = {**row, "line_id": f"{line['id']}:excess_discount", "plan_id": None, "kind": "one_time",
+              "quantity": None, "period_end": start + dt.timedelta(days=1), "proration": None}
+    return [{**row, "amount": Decimal(0)}, excess]
+
+
+_MONEY = pa.decimal128(20, 3)
+_ACCOUNTS = pa.schema([("account_id", pa.string()), ("name", pa.string()), ("segment", pa.string()),
+                       ("industry", pa.string()), ("region", pa.string()), ("owner", pa.string()),
+                       ("created_at", pa.date32())])
+_PLANS = pa.schema([("plan_id", pa.string()), ("product", pa.string()), ("tier", pa.string()),
+                    ("tier_rank", pa.int64()), ("pricing", pa.string()), ("interval_months", pa.int64()),
+                    ("unit_price", pa.decimal128(24, 12)), ("usage_metric", pa.string())])
+_LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
+                    ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
+                    ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),
+                    ("proration", pa.string())])
+_SUBSCRIPTIONS = pa.schema([("subscription_id", pa.string()), ("account_id", pa.string()), ("status", pa.string()),
+                            ("started_on", pa.date32()), ("trial_end", pa.date32()), ("cancel_at", pa.date32()),
+                            ("canceled_at", pa.date32()), ("cancel_reason", pa.string())])
