@@ -24,6 +24,7 @@ QUIET: dict[str, Any] = {
     "new_active_30d": 4, "active_users": 9, "purchased_seats": 10, "days_to_renewal": 120, "churn_risk": 0.1,
     "health_score": 70.0, "health_tier": "Nurture", "recommended_lever": "seat", "flag_premium_gap": False,
     "premium_gap_features": 0, "tier_headroom": 1, "tenure_days": 400, "nps_12m": 50.0, "products_unowned": 1,
+    "flag_cancellation_scheduled": False,
 }
 #: An account ready for a cross-sell on every count (the quiet one is held back by its health).
 READY = {"health_score": 85.0}
@@ -74,6 +75,7 @@ def opened(p: PlaysPlan, trigger: str) -> list[PlayAction]:
     ("renewal_90", {"days_to_renewal": 90}, {"days_to_renewal": 91}),
     ("renewal_90", {"days_to_renewal": 1}, {"days_to_renewal": 0}),
     ("churn_risk", {"churn_risk": 0.3}, {"churn_risk": 0.29}),
+    ("cancellation_scheduled", {"flag_cancellation_scheduled": True}, {"flag_cancellation_scheduled": False}),
     ("tier_ready", {"flag_premium_gap": True, "premium_gap_features": 2}, {"flag_premium_gap": False}),
     ("tier_ready", {"flag_premium_gap": True}, {"flag_premium_gap": True, "tier_headroom": 0}),
     ("cross_sell_ready", READY, {"health_score": 79.9}),

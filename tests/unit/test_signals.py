@@ -161,3 +161,21 @@ def test_billing_health_sees_contractions_and_flat_plans_have_no_seat_saturation
     d = rows["D"]  # 9 users on a flat plan's 3 included seats: a tier to sell, not 300% of its seats
     assert d["active_users"] == 9 and d["purchased_seats"] == 3 and d["seats_priced"] is False
     assert d["seat_saturation"] is None and d["flag_seat_saturation"] is False
+
+
+def test_a_scheduled_cancellation_counts_from_the_day_it_was_asked_for(tmp_path: Path) -> None:
+    """A asked on 10 June to end on 1 July: 15 days to go on 16 June. B asked on 20 June (after the as-of date): not
+    known yet. C's cancellation took effect on 1 June: nothing left to cancel."""
+    lines = ("line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end\n"
+             + "".join(f"{a}{m},{a},team_m,subscription,2,20,USD,2024-{m:02d}-01,2024-{m + 1:02d}-01\n"
+                       for a in "ABC" for m in range(1, 7)))
+    subscriptions = ("subscription_id,account_id,status,started_on,trial_end,cancel_at,canceled_at,cancel_reason\n"
+                     "sa,A,active,2024-01-01,,2024-07-01,2024-06-10,too_expensive\n"
+                     "sb,B,active,2024-01-01,,2024-07-01,2024-06-20,\n"
+                     "sc,C,canceled,2024-01-01,,2024-06-01,2024-05-02,\n")
+    folder = write_folder(tmp_path / "d", {"invoice_lines": lines, "subscriptions": subscriptions})
+    accounts = {r["account_id"]: r for r in run_folder(folder, "2024-06-16").tables["accounts"].to_pylist()}
+    assert (accounts["A"]["days_to_cancellation"], accounts["A"]["flag_cancellation_scheduled"]) == (15, True)
+    for other in "BC":
+        assert (accounts[other]["days_to_cancellation"], accounts[other]["flag_cancellation_scheduled"]) == (
+            None, False)

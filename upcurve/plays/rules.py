@@ -434,6 +434,8 @@ _DEFAULT_TRIGGERS: dict[str, dict[str, Any]] = {
     "renewal_90": {"description": "Renewal within 90 days", "play": "renewal_expansion",
                    "when": ["days_to_renewal <= 90", "days_to_renewal > 0"], "cooldown_days": 180,
                    "close_when_cleared": False},
+    "cancellation_scheduled": {"description": "A subscription is set to cancel", "play": "save_play",
+                               "when": ["flag_cancellation_scheduled"], "cooldown_days": 30},
     "churn_risk": {"description": "High churn risk or a falling health tier", "play": "save_play",
                    "when_any": ["churn_risk_high", "health_tier_fell"], "cooldown_days": 30},
     "worklist": {"description": "A place on this week's worklist", "play": "worklist", "when": ["on_worklist"]},

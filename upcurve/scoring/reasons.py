@@ -50,6 +50,8 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "login_trend": ("login trend", "trend"),
     "tenure_days": ("tenure", "days"),
     "days_to_renewal": ("days to renewal", "days"),
+    "days_to_cancellation": ("days to its scheduled cancellation", "days"),
+    "flag_cancellation_scheduled": ("cancellation scheduled", "flag"),
     "tickets_30d": ("tickets in 30 days", "count"),
     "nps_latest": ("latest NPS answer", "count"),
     "nps_12m": ("NPS over 12 months", "number"),
@@ -61,6 +63,7 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
 #: What an empty value of a feature means, said instead of ``label: none``.
 WHEN_EMPTY: dict[str, str] = {
     "days_to_renewal": "no renewal date",
+    "days_to_cancellation": "no cancellation scheduled",
     "seat_saturation": "seats not priced on its plans",
     "nps_latest": "no NPS answer",
     "nps_12m": "no NPS answer in 12 months",

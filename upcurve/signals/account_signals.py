@@ -32,7 +32,8 @@ SIGNAL_COLUMNS = (
     "features_first_used_7d", "flag_advanced_adoption", "premium_gap_features", "flag_premium_gap",
     "flag_core_heavy_no_premium",
     "dau_per_seat", "stickiness", "activity_trend", "login_trend",
-    "tenure_days", "days_to_renewal", "tickets_30d", "nps_latest", "nps_12m", "outcome_status",
+    "tenure_days", "days_to_renewal", "days_to_cancellation", "flag_cancellation_scheduled", "tickets_30d",
+    "nps_latest", "nps_12m", "outcome_status",
     "mrr_cents", "mrr_trend_3m", "mrr_contractions_3m",
 )
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
@@ -322,10 +323,12 @@ def account_signals_at(
     - Engagement: ``dau_per_seat`` = average daily active users over 30 days ÷ purchased seats; ``stickiness`` =
       DAU ÷ MAU; ``activity_trend`` and ``login_trend``: last 30 days against the 30 before, in %.
     - Lifecycle: ``tenure_days`` since the first billed day; ``days_to_renewal`` (next ``renewals`` date, else the
-      end of the current annual term); ``tickets_30d``; ``nps_latest`` (0–10) and ``nps_12m`` (% promoters − %
-      detractors of the account's answers in 12 months, −100 to 100); latest ``outcome_status``; ``mrr_cents`` at
-      the as-of month and ``mrr_trend_3m`` (% against three months before); ``mrr_contractions_3m``: months of the
-      last three (the as-of month included) whose MRR fell from the month before while the account still paid.
+      end of the current annual term); ``days_to_cancellation`` (a subscription set to end: from the day its
+      cancellation was asked for to the day it ends; null otherwise) and its flag; ``tickets_30d``;
+      ``nps_latest`` (0–10) and ``nps_12m`` (% promoters − % detractors of the account's answers in 12 months,
+      −100 to 100); latest ``outcome_status``; ``mrr_cents`` at the as-of month and ``mrr_trend_3m`` (% against
+      three months before); ``mrr_contractions_3m``: months of the last three (the as-of month included) whose
+      MRR fell from the month before while the account still paid.
 
     Edge cases
     ----------
@@ -430,6 +433,14 @@ def account_signals_at(
         days_to_renewal=renewal.delta(out.as_of, unit="day"),
     ).drop(*[c for c in ("_first", "_term_end", "_next") if c in out.columns])
 
+    if "subscriptions" in tables:
+        # a cancellation counts from the day it was asked for until the day it takes effect
+        c = _at(tables["subscriptions"], dates_t, lambda t, d: (t.canceled_at <= d.as_of) & (t.cancel_at > d.as_of))
+        out = _attach(out, c.group_by(list(_KEY)).aggregate(_cancels=c.cancel_at.min()))
+        days = out._cancels.delta(out.as_of, unit="day")
+        out = out.mutate(days_to_cancellation=days, flag_cancellation_scheduled=days.notnull()).drop("_cancels")
+    else:
+        out = out.mutate(days_to_cancellation=null_i, flag_cancellation_scheduled=ibis.literal(False))
     if "tickets" in tables:
         t = _at(tables["tickets"], dates_t, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
         out = _attach(out, t.group_by(list(_KEY)).aggregate(tickets_30d=t.count()))
