@@ -50,3 +50,44 @@ def import_stripe_command(
         render_problems(console, result.validation.problems)
     else:
         console.print(f"The folder meets the contract: upcurve run {result.out_dir}", markup=False)
+
+
+def _analytics_command(fmt: str, title: str) -> None:
+    def command(
+        files: Annotated[list[Path], typer.Argument(help="The export's files (JSON lines; .gz read too).")],
+        mapping: Annotated[Path | None, typer.Option(help="The mapping file: logins, features, the account of "
+                                                           "each user (docs/sources.md).")] = None,
+        into: Annotated[Path | None, typer.Option(help="A data folder upcurve wrote (an import, a simulated "
+                                                        "company): its events and users are replaced.")] = None,
+        out: Annotated[Path | None, typer.Option(help="A new folder holding the events and users only.")] = None,
+    ) -> None:
+        result = _with_progress(lambda say: _usecases().import_analytics(fmt, list(files), mapping=mapping,
+                                                                        into=into, out=out, say=say))
+        _rows_table(result.rows, f"Imported from {title} into {result.out_dir}")
+        if result.validation.problems:
+            render_problems(console, result.validation.problems)
+
+    command.__doc__ = (f"Read a {title} export as the contract's events and users, into a data folder upcurve "
+                       "wrote or a new one.")
+    import_app.command(fmt)(command)
+
+
+for _fmt, _title in (("segment", "Segment"), ("amplitude", "Amplitude"), ("mixpanel", "Mixpanel")):
+    _analytics_command(_fmt, _title)
+
+
+@import_app.command("salesforce")
+def import_salesforce_command(
+    export: Annotated[Path, typer.Argument(help="The folder of a Salesforce data export (Account.csv, User.csv, "
+                                                "Opportunity.csv, Case.csv).")],
+    into: Annotated[Path, typer.Option(help="A data folder upcurve wrote (e.g. an import of the billing).")],
+    mapping: Annotated[Path | None, typer.Option(help="The mapping file: the Account field holding the billing "
+                                                       "account id, and the others (docs/sources.md).")] = None,
+) -> None:
+    """Add a Salesforce export's facts to a data folder: each account's owner, segment, industry and region, its
+    renewal dates and its support cases."""
+    result = _with_progress(lambda say: _usecases().import_salesforce(export, into=into, mapping=mapping,
+                                                                     say=say))
+    _rows_table(result.rows, f"Imported from Salesforce into {result.out_dir}")
+    if result.validation.problems:
+        render_problems(console, result.validation.problems)

@@ -632,6 +632,11 @@ class ImportResult:
 SOURCES = {
     "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes "
               "(STRIPE_API_KEY; a restricted read-only key is enough)",
+    "segment": "Segment track, identify and group calls (JSON lines) as events and users, with a mapping file",
+    "amplitude": "an Amplitude export (JSON lines, gzipped or not) as events and users, with a mapping file",
+    "mixpanel": "a Mixpanel raw event export (JSON lines) as events and users, with a mapping file",
+    "salesforce": "a Salesforce data export (Account, User, Opportunity, Case CSV files): owners, segments, "
+                  "renewals and tickets, into a data folder",
 }
 
 
@@ -686,3 +691,123 @@ def _write_contract_file(path: Path, table: pa.Table, fmt: str) -> None:
                               pa.string())
         columns[name] = column
     pacsv.write_csv(pa.table(columns), path)
+
+
+def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path | None = None,
+                     into: str | Path | None = None, out: str | Path | None = None,
+                     say: Progress = _quiet) -> ImportResult:
+    """A product analytics export (Segment, Amplitude, Mixpanel) as ``events`` and ``users``: written into a data
+    folder upcurve wrote (``into``: an import or a simulated company, whose other tables stay as they are), or as
+    a new folder of the two tables (``out``). Either is written whole or not at all, then checked.
+
+    Raises
+    ------
+    ConfigError
+        An unknown format, a missing file, a wrong mapping file, or neither or both of ``into`` and ``out``.
+    ContractError
+        Every malformed line of the export (nothing is written).
+    OutputError
+        The folder holds anything upcurve did not write.
+    """
+    import json
+    import shutil
+
+    from upcurve.sources.analytics import analytics_tables, load_mapping
+
+    target = into if out is None else out
+    if target is None or (into is not None and out is not None):
+        raise ConfigError("say where the events go: --into DATA (a data folder upcurve wrote) or --out DATA (a new "
+                          "folder of events and users)")
+    dest = Path(target)
+    check_folder_destination(dest, inputs=files, what="imported data")
+    rules = load_mapping(mapping)
+    say(f"reading the {fmt} export")
+    tables, notes = analytics_tables(fmt, files, rules)
+    kept: dict[str, Any] = {}
+    ext = "csv"
+    if into is not None and dest.exists():
+        kept = json.loads((dest / MANIFEST).read_text()) if (dest / MANIFEST).exists() else {}
+        ext = "parquet" if (dest / "invoice_lines.parquet").exists() else "csv"
+
+    def fill(stage: Path) -> None:
+        if into is not None and dest.exists():
+            for item in dest.iterdir():
+                if item.name == MANIFEST or item.stem in ("events", "users"):
+                    continue
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
+        for name, table in tables.items():
+            _write_contract_file(stage / f"{name}.{ext}", table, ext)
+
+    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
+    info["analytics"] = {"format": fmt, "files": [str(f) for f in files], "notes": notes}
+    written = write_folder(dest, fill, kind=str(kept.get("kind") or "import"), inputs=files, info=info,
+                           what="imported data")
+    for note in notes:
+        say(note)
+    validation = check_folder(written) if into is not None else Validation([], {})
+    return ImportResult(written, {name: t.num_rows for name, t in tables.items()}, 0, validation)
+
+
+def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str | Path | None = None,
+                      say: Progress = _quiet) -> ImportResult:
+    """A Salesforce data export's facts written into a data folder upcurve wrote: each matching account's owner,
+    segment, industry and region, and the folder's ``renewals`` and ``tickets`` (replaced). Whole or not at all,
+    then checked.
+
+    Raises
+    ------
+    ConfigError
+        No ``Account.csv``, a wrong mapping file, or a folder without accounts.
+    ContractError
+        Every missing column and unreadable date of the export (nothing is written).
+    OutputError
+        The folder holds anything upcurve did not write.
+    """
+    import json
+    import shutil
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from upcurve.sources.crm import load_salesforce_mapping, salesforce_facts
+
+    dest = Path(into)
+    check_folder_destination(dest, inputs=[export_dir], what="imported data")
+    found = [p for p in (dest / "accounts.csv", dest / "accounts.parquet") if p.exists()]
+    if not found:
+        raise ConfigError(f"{dest}: no accounts table to add the CRM's facts to: import the billing first "
+                          "(upcurve import stripe --out DATA)")
+    say("reading the Salesforce export")
+    facts = salesforce_facts(export_dir, load_salesforce_mapping(mapping))
+    ext = found[0].suffix.lstrip(".")
+    accounts = pq.read_table(found[0]) if ext == "parquet" else pacsv.read_csv(
+        found[0], convert_options=pacsv.ConvertOptions(column_types={"account_id": pa.string()}))
+    rows = accounts.to_pylist()
+    matched = 0
+    for row in rows:
+        crm = facts.accounts.get(str(row["account_id"]))
+        if crm is not None:
+            matched += 1
+            row.update(crm)
+    columns = list(dict.fromkeys([*accounts.column_names, *(k for f in facts.accounts.values() for k in f)]))
+    updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
+    notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a Salesforce account"]
+    kept = json.loads((dest / MANIFEST).read_text()) if (dest / MANIFEST).exists() else {}
+
+    def fill(stage: Path) -> None:
+        for item in dest.iterdir():
+            if item.name == MANIFEST or item.stem in ("accounts", "renewals", "tickets"):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
+        _write_contract_file(stage / f"accounts.{ext}", updated, ext)
+        _write_contract_file(stage / f"renewals.{ext}", facts.renewals, ext)
+        _write_contract_file(stage / f"tickets.{ext}", facts.tickets, ext)
+
+    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
+    info["crm"] = {"source": "salesforce", "export": str(export_dir), "notes": notes}
+    written = write_folder(dest, fill, kind=str(kept.get("kind") or "import"), inputs=[export_dir], info=info,
+                           what="imported data")
+    for note in notes:
+        say(note)
+    return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,
+                                  "tickets": facts.tickets.num_rows}, 0, check_folder(written))

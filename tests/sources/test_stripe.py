@@ -37,6 +37,8 @@ def _company() -> fs.FakeStripe:
     f.add("prices", fs.price("price_team_jpy", "prod_core", 3000, currency="jpy", nickname="Team"))
     f.add("prices", fs.price("price_api", "prod_api", None, metered=True, unit_amount_decimal="0.2"))
     f.add("prices", fs.price("price_setup", "prod_core", 50000, interval=None, nickname="Onboarding"))
+    # Stripe allows 12 decimal places of the minor unit
+    f.add("prices", fs.price("price_fine", "prod_api", None, metered=True, unit_amount_decimal="0.123456789012"))
     for cid, name, cur in (("cus_A", "Acme", "usd"), ("cus_B", "Beta", "usd"), ("cus_C", "Cato", "usd"),
                            ("cus_D", "Dyna KK", "jpy"), ("cus_E", "Echo", "usd")):
         f.add("customers", fs.customer(cid, name, currency=cur, metadata={"segment": "smb"}))
@@ -79,6 +81,12 @@ def _company() -> fs.FakeStripe:
     for i, (start, end) in enumerate(list(itertools.pairwise(MONTHS))[:5]):
         invoice("cus_E", start, [fs.line(f"il_e{i}", "price_team", 6000, start, end, quantity=3)])
     f.add("credit_notes", fs.credit_note("cn_e1", "cus_E", "in_x", 3000, created="2024-03-05"))
+    f.add("credit_notes", {**fs.credit_note("cn_void", "cus_E", "in_x", 9900, created="2024-03-06"),
+                           "status": "void"})  # a voided credit note gave nothing back
+    # a customer since deleted: gone from the customer list, its invoice remains (a $10 one-time charge)
+    f.add("invoices", {**fs.invoice("in_gone", "cus_GONE", [
+        fs.line("il_gone", None, 1000, "2024-01-10", "2024-01-10", subscription=None)], created="2024-01-10"),
+        "customer_name": "Gone Ltd"})
     # a draft and a void invoice are not revenue
     invoice("cus_E", "2024-06-01", [fs.line("il_e_draft", "price_team", 6000, "2024-06-01", "2024-07-01")],
             status="draft")
@@ -131,7 +139,7 @@ def test_a_rate_limit_and_a_server_error_are_retried() -> None:
     slept: list[float] = []
     for served in fs.serve(fake):
         account = read_stripe(fs.KEY, api_base=served.url, sleep=slept.append)
-        assert len(account.customers) == 5 and len(account.invoices) == 30
+        assert len(account.customers) == 5 and len(account.invoices) == 31
         assert slept == [0.5]  # the 429, backed off once; the 500 retried by Stripe's library
         assert sum(r.startswith("GET /v1/customers") for r in served.requests) == 2
 
@@ -162,10 +170,12 @@ def test_a_stripe_account_end_to_end(stripe_api: fs.FakeStripe, tmp_path: Path) 
     March: A 5 → 8 seats, +60 (seat). April: B moves to Business on the 16th: 200 − 200 (the credit, 15 of 30
     days) + 400 (the charge) = 400, +200 (tier). June: C from Business at 60 to Team at 40, −20 (tier); E's
     cancellation at the end of May: churn −60. The $30 refund is services revenue in March, −30; the $500
-    onboarding fee +500 in January; drafts and void invoices are left out."""
+    onboarding fee and a deleted customer's $10 +510 in January; drafts, void invoices and a void credit note are
+    left out."""
     result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=stripe_api.url)
-    # lines: A 6 + 5 API, B 4 + 3 + 1, C 6 + the fee, D the trial + 6, E 5 + the refund; plans: the 4 recurring prices
-    assert result.rows == {"accounts": 5, "plans": 4, "invoice_lines": 39, "subscriptions": 2}
+    # lines: A 6 + 5 API, B 4 + 3 + 1, C 6 + the fee, D the trial + 6, E 5 + the refund (not the void one), the
+    # deleted customer's charge; plans: the 5 recurring prices; accounts: 5 listed and the deleted one
+    assert result.rows == {"accounts": 6, "plans": 5, "invoice_lines": 40, "subscriptions": 2}
     errors = [p for p in result.validation.errors]
     assert [(p.file, p.column) for p in errors] == [("invoice_lines.csv", "currency")]  # JPY needs its rates
     lines = {r["line_id"]: r for r in pacsv.read_csv(result.out_dir / "invoice_lines.csv").to_pylist()}
@@ -177,6 +187,10 @@ def test_a_stripe_account_end_to_end(stripe_api: fs.FakeStripe, tmp_path: Path) 
     assert (plans["price_team"]["tier_rank"], plans["price_biz"]["tier_rank"]) == (1, 2)
     assert plans["price_api"]["pricing"] == "usage" and plans["price_api"]["usage_metric"] == "calls"
     assert D(str(plans["price_api"]["unit_price"])) == D("0.002") and plans["price_team_jpy"]["unit_price"] == 3000
+    assert D(str(plans["price_fine"]["unit_price"])) == D("0.00123456789012")
+    accounts = {r["account_id"]: r for r in pacsv.read_csv(result.out_dir / "accounts.csv").to_pylist()}
+    assert accounts["cus_GONE"]["name"] == "Gone Ltd"
+    assert "cn_void" not in lines
     subs = {r["subscription_id"]: r for r in pacsv.read_csv(result.out_dir / "subscriptions.csv").to_pylist()}
     assert (str(subs["sub_e"]["cancel_at"]), str(subs["sub_e"]["canceled_at"])) == ("2024-06-01", "2024-05-10")
     assert subs["sub_e"]["cancel_reason"] == "cancellation_requested" and str(subs["sub_d"]["trial_end"]) == \
@@ -203,7 +217,7 @@ def test_a_stripe_account_end_to_end(stripe_api: fs.FakeStripe, tmp_path: Path) 
     assert [metrics[f"2024-{m:02d}"]["mrr"] for m in range(1, 7)] == [
         D("474.82"), D("494.82"), D("554.82"), D("754.82"), D("754.82"), D("674.82")]
     assert metrics["2024-03"]["services_revenue"] == D("-30.00")
-    assert metrics["2024-01"]["services_revenue"] == D("500.00")
+    assert metrics["2024-01"]["services_revenue"] == D("510.00")  # the onboarding fee and the deleted customer's
 
 
 def test_the_command_imports_reports_the_rows_and_the_problems(stripe_api: fs.FakeStripe, tmp_path: Path,

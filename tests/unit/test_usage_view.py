@@ -39,17 +39,20 @@ def _daily(account: str, first: dt.date, last: dt.date, per_day: float, user: st
              "metric": "api_calls", "quantity": per_day, "user_id": user} for d in range(days)]
 
 
+LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
+                   ("kind", pa.string()), ("quantity", pa.float64()), ("amount", pa.float64()),
+                   ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32())])
+
+
 def _view(usage: list[dict[str, Any]], *, plans: pa.Table | None = None, held: dict[str, str] | None = None,
-          users: pa.Table | None = None, config: UsageConfig | None = None) -> dict[str, list[dict[str, Any]]]:
+          users: pa.Table | None = None, config: UsageConfig | None = None,
+          lines: pa.Table | None = None) -> dict[str, list[dict[str, Any]]]:
     held = {"A": "api_m"} if held is None else held
-    lines = pa.table({
+    lines = lines if lines is not None else pa.table({
         "line_id": [str(i) for i in range(len(held))], "account_id": list(held), "plan_id": list(held.values()),
         "kind": ["usage"] * len(held), "quantity": [1.0] * len(held), "amount": [1.0] * len(held),
         "currency": ["USD"] * len(held), "period_start": [dt.date(2024, 3, 1)] * len(held),
-        "period_end": [dt.date(2024, 4, 1)] * len(held)},
-        schema=pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
-                          ("kind", pa.string()), ("quantity", pa.float64()), ("amount", pa.float64()),
-                          ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32())]))
+        "period_end": [dt.date(2024, 4, 1)] * len(held)}, schema=LINES)
     schema = pa.schema([("ts", pa.timestamp("us")), ("account_id", pa.string()), ("metric", pa.string()),
                         ("quantity", pa.float64()), ("user_id", pa.string())])
     tables = {"usage": ibis.memtable(pa.Table.from_pylist(usage, schema)),
@@ -179,3 +182,27 @@ def test_projection_invariants(before: int, after: int, used_days: int) -> None:
     for p in projection:
         assert p["projected_cost"] == quote(model, usage=Decimal(repr(p["projected_use"])).quantize(
             Decimal("0.000001"))).amount
+
+
+def _line(plan: str, start: dt.date, end: dt.date, amount: float = 1.0) -> dict[str, Any]:
+    return {"line_id": f"{plan}-{start}-{amount}", "account_id": "A", "plan_id": plan, "kind": "usage",
+            "quantity": 1.0, "amount": amount, "currency": "USD", "period_start": start, "period_end": end}
+
+
+def test_a_plan_billed_in_arrears_is_still_held_and_a_plan_left_is_not() -> None:
+    """Usage billed at the end of its month: on 15 March the latest line covers February, and the plan is still the
+    account's (its limit and price). After a move from the big plan to the small one on 10 March (a credit for the
+    big one), the small one is held."""
+    use = _daily("A", dt.date(2024, 1, 16), AS_OF, 100.0)
+    arrears = pa.Table.from_pylist([_line("api_m", dt.date(2024, 2, 1), dt.date(2024, 3, 1))], schema=LINES)
+    [row] = _view(use, lines=arrears)["account_usage"]
+    assert (row["plan_id"], row["limit_source"], row["usage_limit"]) == ("api_m", "plan", 3000.0)
+    moved = pa.Table.from_pylist([
+        _line("api_big", dt.date(2024, 3, 1), dt.date(2024, 4, 1)),
+        _line("api_big", dt.date(2024, 3, 10), dt.date(2024, 4, 1), amount=-57.0),
+        _line("api_m", dt.date(2024, 3, 10), dt.date(2024, 4, 1))], schema=LINES)
+    [row] = _view(use, lines=moved)["account_usage"]
+    assert (row["plan_id"], row["usage_limit"], row["days_until_limit"]) == ("api_m", 3000.0, pytest.approx(15.0))
+    old = pa.Table.from_pylist([_line("api_m", dt.date(2024, 1, 1), dt.date(2024, 2, 1))], schema=LINES)
+    [row] = _view(use, lines=old)["account_usage"]
+    assert (row["plan_id"], row["limit_source"]) == (None, "entry plan")  # billed last for January: no longer held

@@ -3,9 +3,10 @@ will cost.
 
 For every account and metric with use in the last 90 days or a plan that meters it, at the as-of date:
 
-- **the limit**: the ``usage_limit`` (per month) of the plan the account holds for the metric (the largest, if it
-  holds several), else the entry plan's (the smallest limit of any plan metering it: the limit it would buy into);
-  ``limit_source`` says which. The period is the calendar month of the as-of date.
+- **the limit**: the ``usage_limit`` (per month) of the plan the account holds for the metric (billed for a period
+  that covers the as-of day or ended at most 31 days before, as usage is billed in arrears; after a change of
+  plan the newer one; else the largest), else the entry plan's (the smallest limit of any plan metering it: the
+  limit it would buy into); ``limit_source`` says which. The period is the calendar month of the as-of date.
 - **use**: this period's use so far, its share of the limit, and use over the last 30, 60 and 90 days; the trend is
   the last 30 days against the 30 before, in %.
 - **the trajectory**: the line through the mean daily rates of the last 30 days and of the 30 before (their centres
@@ -99,16 +100,25 @@ def plan_price_models(plans: pa.Table, currency: str) -> dict[str, PriceModel]:
     return found
 
 
+#: How long after its last billed period a metered plan is still held: usage is billed in arrears, so on the 15th
+#: the latest usage line covers the month before.
+_ARREARS = dt.timedelta(days=31)
+
+
 def _held_plans(lines: ir.Table, plans: ir.Table, as_of: dt.date) -> ir.Table:
-    """The plan each account holds for each metric on the as-of day (the one with the largest limit)."""
-    on = lines.filter((lines.period_start <= as_of) & (lines.period_end > as_of) & lines.plan_id.notnull())
+    """The plan each account holds for each metric on the as-of day: among its lines of a plan metering it that
+    started by then and cover the day or ended at most 31 days before (usage billed in arrears), not credits, the
+    one that started last (after a change of plan, the new one), then the largest limit."""
+    on = lines.filter((lines.period_start <= as_of) & (lines.period_end > as_of - _ARREARS)
+                      & lines.plan_id.notnull() & (lines.amount >= 0))
     metered = plans.filter(plans.usage_metric.notnull()).select(
         "plan_id", metric=plans.usage_metric, own_limit=plans.usage_limit.cast("float64"))
-    held = on.select("account_id", "plan_id").distinct().join(metered, "plan_id")
+    held = on.group_by(["account_id", "plan_id"]).aggregate(_started=on.period_start.max()).join(metered, "plan_id")
     best = ibis.window(group_by=[held.account_id, held.metric],
-                       order_by=[ibis.desc(held.own_limit.fill_null(-1.0)), held.plan_id])
+                       order_by=[ibis.desc(held._started), ibis.desc(held.own_limit.fill_null(-1.0)),
+                                 held.plan_id])
     held = held.mutate(_n=ibis.row_number().over(best))
-    return held.filter(held._n == 0).drop("_n")
+    return held.filter(held._n == 0).drop("_n", "_started")
 
 
 def _integral(c: ir.FloatingValue, s: ir.FloatingValue, a: float, b: float) -> ir.FloatingValue:

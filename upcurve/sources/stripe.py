@@ -25,7 +25,9 @@ Mapping (:func:`stripe_tables`, pure):
   discount larger than a recurring line is booked, not floored: the line at 0 and the excess as a ``one_time``
   credit (``<line id>:excess_discount``). A one-time line whose period is a single moment covers its day.
 - Credit notes: each a ``one_time`` line of minus its total excluding tax, on the day it was issued (refunds and
-  credits are counted as negative services revenue, never silently dropped).
+  credits are counted as negative services revenue, never silently dropped); a voided one is left out.
+- A customer deleted in Stripe is no longer listed, but its invoices remain: it is an account all the same, named
+  as its invoices name it (``customer_name``, else ``customer_email``).
 - ``subscriptions``: status, start, trial end, the scheduled or actual end (``cancel_at``; for
   ``cancel_at_period_end``, the end of its items' current period), when the cancellation was asked for
   (``canceled_at``) and why (``cancellation_details.reason``).
@@ -303,6 +305,8 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
         for line in (invoice.get("lines") or {}).get("data") or []:
             lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems))
     for note in account.credit_notes:
+        if note.get("status") == "void":
+            continue  # a voided credit note gave nothing back
         customer = problems.need(note, "customer", "credit note")
         currency = str(problems.need(note, "currency", "credit note") or "")
         total = note.get("total_excluding_tax")
@@ -315,6 +319,21 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
                       "quantity": None, "amount": -_major(total, currency), "currency": currency.upper(),
                       "period_start": day, "period_end": day + dt.timedelta(days=1), "proration": None})
 
+    # a deleted customer is gone from the customer list, but its invoices and credit notes remain: it is still an
+    # account, named as its invoices name it
+    known = {a["account_id"] for a in accounts}
+    for invoice in account.invoices:
+        customer = invoice.get("customer")
+        if customer and customer not in known:
+            known.add(customer)
+            accounts.append({"account_id": customer, "name": invoice.get("customer_name") or
+                             invoice.get("customer_email"), "segment": None, "industry": None, "region": None,
+                             "owner": None, "created_at": None})
+    for note in account.credit_notes:
+        if note.get("customer") and note["customer"] not in known:
+            known.add(note["customer"])
+            accounts.append({"account_id": note["customer"], "name": None, "segment": None, "industry": None,
+                             "region": None, "owner": None, "created_at": None})
     subscriptions = []
     for s in account.subscriptions:
         customer = problems.need(s, "customer", "subscription")
@@ -371,12 +390,14 @@ def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, 
 
 
 _MONEY = pa.decimal128(20, 3)
+#: Stripe's unit amounts have up to 12 decimal places of the minor unit: 15 of the major unit (three-decimal
+#: currencies).
 _ACCOUNTS = pa.schema([("account_id", pa.string()), ("name", pa.string()), ("segment", pa.string()),
                        ("industry", pa.string()), ("region", pa.string()), ("owner", pa.string()),
                        ("created_at", pa.date32())])
 _PLANS = pa.schema([("plan_id", pa.string()), ("product", pa.string()), ("tier", pa.string()),
                     ("tier_rank", pa.int64()), ("pricing", pa.string()), ("interval_months", pa.int64()),
-                    ("unit_price", pa.decimal128(24, 12)), ("usage_metric", pa.string())])
+                    ("unit_price", pa.decimal128(30, 15)), ("usage_metric", pa.string())])
 _LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
                     ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
                     ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),

@@ -1,0 +1,91 @@
+"""A Salesforce data export (CSV files named after the objects, columns the fields' API names) added to a data
+folder: owners, segments, industries, regions, renewals and tickets, matched on the billing account id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+from typer.testing import CliRunner
+
+from upcurve.cli import app
+from upcurve.cli_support import err
+from upcurve.errors import ConfigError, ContractError
+from upcurve.sources.crm import SalesforceMapping, load_salesforce_mapping, salesforce_facts
+
+MAPPING = SalesforceMapping(account_key="Stripe_Customer_ID__c")
+
+
+def _export(folder: Path, *, case_date: str = "2024-05-02T14:30:00.000Z") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "Account.csv").write_text(
+        '"Id","Name","OwnerId","Type","Industry","BillingCountry","Stripe_Customer_ID__c"\n'
+        '"001A","Acme","005X","Enterprise","Software","Germany","A0000001"\n'
+        '"001B","Beta","005Y","SMB","Retail","France","A0000002"\n'
+        '"001C","Prospect","005Y","SMB","Retail","France",""\n')
+    (folder / "User.csv").write_text('"Id","Name","Email"\n"005X","Ann Lee","ann@x"\n"005Y","Bob Ray","bob@x"\n')
+    (folder / "Opportunity.csv").write_text(
+        '"Id","AccountId","Type","StageName","CloseDate","IsWon"\n'
+        '"006A","001A","Renewal","Negotiation","2024-09-30","false"\n'
+        '"006B","001A","New Business","Closed Won","2023-09-30","true"\n'
+        '"006C","001B","Renewal","Closed Won","2024-03-31","true"\n'
+        '"006D","001C","Renewal","Prospecting","2024-12-31","false"\n')
+    (folder / "Case.csv").write_text(
+        '"Id","AccountId","CreatedDate","Priority","Status"\n'
+        f'"500A","001A","{case_date}","High","Closed"\n'
+        '"500B","001B","2024-05-03T08:00:00.000Z","Low","New"\n')
+    return folder
+
+
+def test_the_export_s_facts_by_billing_account(tmp_path: Path) -> None:
+    facts = salesforce_facts(_export(tmp_path / "sf"), MAPPING)
+    assert facts.accounts == {
+        "A0000001": {"owner": "Ann Lee", "segment": "Enterprise", "industry": "Software", "region": "Germany"},
+        "A0000002": {"owner": "Bob Ray", "segment": "SMB", "industry": "Retail", "region": "France"}}
+    assert sorted(zip(facts.renewals["account_id"].to_pylist(), facts.renewals["renewal_date"].to_pylist(),
+                      strict=True)) == [("A0000001", dt.date(2024, 9, 30)), ("A0000002", dt.date(2024, 3, 31))]
+    assert facts.tickets.to_pylist() == [
+        {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "High"},
+        {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "Low"}]
+    assert any("1 Salesforce account(s) have no Stripe_Customer_ID__c" in n for n in facts.notes)
+
+
+def test_missing_columns_and_bad_dates_are_named(tmp_path: Path) -> None:
+    folder = _export(tmp_path / "sf", case_date="yesterday")
+    with pytest.raises(ContractError) as caught:
+        salesforce_facts(folder, MAPPING)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.column, problem.rows, problem.values) == ("Case.csv", "CreatedDate", (2,),
+                                                                             ("yesterday",))
+    with pytest.raises(ContractError) as caught:
+        salesforce_facts(folder, SalesforceMapping(account_key="Billing_Id__c"))
+    [missing] = caught.value.problems
+    assert missing.column == "Billing_Id__c" and "Stripe_Customer_ID__c" in missing.hint
+    with pytest.raises(ConfigError, match=r"no Account\.csv"):
+        salesforce_facts(tmp_path, MAPPING)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: Stripe_Customer_ID__c\nrenewal_type: [Renewal]\n")
+    with pytest.raises(ConfigError, match="renewal_type: not a mapping key"):
+        load_salesforce_mapping(mapping)
+
+
+def test_import_into_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(err, "width", 200)
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["simulate", "--out", str(data), "--accounts", "20", "--months", "6",
+                               "--format", "csv"]).exit_code == 0
+    lines_before = (data / "invoice_lines.csv").read_text()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: Stripe_Customer_ID__c\n")
+    result = runner.invoke(app, ["import", "salesforce", str(_export(tmp_path / "sf")), "--into", str(data),
+                                 "--mapping", str(mapping)])
+    assert result.exit_code == 0, result.output
+    accounts = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
+    assert (accounts["A0000001"]["owner"], accounts["A0000001"]["region"]) == ("Ann Lee", "Germany")
+    assert len(accounts) == 20  # every billing account kept, those without a CRM match as they were
+    assert (data / "invoice_lines.csv").read_text() == lines_before
+    assert pacsv.read_csv(data / "renewals.csv").num_rows == 2
+    assert runner.invoke(app, ["validate", str(data)]).exit_code == 0

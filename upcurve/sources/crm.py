@@ -1,0 +1,206 @@
+"""CRM facts from a Salesforce data export: each account's owner, segment, industry and region, its renewal dates
+and its support cases, as the contract's ``accounts`` columns, ``renewals`` and ``tickets``.
+
+A Salesforce data export (Setup → Data Export, or Data Loader) writes one CSV file per object, named after it, its
+columns the fields' API names: ``Account.csv`` (``Id``, ``Name``, ``OwnerId``, ``Type``, ``Industry``,
+``BillingCountry``, custom fields such as ``Stripe_Customer_ID__c``), ``User.csv`` (``Id``, ``Name``),
+``Opportunity.csv`` (``Id``, ``AccountId``, ``Type``, ``CloseDate``) and ``Case.csv`` (``Id``, ``AccountId``,
+``CreatedDate``, ``Priority``). Only ``Account.csv`` is required.
+
+The mapping (YAML; an unknown key is an error naming it) says which Account field holds the billing system's
+account id (``account_key``: ``Id`` by default, or a custom field holding the Stripe customer id) and which fields
+are the segment, industry and region; which opportunity types are renewals (``Renewal``). A renewal date is the
+``CloseDate`` of each renewal opportunity; a ticket is a case, opened at its ``CreatedDate``, its severity its
+``Priority``; the owner is the account owner's name (``User.csv``), else the owner's id.
+
+A file's missing column is an error naming the file, the column and the columns it has; a row's date that does not
+parse names the file, the line, the column and the value; all at once, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from upcurve.config import UniqueKeyLoader, read_text_file
+from upcurve.errors import ConfigError, ContractError, Problem
+
+__all__ = ["CrmFacts", "SalesforceMapping", "load_salesforce_mapping", "salesforce_facts"]
+
+
+class SalesforceMapping(BaseModel):
+    """Which Salesforce fields are which contract columns (see the module)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_key: str = "Id"
+    segment: str | None = "Type"
+    industry: str | None = "Industry"
+    region: str | None = "BillingCountry"
+    renewal_types: tuple[str, ...] = ("Renewal",)
+
+
+def load_salesforce_mapping(path: str | Path | None) -> SalesforceMapping:
+    """The mapping file's fields (the defaults without one).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every wrong key or value.
+    """
+    if path is None:
+        return SalesforceMapping()
+    import yaml
+
+    path = Path(path)
+    text = read_text_file(path, "mapping file")
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return SalesforceMapping.model_validate(data)
+    except ValidationError as exc:
+        details = [f"{'.'.join(str(p) for p in e['loc'])}: "
+                   + ("not a mapping key" if e["type"] == "extra_forbidden" else e["msg"]) for e in exc.errors()]
+        raise ConfigError(f"{path}: " + "; ".join(details)) from None
+
+
+class CrmFacts(BaseModel):
+    """What the CRM says: per billing account id its ``owner``, ``segment``, ``industry`` and ``region`` (absent
+    fields left out), its renewal dates and its tickets; and notes."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    accounts: dict[str, dict[str, str | None]]
+    renewals: pa.Table
+    tickets: pa.Table
+    notes: list[str]
+
+
+def _read(path: Path, needed: list[str], problems: list[Problem]) -> list[dict[str, Any]] | None:
+    """A Salesforce CSV file's rows (every value as text, blanks as None), after checking its columns."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+        options = pacsv.ConvertOptions(strings_can_be_null=True,
+                                       column_types={name: pa.string() for name in header})
+        table = pacsv.read_csv(path, convert_options=options)
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(path.name, f"the file cannot be read as CSV: {exc}"))
+        return None
+    missing = [c for c in needed if c not in table.column_names]
+    for column in missing:
+        problems.append(Problem(path.name, f"required column {column!r} is missing", column,
+                                hint="Columns found: " + ", ".join(table.column_names)))
+    return None if missing else table.to_pylist()
+
+
+def _date(value: str | None) -> dt.date | None:
+    """``2024-06-30`` (a date field) or ``2024-06-30T10:00:00.000Z`` (a date-time field)."""
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).date() if "T" in value \
+            else dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _timestamp(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _bad_values(file: str, column: str, bad: list[tuple[int, str]], rule: str, problems: list[Problem]) -> None:
+    if bad:
+        problems.append(Problem(file, rule, column, len(bad), tuple(r for r, _ in bad[:5]),
+                                tuple(v for _, v in bad[:5]), "line", "Export dates as Salesforce writes them"))
+
+
+def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts:
+    """Read a Salesforce data export folder (see the module).
+
+    Raises
+    ------
+    ConfigError
+        The folder does not exist or holds no ``Account.csv``.
+    ContractError
+        Every missing column and unreadable date, at once.
+    """
+    folder = Path(folder)
+    if not (folder / "Account.csv").is_file():
+        raise ConfigError(f"{folder}: no Account.csv: give the folder of a Salesforce data export")
+    problems: list[Problem] = []
+    account_fields = ["Id", mapping.account_key, "OwnerId",
+                      *[f for f in (mapping.segment, mapping.industry, mapping.region) if f]]
+    accounts = _read(folder / "Account.csv", list(dict.fromkeys(account_fields)), problems)
+    users = _read(folder / "User.csv", ["Id", "Name"], problems) if (folder / "User.csv").is_file() else []
+    opportunities = _read(folder / "Opportunity.csv", ["AccountId", "Type", "CloseDate"], problems) \
+        if (folder / "Opportunity.csv").is_file() else []
+    cases = _read(folder / "Case.csv", ["AccountId", "CreatedDate", "Priority"], problems) \
+        if (folder / "Case.csv").is_file() else []
+    if problems or accounts is None:
+        raise ContractError(problems)
+    names = {u["Id"]: u["Name"] for u in users or []}
+    billing_id = {a["Id"]: a[mapping.account_key] for a in accounts if a.get(mapping.account_key)}
+    facts: dict[str, dict[str, str | None]] = {}
+    for a in accounts:
+        key = a.get(mapping.account_key)
+        if not key:
+            continue
+        facts[key] = {"owner": names.get(a.get("OwnerId") or "", a.get("OwnerId")),
+                      **{col: a.get(field) for col, field in (("segment", mapping.segment),
+                                                               ("industry", mapping.industry),
+                                                               ("region", mapping.region)) if field}}
+    notes = []
+    without = sum(1 for a in accounts if not a.get(mapping.account_key))
+    if without:
+        notes.append(f"{without:,} Salesforce account(s) have no {mapping.account_key}: their facts are left out")
+    renewals: dict[str, list[Any]] = {"account_id": [], "renewal_date": []}
+    bad: list[tuple[int, str]] = []
+    for line, o in enumerate(opportunities or [], start=2):
+        if o.get("Type") not in mapping.renewal_types or o.get("AccountId") not in billing_id:
+            continue
+        day = _date(o.get("CloseDate"))
+        if day is None:
+            bad.append((line, str(o.get("CloseDate"))))
+            continue
+        renewals["account_id"].append(billing_id[o["AccountId"]])
+        renewals["renewal_date"].append(day)
+    _bad_values("Opportunity.csv", "CloseDate", bad, "not a date YYYY-MM-DD", problems)
+    tickets: dict[str, list[Any]] = {"account_id": [], "opened_at": [], "severity": []}
+    bad = []
+    for line, c in enumerate(cases or [], start=2):
+        if c.get("AccountId") not in billing_id:
+            continue
+        opened = _timestamp(c.get("CreatedDate"))
+        if opened is None:
+            bad.append((line, str(c.get("CreatedDate"))))
+            continue
+        tickets["account_id"].append(billing_id[c["AccountId"]])
+        tickets["opened_at"].append(opened)
+        tickets["severity"].append(c.get("Priority"))
+    _bad_values("Case.csv", "CreatedDate", bad, "not a date and time such as 2024-06-30T10:00:00.000Z", problems)
+    if problems:
+        raise ContractError(problems)
+    return CrmFacts(
+        accounts=facts,
+        renewals=pa.table({"account_id": pa.array(renewals["account_id"], pa.string()),
+                           "renewal_date": pa.array(renewals["renewal_date"], pa.date32())}),
+        tickets=pa.table({"account_id": pa.array(tickets["account_id"], pa.string()),
+                          "opened_at": pa.array(tickets["opened_at"], pa.timestamp("us")),
+                          "severity": pa.array(tickets["severity"], pa.string())}),
+        notes=notes,
+    )
