@@ -8,15 +8,15 @@ a typo in a key is an error naming the key and the file (see :mod:`upcurve.setti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from upcurve.errors import ConfigError
 
-__all__ = ["RevenuePolicy", "Settings", "UniqueKeyLoader", "read_text_file"]
+__all__ = ["RevenuePolicy", "Settings", "UniqueKeyLoader", "load_yaml_model", "read_text_file"]
 
 
 class UniqueKeyLoader(yaml.SafeLoader):
@@ -48,6 +48,33 @@ def read_text_file(path: Path, what: str) -> str:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path | None, model: type[M], what: str) -> M:
+    """A small YAML file (a mapping file…) validated as ``model``; its defaults without a file.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every wrong key or value (a key the model does not know, a key written twice).
+    """
+    if path is None:
+        return model()
+    path = Path(path)
+    text = read_text_file(path, what)
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [f"{'.'.join(str(p) for p in e['loc'])}: "
+                   + (f"not a key of a {what}" if e["type"] == "extra_forbidden" else e["msg"]) for e in exc.errors()]
+        raise ConfigError(f"{path}: " + "; ".join(details)) from None
 
 
 class RevenuePolicy(BaseModel):

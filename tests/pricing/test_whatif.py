@@ -190,3 +190,21 @@ def test_without_grandfathering_the_full_effect_is_each_rounded_new_price_less_t
     assert impact.summary["impact"] == expected
     assert all(r["impact"] == expected for r in impact.by_month.to_pylist())
     assert sum((r["impact"] for r in impact.by_segment.to_pylist()), D(0)) == expected
+
+
+def test_a_products_change_reaches_usage_plans_the_book_does_not_hold_and_mils_are_cents() -> None:
+    """D's usage plan is not in the book this time (usage left out of MRR): `products: [api]` still reaches it
+    through the projection's product. Costs priced to the mil (KWD) are compared in cents, as the engine counts."""
+    usage = USAGE.append_column("product", pa.array(["api"] * USAGE.num_rows))
+    usage = usage.set_column(usage.schema.get_field_index("cost_currency"), "cost_currency",
+                             pa.array(["KWD"] * usage.num_rows))
+    usage = usage.set_column(usage.schema.get_field_index("projected_cost"), "projected_cost",
+                             pa.array([D("20.004"), D("40.005"), D("60.006"), D("80.004")], pa.decimal128(20, 3)))
+    book = BOOK.filter(pa.compute.not_equal(BOOK["kind"], "usage"))
+    scenario = _scenario(changes=[{"products": ["api"], "list_price_pct": 10}], notice_days=0)
+    impact = simulate_pricing(scenario, book=book, usage=usage, accounts=ACCOUNTS, as_of=AS_OF, currency="KWD")
+    months = _impact_by_month(impact)
+    # 40.005 → 40.01 a cent; +10%: 44.01 (44.0055 rounded); the change is 4.00
+    assert months["2025-01"] == (D("0.00"), D("4.00"))
+    assert months["2025-02"] == (D("0.00"), D("6.00"))  # 60.01 → 66.01
+    assert not any("no account" in n for n in impact.notes)

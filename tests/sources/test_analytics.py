@@ -120,7 +120,7 @@ def test_every_malformed_line_is_named_and_nothing_is_read(tmp_path: Path) -> No
 def test_a_mapping_file_is_checked_like_a_settings_file(tmp_path: Path) -> None:
     path = tmp_path / "mapping.yaml"
     path.write_text("logins: [Signed In]\nfeature:\n  Report Created: {feature: reports}\n")
-    with pytest.raises(ConfigError, match=r"mapping.yaml: feature: not a mapping key"):
+    with pytest.raises(ConfigError, match=r"mapping.yaml: feature: not a key of a mapping file"):
         load_mapping(path)
     path.write_text("features:\n  Report Created: {category: analytics}\n")
     with pytest.raises(ConfigError, match=r"features.Report Created.feature: Field required"):

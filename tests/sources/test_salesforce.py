@@ -67,7 +67,7 @@ def test_missing_columns_and_bad_dates_are_named(tmp_path: Path) -> None:
         salesforce_facts(tmp_path, MAPPING)
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("account_key: Stripe_Customer_ID__c\nrenewal_type: [Renewal]\n")
-    with pytest.raises(ConfigError, match="renewal_type: not a mapping key"):
+    with pytest.raises(ConfigError, match="renewal_type: not a key of a mapping file"):
         load_salesforce_mapping(mapping)
 
 

@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from tests.web.conftest import login
 from tests.web.test_api import auth
 from upcurve.cli import app as cli
 from upcurve.simulate.catalog import PLANS
 from upcurve.workspace import Store
-
-
-@pytest.fixture
-def session(app: Any) -> Iterator[TestClient]:
-    with TestClient(app) as c:
-        assert login(c).status_code == 303
-        yield c
 
 
 def _text(html: str) -> str:

@@ -26,7 +26,9 @@ Formulas (each account and plan of the book: the run's ``plan_mrr``; usage from 
   risk as it is). Revenue at risk is ``Σ p′ × new MRR``; the risk-adjusted impact is
   ``Σ (1 − p′) × new MRR − (1 − p) × old MRR`` over the raised accounts plus the plain change of the others.
 
-An account's usage priced in a currency other than the reporting one is left out, and said so.
+An account's usage priced in a currency other than the reporting one is left out, and said so. Every amount is in
+the reporting currency's cents, as the revenue engine counts them (a three-decimal currency's usage costs, priced
+to the mil, are compared to the cent).
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ibis
-import ibis.expr.datatypes as dtypes
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -50,8 +51,13 @@ from upcurve.pricing.quote import quote
 __all__ = ["PriceChange", "PricingImpact", "PricingScenario", "compare_prices", "load_scenario",
            "simulate_pricing"]
 
-_MONEY = dtypes.Decimal(20, 2)
 _CENT = Decimal("0.01")
+
+
+def _cents(amount: Decimal | int | str) -> Decimal:
+    """An amount in the reporting currency's cents, as the revenue engine counts (a currency of three decimals,
+    priced to the mil by a price model, is compared to the cent)."""
+    return Decimal(amount).quantize(_CENT, ROUND_HALF_UP)
 
 
 class PriceChange(BaseModel):
@@ -251,7 +257,7 @@ def _usage_parts(usage: pa.Table, chosen: dict[str, PriceChange], start: dt.date
     by_key: dict[tuple[str, str, str], dict[dt.date, tuple[Decimal, Decimal]]] = {}
     for r, cost in zip(rows, priced, strict=True):
         by_key.setdefault((r["account_id"], r["plan_id"], r["metric"]), {})[r["period_start"]] = (
-            Decimal(r["projected_cost"]), cost)
+            _cents(r["projected_cost"]), cost)
     # usage is billed by calendar month: a change counts from the first month starting on or after its date
     parts = []
     for (account, plan, _metric), periods in sorted(by_key.items()):
@@ -276,16 +282,16 @@ def _priced(rows: list[dict[str, Any]], chosen: dict[str, PriceChange]) -> list[
         change = chosen[r["plan_id"]]
         if change.price_model is None:
             pct = change.list_price_pct or Decimal(0)
-            new[i] = (Decimal(r["projected_cost"]) * (1 + pct / 100)).quantize(_CENT, ROUND_HALF_UP)
+            new[i] = _cents(Decimal(r["projected_cost"]) * (1 + pct / 100))
         else:
             by_plan.setdefault(r["plan_id"], []).append(i)
     for plan, at in by_plan.items():
         model = chosen[plan].price_model
         uses = ibis.memtable(pa.table({"i": pa.array(at, pa.int64()),
                                        "use": pa.array([rows[i]["projected_use"] for i in at], pa.float64())}))
-        costs = uses.select("i", cost=charge_expression(model, uses.use).cast(_MONEY)).to_pyarrow()
+        costs = uses.select("i", cost=charge_expression(model, uses.use)).to_pyarrow()
         for i, cost in zip(costs["i"].to_pylist(), costs["cost"].to_pylist(), strict=True):
-            new[i] = cost
+            new[i] = _cents(cost)
     return [n if n is not None else Decimal(0) for n in new]
 
 
@@ -302,9 +308,11 @@ def simulate_pricing(scenario: PricingScenario, *, book: pa.Table, usage: pa.Tab
         Two changes name one plan.
     """
     plan_products = dict(zip(book["plan_id"].to_pylist(), book["product"].to_pylist(), strict=True))
-    for plan in (usage["plan_id"].to_pylist() if usage.num_rows else []):
-        if plan is not None:
-            plan_products.setdefault(plan, "")
+    # usage plans the book does not hold (usage left out of MRR, or not billed this month) by their product too
+    for row in usage.select([c for c in ("plan_id", "product") if c in usage.column_names]).to_pylist() \
+            if usage.num_rows else []:
+        if row.get("plan_id") is not None:
+            plan_products.setdefault(row["plan_id"], row.get("product") or "")
     chosen, notes = _selected(scenario, plan_products)
     start = max(scenario.effective or as_of + dt.timedelta(days=1), as_of + dt.timedelta(days=scenario.notice_days))
     months = [_month_start(as_of, k) for k in range(1, scenario.months + 1)]

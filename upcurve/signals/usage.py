@@ -13,10 +13,11 @@ For every account and metric with use in the last 90 days or a plan that meters 
   30 days apart), floored at zero: ``rate(t) = max(0, r + s·(t + 15))`` for ``t`` days after the as-of day, with
   ``r = use_30d / 30`` and ``s = (use_30d − use_prev_30d) / 900``. Flat use projects flat; growing use keeps
   growing by the same number of units a day, every day; falling use falls to zero and stays there.
-- **projections**, in ``usage_projection``: this period's use (use so far plus the trajectory to the month's end)
-  and each of the next ``periods_ahead`` months', each as a share of the limit and at the plan's price
-  (``projected_cost``): its ``price_model`` if it has one, else ``unit_price`` per unit for a ``usage`` plan; no
-  cost for a plan that does not price usage, or an account that holds no plan for the metric.
+- **projections**, in ``usage_projection`` (with the plan's ``product``): this period's use (use so far plus the
+  trajectory to the month's end) and each of the next ``periods_ahead`` months', each as a share of the limit
+  and at the plan's price (``projected_cost``): its ``price_model`` if it has one, else ``unit_price`` per unit
+  for a ``usage`` plan; no cost for a plan that does not price usage, or an account that holds no plan for the
+  metric.
 - **days until the limit**: the days after the as-of day at which the trajectory's use this period reaches the
   limit (0 once reached); null when it does not reach it by the end of the period (the count starts again next
   month: the projections say whether a later month goes over).
@@ -232,6 +233,8 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     projection = projection.mutate(
         projected_share=ibis.ifelse(projection.usage_limit > 0, projection.projected_use / projection.usage_limit,
                                     ibis.null("float64")))
+    products = plans.select(_plan=plans.plan_id, product=plans.product)
+    projection = projection.left_join(products, projection.plan_id == products._plan).drop("_plan")
     projection = _with_cost(projection, plans, currency)
 
     weeks = recent.filter(recent.ts >= ago(7 * config.weeks))

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from upcurve.config import UniqueKeyLoader, read_text_file
+from upcurve.config import load_yaml_model
 from upcurve.errors import ConfigError, ContractError, Problem
 
 __all__ = ["ANALYTICS_FORMATS", "AnalyticsMapping", "analytics_tables", "load_mapping"]
@@ -81,22 +81,7 @@ def load_mapping(path: str | Path | None) -> AnalyticsMapping:
     ConfigError
         Naming the file and every wrong key or value.
     """
-    if path is None:
-        return AnalyticsMapping()
-    import yaml
-
-    path = Path(path)
-    text = read_text_file(path, "mapping file")
-    try:
-        data = yaml.load(text, Loader=UniqueKeyLoader) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return AnalyticsMapping.model_validate(data)
-    except ValidationError as exc:
-        details = [f"{'.'.join(str(p) for p in e['loc'])}: "
-                   + ("not a mapping key" if e["type"] == "extra_forbidden" else e["msg"]) for e in exc.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(details)) from None
+    return load_yaml_model(path, AnalyticsMapping, "mapping file")
 
 
 @dataclass

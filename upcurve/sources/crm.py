@@ -26,9 +26,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from upcurve.config import UniqueKeyLoader, read_text_file
+from upcurve.config import load_yaml_model
 from upcurve.errors import ConfigError, ContractError, Problem
 
 __all__ = ["CrmFacts", "SalesforceMapping", "load_salesforce_mapping", "salesforce_facts"]
@@ -54,22 +54,7 @@ def load_salesforce_mapping(path: str | Path | None) -> SalesforceMapping:
     ConfigError
         Naming the file and every wrong key or value.
     """
-    if path is None:
-        return SalesforceMapping()
-    import yaml
-
-    path = Path(path)
-    text = read_text_file(path, "mapping file")
-    try:
-        data = yaml.load(text, Loader=UniqueKeyLoader) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    try:
-        return SalesforceMapping.model_validate(data)
-    except ValidationError as exc:
-        details = [f"{'.'.join(str(p) for p in e['loc'])}: "
-                   + ("not a mapping key" if e["type"] == "extra_forbidden" else e["msg"]) for e in exc.errors()]
-        raise ConfigError(f"{path}: " + "; ".join(details)) from None
+    return load_yaml_model(path, SalesforceMapping, "mapping file")
 
 
 class CrmFacts(BaseModel):
