@@ -4,6 +4,7 @@ its run in a workspace that a second demo adds to."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -95,6 +96,10 @@ def test_the_demo_keeps_its_run_in_a_workspace_and_a_second_demo_reuses_its_mode
     report = (out / "report" / "report.html").read_text(encoding="utf-8")
     assert report.startswith("<!doctype html") or report.lower().startswith("<!doctype html")
     assert "Plotly" in report  # the charts' code is inside the file: it opens offline
+    hinted = re.search(r"`upcurve usage (\S+) --workspace", " ".join(first.output.split()))
+    assert hinted, "the demo points at the account nearest its usage limit"
+    shown = CliRunner().invoke(app, ["usage", hinted[1], "--workspace", str(out / "workspace")])
+    assert shown.exit_code == 0 and "projected at the current trajectory" in shown.output, shown.output
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     runs = upcurve.Workspace.open(out / "workspace", create=False).runs()

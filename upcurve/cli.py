@@ -410,9 +410,15 @@ def demo(
     console.print(literal(console, f"Open the board report: {board / 'report.html'} (it works offline), or browse "
                                    f"the workspace: `upcurve users add you --workspace {ws}` then `upcurve serve "
                                    f"--workspace {ws}`."))
+    usage = result.tables.get("account_usage")
+    near = [r for r in usage.select(["account_id", "share_used"]).to_pylist() if r["share_used"] is not None] \
+        if usage is not None and usage.num_rows else []
+    closest = f", `upcurve usage {max(near, key=lambda r: r['share_used'])['account_id']} --workspace {ws}` (the " \
+              "account nearest its usage limit)" if near else ""
     console.print(literal(console, f"Next: `upcurve worklist --workspace {ws}`, `upcurve accounts --workspace {ws} "
                                    f"--sort risk`, `upcurve plays uplift --workspace {ws}`, `upcurve levers "
-                                   f"--workspace {ws}`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`."))
+                                   f"--workspace {ws}`, `upcurve runs --workspace {ws}`, `upcurve backtest {data}`"
+                                   f"{closest}."))
 
 
 app.command("serve")(web_serve)
