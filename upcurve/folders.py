@@ -223,6 +223,20 @@ def _ours(folder: Path) -> bool:
     return proof != "none" and not foreign
 
 
+def _remove_ours(folder: Path) -> None:
+    """Remove a folder upcurve wrote, its manifest and staging mark last: a removal killed half-way leaves a folder
+    still provably upcurve's, which the next write finishes removing."""
+    proofs = {MANIFEST, _STAGING_MARK}
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name in proofs):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
 def _recover(out: Path) -> None:
     """Repair what a killed write to ``out`` left behind (call with the parent locked).
 
@@ -239,7 +253,7 @@ def _recover(out: Path) -> None:
                 break
     for path, pid in [*old, *_leftovers(out, _NEW)]:
         if not _pid_alive(pid) and path.exists() and _ours(path):
-            shutil.rmtree(path, ignore_errors=True)
+            _remove_ours(path)
         elif not _pid_alive(pid) and path.exists():
             # a staging folder made by a write killed before it could mark it: empty, so removing it deletes
             # nothing (rmdir refuses a folder that holds anything)
@@ -356,7 +370,7 @@ def _write_folder(out: Path, fill: Callable[[Path], object], *, kind: str, input
             _fsync_dir(out.parent)
     finally:
         if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+            _remove_ours(stage)
     return out
 
 

@@ -693,6 +693,48 @@ def _write_contract_file(path: Path, table: pa.Table, fmt: str) -> None:
     pacsv.write_csv(pa.table(columns), path)
 
 
+def _data_format(folder: Path) -> str:
+    """The file format of a data folder's tables (its invoice lines'), CSV when it has none yet."""
+    return "parquet" if (folder / "invoice_lines.parquet").exists() else "csv"
+
+
+def _replace_tables(folder: Path, tables: dict[str, pa.Table], *, inputs: list[str | Path], source: str,
+                    about: dict[str, Any]) -> Path:
+    """``folder`` (a data folder upcurve wrote) with ``tables`` written in place of its tables of those names, in
+    its own format; its other files as they were, and its manifest's description kept with ``about`` added under
+    ``source``. Whole or not at all.
+
+    Raises
+    ------
+    ConfigError
+        ``folder`` does not exist (nothing to add to).
+    OutputError
+        ``folder`` holds anything upcurve did not write.
+    """
+    import json
+    import shutil
+
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no such data folder to add to; import the billing first (upcurve import "
+                          "stripe --out DATA), or write a new folder with --out")
+    check_folder_destination(folder, inputs=inputs, what="imported data")
+    kept = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() else {}
+    ext = _data_format(folder)
+
+    def fill(stage: Path) -> None:
+        for item in folder.iterdir():
+            if item.name == MANIFEST or (item.is_file() and item.stem in tables):
+                continue
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
+        for name, table in tables.items():
+            _write_contract_file(stage / f"{name}.{ext}", table, ext)
+
+    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
+    info[source] = about
+    return write_folder(folder, fill, kind=str(kept.get("kind") or "import"), inputs=inputs, info=info,
+                        what="imported data")
+
+
 def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path | None = None,
                      into: str | Path | None = None, out: str | Path | None = None,
                      say: Progress = _quiet) -> ImportResult:
@@ -709,9 +751,6 @@ def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path |
     OutputError
         The folder holds anything upcurve did not write.
     """
-    import json
-    import shutil
-
     from upcurve.sources.analytics import analytics_tables, load_mapping
 
     target = into if out is None else out
@@ -719,29 +758,22 @@ def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path |
         raise ConfigError("say where the events go: --into DATA (a data folder upcurve wrote) or --out DATA (a new "
                           "folder of events and users)")
     dest = Path(target)
-    check_folder_destination(dest, inputs=files, what="imported data")
+    if into is not None and not dest.is_dir():
+        raise ConfigError(f"{dest}: no such data folder to add the events to; write a new folder with --out")
+    check_folder_destination(dest, inputs=files, what="imported data")  # before the export is read
     rules = load_mapping(mapping)
     say(f"reading the {fmt} export")
     tables, notes = analytics_tables(fmt, files, rules)
-    kept: dict[str, Any] = {}
-    ext = "csv"
-    if into is not None and dest.exists():
-        kept = json.loads((dest / MANIFEST).read_text()) if (dest / MANIFEST).exists() else {}
-        ext = "parquet" if (dest / "invoice_lines.parquet").exists() else "csv"
+    about = {"format": fmt, "files": [str(f) for f in files], "notes": notes}
+    if into is not None:
+        written = _replace_tables(dest, tables, inputs=files, source="analytics", about=about)
+    else:
+        def fill(stage: Path) -> None:
+            for name, table in tables.items():
+                _write_contract_file(stage / f"{name}.csv", table, "csv")
 
-    def fill(stage: Path) -> None:
-        if into is not None and dest.exists():
-            for item in dest.iterdir():
-                if item.name == MANIFEST or item.stem in ("events", "users"):
-                    continue
-                (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
-        for name, table in tables.items():
-            _write_contract_file(stage / f"{name}.{ext}", table, ext)
-
-    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
-    info["analytics"] = {"format": fmt, "files": [str(f) for f in files], "notes": notes}
-    written = write_folder(dest, fill, kind=str(kept.get("kind") or "import"), inputs=files, info=info,
-                           what="imported data")
+        written = write_folder(dest, fill, kind="import", inputs=files, info={"analytics": about},
+                               what="imported data")
     for note in notes:
         say(note)
     validation = check_folder(written) if into is not None else Validation([], {})
@@ -763,9 +795,6 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
     OutputError
         The folder holds anything upcurve did not write.
     """
-    import json
-    import shutil
-
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -773,15 +802,15 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
 
     dest = Path(into)
     check_folder_destination(dest, inputs=[export_dir], what="imported data")
-    found = [p for p in (dest / "accounts.csv", dest / "accounts.parquet") if p.exists()]
-    if not found:
+    ext = _data_format(dest)
+    accounts_file = dest / f"accounts.{ext}"
+    if not accounts_file.exists():
         raise ConfigError(f"{dest}: no accounts table to add the CRM's facts to: import the billing first "
                           "(upcurve import stripe --out DATA)")
     say("reading the Salesforce export")
     facts = salesforce_facts(export_dir, load_salesforce_mapping(mapping))
-    ext = found[0].suffix.lstrip(".")
-    accounts = pq.read_table(found[0]) if ext == "parquet" else pacsv.read_csv(
-        found[0], convert_options=pacsv.ConvertOptions(column_types={"account_id": pa.string()}))
+    accounts = pq.read_table(accounts_file) if ext == "parquet" else pacsv.read_csv(
+        accounts_file, convert_options=pacsv.ConvertOptions(column_types={"account_id": pa.string()}))
     rows = accounts.to_pylist()
     matched = 0
     for row in rows:
@@ -792,21 +821,9 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
     columns = list(dict.fromkeys([*accounts.column_names, *(k for f in facts.accounts.values() for k in f)]))
     updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
     notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a Salesforce account"]
-    kept = json.loads((dest / MANIFEST).read_text()) if (dest / MANIFEST).exists() else {}
-
-    def fill(stage: Path) -> None:
-        for item in dest.iterdir():
-            if item.name == MANIFEST or item.stem in ("accounts", "renewals", "tickets"):
-                continue
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
-        _write_contract_file(stage / f"accounts.{ext}", updated, ext)
-        _write_contract_file(stage / f"renewals.{ext}", facts.renewals, ext)
-        _write_contract_file(stage / f"tickets.{ext}", facts.tickets, ext)
-
-    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
-    info["crm"] = {"source": "salesforce", "export": str(export_dir), "notes": notes}
-    written = write_folder(dest, fill, kind=str(kept.get("kind") or "import"), inputs=[export_dir], info=info,
-                           what="imported data")
+    written = _replace_tables(dest, {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets},
+                              inputs=[export_dir], source="crm",
+                              about={"source": "salesforce", "export": str(export_dir), "notes": notes})
     for note in notes:
         say(note)
     return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,

@@ -199,3 +199,36 @@ def test_verify_names_what_was_changed(tmp_path: Path) -> None:
         read_verified(out, kind="model", what="saved model")
     with pytest.raises(OutputError, match="not a saved model"):
         read_verified(tmp_path, kind="model", what="saved model")
+
+
+def test_a_previous_folder_whose_removal_was_killed_is_removed_by_the_next_write(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    """After a swap, the staging name holds the previous result, removed manifest last: killed half-way, what is
+    left still proves it is upcurve's (its manifest), and the next write finishes removing it."""
+    import shutil
+
+    import upcurve.folders as folders
+
+    out = tmp_path / "out"
+    write_folder(out, _fill({"a.csv": "1", "b.csv": "2"}), kind="results")
+    left = tmp_path / f".out.upcurve-new-{_dead_pid()}-beef"
+    shutil.copytree(out, left)
+    (left / "a.csv").unlink()  # the removal got this far
+    assert folders._ours(left)
+    write_folder(out, _fill({"c.csv": "3"}), kind="results")
+    assert not left.exists()
+    # the order that makes it so: every other entry goes before the manifest
+    order: list[str] = []
+    real_unlink = Path.unlink
+
+    def noting(self: Path, missing_ok: bool = False) -> None:
+        order.append(self.name)
+        real_unlink(self, missing_ok=missing_ok)
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    monkeypatch.setattr(Path, "unlink", noting)
+    folders._remove_ours(again)
+    monkeypatch.undo()
+    assert order[-1] == MANIFEST and not again.exists()

@@ -155,3 +155,13 @@ def test_import_into_a_data_folder_replaces_only_its_events_and_users(tmp_path: 
     (theirs / "accounts.csv").write_text("account_id\nA\n")
     refused = runner.invoke(app, ["import", "segment", str(export), "--into", str(theirs)])
     assert refused.exit_code != 0 and sorted(p.name for p in theirs.iterdir()) == ["accounts.csv"]
+
+
+def test_into_a_folder_that_does_not_exist_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    export = _jsonl(tmp_path / "segment.jsonl", SEGMENT[:3])
+    result = CliRunner().invoke(app, ["import", "segment", str(export), "--into", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no such data folder" in " ".join(result.output.split())
+    assert not (tmp_path / "nowhere").exists()
+    out = CliRunner().invoke(app, ["import", "segment", str(export), "--out", str(tmp_path / "events")])
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "events").glob("*.csv")) == ["events.csv", "users.csv"]

@@ -192,8 +192,9 @@ _ADAPTER: TypeAdapter[PriceModel] = TypeAdapter(Annotated[PriceModel, Field(disc
 MODELS = ("flat", "per_unit", "graduated", "volume", "package", "percentage", "tiered_overage", "commitment")
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    """``('graduated', 'tiers', 1, 'up_to')`` → ``tiers[1].up_to`` (the union's tag left out; tiers counted from 1)."""
+def field_location(loc: tuple[Any, ...]) -> str:
+    """A validation error's location as a user writes it: ``('graduated', 'tiers', 1, 'up_to')`` →
+    ``tiers[2].up_to`` (a price model union's tag left out; list items counted from 1)."""
     parts: list[str] = []
     for i, part in enumerate(loc):
         if i == 0 and part in MODELS:
@@ -230,7 +231,7 @@ def parse_price_model(data: Any, where: str = "price model") -> PriceModel:
         if bounds is not None and not any(e["loc"][1:2] == ("tiers",) and len(e["loc"]) == 2 for e in exc.errors()):
             details += [f"tiers: {problem}" for problem in tier_order_problems(bounds)]
         for e in exc.errors():
-            field = _location(e["loc"])
+            field = field_location(e["loc"])
             message = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 message = f"not a field of a {data['model']} price"

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from upcurve.errors import ConfigError
 from upcurve.pricing.bulk import charge_expression
-from upcurve.pricing.models import PriceModel, parse_price_model, read_exact_document
+from upcurve.pricing.models import PriceModel, field_location, parse_price_model, read_exact_document
 from upcurve.pricing.quote import quote
 
 __all__ = ["PriceChange", "PricingImpact", "PricingScenario", "compare_prices", "load_scenario",
@@ -114,16 +114,6 @@ class PricingScenario(BaseModel):
         return self
 
 
-def _location(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for part in loc:
-        if isinstance(part, int):
-            parts[-1:] = [f"{parts[-1] if parts else ''}[{part + 1}]"]
-        else:
-            parts.append(str(part))
-    return ".".join(parts)
-
-
 def load_scenario(path: str | Path) -> PricingScenario:
     """Read a scenario from a YAML or JSON file.
 
@@ -141,7 +131,7 @@ def load_scenario(path: str | Path) -> PricingScenario:
     except ValidationError as exc:
         details = []
         for e in exc.errors():
-            where = _location(e["loc"])
+            where = field_location(e["loc"])
             message = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 message = "not a field of a scenario" if len(e["loc"]) == 1 else "not a field of a change"
