@@ -9,7 +9,8 @@ same accounts and outcomes. Printed per company, the mean over the cutoffs:
   by default), the oracle's, the model's share of it (goal ≥ 90%), its top-decile lift (goal ≥ 3) beside the
   oracle's own (the best lift there can be), the health score's AUC and the model's margin over it (goal ≥ 0.10);
 - the recommended lever among the true levers of the accounts that expanded (goal ≥ 85%): the levers the simulator
-  recorded behind each expansion in the window (``truth/expansions``);
+  recorded behind each expansion in the window (``truth/expansions``), beside the oracle's lever (the lever that
+  moved in most of the futures where the account expanded) measured the same way: the best there can be;
 - churn: the model's AUC and its share of the oracle's;
 - how often each outcome was learned by the logistic regression rather than LightGBM (of the cutoffs).
 
@@ -54,16 +55,19 @@ def keep_billing_only(folder: Path) -> None:
             path.unlink()
 
 
-def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> float:
+def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> tuple[float, float]:
     """The share of expanded accounts (at the cutoffs) whose recommended lever is one the simulator recorded behind
-    one of their expansions within the window."""
+    one of their expansions within the window; and the same share for the oracle's lever (the lever likeliest to
+    move in the futures where the account expands: the best any recommendation can do)."""
     from upcurve.revenue import month_index, month_label
 
     recorded = pq.read_table(truth / "expansions.parquet").to_pylist()
     by_account: dict[str, set[tuple[str, str]]] = {}
     for r in recorded:
         by_account.setdefault(r["account_id"], set()).add((r["month"], r["lever"]))
-    hits = total = 0
+    oracle = {(r["account_id"], r["month"]): r["lever"]
+              for r in pq.read_table(truth / "oracle.parquet", columns=["account_id", "month", "lever"]).to_pylist()}
+    hits = best = total = 0
     for a in accounts:
         if not a["label_expansion"] or a["recommended_lever"] is None:
             continue
@@ -73,7 +77,8 @@ def lever_among_true(accounts: list[dict], truth: Path, horizon: int) -> float:
         if levers:
             total += 1
             hits += a["recommended_lever"] in levers
-    return hits / total if total else float("nan")
+            best += oracle.get((a["account_id"], month_label(index))) in levers
+    return (hits / total, best / total) if total else (float("nan"), float("nan"))
 
 
 def measure(company: str, accounts: int, months: int, cutoffs: int, runs: int, home: Path) -> dict[str, Any]:
@@ -105,7 +110,8 @@ def measure(company: str, accounts: int, months: int, cutoffs: int, runs: int, h
         "share": mean(MODEL, "expansion", "share_of_oracle"), "lift": mean(MODEL, "expansion", "lift_top_decile"),
         "oracle_lift": mean("oracle", "expansion", "lift_top_decile"),
         "health": mean("health_score", "expansion", "auc"),
-        "lever": lever_among_true(scored.to_pylist(), folder / "truth", horizon),
+        **dict(zip(("lever", "oracle_lever"), lever_among_true(scored.to_pylist(), folder / "truth", horizon),
+                   strict=True)),
         "churn": mean(MODEL, "churn", "auc"), "churn_share": mean(MODEL, "churn", "share_of_oracle"),
         "logistic": {t: logistic_share(result.tables["backtest_accounts"], t) for t in ("expansion", "churn")},
         "simulated_s": simulated, "backtest_s": replayed,
@@ -125,10 +131,12 @@ def main() -> None:
     companies = args.company or COMPANIES
     print(f"{args.accounts:,} accounts × {args.months} months each, {args.cutoffs} cutoffs, oracle of {args.runs} "
           f"futures; expansion AUC (model {MODEL}, oracle, share), top-decile lift (model, oracle), health score AUC "
-          "and the margin over it, lever among the true levers, churn AUC and share, cutoffs learned by the "
+          "and the margin over it, lever among the true levers (model, oracle), churn AUC and share, cutoffs "
+          "learned by the "
           "logistic regression (expansion, churn)")
     header = (f"{'company':24} {'AUC':>6} {'oracle':>7} {'share':>6} {'lift':>5} {'o.lift':>6} {'health':>7} "
-              f"{'margin':>7} {'lever':>6} {'churn':>6} {'share':>6} {'logit e/c':>9} {'sim s':>6} {'bt s':>6}")
+              f"{'margin':>7} {'lever':>6} {'o.lev':>6} {'churn':>6} {'share':>6} {'logit e/c':>9} {'sim s':>6} "
+              f"{'bt s':>6}")
     print(header)
     missed = []
     try:
@@ -137,8 +145,9 @@ def main() -> None:
             margin = r["auc"] - r["health"]
             chose = f"{r['logistic']['expansion']} {r['logistic']['churn']}"
             print(f"{company:24} {r['auc']:6.3f} {r['oracle']:7.3f} {r['share']:6.1%} {r['lift']:5.2f} "
-                  f"{r['oracle_lift']:6.2f} {r['health']:7.3f} {margin:+7.3f} {r['lever']:6.1%} {r['churn']:6.3f} "
-                  f"{r['churn_share']:6.1%} {chose:>9} {r['simulated_s']:6.0f} {r['backtest_s']:6.0f}", flush=True)
+                  f"{r['oracle_lift']:6.2f} {r['health']:7.3f} {margin:+7.3f} {r['lever']:6.1%} "
+                  f"{r['oracle_lever']:6.1%} {r['churn']:6.3f} {r['churn_share']:6.1%} {chose:>9} "
+                  f"{r['simulated_s']:6.0f} {r['backtest_s']:6.0f}", flush=True)
             for name, value in (("share", r["share"]), ("lift", r["lift"]), ("margin", margin), ("lever", r["lever"])):
                 if not value >= GOALS[name]:
                     missed.append(f"{company}: {name} {value:.3f} (goal {GOALS[name]})")

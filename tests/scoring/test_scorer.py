@@ -292,6 +292,25 @@ def _snapshot_frame(n_accounts: int, months: int, levers: tuple[str, ...], seed:
     })
 
 
+def test_the_lever_is_the_one_likeliest_to_move_not_the_likeliest_to_be_largest() -> None:
+    """Every expansion buys seats; six in ten also move up a tier, and then the tier is the larger amount. The lever
+    a team should pull is seats (it moves every time), though the tier is most often the largest."""
+    frame = _snapshot_frame(300, 16, ("seat",), seed=3)
+    grew = np.asarray(frame["label_expansion"].to_pylist())
+    rng = np.random.default_rng(4)
+    mixed = grew & (rng.random(frame.num_rows) < 0.6)
+    frame = frame.append_column("expansion_levers", pa.array(
+        ["seat,tier" if m else ("seat" if g else None) for g, m in zip(grew, mixed, strict=True)], pa.string()))
+    largest = frame.set_column(frame.column_names.index("expansion_lever"), "expansion_lever", pa.array(
+        ["tier" if m else ("seat" if g else None) for g, m in zip(grew, mixed, strict=True)], pa.string()))
+    config = ScoringConfig(min_training_months=4)
+    scores = AccountScorer(config).fit(largest).score(frame.slice(0, 200))
+    assert set(scores["recommended_lever"].to_pylist()) == {"seat"}
+    # from the largest lever alone (snapshots without `expansion_levers`) the tier would be recommended
+    alone = AccountScorer(config).fit(largest.drop_columns(["expansion_levers"])).score(frame.slice(0, 200))
+    assert alone["recommended_lever"].to_pylist().count("tier") > 100
+
+
 def test_two_levers_no_rows_and_a_sample_of_the_snapshots() -> None:
     frame = _snapshot_frame(200, 16, ("seat", "tier"))
     config = ScoringConfig(max_training_rows=2_000, min_training_months=4)

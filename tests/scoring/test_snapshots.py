@@ -111,3 +111,28 @@ def test_snapshots_at_many_dates_equal_each_date_alone(company: Path) -> None:
         return sorted(table.to_pylist(), key=lambda r: r["account_id"])
 
     assert rows(together) == rows(alone)
+
+
+def test_labels_name_every_lever_that_moved_in_the_window() -> None:
+    """A quarter often mixes levers: the lever of the largest expansion is one, the levers that moved are all."""
+    snapshots = ibis.memtable({"account_id": ["H", "I", "J"], "snapshot_idx": [10, 10, 10]})
+    movements = ibis.memtable({
+        "account_id": ["H", "H", "H", "H", "I", "I", "J"],
+        "month_idx": [11, 12, 13, 12, 11, 12, 11],
+        "type": ["expansion", "expansion", "expansion", "expansion", "expansion", "contraction", "expansion"],
+        "source": ["tier", "seat", "usage", "price", "cross_sell", "seat", "seat"],
+        "amount_cents": [900, 300, 200, 5000, 19900, -30000, 100],
+    })
+    product_months = ibis.memtable({
+        "account_id": ["I", "I", "I"], "product": ["core", "core", "security"], "month_idx": [10, 11, 11],
+        "mrr_cents": [5000, 5000, 19900],
+    })
+    plans = ibis.memtable({"product": ["core", "security"], "tier": ["team", "premium"]})
+    calendar = ibis.memtable({"month_idx": list(range(0, 16))})
+    labels = labels_after(snapshots, movements, calendar, product_months=product_months,
+                          premium=premium_add_ons(plans))
+    rows = {r["account_id"]: r for r in ibis.duckdb.connect().to_pyarrow(labels).to_pylist()}
+    # in the order of LEVERS; a price change is not a lever
+    assert (rows["H"]["expansion_lever"], rows["H"]["expansion_levers"]) == ("tier", "usage,seat,tier")
+    assert rows["I"]["label_expansion"] is False and rows["I"]["expansion_levers"] is None  # it shrank on the whole
+    assert rows["J"]["expansion_levers"] == "seat"

@@ -37,7 +37,7 @@ def table_digest(table: pa.Table) -> str:
 
 #: Columns the simulator writes since the digests were made, beside the unchanged others: who used the metered
 #: usage (no random draw) and the plans' price models.
-ADDED_SINCE = {"usage": ("user_id",), "plans": ("price_model",)}
+ADDED_SINCE = {"usage": ("user_id",), "plans": ("price_model",), "truth_oracle": ("lever",)}
 
 
 def company_digest(tables: dict[str, pa.Table]) -> str:

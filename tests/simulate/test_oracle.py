@@ -21,7 +21,7 @@ from scipy.stats import rankdata
 
 from upcurve.errors import ConfigError
 from upcurve.simulate import PLANS, PROFILES, company, simulate_company, simulate_tables
-from upcurve.simulate.oracle import ORACLE_SCHEMA, oracle_probabilities, oracle_seeds, recurring_cents
+from upcurve.simulate.oracle import ORACLE_SCHEMA, TRUTH_LEVERS, oracle_probabilities, oracle_seeds, recurring_cents
 
 START = dt.date(2023, 1, 1)
 SEED, ACCOUNTS, MONTHS, RUNS, HORIZON = 11, 1500, 24, 100, 3
@@ -349,3 +349,29 @@ def test_simulate_company_writes_truth_oracle_and_the_same_files(tmp_path: Path)
 def test_arguments_out_of_range_are_refused_by_name(kwargs: dict[str, int], named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         simulate_tables(10, 4, seed=1, **kwargs)
+
+
+def test_the_oracles_lever_is_the_lever_that_moves(history: History) -> None:
+    """The oracle names the lever likeliest to move where the account expands: null where it never expands, and
+    among the levers the history recorded behind a real expansion more often than any one lever named for all."""
+    recorded: dict[tuple[str, str], set[str]] = {}
+    for r in history.tables["truth_expansions"].to_pylist():
+        recorded.setdefault((r["account_id"], r["month"]), set()).add(r["lever"])
+    ids, values = line_values(history.tables, MONTHS)
+    index = {a: i for i, a in enumerate(ids)}
+    named, moved = [], []
+    for s, table in history.second.items():
+        rows = table.to_pylist()
+        assert all(r["lever"] is None for r in rows if r["p_expansion"] == 0)
+        _, grew, _ = realised(values, s, HORIZON)
+        window = [f"{(START.year * 12 + START.month - 1 + t) // 12:04d}-{(START.month - 1 + t) % 12 + 1:02d}"
+                  for t in range(s + 1, s + HORIZON + 1)]
+        for r in rows:
+            levers = set().union(*(recorded.get((r["account_id"], month), set()) for month in window))
+            if grew[index[r["account_id"]]] and levers:
+                named.append(r["lever"])
+                moved.append(levers)
+    assert len(moved) > 300
+    hits = np.mean([lever in levers for lever, levers in zip(named, moved, strict=True)])
+    best_constant = max(np.mean([lever in levers for levers in moved]) for lever in TRUTH_LEVERS)
+    assert hits > best_constant + 0.02, (hits, best_constant)

@@ -163,6 +163,24 @@ def test_billing_health_sees_contractions_and_flat_plans_have_no_seat_saturation
     assert d["seat_saturation"] is None and d["flag_seat_saturation"] is False
 
 
+def test_a_year_of_mrr_shows_the_habit_of_growing(tmp_path: Path) -> None:
+    """G pays for 5 seats from May 2024, 6 from January 2025 and 8 from April: as of 30 June 2025 its MRR (80)
+    against June 2024's (50) is +60%, and two months of the last twelve rose. A began in January 2025: no MRR a
+    year before, so no 12-month trend, and no rise."""
+    def seats(month: str) -> int:
+        return 8 if month >= "2025-04" else 6 if month >= "2025-01" else 5
+
+    months = [f"{y}-{m:02d}" for y in (2024, 2025) for m in range(1, 13)
+              if "2024-05" <= f"{y}-{m:02d}" <= "2025-06"]
+    follows = {a: b for a, b in zip(months, [*months[1:], "2025-07"], strict=True)}
+    lines = LINES + "".join(f"g{m},G,team_m,subscription,{seats(m)},{seats(m) * 10},USD,{m}-01,{follows[m]}-01\n"
+                            for m in months)
+    folder = write_folder(tmp_path / "d", {"plans": PLANS, "invoice_lines": lines})
+    rows = {r["account_id"]: r for r in run_folder(folder, "2025-06-30").tables["accounts"].to_pylist()}
+    assert rows["G"]["mrr_trend_12m"] == pytest.approx(60.0) and rows["G"]["mrr_rises_12m"] == 2
+    assert rows["A"]["mrr_trend_12m"] is None and rows["A"]["mrr_rises_12m"] == 0
+
+
 def test_a_scheduled_cancellation_counts_from_the_day_it_was_asked_for(tmp_path: Path) -> None:
     """A asked on 10 June to end on 1 July: 15 days to go on 16 June. B asked on 20 June (after the as-of date): not
     known yet. C's cancellation took effect on 1 June: nothing left to cancel."""

@@ -59,6 +59,8 @@ FEATURE_LABELS: dict[str, tuple[str, str]] = {
     "mrr_cents": ("MRR", "money"),
     "mrr_trend_3m": ("MRR trend over 3 months", "trend"),
     "mrr_contractions_3m": ("months of falling MRR in the last 3", "count"),
+    "mrr_trend_12m": ("MRR trend over 12 months", "trend"),
+    "mrr_rises_12m": ("months of rising MRR in the last 12", "count"),
 }
 #: What an empty value of a feature means, said instead of ``label: none``.
 WHEN_EMPTY: dict[str, str] = {
@@ -71,6 +73,7 @@ WHEN_EMPTY: dict[str, str] = {
     "days_until_limit": "no usage limit",
     "usage_share_used": "no usage limit",
     "tenure_days": "not billed yet",
+    "mrr_trend_12m": "not paying 12 months before",
 }
 #: What a value is measured against, said after it in a reason, where the label alone leaves it open.
 FEATURE_HINTS: dict[str, str] = {
@@ -82,6 +85,7 @@ FEATURE_HINTS: dict[str, str] = {
     "activity_trend": "last 30 days against the 30 before",
     "login_trend": "last 30 days against the 30 before",
     "mrr_trend_3m": "against 3 months before",
+    "mrr_trend_12m": "against 12 months before",
 }
 _OUTCOMES = {0.0: "behind", 1.0: "on track", 2.0: "exceeded"}
 _FORMATS = {

@@ -19,14 +19,22 @@ from upcurve.errors import ContractError, Problem
 from upcurve.revenue import month_end, month_label
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
-from upcurve.scoring.scorer import MODEL_KINDS, AccountScorer, chosen_kind, rule_scores, scored_by_summary
+from upcurve.scoring.scorer import (
+    MODEL_KINDS,
+    AccountScorer,
+    chosen_kind,
+    levers_moved,
+    rule_scores,
+    scored_by_summary,
+)
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
 
 __all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "Replay", "read_oracle", "replay", "snapshot_health"]
 
-#: The columns an oracle file holds, and the Arrow type each must read as: the simulator's own schema.
-ORACLE_COLUMNS = {field.name: field.type for field in ORACLE_SCHEMA}
+#: The columns an oracle file must hold, and the Arrow type each must read as: the simulator's own schema (its
+#: ``lever``, which the backtest does not read, may be absent).
+ORACLE_COLUMNS = {field.name: field.type for field in ORACLE_SCHEMA if field.name != "lever"}
 
 #: The columns of ``backtest_metrics``.
 BACKTEST_METRICS = ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k", "lift_top_decile",
@@ -92,7 +100,7 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
         test = frame.filter(pa.array(idx == cutoff))
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
-        truth_lever = test["expansion_lever"].to_pylist()
+        moved = levers_moved(test)
         fitted = {kind: AccountScorer(cfg.model_copy(update={"model": kind})).fit(train) for kind in MODEL_KINDS}
         scored_as = {kind: scorer.score(test) for kind, scorer in fitted.items()}
         if cfg.model == "auto":
@@ -105,9 +113,10 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
                 m = ranking_metrics(y[target], p, probabilities=not fell_back)
                 row = {"cutoff": month_end(cutoff), "target": target, "model": kind, **m}
                 if target == "expansion":
+                    # the recommended lever among the levers that moved, for the accounts that expanded
                     levers = scores["recommended_lever"].to_pylist()
-                    pairs = [(a, b) for a, b in zip(levers, truth_lever, strict=True) if b is not None]
-                    row["lever_match"] = (sum(a == b for a, b in pairs) / len(pairs)) if pairs else math.nan
+                    pairs = [(a, b) for a, b in zip(levers, moved, strict=True) if b]
+                    row["lever_match"] = (sum(a in b for a, b in pairs) / len(pairs)) if pairs else math.nan
                 if fell_back:  # the rules' own row below stands for it
                     why = f"{month_label(cutoff)}, {target}: no {kind} model ({fallback[target]})"
                     if why not in notes:
@@ -142,7 +151,7 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
 BACKTEST_ACCOUNTS = {"cutoff": pa.date32(), "account_id": pa.string(), "expansion_propensity": pa.float64(),
                      "churn_risk": pa.float64(), "recommended_lever": pa.string(), "expansion_scored_by": pa.string(),
                      "churn_scored_by": pa.string(), "label_expansion": pa.bool_(), "label_churn": pa.bool_(),
-                     "expansion_lever": pa.string()}
+                     "expansion_lever": pa.string(), "expansion_levers": pa.string()}
 
 
 def _auto_scores(fitted: dict[str, AccountScorer], scored_as: dict[str, pa.Table], cfg: ScoringConfig,
@@ -173,6 +182,7 @@ def _scored_accounts(cutoff: int, test: pa.Table, scores: pa.Table) -> pa.Table:
         "expansion_scored_by": scores["expansion_scored_by"], "churn_scored_by": scores["churn_scored_by"],
         "label_expansion": test["label_expansion"], "label_churn": test["label_churn"],
         "expansion_lever": test["expansion_lever"],
+        "expansion_levers": pa.array([",".join(m) or None for m in levers_moved(test)], pa.string()),
     }).cast(pa.schema(list(BACKTEST_ACCOUNTS.items())))
 
 

@@ -38,8 +38,8 @@ from upcurve.scoring.models import (
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.saved import parse_saved
 
-__all__ = ["MODEL_KINDS", "SCORE_COLUMNS", "AccountScorer", "chosen_kind", "kind_from_check", "model_kinds",
-           "prefers_logistic", "rule_scores", "scored_by_summary"]
+__all__ = ["MODEL_KINDS", "SCORE_COLUMNS", "AccountScorer", "chosen_kind", "kind_from_check", "levers_moved",
+           "model_kinds", "prefers_logistic", "rule_scores", "scored_by_summary"]
 
 #: What :meth:`AccountScorer.score` returns for each account. ``expansion_scored_by`` and ``churn_scored_by`` name
 #: what scored each target (the model kind, or ``rules`` where that target's model fell back); ``scored_by`` says
@@ -64,6 +64,14 @@ def _positive(frame: pa.Table, name: str) -> np.ndarray:
 def _team_growing(frame: pa.Table) -> np.ndarray:
     """Users invited or activated in the last 14 days."""
     return _positive(frame, "invited_14d") | _positive(frame, "new_active_14d")
+
+
+def levers_moved(labelled: pa.Table) -> list[tuple[str, ...]]:
+    """The levers that moved in each snapshot's window: ``expansion_levers`` where the snapshots hold it, else the
+    lever of the largest expansion alone."""
+    if "expansion_levers" in labelled.column_names:
+        return [tuple(v.split(",")) if v else () for v in labelled["expansion_levers"].to_pylist()]
+    return [(v,) if v is not None else () for v in labelled["expansion_lever"].to_pylist()]
 
 
 def _lever_from_signals(frame: pa.Table) -> list[str | None]:
@@ -359,15 +367,19 @@ class AccountScorer:
         grew = np.asarray(labelled["label_expansion"].to_pylist(), dtype=bool)
         net = np.asarray(labelled["net_expansion_cents"].fill_null(0).to_numpy(zero_copy_only=False), dtype=float)
         mrr = np.nan_to_num(column_values(labelled, "mrr_cents"))
-        lever = np.asarray(labelled["expansion_lever"].to_pylist(), dtype=object)
-        has = grew & np.asarray([v is not None for v in lever], dtype=bool)
-        classes = sorted({str(v) for v in lever[has]}, key=LEVERS.index)
+        moved = levers_moved(labelled)
+        has = grew & np.asarray([bool(v) for v in moved], dtype=bool)
+        classes = sorted({lever for i in np.flatnonzero(has) for lever in moved[i]}, key=LEVERS.index)
         if int(has.sum()) >= cfg.min_positives and len(classes) >= 2:
-            target = np.asarray([classes.index(v) for v in lever[has]])
+            # a snapshot counts once for every lever that moved in its window: the model's most likely class is
+            # then the lever likeliest to move (argmax of P(lever moves | expands)), which is what a team pulling
+            # one lever needs; the lever of the largest expansion alone would lose the quarters that mix levers
+            rows = np.asarray([i for i in np.flatnonzero(has) for _ in moved[i]], dtype=np.int64)
+            target = np.asarray([classes.index(lever) for i in np.flatnonzero(has) for lever in moved[i]])
             self.lever_model_ = lightgbm.LGBMClassifier(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
                 random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
-            ).fit(X[has], target, categorical_feature=self._categorical or "auto").booster_
+            ).fit(X[rows], target, categorical_feature=self._categorical or "auto").booster_
             self.lever_classes_ = classes
         else:
             self.fallback_["lever"] = f"too few expansions with a known lever: {int(has.sum())}"

@@ -14,6 +14,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.revenue import month_end, month_index
+from upcurve.scoring.config import LEVERS
 from upcurve.signals import account_signals_at
 
 __all__ = ["labels_after", "premium_add_ons", "snapshot_dates", "training_snapshots"]
@@ -43,7 +44,9 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
     ``net_expansion_cents > 0``; ``label_churn`` = a churn movement; ``expansion_source`` = the source with the
     largest expansion in the window; ``expansion_lever`` = that source as a lever, where a cross-sell into one of
     (a product of the one-column table ``premium``, see :func:`premium_add_ons`, that the account did not pay for
-    at ``s`` and pays for in the window, per ``product_months``) is ``premium``.
+    at ``s`` and pays for in the window, per ``product_months``) is ``premium``; ``expansion_levers`` = every
+    lever with an expansion in the window, comma-separated in :data:`~upcurve.scoring.config.LEVERS` order (an
+    account's quarter often mixes levers: seats and a tier, usage and a tier).
 
     Edge cases
     ----------
@@ -74,6 +77,8 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
 
     top = largest(by_source, "expansion_source")
     lever = largest(by_source.view(), "expansion_lever")
+    moved = by_source.view()
+    moved = moved.select("account_id", "snapshot_idx", lever_name=moved.source)
     if product_months is not None and premium is not None:
         pm = product_months.filter(product_months.mrr_cents > 0).semi_join(premium, "product")
         s1, s2, pm2 = s.view(), s.view(), pm.view()
@@ -88,9 +93,22 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
         lever = lever.mutate(expansion_lever=ibis.ifelse(
             (lever.expansion_lever == "cross_sell") & lever._premium.fill_null(False), "premium",
             lever.expansion_lever)).drop("_premium")
+        started2 = started.view()
+        moved = moved.left_join(started2, ["account_id", "snapshot_idx"]).select(moved, started2._premium)
+        moved = moved.select("account_id", "snapshot_idx", lever_name=ibis.ifelse(
+            (moved.lever_name == "cross_sell") & moved._premium.fill_null(False), "premium", moved.lever_name))
+    # one row per account and snapshot, the levers in a fixed order written out lever by lever: not every engine
+    # can order the values of a string aggregate
+    flags = moved.group_by(["account_id", "snapshot_idx"]).aggregate(
+        **{f"_{name}": (moved.lever_name == name).cast("int64").max() for name in LEVERS})
+    text = ibis.literal("")
+    for name in LEVERS:
+        text = text + ibis.ifelse(flags[f"_{name}"] == 1, f",{name}", "")
+    every = flags.select("account_id", "snapshot_idx", expansion_levers=text.substr(1))
     out = s.left_join(sums, ["account_id", "snapshot_idx"]).select(s, sums.net_expansion_cents, sums.churned)
     out = out.left_join(top, ["account_id", "snapshot_idx"]).select(out, top.expansion_source)
     out = out.left_join(lever, ["account_id", "snapshot_idx"]).select(out, lever.expansion_lever)
+    out = out.left_join(every, ["account_id", "snapshot_idx"]).select(out, every.expansion_levers)
     known = (out.snapshot_idx + horizon_months) <= calendar.month_idx.max().as_scalar()
     net = out.net_expansion_cents.fill_null(0)
     grew = net > 0
@@ -102,6 +120,7 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
         label_churn=ibis.ifelse(known, out.churned.fill_null(0) > 0, ibis.null("boolean")),
         expansion_source=ibis.ifelse(known & grew, out.expansion_source, ibis.null("string")),
         expansion_lever=ibis.ifelse(known & grew, out.expansion_lever, ibis.null("string")),
+        expansion_levers=ibis.ifelse(known & grew, out.expansion_levers, ibis.null("string")),
     )
 
 

@@ -34,7 +34,7 @@ SIGNAL_COLUMNS = (
     "dau_per_seat", "stickiness", "activity_trend", "login_trend",
     "tenure_days", "days_to_renewal", "days_to_cancellation", "flag_cancellation_scheduled", "tickets_30d",
     "nps_latest", "nps_12m", "outcome_status",
-    "mrr_cents", "mrr_trend_3m", "mrr_contractions_3m",
+    "mrr_cents", "mrr_trend_3m", "mrr_contractions_3m", "mrr_trend_12m", "mrr_rises_12m",
 )
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
 _WINDOWS = (7, 14, 28, 30, 60, 90, 365)
@@ -328,7 +328,10 @@ def account_signals_at(
       ``nps_latest`` (0–10) and ``nps_12m`` (% promoters − % detractors of the account's answers in 12 months,
       −100 to 100); latest ``outcome_status``; ``mrr_cents`` at the as-of month and ``mrr_trend_3m`` (% against
       three months before); ``mrr_contractions_3m``: months of the last three (the as-of month included) whose
-      MRR fell from the month before while the account still paid.
+      MRR fell from the month before while the account still paid; ``mrr_trend_12m`` (% against twelve months
+      before: null where the account did not pay then) and ``mrr_rises_12m`` (months of the last twelve whose
+      lines at the month before's rates came to more than the month before's MRR while it paid: its habit of
+      growing, which is what billing alone shows of an account's appetite).
 
     Edge cases
     ----------
@@ -471,8 +474,12 @@ def account_signals_at(
     then = am.view()
     then = then.join(d, then.month_idx == d.month_idx - 3).select(d.as_of, then.account_id,
                                                                   _then=then.cur_mrr_cents)
+    year = am.view()
+    year = year.join(d, year.month_idx == d.month_idx - 12).select(d.as_of, year.account_id,
+                                                                   _year=year.cur_mrr_cents)
     out = _attach(out, now)
     out = _attach(out, then)
+    out = _attach(out, year)
     # a contraction as the revenue movements classify one: this month's lines at last month's rates below last
     # month's MRR, so an exchange rate moving never counts
     paired = account_months
@@ -480,9 +487,16 @@ def account_signals_at(
                          & (paired.cur_cc_mrr_cents < paired.prev_mrr_cents)).select("account_id", "month_idx")
     recent = fell.join(d, (fell.month_idx <= d.month_idx) & (fell.month_idx > d.month_idx - 3))
     out = _attach(out, recent.group_by(list(_KEY)).aggregate(_fell=recent.count()))
+    rose = account_months.view()
+    rose = rose.filter((rose.prev_mrr_cents > 0) & (rose.cur_mrr_cents > 0)
+                       & (rose.cur_cc_mrr_cents > rose.prev_mrr_cents)).select("account_id", "month_idx")
+    grew = rose.join(d, (rose.month_idx <= d.month_idx) & (rose.month_idx > d.month_idx - 12))
+    out = _attach(out, grew.group_by(list(_KEY)).aggregate(_rose=grew.count()))
     out = out.mutate(
         mrr_cents=out.mrr_cents.fill_null(0),
         mrr_trend_3m=_trend(out.mrr_cents.fill_null(0), out._then.fill_null(0)),
         mrr_contractions_3m=out._fell.fill_null(0),
-    ).drop("_then", "_fell")
+        mrr_trend_12m=_trend(out.mrr_cents.fill_null(0), out._year.fill_null(0)),
+        mrr_rises_12m=out._rose.fill_null(0),
+    ).drop("_then", "_fell", "_year", "_rose")
     return out.select(*_KEY, *SIGNAL_COLUMNS)

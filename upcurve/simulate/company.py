@@ -52,6 +52,7 @@ from upcurve.simulate.catalog import (
 from upcurve.simulate.mechanisms import list_price_factor, seasonal_factor
 from upcurve.simulate.oracle import (
     ORACLE_SCHEMA,
+    TRUTH_LEVERS,
     OracleRequest,
     oracle_probabilities,
     oracle_seeds,
@@ -160,6 +161,8 @@ class _Block:
         # the oracle re-simulates stacked copies of a block (upcurve.simulate.oracle): a copy records no rows, and
         # the one draw a month shared by all accounts is drawn once per copy (``copy_index`` says whose copy)
         self.recording = True
+        # a copy marks here, account by lever (TRUTH_LEVERS), the levers it moved in the oracle's window
+        self.levers_moved: np.ndarray | None = None
         self.copies = 1
         self.copy_index = np.zeros(n, np.int64)
         # the upgrade funnel's events draw from a stream of their own (spawning it leaves ``rng``'s draws as they
@@ -251,6 +254,8 @@ class _Block:
     def _truth(self, idx: np.ndarray, m: int, lever: str) -> None:
         if len(idx) and self.recording:
             self.rows["truth_expansions"].add(account_id=self.ids[idx], month=self._label(m), lever=lever)
+        elif len(idx) and self.levers_moved is not None:
+            self.levers_moved[idx, TRUTH_LEVERS.index(lever)] = True
 
     def _invite(self, acc: np.ndarray, m: int, activation: float) -> None:
         """New users for accounts ``acc`` (repeated per user), invited this month; most activate days later."""

@@ -32,6 +32,9 @@ by default; 0 when every call is billed); 0 while it does not pay. In one run:
 ``p_expansion`` = runs expanded ÷ runs; ``p_churn`` = runs churned ÷ runs. A ``p_churn`` of 0.12 reads: in 12% of the
 futures its state allows, the account stopped paying within the window. These are upcurve's labels
 (``upcurve.scoring.snapshots.labels_after``) computed from the simulator's state instead of its invoices.
+``lever`` = the lever (:data:`TRUTH_LEVERS`) that moved in the most of the runs in which the account expanded, as
+the simulator records levers in ``truth/expansions``: the best lever any recommendation could name (null when no
+run expanded through a lever).
 
 Edge cases
 ----------
@@ -81,8 +84,8 @@ from upcurve.simulate.catalog import ADDONS, CORE_TIERS, PLAN_BY_ID
 if TYPE_CHECKING:
     from upcurve.simulate.company import _Block
 
-__all__ = ["BATCH_RUNS", "ORACLE_SCHEMA", "OracleRequest", "oracle_probabilities", "oracle_seeds", "recurring_cents",
-           "snapshot_months"]
+__all__ = ["BATCH_RUNS", "ORACLE_SCHEMA", "TRUTH_LEVERS", "OracleRequest", "oracle_probabilities", "oracle_seeds",
+           "recurring_cents", "snapshot_months"]
 
 #: Most runs simulated together, as stacked copies of a block's accounts, by one generator.
 BATCH_RUNS = 25
@@ -91,7 +94,10 @@ BATCH_RUNS = 25
 BATCH_USERS = 2_000_000
 #: The columns of ``truth/oracle``.
 ORACLE_SCHEMA = pa.schema([("account_id", pa.string()), ("month", pa.string()), ("p_expansion", pa.float64()),
-                           ("p_churn", pa.float64()), ("runs", pa.int64()), ("horizon_months", pa.int64())])
+                           ("p_churn", pa.float64()), ("runs", pa.int64()), ("horizon_months", pa.int64()),
+                           ("lever", pa.string())])
+#: The levers the simulator records behind an expansion (``truth/expansions``), in the order ties are broken.
+TRUTH_LEVERS = ("usage", "seat", "tier", "premium", "cross_sell", "services")
 #: The first word of every oracle generator's spawn key: the company's own streams never use it.
 _STREAM = 0x0AC1E
 #: The block's arrays indexed by user rather than by account.
@@ -209,13 +215,15 @@ def _copies(block: _Block, keep: np.ndarray, users: tuple[np.ndarray, np.ndarray
     twin.rng = twin.funnel_rng = rng
     twin.rows = {}
     twin.recording = twin.with_events = False
+    twin.levers_moved = np.zeros((twin.n, len(TRUTH_LEVERS)), bool)
     twin.copies = copies
     twin.copy_index = np.repeat(np.arange(copies), n)
     return twin
 
 
-def _outcomes(twin: _Block, month: int, horizon_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate the window after ``month`` on ``twin``; whether each of its accounts expanded, and churned."""
+def _outcomes(twin: _Block, month: int, horizon_months: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Simulate the window after ``month`` on ``twin``; whether each of its accounts expanded, churned, and moved
+    each lever (accounts × :data:`TRUTH_LEVERS`)."""
     value, paying = recurring_cents(twin), twin.active.copy()
     net = np.zeros(twin.n, np.int64)
     churned = np.zeros(twin.n, bool)
@@ -225,7 +233,8 @@ def _outcomes(twin: _Block, month: int, horizon_months: int) -> tuple[np.ndarray
         net += np.where(paying & on, now - value, 0)
         churned |= ~on
         value, paying = now, on
-    return net > 0, churned
+    assert twin.levers_moved is not None  # a copy made by _copies
+    return net > 0, churned, twin.levers_moved
 
 
 def oracle_probabilities(block: _Block, month: int, *, runs: int, horizon_months: int,
@@ -252,7 +261,7 @@ def oracle_probabilities(block: _Block, month: int, *, runs: int, horizon_months
     Returns
     -------
     Columns of :data:`ORACLE_SCHEMA`: ``account_id``, ``month`` (``YYYY-MM`` of ``s``), ``p_expansion``, ``p_churn``,
-    ``runs`` and ``horizon_months``; one row per account paying at ``s``.
+    ``runs``, ``horizon_months`` and ``lever``; one row per account paying at ``s``.
 
     Edge cases
     ----------
@@ -265,6 +274,7 @@ def oracle_probabilities(block: _Block, month: int, *, runs: int, horizon_months
     keep = np.flatnonzero(block.active)
     expanded = np.zeros(len(keep), np.int64)
     churned = np.zeros(len(keep), np.int64)
+    levers = np.zeros((len(keep), len(TRUTH_LEVERS)), np.int64)  # futures that expanded and moved each lever
     if len(keep):
         users = _live_users(block, keep)
         per_batch = max(1, min(BATCH_RUNS, BATCH_USERS // max(len(users[1]), 1)))
@@ -272,9 +282,12 @@ def oracle_probabilities(block: _Block, month: int, *, runs: int, horizon_months
             copies = min(per_batch, runs - first)
             rng = np.random.default_rng(np.random.SeedSequence(seeds.entropy,
                                                                spawn_key=(*seeds.spawn_key, month, batch)))
-            grew, left = _outcomes(_copies(block, keep, users, copies, rng), month, horizon_months)
+            grew, left, moved = _outcomes(_copies(block, keep, users, copies, rng), month, horizon_months)
             expanded += grew.reshape(copies, len(keep)).sum(axis=0)
             churned += left.reshape(copies, len(keep)).sum(axis=0)
+            levers += (moved & grew[:, None]).reshape(copies, len(keep), len(TRUTH_LEVERS)).sum(axis=0)
+    # the lever likeliest to move in the futures where the account expands (ties: TRUTH_LEVERS' order)
+    lever = [TRUTH_LEVERS[int(row.argmax())] if row.any() else None for row in levers]
     return pa.table({
         "account_id": pa.array(block.ids[keep], pa.string()),
         "month": pa.array([block._label(month)] * len(keep), pa.string()),
@@ -282,6 +295,7 @@ def oracle_probabilities(block: _Block, month: int, *, runs: int, horizon_months
         "p_churn": pa.array(churned / runs, pa.float64()),
         "runs": pa.array(np.full(len(keep), runs), pa.int64()),
         "horizon_months": pa.array(np.full(len(keep), horizon_months), pa.int64()),
+        "lever": pa.array(lever, pa.string()),
     }, schema=ORACLE_SCHEMA)
 
 
