@@ -91,3 +91,19 @@ def import_salesforce_command(
     _rows_table(result.rows, f"Imported from Salesforce into {result.out_dir}")
     if result.validation.problems:
         render_problems(console, result.validation.problems)
+
+
+@import_app.command("hubspot")
+def import_hubspot_command(
+    export: Annotated[Path, typer.Argument(help="The folder of HubSpot's CSV exports: companies (required), deals "
+                                                "and tickets, one file each.")],
+    into: Annotated[Path, typer.Option(help="A data folder upcurve wrote (e.g. an import of the billing).")],
+    mapping: Annotated[Path | None, typer.Option(help="The mapping file: the company property holding the billing "
+                                                       "account id, and the others (docs/sources.md).")] = None,
+) -> None:
+    """Add HubSpot's exports to a data folder: each company's owner, segment, industry and region, renewal dates
+    from renewal deals (and a contract end date), and its tickets."""
+    result = _with_progress(lambda say: _usecases().import_hubspot(export, into=into, mapping=mapping, say=say))
+    _rows_table(result.rows, f"Imported from HubSpot into {result.out_dir}")
+    if result.validation.problems:
+        render_problems(console, result.validation.problems)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ibis
 import pyarrow as pa
@@ -68,6 +68,9 @@ from upcurve.workspace import ModelRecord, RunRecord, Store
 from upcurve.workspace import actions as outbox
 from upcurve.workspace.actions import apply_plays
 from upcurve.workspace.backtests import save_backtest
+
+if TYPE_CHECKING:
+    from upcurve.sources.crm import CrmFacts
 
 __all__ = [
     "BacktestResult",
@@ -637,6 +640,8 @@ SOURCES = {
     "mixpanel": "a Mixpanel raw event export (JSON lines) as events and users, with a mapping file",
     "salesforce": "a Salesforce data export (Account, User, Opportunity, Case CSV files): owners, segments, "
                   "renewals and tickets, into a data folder",
+    "hubspot": "HubSpot's CSV exports of companies, deals and tickets: owners, segments, renewals and tickets, "
+               "into a data folder",
 }
 
 
@@ -795,10 +800,37 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
     OutputError
         The folder holds anything upcurve did not write.
     """
+    from upcurve.sources.crm import load_salesforce_mapping, salesforce_facts
+
+    return _import_crm("Salesforce", export_dir, into,
+                       lambda: salesforce_facts(export_dir, load_salesforce_mapping(mapping)), say)
+
+
+def import_hubspot(export_dir: str | Path, *, into: str | Path, mapping: str | Path | None = None,
+                   say: Progress = _quiet) -> ImportResult:
+    """HubSpot's CSV exports (companies, deals, tickets) written into a data folder upcurve wrote, as
+    :func:`import_salesforce` does.
+
+    Raises
+    ------
+    ConfigError
+        No export of companies, two of one object, a wrong mapping file, or a folder without accounts.
+    ContractError
+        Every missing column and unreadable date of the exports (nothing is written).
+    OutputError
+        The folder holds anything upcurve did not write.
+    """
+    from upcurve.sources.crm import hubspot_facts, load_hubspot_mapping
+
+    return _import_crm("HubSpot", export_dir, into,
+                       lambda: hubspot_facts(export_dir, load_hubspot_mapping(mapping)), say)
+
+
+def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callable[[], CrmFacts],
+                say: Progress) -> ImportResult:
+    """The CRM's facts (``read``) merged into the data folder ``into``: see :func:`import_salesforce`."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-
-    from upcurve.sources.crm import load_salesforce_mapping, salesforce_facts
 
     dest = Path(into)
     check_folder_destination(dest, inputs=[export_dir], what="imported data")
@@ -807,23 +839,23 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
     if not accounts_file.exists():
         raise ConfigError(f"{dest}: no accounts table to add the CRM's facts to: import the billing first "
                           "(upcurve import stripe --out DATA)")
-    say("reading the Salesforce export")
-    facts = salesforce_facts(export_dir, load_salesforce_mapping(mapping))
+    say(f"reading the {crm} export")
+    facts = read()
     accounts = pq.read_table(accounts_file) if ext == "parquet" else pacsv.read_csv(
         accounts_file, convert_options=pacsv.ConvertOptions(column_types={"account_id": pa.string()}))
     rows = accounts.to_pylist()
     matched = 0
     for row in rows:
-        crm = facts.accounts.get(str(row["account_id"]))
-        if crm is not None:
+        found = facts.accounts.get(str(row["account_id"]))
+        if found is not None:
             matched += 1
-            row.update(crm)
+            row.update(found)
     columns = list(dict.fromkeys([*accounts.column_names, *(k for f in facts.accounts.values() for k in f)]))
     updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
-    notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a Salesforce account"]
+    notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a {crm} account"]
     written = _replace_tables(dest, {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets},
                               inputs=[export_dir], source="crm",
-                              about={"source": "salesforce", "export": str(export_dir), "notes": notes})
+                              about={"source": crm.lower(), "export": str(export_dir), "notes": notes})
     for note in notes:
         say(note)
     return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,

@@ -1,5 +1,6 @@
-"""CRM facts from a Salesforce data export: each account's owner, segment, industry and region, its renewal dates
-and its support cases, as the contract's ``accounts`` columns, ``renewals`` and ``tickets``.
+"""CRM facts from a Salesforce data export or HubSpot's CSV exports: each account's owner, segment, industry and
+region, its renewal dates and its support cases, as the contract's ``accounts`` columns, ``renewals`` and
+``tickets``.
 
 A Salesforce data export (Setup → Data Export, or Data Loader) writes one CSV file per object, named after it, its
 columns the fields' API names: ``Account.csv`` (``Id``, ``Name``, ``OwnerId``, ``Type``, ``Industry``,
@@ -12,6 +13,14 @@ account id (``account_key``: ``Id`` by default, or a custom field holding the St
 are the segment, industry and region; which opportunity types are renewals (``Renewal``). A renewal date is the
 ``CloseDate`` of each renewal opportunity; a ticket is a case, opened at its ``CreatedDate``, its severity its
 ``Priority``; the owner is the account owner's name (``User.csv``), else the owner's id.
+
+HubSpot exports a view of companies, deals or tickets as a CSV file whose columns are the properties' labels
+(``Record ID``, ``Company name``, ``Company owner``, ``Industry``, ``Country/Region``; ``Deal Type``, ``Close
+Date``, ``Associated Company IDs``; ``Ticket ID``, ``Create date``, ``Priority``). A folder holds one export of
+each: the file whose name holds ``compan`` is the companies (required), ``deal`` the deals, ``ticket`` the tickets
+(HubSpot's own names, ``hubspot-crm-exports-all-companies-2024-06-30.csv``, match). Its mapping names the company
+property holding the billing id (``Record ID`` by default), the others, the deal types that are renewals, and a
+company date property holding the contract's end (a renewal date too).
 
 A file's missing column is an error naming the file, the column and the columns it has; a row's date that does not
 parse names the file, the line, the column and the value; all at once, and nothing is written.
@@ -31,7 +40,8 @@ from pydantic import BaseModel, ConfigDict
 from upcurve.config import load_yaml_model
 from upcurve.errors import ConfigError, ContractError, Problem
 
-__all__ = ["CrmFacts", "SalesforceMapping", "load_salesforce_mapping", "salesforce_facts"]
+__all__ = ["CrmFacts", "HubSpotMapping", "SalesforceMapping", "hubspot_facts", "load_hubspot_mapping",
+           "load_salesforce_mapping", "salesforce_facts"]
 
 
 class SalesforceMapping(BaseModel):
@@ -88,11 +98,11 @@ def _read(path: Path, needed: list[str], problems: list[Problem]) -> list[dict[s
 
 
 def _date(value: str | None) -> dt.date | None:
-    """``2024-06-30`` (a date field) or ``2024-06-30T10:00:00.000Z`` (a date-time field)."""
+    """``2024-06-30`` (a date field), ``2024-06-30T10:00:00.000Z`` or ``2024-06-30 10:00`` (a date-time field)."""
     if not value:
         return None
     try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).date() if "T" in value \
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).date() if ("T" in value or " " in value) \
             else dt.date.fromisoformat(value)
     except ValueError:
         return None
@@ -108,10 +118,24 @@ def _timestamp(value: str | None) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
-def _bad_values(file: str, column: str, bad: list[tuple[int, str]], rule: str, problems: list[Problem]) -> None:
+def _bad_values(file: str, column: str, bad: list[tuple[int, str]], rule: str, problems: list[Problem],
+                crm: str = "Salesforce") -> None:
     if bad:
         problems.append(Problem(file, rule, column, len(bad), tuple(r for r, _ in bad[:5]),
-                                tuple(v for _, v in bad[:5]), "line", "Export dates as Salesforce writes them"))
+                                tuple(v for _, v in bad[:5]), "line", f"Export dates as {crm} writes them"))
+
+
+def _facts(renewals: dict[str, list[Any]], tickets: dict[str, list[Any]], accounts: dict[str, dict[str, str | None]],
+           notes: list[str]) -> CrmFacts:
+    return CrmFacts(
+        accounts=accounts,
+        renewals=pa.table({"account_id": pa.array(renewals["account_id"], pa.string()),
+                           "renewal_date": pa.array(renewals["renewal_date"], pa.date32())}),
+        tickets=pa.table({"account_id": pa.array(tickets["account_id"], pa.string()),
+                          "opened_at": pa.array(tickets["opened_at"], pa.timestamp("us")),
+                          "severity": pa.array(tickets["severity"], pa.string())}),
+        notes=notes,
+    )
 
 
 def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts:
@@ -180,12 +204,151 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
     _bad_values("Case.csv", "CreatedDate", bad, "not a date and time such as 2024-06-30T10:00:00.000Z", problems)
     if problems:
         raise ContractError(problems)
-    return CrmFacts(
-        accounts=facts,
-        renewals=pa.table({"account_id": pa.array(renewals["account_id"], pa.string()),
-                           "renewal_date": pa.array(renewals["renewal_date"], pa.date32())}),
-        tickets=pa.table({"account_id": pa.array(tickets["account_id"], pa.string()),
-                          "opened_at": pa.array(tickets["opened_at"], pa.timestamp("us")),
-                          "severity": pa.array(tickets["severity"], pa.string())}),
-        notes=notes,
-    )
+    return _facts(renewals, tickets, facts, notes)
+
+
+class HubSpotMapping(BaseModel):
+    """Which HubSpot properties (by the labels its exports use as column names) are which contract columns (see
+    the module)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account_key: str = "Record ID"
+    owner: str | None = "Company owner"
+    segment: str | None = None
+    industry: str | None = "Industry"
+    region: str | None = "Country/Region"
+    contract_end: str | None = None
+    deal_company: str = "Associated Company IDs"
+    deal_type: str = "Deal Type"
+    renewal_types: tuple[str, ...] = ("Renewal",)
+    close_date: str = "Close Date"
+    ticket_company: str = "Associated Company IDs"
+    ticket_opened: str = "Create date"
+    ticket_priority: str | None = "Priority"
+
+
+def load_hubspot_mapping(path: str | Path | None) -> HubSpotMapping:
+    """The mapping file's fields (the defaults without one).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every wrong key or value.
+    """
+    return load_yaml_model(path, HubSpotMapping, "mapping file")
+
+
+def _hubspot_files(folder: Path) -> dict[str, Path]:
+    """The folder's export of each object, by the word its file name holds (see the module)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() == ".csv":
+            name = path.name.lower()
+            for obj, word in (("companies", "compan"), ("deals", "deal"), ("tickets", "ticket")):
+                if word in name:
+                    found.setdefault(obj, []).append(path)
+    twice = {obj: paths for obj, paths in found.items() if len(paths) > 1}
+    if twice:
+        raise ConfigError(f"{folder}: " + "; ".join(
+            f"more than one export of {obj}: {', '.join(p.name for p in paths)}" for obj, paths in twice.items())
+            + ": keep one file of each object")
+    if "companies" not in found:
+        raise ConfigError(f"{folder}: no export of companies (a CSV file whose name holds 'compan'): give the "
+                          "folder of HubSpot's CSV exports")
+    return {obj: paths[0] for obj, paths in found.items()}
+
+
+def _ids(value: str | None) -> list[str]:
+    """HubSpot's associated record ids: ``123;456`` (a record may be associated with several)."""
+    return [part.strip() for part in (value or "").split(";") if part.strip()]
+
+
+def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
+    """Read a folder of HubSpot CSV exports (see the module).
+
+    A deal or ticket associated with several companies counts for each that has a billing id.
+
+    Raises
+    ------
+    ConfigError
+        The folder does not exist, holds no export of companies, or two of one object.
+    ContractError
+        Every missing column and unreadable date, at once.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder: give the folder of HubSpot's CSV exports")
+    files = _hubspot_files(folder)
+    problems: list[Problem] = []
+    company_fields = ["Record ID", mapping.account_key, *[f for f in (mapping.owner, mapping.segment,
+                                                                        mapping.industry, mapping.region,
+                                                                        mapping.contract_end) if f]]
+    companies = _read(files["companies"], list(dict.fromkeys(company_fields)), problems)
+    deals = _read(files["deals"], [mapping.deal_company, mapping.deal_type, mapping.close_date], problems) \
+        if "deals" in files else []
+    ticket_fields = [mapping.ticket_company, mapping.ticket_opened, *([mapping.ticket_priority]
+                                                                     if mapping.ticket_priority else [])]
+    tickets_in = _read(files["tickets"], ticket_fields, problems) if "tickets" in files else []
+    if problems or companies is None:
+        raise ContractError(problems)
+    billing_id = {c["Record ID"]: c[mapping.account_key] for c in companies
+                  if c.get("Record ID") and c.get(mapping.account_key)}
+    facts: dict[str, dict[str, str | None]] = {}
+    renewals: dict[str, list[Any]] = {"account_id": [], "renewal_date": []}
+    bad: list[tuple[int, str]] = []
+    for line, c in enumerate(companies, start=2):
+        key = c.get(mapping.account_key)
+        if not key:
+            continue
+        facts[key] = {col: c.get(field) for col, field in (("owner", mapping.owner), ("segment", mapping.segment),
+                                                            ("industry", mapping.industry),
+                                                            ("region", mapping.region)) if field}
+        if mapping.contract_end and c.get(mapping.contract_end):
+            day = _date(c[mapping.contract_end])
+            if day is None:
+                bad.append((line, str(c[mapping.contract_end])))
+            else:
+                renewals["account_id"].append(key)
+                renewals["renewal_date"].append(day)
+    if mapping.contract_end:
+        _bad_values(files["companies"].name, mapping.contract_end, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
+    notes = []
+    without = sum(1 for c in companies if not c.get(mapping.account_key))
+    if without:
+        notes.append(f"{without:,} HubSpot compan{'y has' if without == 1 else 'ies have'} no {mapping.account_key}: "
+                     "their facts are left out")
+    bad = []
+    for line, d in enumerate(deals or [], start=2):
+        keys = [billing_id[i] for i in _ids(d.get(mapping.deal_company)) if i in billing_id]
+        if d.get(mapping.deal_type) not in mapping.renewal_types or not keys:
+            continue
+        day = _date(d.get(mapping.close_date))
+        if day is None:
+            bad.append((line, str(d.get(mapping.close_date))))
+            continue
+        for key in keys:
+            renewals["account_id"].append(key)
+            renewals["renewal_date"].append(day)
+    if "deals" in files:
+        _bad_values(files["deals"].name, mapping.close_date, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
+    tickets: dict[str, list[Any]] = {"account_id": [], "opened_at": [], "severity": []}
+    bad = []
+    for line, t in enumerate(tickets_in or [], start=2):
+        keys = [billing_id[i] for i in _ids(t.get(mapping.ticket_company)) if i in billing_id]
+        if not keys:
+            continue
+        opened = _timestamp(t.get(mapping.ticket_opened))
+        if opened is None:
+            bad.append((line, str(t.get(mapping.ticket_opened))))
+            continue
+        for key in keys:
+            tickets["account_id"].append(key)
+            tickets["opened_at"].append(opened)
+            tickets["severity"].append(t.get(mapping.ticket_priority) if mapping.ticket_priority else None)
+    if "tickets" in files:
+        _bad_values(files["tickets"].name, mapping.ticket_opened, bad,
+                    "not a date and time such as 2024-06-30 14:05", problems, "HubSpot")
+    if problems:
+        raise ContractError(problems)
+    return _facts(renewals, tickets, facts, notes)

@@ -1,0 +1,104 @@
+"""HubSpot's CSV exports (columns the properties' labels, associations as record ids) added to a data folder:
+owners, segments, industries, regions, renewals and tickets, matched on the billing account id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow.csv as pacsv
+import pytest
+from typer.testing import CliRunner
+
+from upcurve.cli import app
+from upcurve.cli_support import err
+from upcurve.errors import ConfigError, ContractError
+from upcurve.sources.crm import HubSpotMapping, hubspot_facts, load_hubspot_mapping
+
+MAPPING = HubSpotMapping(account_key="Stripe Customer ID", segment="Customer segment",
+                         contract_end="Contract end date", renewal_types=("Renewal", "Existing Business"))
+
+
+def _export(folder: Path, *, ticket_date: str = "2024-05-02 14:30") -> Path:
+    """The three exports as HubSpot names and writes them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hubspot-crm-exports-all-companies-2024-06-30.csv").write_text(
+        "Record ID,Company name,Company owner,Customer segment,Industry,Country/Region,Stripe Customer ID,"
+        "Contract end date\n"
+        "9001,Acme,Ann Lee,Enterprise,COMPUTER_SOFTWARE,Germany,A0000001,2025-01-31\n"
+        "9002,Beta,Bob Ray,SMB,RETAIL,France,A0000002,\n"
+        "9003,Prospect Co,Bob Ray,SMB,RETAIL,France,,\n")
+    (folder / "hubspot-crm-exports-all-deals-2024-06-30.csv").write_text(
+        "Record ID,Deal Name,Deal Stage,Deal Type,Close Date,Amount,Associated Company IDs\n"
+        "7001,Acme renewal,Contract sent,Renewal,2024-09-30 00:00,12000,9001\n"
+        "7002,Acme new,Closed won,New Business,2023-09-30 10:00,10000,9001\n"
+        "7003,Beta + Acme renewal,Closed won,Existing Business,2024-03-31,3000,9002;9001\n"
+        "7004,Prospect renewal,Appointment scheduled,Renewal,2024-12-31,500,9003\n")
+    (folder / "hubspot-crm-exports-all-tickets-2024-06-30.csv").write_text(
+        "Ticket ID,Ticket name,Pipeline,Ticket status,Create date,Priority,Associated Company IDs\n"
+        f"8001,Login broken,Support Pipeline,Closed,{ticket_date},HIGH,9001\n"
+        "8002,Invoice question,Support Pipeline,New,2024-05-03 08:00,LOW,9002\n"
+        "8003,Demo request,Support Pipeline,New,2024-05-04 08:00,LOW,9003\n")
+    return folder
+
+
+def test_the_exports_facts_by_billing_account(tmp_path: Path) -> None:
+    facts = hubspot_facts(_export(tmp_path / "hs"), MAPPING)
+    assert facts.accounts == {
+        "A0000001": {"owner": "Ann Lee", "segment": "Enterprise", "industry": "COMPUTER_SOFTWARE", "region": "Germany"},
+        "A0000002": {"owner": "Bob Ray", "segment": "SMB", "industry": "RETAIL", "region": "France"}}
+    # the contract's end, a renewal deal, and a deal of a renewal type shared by two companies (both get it);
+    # a new-business deal and a company without a billing id are not renewals of a billing account
+    assert sorted(zip(facts.renewals["account_id"].to_pylist(), facts.renewals["renewal_date"].to_pylist(),
+                      strict=True)) == [("A0000001", dt.date(2024, 3, 31)), ("A0000001", dt.date(2024, 9, 30)),
+                                        ("A0000001", dt.date(2025, 1, 31)), ("A0000002", dt.date(2024, 3, 31))]
+    assert facts.tickets.to_pylist() == [
+        {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "HIGH"},
+        {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "LOW"}]
+    assert any("1 HubSpot company has no Stripe Customer ID" in n for n in facts.notes)
+
+
+def test_missing_columns_bad_dates_and_two_exports_of_one_object_are_named(tmp_path: Path) -> None:
+    folder = _export(tmp_path / "hs", ticket_date="last Tuesday")
+    with pytest.raises(ContractError) as caught:
+        hubspot_facts(folder, MAPPING)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.column, problem.rows, problem.values) == (
+        "hubspot-crm-exports-all-tickets-2024-06-30.csv", "Create date", (2,), ("last Tuesday",))
+    with pytest.raises(ContractError) as caught:
+        hubspot_facts(folder, HubSpotMapping(account_key="Billing ID", deal_company="Associated Company"))
+    missing = {(p.file.split("-")[4], p.column) for p in caught.value.problems}
+    assert missing == {("companies", "Billing ID"), ("deals", "Associated Company")}
+    assert all("Columns found: Record ID" in p.hint for p in caught.value.problems)
+    (folder / "companies-old.csv").write_text("Record ID\n1\n")
+    with pytest.raises(ConfigError, match="more than one export of companies"):
+        hubspot_facts(folder, MAPPING)
+    with pytest.raises(ConfigError, match="no export of companies"):
+        hubspot_facts(tmp_path, MAPPING)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: Stripe Customer ID\nrenewal_type: [Renewal]\n")
+    with pytest.raises(ConfigError, match="renewal_type: not a key of a mapping file"):
+        load_hubspot_mapping(mapping)
+
+
+def test_import_into_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(err, "width", 200)
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["simulate", "--out", str(data), "--accounts", "20", "--months", "6",
+                               "--format", "csv"]).exit_code == 0
+    lines_before = (data / "invoice_lines.csv").read_text()
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: Stripe Customer ID\nsegment: Customer segment\n")
+    result = runner.invoke(app, ["import", "hubspot", str(_export(tmp_path / "hs")), "--into", str(data),
+                                 "--mapping", str(mapping)])
+    assert result.exit_code == 0, result.output
+    accounts = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
+    assert (accounts["A0000001"]["owner"], accounts["A0000001"]["segment"]) == ("Ann Lee", "Enterprise")
+    assert len(accounts) == 20  # every billing account kept, those without a CRM match as they were
+    assert (data / "invoice_lines.csv").read_text() == lines_before
+    assert pacsv.read_csv(data / "renewals.csv").num_rows == 1  # the renewal deal: no contract end mapped
+    assert pacsv.read_csv(data / "tickets.csv").num_rows == 2
+    assert runner.invoke(app, ["validate", str(data)]).exit_code == 0
+    listed = runner.invoke(app, ["sources"])
+    assert "hubspot" in listed.output
