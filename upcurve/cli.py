@@ -17,7 +17,7 @@ from upcurve import __version__
 from upcurve.cli_plays import levers as levers_command
 from upcurve.cli_plays import plays_app
 from upcurve.cli_pricing import price_app, usage_command
-from upcurve.cli_sources import import_app, sources_command
+from upcurve.cli_sources import import_app, push_app, sources_command
 from upcurve.cli_support import (
     EXIT_BAD_INPUT,
     AsOf,
@@ -431,6 +431,7 @@ app.add_typer(price_app, name="pricing")  # the same commands: `upcurve pricing 
 app.command("usage")(usage_command)
 app.command("sources")(sources_command)
 app.add_typer(import_app, name="import")
+app.add_typer(push_app, name="push")
 app.command("levers")(levers_command)
 
 

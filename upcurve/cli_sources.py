@@ -1,20 +1,33 @@
-"""``upcurve sources`` and ``upcurve import``: bring data in from where it lives. Thin: parse, call a use case,
-render."""
+"""``upcurve sources``, ``upcurve import`` and ``upcurve push``: bring data in from where it lives, and scores back
+out to where teams work. Thin: parse, call a use case, render."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from upcurve.cli_support import _rows_table, _usecases, _with_progress, console
+from upcurve.cli_support import (
+    RunOption,
+    WorkspaceOption,
+    _rows_table,
+    _store,
+    _usecases,
+    _with_progress,
+    console,
+)
+from upcurve.config import Settings
 from upcurve.present.safe import safe_text
 from upcurve.present.terminal import render_problems
 
-__all__ = ["import_app", "sources_command"]
+__all__ = ["import_app", "push_app", "sources_command"]
+
+#: Changes a push shows in its table (all are counted).
+_SHOWN_CHANGES = 50
 
 import_app = typer.Typer(help="Import a source's data as a contract folder you can inspect, fix and run.",
                          no_args_is_help=True)
@@ -107,3 +120,53 @@ def import_hubspot_command(
     _rows_table(result.rows, f"Imported from HubSpot into {result.out_dir}")
     if result.validation.problems:
         render_problems(console, result.validation.problems)
+
+
+push_app = typer.Typer(help="Push each account's scores to its CRM record, where account teams work.",
+                       no_args_is_help=True)
+
+
+@push_app.command("hubspot")
+def push_hubspot_command(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    mapping: Annotated[Path | None, typer.Option(help="The mapping file: the company property holding the billing "
+                                                       "account id, and the property each value goes to "
+                                                       "(docs/sources.md).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read HubSpot and show the changes; write nothing.")]
+    = False,
+    token_env: Annotated[str, typer.Option(help="The environment variable holding the access token.")]
+    = "HUBSPOT_ACCESS_TOKEN",
+    api_base: Annotated[str | None, typer.Option(help="Another API address (a proxy, or a test server).")] = None,
+) -> None:
+    """Write a run's health, tier, expansion propensity, churn risk, lever and top reason to HubSpot company
+    properties: only the values that changed, in batches of 100; --dry-run shows them first."""
+    store = _store(workspace, Settings())
+    token = os.environ.get(token_env, "")
+
+    def push(say: Callable[[str], None]) -> Any:
+        return _usecases().push_scores(store, "hubspot", access_token=token, mapping=mapping, run_id=run_id,
+                                       api_base=api_base, dry_run=dry_run, say=say,
+                                       progress=lambda done, total: say(f"writing batch {done} of {total}"))
+
+    result = _with_progress(push)
+    shown = result.changes[:_SHOWN_CHANGES]
+    if shown:
+        table = Table(title=safe_text(f"{'Would change' if result.dry_run else 'Changed'} in HubSpot", "table.title"))
+        for column in ("account", "company", "property", "was", "now"):
+            table.add_column(column)
+        for change in shown:
+            table.add_row(safe_text(change.account_id), safe_text(change.record_id), safe_text(change.property),
+                          safe_text(change.old or ""), safe_text(change.new))
+        console.print(table)
+    companies = len({c.record_id for c in result.changes})
+    lines = [f"{len(result.changes):,} field(s) of {companies:,} compan{'y' if companies == 1 else 'ies'} "
+             f"{'to change' if result.dry_run else 'changed'}"
+             + (f" (the first {_SHOWN_CHANGES:,} shown)." if len(result.changes) > _SHOWN_CHANGES else "."),
+             f"{result.matched:,} of {result.records:,} HubSpot companies with a billing id matched the "
+             f"{result.accounts:,} accounts of run {result.run_id}."]
+    if result.created:
+        lines.append(f"Properties {'to create' if result.dry_run else 'created'}: {', '.join(result.created)}.")
+    lines.append("A dry run: nothing was written." if result.dry_run else f"{result.requests:,} requests.")
+    for line in lines:
+        console.print(safe_text(line), markup=False, highlight=False)

@@ -43,6 +43,7 @@ from upcurve.plays import (
     uplift,
     weekly_worklist,
 )
+from upcurve.plays.crm_fields import FieldChange, HubSpotCompanies, desired_values, load_push_mapping, planned_changes
 from upcurve.pricing.whatif import PricingImpact, load_scenario, simulate_pricing
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BacktestResult",
     "DeliveryResult",
+    "PushResult",
     "RunResult",
     "Validation",
     "backtest",
@@ -88,6 +90,7 @@ __all__ = [
     "plays_evaluation",
     "plays_measure",
     "plays_run",
+    "push_scores",
     "run",
     "run_in_workspace",
     "simulate",
@@ -860,3 +863,60 @@ def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callab
         say(note)
     return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,
                                   "tickets": facts.tickets.num_rows}, 0, check_folder(written))
+
+
+@dataclass
+class PushResult:
+    """What a push of scores to the CRM did (or, in a dry run, would do): the field changes, the CRM records
+    holding a billing id and those whose account the run scored, the properties created (or to create), requests."""
+
+    run_id: str
+    changes: list[FieldChange]
+    records: int
+    matched: int
+    accounts: int
+    created: list[str]
+    requests: int
+    dry_run: bool
+
+
+#: The CRMs scores can be pushed to.
+PUSH_TARGETS = {"hubspot": "HubSpot company properties (HUBSPOT_ACCESS_TOKEN: a private app's token)"}
+
+
+def push_scores(store: Store, crm: str, *, access_token: str, mapping: str | Path | None = None,
+                run_id: str | None = None, api_base: str | None = None, dry_run: bool = False,
+                say: Progress = _quiet, progress: Callable[[int, int], None] | None = None) -> PushResult:
+    """Write a run's scores (the latest by default) to the CRM's records: only the fields whose value differs, in
+    batches, creating missing properties first; ``dry_run`` reads the CRM, plans the same and writes nothing. See
+    :mod:`upcurve.plays.crm_fields`.
+
+    Raises
+    ------
+    ConfigError
+        An unknown CRM, no token, a wrong mapping file, or a run without scores.
+    CrmError
+        The CRM refused the token or answered with an error.
+    """
+    if crm not in PUSH_TARGETS:
+        raise ConfigError(f"unknown CRM {crm!r}: scores can be pushed to {', '.join(PUSH_TARGETS)}")
+    settings = load_push_mapping(mapping)
+    record = store.find_run(run_id)
+    desired = desired_values(store.table("accounts", record.run_id), settings)
+    target = HubSpotCompanies(access_token, api_base=api_base)
+    names = list(settings.properties.values())
+    say("reading HubSpot's companies")
+    records = target.records(settings.account_key, names)
+    missing = target.missing_properties(names)
+    if missing and not settings.create_properties:
+        raise ConfigError(f"HubSpot has no company properties {', '.join(missing)}: create them, or let upcurve "
+                          "(create_properties: true in the mapping file)")
+    changes = planned_changes(desired, records)
+    if missing and not dry_run:
+        say(f"creating {len(missing)} properties")
+        target.create_properties(missing, settings)
+    if changes and not dry_run:
+        say(f"writing {len(changes):,} fields")
+        target.write(changes, settings.batch_size, progress)
+    matched = sum(1 for _, account_id, _ in records if account_id in desired)
+    return PushResult(record.run_id, changes, len(records), matched, len(desired), missing, target.requests, dry_run)
