@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -113,11 +114,26 @@ def run(
     models: Annotated[Path | None, typer.Option(help="With --out only: a folder of a saved model (see `upcurve "
                                                      "train`) to score with.")] = None,
     retrain: Annotated[bool, typer.Option(help="Train the model again instead of reusing it.")] = False,
+    import_to: Annotated[Path, typer.Option(help="With DATA stripe://: the folder the Stripe account is imported "
+                                                 "into first (replaced by each import).")]
+    = Path("upcurve-imports/stripe"),
 ) -> None:
     """Compute MRR, movements, retention, cohorts, segments, account scores and this week's worklist, and keep
-    them in the workspace (and/or write them to --out)."""
+    them in the workspace (and/or write them to --out). DATA stripe:// reads the Stripe account (STRIPE_API_KEY;
+    STRIPE_API_BASE for another address) into --import-to first, then runs on that folder."""
     settings = Settings()
     cfg = _config(config, settings)
+    if data_dir == "stripe://":
+        key = os.environ.get("STRIPE_API_KEY", "")
+        api_base = os.environ.get("STRIPE_API_BASE") or None  # another API address: a proxy, or a test server
+        imported = _with_progress(lambda say: _usecases().import_stripe(import_to, api_key=key, api_base=api_base,
+                                                                        say=say))
+        if imported.validation.problems:
+            render_problems(console, imported.validation.problems)
+            raise typer.Exit(EXIT_BAD_INPUT)
+        console.print(literal(console, f"Imported the Stripe account into {imported.out_dir} "
+                                       f"({imported.requests:,} requests)"))
+        data_dir = str(imported.out_dir)
     if currency:
         cfg = cfg.model_copy(update={"revenue": cfg.revenue.model_copy(
             update={"reporting_currency": currency.upper()})})

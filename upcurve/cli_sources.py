@@ -141,29 +141,53 @@ def push_hubspot_command(
 ) -> None:
     """Write a run's health, tier, expansion propensity, churn risk, lever and top reason to HubSpot company
     properties: only the values that changed, in batches of 100; --dry-run shows them first."""
+    _push("hubspot", workspace, run_id, mapping, dry_run, os.environ.get(token_env, ""), api_base)
+
+
+@push_app.command("salesforce")
+def push_salesforce_command(
+    workspace: WorkspaceOption = None,
+    run_id: RunOption = None,
+    mapping: Annotated[Path | None, typer.Option(help="The mapping file: the Account field holding the billing "
+                                                       "account id, and the field each value goes to "
+                                                       "(docs/sources.md).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Read Salesforce and show the changes; write nothing.")]
+    = False,
+    token_env: Annotated[str, typer.Option(help="The environment variable holding the access token.")]
+    = "SALESFORCE_ACCESS_TOKEN",
+    instance_url: Annotated[str | None, typer.Option(help="The org's address, https://yourorg.my.salesforce.com "
+                                                          "(default: SALESFORCE_INSTANCE_URL).")] = None,
+) -> None:
+    """Write a run's health, tier, expansion propensity, churn risk, lever and top reason to Salesforce Account
+    fields: only the values that changed, in batches of 200; --dry-run shows them first."""
+    _push("salesforce", workspace, run_id, mapping, dry_run, os.environ.get(token_env, ""),
+          instance_url or os.environ.get("SALESFORCE_INSTANCE_URL"))
+
+
+def _push(crm: str, workspace: str | None, run_id: str | None, mapping: Path | None, dry_run: bool, token: str,
+          api_base: str | None) -> None:
     store = _store(workspace, Settings())
-    token = os.environ.get(token_env, "")
+    title = {"hubspot": "HubSpot", "salesforce": "Salesforce"}[crm]
 
     def push(say: Callable[[str], None]) -> Any:
-        return _usecases().push_scores(store, "hubspot", access_token=token, mapping=mapping, run_id=run_id,
+        return _usecases().push_scores(store, crm, access_token=token, mapping=mapping, run_id=run_id,
                                        api_base=api_base, dry_run=dry_run, say=say,
                                        progress=lambda done, total: say(f"writing batch {done} of {total}"))
 
     result = _with_progress(push)
     shown = result.changes[:_SHOWN_CHANGES]
     if shown:
-        table = Table(title=safe_text(f"{'Would change' if result.dry_run else 'Changed'} in HubSpot", "table.title"))
-        for column in ("account", "company", "property", "was", "now"):
+        table = Table(title=safe_text(f"{'Would change' if result.dry_run else 'Changed'} in {title}", "table.title"))
+        for column in ("account", "record", "field", "was", "now"):
             table.add_column(column)
         for change in shown:
             table.add_row(safe_text(change.account_id), safe_text(change.record_id), safe_text(change.property),
                           safe_text(change.old or ""), safe_text(change.new))
         console.print(table)
-    companies = len({c.record_id for c in result.changes})
-    lines = [f"{len(result.changes):,} field(s) of {companies:,} compan{'y' if companies == 1 else 'ies'} "
-             f"{'to change' if result.dry_run else 'changed'}"
+    records = len({c.record_id for c in result.changes})
+    lines = [f"{len(result.changes):,} field(s) of {records:,} record(s) {'to change' if result.dry_run else 'changed'}"
              + (f" (the first {_SHOWN_CHANGES:,} shown)." if len(result.changes) > _SHOWN_CHANGES else "."),
-             f"{result.matched:,} of {result.records:,} HubSpot companies with a billing id matched the "
+             f"{result.matched:,} of {result.records:,} {title} records with a billing id matched the "
              f"{result.accounts:,} accounts of run {result.run_id}."]
     if result.created:
         lines.append(f"Properties {'to create' if result.dry_run else 'created'}: {', '.join(result.created)}.")

@@ -43,7 +43,14 @@ from upcurve.plays import (
     uplift,
     weekly_worklist,
 )
-from upcurve.plays.crm_fields import FieldChange, HubSpotCompanies, desired_values, load_push_mapping, planned_changes
+from upcurve.plays.crm_fields import (
+    FieldChange,
+    HubSpotCompanies,
+    SalesforceAccounts,
+    desired_values,
+    load_push_mapping,
+    planned_changes,
+)
 from upcurve.pricing.whatif import PricingImpact, load_scenario, simulate_pricing
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
@@ -881,42 +888,52 @@ class PushResult:
 
 
 #: The CRMs scores can be pushed to.
-PUSH_TARGETS = {"hubspot": "HubSpot company properties (HUBSPOT_ACCESS_TOKEN: a private app's token)"}
+PUSH_TARGETS = {"hubspot": "HubSpot company properties (HUBSPOT_ACCESS_TOKEN: a private app's token)",
+                "salesforce": "Salesforce Account fields (SALESFORCE_ACCESS_TOKEN and SALESFORCE_INSTANCE_URL)"}
 
 
 def push_scores(store: Store, crm: str, *, access_token: str, mapping: str | Path | None = None,
                 run_id: str | None = None, api_base: str | None = None, dry_run: bool = False,
-                say: Progress = _quiet, progress: Callable[[int, int], None] | None = None) -> PushResult:
+                say: Progress = _quiet, progress: Callable[[int, int], None] | None = None,
+                session: Any = None) -> PushResult:
     """Write a run's scores (the latest by default) to the CRM's records: only the fields whose value differs, in
-    batches, creating missing properties first; ``dry_run`` reads the CRM, plans the same and writes nothing. See
-    :mod:`upcurve.plays.crm_fields`.
+    batches, creating missing HubSpot properties first; ``dry_run`` reads the CRM, plans the same and writes
+    nothing. ``api_base``: HubSpot's address (default: its API), or the Salesforce org's instance URL (required).
+    ``session``: a ``requests`` session for Salesforce. See :mod:`upcurve.plays.crm_fields`.
 
     Raises
     ------
     ConfigError
-        An unknown CRM, no token, a wrong mapping file, or a run without scores.
+        An unknown CRM, no token, a wrong mapping file, a run without scores, or fields missing that upcurve may
+        not create.
     CrmError
         The CRM refused the token or answered with an error.
     """
     if crm not in PUSH_TARGETS:
         raise ConfigError(f"unknown CRM {crm!r}: scores can be pushed to {', '.join(PUSH_TARGETS)}")
     settings = load_push_mapping(mapping)
+    fields = settings.fields(crm)
+    batch = settings.batch(crm)
     record = store.find_run(run_id)
-    desired = desired_values(store.table("accounts", record.run_id), settings)
-    target = HubSpotCompanies(access_token, api_base=api_base)
-    names = list(settings.properties.values())
-    say("reading HubSpot's companies")
-    records = target.records(settings.account_key, names)
+    desired = desired_values(store.table("accounts", record.run_id), fields)
+    target: HubSpotCompanies | SalesforceAccounts = (
+        HubSpotCompanies(access_token, api_base=api_base) if crm == "hubspot"
+        else SalesforceAccounts(access_token, api_base or "", session=session))
+    names = list(fields.values())
     missing = target.missing_properties(names)
-    if missing and not settings.create_properties:
+    if missing and (crm == "salesforce" or not settings.create_properties):
+        if crm == "salesforce":
+            target.create_properties(missing, settings)  # says how to create them
         raise ConfigError(f"HubSpot has no company properties {', '.join(missing)}: create them, or let upcurve "
                           "(create_properties: true in the mapping file)")
+    say(f"reading the {crm} records")
+    records = target.records(settings.key(crm), [n for n in names if n not in missing])
     changes = planned_changes(desired, records)
     if missing and not dry_run:
         say(f"creating {len(missing)} properties")
         target.create_properties(missing, settings)
     if changes and not dry_run:
         say(f"writing {len(changes):,} fields")
-        target.write(changes, settings.batch_size, progress)
+        target.write(changes, batch, progress)
     matched = sum(1 for _, account_id, _ in records if account_id in desired)
     return PushResult(record.run_id, changes, len(records), matched, len(desired), missing, target.requests, dry_run)

@@ -244,3 +244,27 @@ def test_the_command_imports_reports_the_rows_and_the_problems(stripe_api: fs.Fa
     missing = CliRunner().invoke(app, ["import", "stripe", "--out", str(tmp_path / "x"), "--api-base",
                                        stripe_api.url])
     assert missing.exit_code == 2 and "STRIPE_API_KEY" in missing.output
+
+
+def test_run_reads_the_stripe_account_directly(stripe_api: fs.FakeStripe, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``upcurve run stripe://`` imports into a folder it keeps, checks it, and runs on it; the yen's missing rates
+    stop it, named, before a run."""
+    monkeypatch.setenv("STRIPE_API_KEY", fs.KEY)
+    monkeypatch.setenv("STRIPE_API_BASE", stripe_api.url)
+    monkeypatch.setattr(console, "width", 200)
+    monkeypatch.setattr(err, "width", 200)
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "stripe://", "--workspace", str(tmp_path / "ws"), "--as-of", "2024-06-30"]
+    stopped = CliRunner().invoke(app, args)
+    assert stopped.exit_code == 2 and "unknown currency" in stopped.output
+    assert (tmp_path / "upcurve-imports" / "stripe" / "invoice_lines.csv").is_file()
+    assert not (tmp_path / "ws").exists()
+    # without the yen customer, the account runs
+    for kind, objects in stripe_api.objects.items():
+        stripe_api.objects[kind] = [o for o in objects if o.get("customer") != "cus_D" and o.get("id") != "cus_D"
+                                    and o.get("currency") != "jpy"]
+    ran = CliRunner().invoke(app, args)
+    assert ran.exit_code == 0, ran.output
+    assert f"Imported the Stripe account into {tmp_path / 'upcurve-imports' / 'stripe'}" in ran.output
+    assert "kept in the workspace" in ran.output
