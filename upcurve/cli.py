@@ -100,6 +100,11 @@ def main_options(
     could not finish for another reason it names (an output folder it may not replace, the engine out of memory,
     a busy workspace).
     """
+MappingOption = Annotated[Path | None, typer.Option(
+    "--mapping", help="With a database URL: a mapping file naming the table and columns of each contract table "
+                      "(docs/sources.md).")]
+
+
 @app.command()
 def run(
     data_dir: DataArgument,
@@ -114,6 +119,7 @@ def run(
     models: Annotated[Path | None, typer.Option(help="With --out only: a folder of a saved model (see `upcurve "
                                                      "train`) to score with.")] = None,
     retrain: Annotated[bool, typer.Option(help="Train the model again instead of reusing it.")] = False,
+    mapping: MappingOption = None,
     import_to: Annotated[Path, typer.Option(help="With DATA stripe://: the folder the Stripe account is imported "
                                                  "into first (replaced by each import).")]
     = Path("upcurve-imports/stripe"),
@@ -142,12 +148,12 @@ def run(
     if out is not None and workspace is None:
         result = _with_progress(lambda say: _usecases().run(
             data_dir, out, as_of=day, fmt=fmt, config=cfg, engine=engine_url, progress=say, models_dir=models,
-            retrain=retrain))
+            retrain=retrain, source_mapping=mapping))
     else:
         store = _store(workspace, settings, create=True)
         result = _with_progress(lambda say: _usecases().run_in_workspace(
             store, data_dir, as_of=day, config=cfg, engine=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
-            progress=say))
+            progress=say, source_mapping=mapping))
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:
@@ -272,6 +278,7 @@ def validate(
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    mapping: MappingOption = None,
 ) -> None:
     """List every problem of DATA against the input contract; exit 2 if there is any."""
     settings = Settings()
@@ -279,7 +286,7 @@ def validate(
     reporting = (currency or cfg.revenue.reporting_currency).upper()
     found = _with_progress(lambda say: _usecases().check_folder(
         data_dir, reporting_currency=reporting, fx_quote_currency=cfg.revenue.fx_quote_currency,
-        engine=engine or settings.engine))
+        engine=engine or settings.engine, mapping=mapping))
     if found.problems:
         render_problems(console if not found.errors else err, found.problems)
     if found.errors:
@@ -297,13 +304,14 @@ def train(
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
     engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    mapping: MappingOption = None,
 ) -> None:
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
     settings = Settings()
     cfg = _config(config, settings)
     scorer = _with_progress(lambda say: _usecases().train(
         data_dir, models, as_of=as_of.date() if as_of else None, config=cfg, engine=engine or settings.engine,
-        progress=say))
+        progress=say, source_mapping=mapping))
     render_model_card(console, scorer.card_)
     console.print(literal(console, f"Saved to {models}; `upcurve run --models {models}` scores with it until it is "
                                    "trained again."))
@@ -321,6 +329,7 @@ def backtest(
     oracle: Annotated[Path | None, typer.Option(help="Each account's true probabilities (a simulated company's "
                                                      "truth/oracle.parquet): each model's AUC as a share of "
                                                      "theirs.")] = None,
+    mapping: MappingOption = None,
 ) -> None:
     """Replay past dates: train on what was known, score, and compare each model with what happened next."""
     settings = Settings()
@@ -328,7 +337,7 @@ def backtest(
     store = _store(workspace, settings, create=True) if workspace else None
     result = _with_progress(lambda say: _usecases().backtest(
         data_dir, out, cutoffs=cutoffs, config=cfg, engine=engine or settings.engine, progress=say, store=store,
-        oracle=oracle))
+        oracle=oracle, source_mapping=mapping))
     from upcurve.scoring.backtest import backtest_sentence
 
     metrics = result.tables["backtest_metrics"].to_pylist()

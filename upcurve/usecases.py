@@ -138,13 +138,15 @@ class Validation:
 
 
 def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None,
-                 engine: str | ibis.BaseBackend = "duckdb://") -> Validation:
-    """Every problem of a data folder against the input contract (errors first, then notes)."""
+                 engine: str | ibis.BaseBackend = "duckdb://", mapping: str | Path | None = None) -> Validation:
+    """Every problem of a data folder against the input contract (errors first, then notes). ``mapping``: a
+    database's mapping file (see :class:`upcurve.sources.connection.WarehouseMapping`)."""
     con = _engine(engine)
     if is_connection_url(data_dir):
         problems, rows = check_connection(str(data_dir), con, reporting_currency=reporting_currency,
-                                          fx_quote_currency=fx_quote_currency)
+                                          fx_quote_currency=fx_quote_currency, mapping=mapping)
     else:
+        _no_mapping(mapping)
         problems, rows = check_data_folder(data_dir, con, reporting_currency=reporting_currency,
                                            fx_quote_currency=fx_quote_currency)
     return Validation(problems, rows)
@@ -163,10 +165,17 @@ def _engine(engine: str | ibis.BaseBackend) -> ibis.BaseBackend:
 
 
 def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: ibis.BaseBackend,
-          say: Progress) -> LoadedData:
+          say: Progress, mapping: str | Path | None = None) -> LoadedData:
     if is_connection_url(data_dir):
-        return load_connection(str(data_dir), engine, as_of=as_of, policy=policy, say=say)
+        return load_connection(str(data_dir), engine, as_of=as_of, policy=policy, say=say, mapping=mapping)
+    _no_mapping(mapping)
     return load_folder(data_dir, engine, as_of=as_of, policy=policy, say=say)
+
+
+def _no_mapping(mapping: str | Path | None) -> None:
+    if mapping is not None:
+        raise ConfigError(f"{mapping}: a mapping file names a database's tables and columns; a data folder's files "
+                          "are named after the contract's tables (docs/contract.md)")
 
 
 def run(
@@ -180,6 +189,7 @@ def run(
     progress: Progress | None = None,
     models_dir: str | Path | None = None,
     retrain: bool = False,
+    source_mapping: str | Path | None = None,
 ) -> RunResult:
     """Read and check a data folder, compute every table at ``as_of`` and write them to ``out_dir``.
 
@@ -197,7 +207,7 @@ def run(
     if models_dir is not None:
         check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
     saved = None
     # a folder with a model in it (upcurve 0.1 saved no manifest: loading says it must be trained again)
     has_model = models_dir is not None and any(Path(models_dir, f).exists() for f in (MANIFEST, "model_card.json"))
@@ -285,6 +295,7 @@ def run_in_workspace(
     out_dir: str | Path | None = None,
     fmt: str = "parquet",
     progress: Progress | None = None,
+    source_mapping: str | Path | None = None,
 ) -> RunResult:
     """Compute a run and keep it in the workspace, whole; score with the workspace's active model unless the
     retraining policy (:func:`upcurve.scoring.model_decision`) says to train one, and register what it trained.
@@ -294,7 +305,7 @@ def run_in_workspace(
         check_destination(out_dir, fmt, inputs=[data_dir])
     config = config or UpcurveConfig()
     started = dt.datetime.now(dt.UTC)
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
     say("choosing the model")
     active = store.active_model()
     scorer, unusable = None, None
@@ -400,13 +411,14 @@ def train(
     config: UpcurveConfig | None = None,
     engine: str | ibis.BaseBackend = "duckdb://",
     progress: Progress | None = None,
+    source_mapping: str | Path | None = None,
 ) -> AccountScorer:
     """Train the scorer on the company's history up to ``as_of`` and save it, with its model card, in
     ``models_dir``; later runs reuse it until it is trained again."""
     say = progress or _quiet
     check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("learning expansion and churn from point-in-time snapshots")
@@ -441,6 +453,7 @@ def backtest(
     progress: Progress | None = None,
     store: Store | None = None,
     oracle: str | Path | None = None,
+    source_mapping: str | Path | None = None,
 ) -> BacktestResult:
     """Replay the history at the last ``cutoffs`` month ends whose outcomes are known (see
     :func:`upcurve.scoring.replay`): LightGBM, logistic regression, the cold-start rules and the health score.
@@ -459,7 +472,7 @@ def backtest(
     config = config or UpcurveConfig()
     # checked before minutes of work, not after
     truth = None if oracle is None else read_oracle(oracle, horizon_months=config.scoring.horizon_months)
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say)
+    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")

@@ -85,3 +85,50 @@ def test_a_bad_row_in_a_database_table_is_named_by_its_table(
     text = _invoke(["validate", f"duckdb:///{database}"], monkeypatch, exit_code=2)
     line = next(x for x in text.splitlines() if "duplicate line_id" in x)
     assert f"invoice_lines (in duckdb:///{database})" in line
+
+
+def test_a_mapping_file_reads_tables_and_columns_named_otherwise(
+        company: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warehouse keeps the invoice lines as billing.invoice_items with its own column names, and the accounts
+    as crm.customers: with a mapping file the results are those of the folder."""
+    folder, _ = company
+    database = tmp_path / "renamed.duckdb"
+    with duckdb.connect(str(database)) as con:
+        con.execute("CREATE SCHEMA billing; CREATE SCHEMA crm")
+        for path in folder.glob("*.parquet"):
+            if path.stem == "invoice_lines":
+                con.execute("CREATE TABLE billing.invoice_items AS SELECT * RENAME (line_id AS id, account_id AS "
+                            "customer, amount AS amount_net) FROM read_parquet(?)", [str(path)])
+            elif path.stem == "accounts":
+                con.execute("CREATE TABLE crm.customers AS SELECT * RENAME (account_id AS customer_id) FROM "
+                            "read_parquet(?)", [str(path)])
+            else:
+                con.execute(f"CREATE TABLE {path.stem} AS SELECT * FROM read_parquet(?)", [str(path)])
+    mapping = tmp_path / "warehouse.yaml"
+    mapping.write_text("tables:\n"
+                       "  invoice_lines:\n    table: billing.invoice_items\n"
+                       "    columns: {line_id: id, account_id: customer, amount: amount_net}\n"
+                       "  accounts:\n    table: crm.customers\n    columns: {account_id: customer_id}\n")
+    url = f"duckdb:///{database}"
+    # without the mapping the required tables are missing, named with the way out
+    missing = _invoke(["validate", url], monkeypatch, exit_code=2)
+    assert "required table 'invoice_lines' is missing" in missing and "mapping file" in missing
+    assert "the input meets the contract" in _invoke(["validate", url, "--mapping", str(mapping)], monkeypatch)
+    _invoke(["run", str(folder), "--out", str(tmp_path / "from_folder")], monkeypatch)
+    _invoke(["run", url, "--mapping", str(mapping), "--out", str(tmp_path / "mapped")], monkeypatch)
+    for name in ("mrr", "movements", "metrics"):
+        assert pq.read_table(tmp_path / "mapped" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "from_folder" / f"{name}.parquet")), name
+    # a column the mapping names that is not there: the file, the table, the column and the columns that are
+    mapping.write_text("tables:\n  invoice_lines:\n    table: billing.invoice_items\n"
+                       "    columns: {line_id: line, account_id: customer, amount: amount_net}\n"
+                       "  accounts:\n    table: crm.clients\n")
+    wrong = _invoke(["validate", url, "--mapping", str(mapping)], monkeypatch, exit_code=2)
+    assert "warehouse.yaml" in wrong and "table invoice_lines (billing.invoice_items): the column 'line'" in wrong
+    assert "Columns found: id, customer" in wrong and "table accounts: crm.clients does not exist" in wrong
+    mapping.write_text("tables:\n  invoice_line:\n    table: x\n  plans:\n    columns: {price: list_price}\n")
+    keys = " ".join(_invoke(["validate", url, "--mapping", str(mapping)], monkeypatch, exit_code=2).split())
+    assert "invoice_line: not a table of the contract" in keys and "plans.price: not a column of plans" in keys
+    folder_too = _invoke(["validate", str(folder), "--mapping", str(tmp_path / "warehouse.yaml")], monkeypatch,
+                         exit_code=2)
+    assert "a mapping file names a database's tables" in folder_too

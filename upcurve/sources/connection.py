@@ -1,9 +1,10 @@
 """Tables in a database as a source: a warehouse schema, a DuckDB file, any database Ibis connects to.
 
 The contract's tables are looked up by their names (``invoice_lines``, ``plans``, …) in the database the URL names,
-copied once into Parquet files in a private temporary folder, and from there read and checked exactly as a data
-folder is: every rule, every problem at once, each naming its table and row. A copy makes a run see one consistent
-state of tables that others may be writing to, and lets the same checks serve every source.
+or where a mapping file (:class:`WarehouseMapping`) says they are and what their columns are called, copied once
+into Parquet files in a private temporary folder, and from there read and checked exactly as a data folder is:
+every rule, every problem at once, each naming its table and row. A copy makes a run see one consistent state of
+tables that others may be writing to, and lets the same checks serve every source.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from upcurve.config import RevenuePolicy
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from upcurve.config import RevenuePolicy, load_yaml_model
 from upcurve.contract import CONTRACT
 from upcurve.errors import ContractError, Problem, UpcurveError
 from upcurve.sources.folder import LoadedData, check_folder, load_folder
@@ -25,8 +28,58 @@ from upcurve.sources.folder import LoadedData, check_folder, load_folder
 if TYPE_CHECKING:
     import ibis
 
-__all__ = ["ConnectionSnapshot", "check_connection", "is_connection_url", "load_connection", "redacted",
-           "snapshot_connection"]
+__all__ = ["ConnectionSnapshot", "TableMapping", "WarehouseMapping", "check_connection", "is_connection_url",
+           "load_connection", "load_warehouse_mapping", "redacted", "snapshot_connection"]
+
+
+class TableMapping(BaseModel):
+    """Where one contract table is: ``table`` (``name`` or ``schema.name``; default: the contract's name) and, for
+    each contract column whose name differs, the column holding it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str | None = None
+    columns: dict[str, str] = {}
+
+
+class WarehouseMapping(BaseModel):
+    """A mapping file for a database source: for each contract table (``tables``), its table and column names.
+
+    Example
+    -------
+    ``tables: {invoice_lines: {table: billing.invoice_items, columns: {line_id: id, account_id: customer_id}}}``
+    reads ``invoice_lines`` from the table ``invoice_items`` of the schema ``billing``, its ``line_id`` from the
+    column ``id`` and its ``account_id`` from ``customer_id``; every other column as it is named.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tables: dict[str, TableMapping] = {}
+
+    @field_validator("tables")
+    @classmethod
+    def _contract_names(cls, value: dict[str, TableMapping]) -> dict[str, TableMapping]:
+        wrong = [f"{name}: not a table of the contract ({', '.join(CONTRACT)})" for name in value
+                 if name not in CONTRACT]
+        for name, mapping in value.items():
+            if name in CONTRACT:
+                known = [c.name for c in CONTRACT[name].columns]
+                wrong += [f"{name}.{column}: not a column of {name} ({', '.join(known)})"
+                          for column in mapping.columns if column not in known]
+        if wrong:
+            raise ValueError("; ".join(wrong))
+        return value
+
+
+def load_warehouse_mapping(path: str | Path | None) -> WarehouseMapping:
+    """The mapping file (none: every table and column by the contract's name).
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every wrong key or value.
+    """
+    return load_yaml_model(path, WarehouseMapping, "mapping file")
 
 #: ``scheme://`` at the start of a data argument: a database to read, not a folder.
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
@@ -72,13 +125,37 @@ def _open(url: str) -> ibis.BaseBackend:
     return connect(url)
 
 
-def snapshot_connection(url: str) -> ConnectionSnapshot:
-    """Copy the contract's tables found in the database at ``url`` into Parquet files.
+def _mapped_table(con: ibis.BaseBackend, name: str, mapping: TableMapping | None, where: str,
+                  problems: list[Problem]) -> ibis.Table | None:
+    """The contract table ``name`` as the database holds it, its mapped columns renamed to the contract's; None
+    when there is no such table, or when a mapped column does not exist (a problem then)."""
+    located = (mapping.table if mapping is not None and mapping.table else name).split(".")
+    try:
+        table = con.table(located[-1], database=tuple(located[:-1]) if len(located) > 2 else
+                          (located[0] if len(located) == 2 else None))
+    except Exception:  # each backend says "no such table" its own way; absent is all that matters here
+        return None
+    columns = mapping.columns if mapping is not None else {}
+    absent = [source for source in columns.values() if source not in table.columns]
+    for source in absent:
+        problems.append(Problem(where, f"table {name} ({'.'.join(located)}): the column {source!r} it names does "
+                                       "not exist", source, hint="Columns found: " + ", ".join(table.columns)))
+    if absent:
+        return None
+    # a mapped column takes the contract's name; a column already holding that name gives way to it
+    kept = [c for c in table.columns if c not in columns.values() and c not in columns]
+    return table.select(*[table[c] for c in kept], **{contract: table[source] for contract, source in columns.items()})
+
+
+def snapshot_connection(url: str, mapping: WarehouseMapping | None = None, *,
+                        mapping_name: str = "mapping file") -> ConnectionSnapshot:
+    """Copy the contract's tables found in the database at ``url`` into Parquet files, each where ``mapping``
+    says and its columns renamed as it says (``mapping_name``: the file, as problems name it).
 
     Raises
     ------
     ContractError
-        When a required table is missing (all of them named at once), as for a folder.
+        When a required table is missing, or a mapped table or column does not exist (all named at once).
     UpcurveError
         When the database cannot be opened.
     """
@@ -87,14 +164,23 @@ def snapshot_connection(url: str) -> ConnectionSnapshot:
     folder = Path(scratch.name)
     digest = hashlib.sha256()
     missing = []
+    mapped: list[Problem] = []
+    tables = mapping.tables if mapping is not None else {}
     try:
         for name, schema in CONTRACT.items():
-            try:
-                table = con.table(name)
-            except Exception:  # each backend says "no such table" its own way; absent is all that matters here
-                if schema.required:
+            before = len(mapped)
+            table = _mapped_table(con, name, tables.get(name), mapping_name, mapped)
+            if table is None:
+                if len(mapped) > before:  # a mapped column is not there: said
+                    continue
+                if name in tables and tables[name].table:
+                    mapped.append(Problem(mapping_name, f"table {name}: {tables[name].table} does not exist in "
+                                                        f"{redacted(url)}", hint="Name a table of the database"))
+                elif schema.required:
                     missing.append(name)
                 continue
+            if mapped:
+                continue  # nothing is copied once a mapping is wrong
             path = folder / f"{name}.parquet"
             # streamed by the backend (DuckDB copies straight to the file): a large events table never sits in
             # memory whole
@@ -107,11 +193,13 @@ def snapshot_connection(url: str) -> ConnectionSnapshot:
         disconnect = getattr(con, "disconnect", None)
         if disconnect is not None:
             disconnect()
-    if missing:
+    if missing or mapped:
         scratch.cleanup()
-        raise ContractError([Problem(redacted(url), f"required table {name!r} is missing from the database",
-                                     hint=f"Create a table or view named {name} (see docs/contract.md)")
-                             for name in missing])
+        raise ContractError([*mapped, *[Problem(redacted(url), f"required table {name!r} is missing from the "
+                                                               "database",
+                                                hint=f"Create a table or view named {name}, or name its table in a "
+                                                     "mapping file (see docs/sources.md)")
+                                        for name in missing]])
     if not any(folder.iterdir()):
         scratch.cleanup()
         raise UpcurveError(f"no table of the contract in {redacted(url)}")
@@ -130,10 +218,12 @@ def _named_by_table(problems: list[Problem], snapshot: ConnectionSnapshot) -> li
 
 
 def check_connection(url: str, engine: ibis.BaseBackend, *, reporting_currency: str = "USD",
-                     fx_quote_currency: str | None = None) -> tuple[list[Problem], dict[str, int]]:
-    """:func:`upcurve.sources.check_folder` for the contract's tables in a database."""
+                     fx_quote_currency: str | None = None,
+                     mapping: str | Path | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """:func:`upcurve.sources.check_folder` for the contract's tables in a database (where the ``mapping`` file
+    says they are)."""
     try:
-        snapshot = snapshot_connection(url)
+        snapshot = snapshot_connection(url, load_warehouse_mapping(mapping), mapping_name=_name(mapping))
     except ContractError as exc:
         return exc.problems, {}
     try:
@@ -144,12 +234,18 @@ def check_connection(url: str, engine: ibis.BaseBackend, *, reporting_currency: 
         snapshot.close()
 
 
+def _name(mapping: str | Path | None) -> str:
+    return Path(mapping).name if mapping is not None else "mapping file"
+
+
 def load_connection(url: str, engine: ibis.BaseBackend, *, as_of: dt.date | None, policy: RevenuePolicy,
-                    say: Callable[[str], None] = lambda _msg: None) -> LoadedData:
-    """:func:`upcurve.sources.load_folder` for the contract's tables in a database: copied, then read and checked
-    as a folder; the copy lives as long as the returned tables."""
+                    say: Callable[[str], None] = lambda _msg: None,
+                    mapping: str | Path | None = None) -> LoadedData:
+    """:func:`upcurve.sources.load_folder` for the contract's tables in a database (where the ``mapping`` file says
+    they are): copied, then read and checked as a folder; the copy lives as long as the returned tables."""
+    settings = load_warehouse_mapping(mapping)
     say("copying the tables from the database")
-    snapshot = snapshot_connection(url)
+    snapshot = snapshot_connection(url, settings, mapping_name=_name(mapping))
     try:
         loaded = load_folder(snapshot.folder, engine, as_of=as_of, policy=policy, say=say)
     except ContractError as exc:
