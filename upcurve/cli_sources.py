@@ -108,15 +108,21 @@ def import_salesforce_command(
 
 @import_app.command("hubspot")
 def import_hubspot_command(
-    export: Annotated[Path, typer.Argument(help="The folder of HubSpot's CSV exports: companies (required), deals "
-                                                "and tickets, one file each.")],
     into: Annotated[Path, typer.Option(help="A data folder upcurve wrote (e.g. an import of the billing).")],
+    export: Annotated[Path | None, typer.Argument(help="The folder of HubSpot's CSV exports: companies (required), "
+                                                       "deals and tickets, one file each. Without it, HubSpot's API "
+                                                       "(HUBSPOT_ACCESS_TOKEN).")] = None,
     mapping: Annotated[Path | None, typer.Option(help="The mapping file: the company property holding the billing "
                                                        "account id, and the others (docs/sources.md).")] = None,
+    token_env: Annotated[str, typer.Option(help="Without EXPORT: the environment variable holding the access "
+                                                "token.")] = "HUBSPOT_ACCESS_TOKEN",
+    api_base: Annotated[str | None, typer.Option(help="Another API address (a proxy, or a test server).")] = None,
 ) -> None:
-    """Add HubSpot's exports to a data folder: each company's owner, segment, industry and region, renewal dates
-    from renewal deals (and a contract end date), and its tickets."""
-    result = _with_progress(lambda say: _usecases().import_hubspot(export, into=into, mapping=mapping, say=say))
+    """Add HubSpot's facts to a data folder, from its CSV exports or its API: each company's owner, segment,
+    industry and region, renewal dates from renewal deals (and a contract end date), and its tickets."""
+    token = os.environ.get(token_env, "")
+    result = _with_progress(lambda say: _usecases().import_hubspot(export, into=into, mapping=mapping,
+                                                                  access_token=token, api_base=api_base, say=say))
     _rows_table(result.rows, f"Imported from HubSpot into {result.out_dir}")
     if result.validation.problems:
         render_problems(console, result.validation.problems)

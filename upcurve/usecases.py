@@ -829,22 +829,28 @@ def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str 
                        lambda: salesforce_facts(export_dir, load_salesforce_mapping(mapping)), say)
 
 
-def import_hubspot(export_dir: str | Path, *, into: str | Path, mapping: str | Path | None = None,
-                   say: Progress = _quiet) -> ImportResult:
-    """HubSpot's CSV exports (companies, deals, tickets) written into a data folder upcurve wrote, as
-    :func:`import_salesforce` does.
+def import_hubspot(export_dir: str | Path | None, *, into: str | Path, mapping: str | Path | None = None,
+                   access_token: str = "", api_base: str | None = None, say: Progress = _quiet) -> ImportResult:
+    """HubSpot's CSV exports (companies, deals, tickets) in ``export_dir``, or without it HubSpot's API (companies,
+    owners, deals and tickets with their associations, read with ``access_token``), written into a data folder
+    upcurve wrote, as :func:`import_salesforce` does.
 
     Raises
     ------
     ConfigError
-        No export of companies, two of one object, a wrong mapping file, or a folder without accounts.
+        No export of companies, two of one object, no token, a wrong mapping file, or a folder without accounts.
     ContractError
-        Every missing column and unreadable date of the exports (nothing is written).
+        Every missing column and unreadable date (nothing is written).
+    CrmApiError
+        HubSpot refused the token or answered with an error (nothing is written).
     OutputError
         The folder holds anything upcurve did not write.
     """
-    from upcurve.sources.crm import hubspot_facts, load_hubspot_mapping
+    from upcurve.sources.crm import hubspot_api_facts, hubspot_facts, load_hubspot_api_mapping, load_hubspot_mapping
 
+    if export_dir is None:
+        return _import_crm("HubSpot", "HubSpot's API", into, lambda: hubspot_api_facts(
+            access_token, load_hubspot_api_mapping(mapping), api_base=api_base, say=say), say)
     return _import_crm("HubSpot", export_dir, into,
                        lambda: hubspot_facts(export_dir, load_hubspot_mapping(mapping)), say)
 
@@ -856,7 +862,8 @@ def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callab
     import pyarrow.parquet as pq
 
     dest = Path(into)
-    check_folder_destination(dest, inputs=[export_dir], what="imported data")
+    inputs = [export_dir] if Path(export_dir).exists() else []
+    check_folder_destination(dest, inputs=inputs, what="imported data")
     ext = _data_format(dest)
     accounts_file = dest / f"accounts.{ext}"
     if not accounts_file.exists():
@@ -877,7 +884,7 @@ def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callab
     updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
     notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a {crm} account"]
     written = _replace_tables(dest, {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets},
-                              inputs=[export_dir], source="crm",
+                              inputs=inputs, source="crm",
                               about={"source": crm.lower(), "export": str(export_dir), "notes": notes})
     for note in notes:
         say(note)

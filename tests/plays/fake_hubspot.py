@@ -1,6 +1,8 @@
-"""A local server that answers as HubSpot's CRM API v3 documents, for the push of scores to company properties:
-companies listed in pages (``limit``, ``after``, ``paging.next.after``), company properties read by name (404 when
-absent) and created, companies updated in batches of at most 100 (``/batch/update``), a bearer token checked (401
+"""A local server that answers as HubSpot's CRM API v3 documents, for reading companies, owners, deals and tickets
+and for the push of scores to company properties: objects and owners listed in pages (``limit``, ``after``,
+``paging.next.after``; deals and tickets with their associated companies when ``associations`` asks), company
+properties read by name (404 when absent) and created, companies updated in batches of at most 100
+(``/batch/update``), a bearer token checked (401
 with HubSpot's error body), failures answered once on request (429 with ``Retry-After``, 500), and a log of every
 request and of every batch's inputs.
 """
@@ -34,11 +36,27 @@ def prop(name: str, label: str = "", kind: str = "string", field_type: str = "te
             "hasUniqueValue": False, "hidden": False, "formField": False, "createdAt": STAMP, "updatedAt": STAMP}
 
 
+def deal_or_ticket(record_id: str, companies: list[str], **properties: str | None) -> dict[str, Any]:
+    """A deal or a ticket as HubSpot returns it with its associated companies."""
+    return {**company(record_id, **properties), "associations": {"companies": {"results": [
+        {"id": c, "type": "deal_to_company"} for c in companies]}}}
+
+
+def owner(owner_id: str, first: str, last: str) -> dict[str, Any]:
+    """An owner as HubSpot's owners API returns it."""
+    return {"id": owner_id, "email": f"{first.lower()}@example.com", "firstName": first, "lastName": last,
+            "userId": int(owner_id), "createdAt": STAMP, "updatedAt": STAMP, "archived": False}
+
+
 @dataclass
 class FakeHubSpot:
-    """The portal's companies and company properties, failures to answer next, and what was received."""
+    """The portal's companies, deals, tickets, owners and company properties, failures to answer next, and what
+    was received."""
 
     companies: list[dict[str, Any]] = field(default_factory=list)
+    deals: list[dict[str, Any]] = field(default_factory=list)
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    owners: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, status), answered once each
     requests: list[str] = field(default_factory=list)
@@ -67,16 +85,22 @@ def _answer(hub: FakeHubSpot, method: str, path: str, query: dict[str, list[str]
                 return 429, {"status": "error", "message": "You have reached your secondly limit.",
                              "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}
             return _error(status, "INTERNAL_ERROR", "internal error")
-    if method == "GET" and path == "/crm/v3/objects/companies":
+    lists = {"/crm/v3/objects/companies": hub.companies, "/crm/v3/objects/deals": hub.deals,
+             "/crm/v3/objects/tickets": hub.tickets, "/crm/v3/owners/": hub.owners}
+    if method == "GET" and path in lists:
+        items = lists[path]
         limit = min(int(query.get("limit", ["10"])[0]), 100)
         start = int(query.get("after", ["0"])[0])
         wanted = {p for value in query.get("properties", []) for p in value.split(",")}
-        page = hub.companies[start:start + limit]
-        results = [{**c, "properties": {k: v for k, v in c["properties"].items()
-                                        if k in wanted | {"hs_object_id", "createdate", "hs_lastmodifieddate"}}}
-                   for c in page]
+        associations = {a for value in query.get("associations", []) for a in value.split(",")}
+        page = items[start:start + limit]
+        results = [o if "properties" not in o else
+                   {**{k: v for k, v in o.items() if k != "associations" or associations},
+                    "properties": {k: v for k, v in o["properties"].items()
+                                   if k in wanted | {"hs_object_id", "createdate", "hs_lastmodifieddate"}}}
+                   for o in page]
         out: dict[str, Any] = {"results": results}
-        if start + limit < len(hub.companies):
+        if start + limit < len(items):
             after = str(start + limit)
             out["paging"] = {"next": {"after": after, "link": f"{hub.url}{path}?after={after}"}}
         return 200, out

@@ -4,16 +4,25 @@ owners, segments, industries, regions, renewals and tickets, matched on the bill
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pytest
 from typer.testing import CliRunner
 
+from tests.plays.fake_hubspot import TOKEN, FakeHubSpot, company, deal_or_ticket, owner, serve
 from upcurve.cli import app
 from upcurve.cli_support import err
 from upcurve.errors import ConfigError, ContractError
-from upcurve.sources.crm import HubSpotMapping, hubspot_facts, load_hubspot_mapping
+from upcurve.sources.crm import (
+    CrmApiError,
+    HubSpotApiMapping,
+    HubSpotMapping,
+    hubspot_api_facts,
+    hubspot_facts,
+    load_hubspot_mapping,
+)
 
 MAPPING = HubSpotMapping(account_key="Stripe Customer ID", segment="Customer segment",
                          contract_end="Contract end date", renewal_types=("Renewal", "Existing Business"))
@@ -102,3 +111,62 @@ def test_import_into_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert runner.invoke(app, ["validate", str(data)]).exit_code == 0
     listed = runner.invoke(app, ["sources"])
     assert "hubspot" in listed.output
+
+
+@pytest.fixture()
+def hub() -> Iterator[FakeHubSpot]:
+    """The exports' portal through the API: 150 companies (two pages), owners, deals and tickets associated."""
+    fake = FakeHubSpot()
+    fake.owners = [owner("31", "Ann", "Lee"), owner("32", "Bob", "Ray")]
+    fake.companies = [company("9001", stripe_customer_id="A0000001", hubspot_owner_id="31",
+                              industry="COMPUTER_SOFTWARE", country="Germany", contract_end_date="2025-01-31"),
+                      company("9002", stripe_customer_id="A0000002", hubspot_owner_id="32", industry="RETAIL",
+                              country="France"),
+                      *[company(str(9100 + i), hubspot_owner_id="32") for i in range(148)]]
+    fake.deals = [deal_or_ticket("7001", ["9001"], dealtype="renewal", closedate="2024-09-30T00:00:00Z"),
+                  deal_or_ticket("7002", ["9001"], dealtype="newbusiness", closedate="2023-09-30T10:00:00Z"),
+                  deal_or_ticket("7003", ["9002", "9001"], dealtype="renewal", closedate="2024-03-31T00:00:00Z"),
+                  deal_or_ticket("7004", ["9100"], dealtype="renewal", closedate="2024-12-31T00:00:00Z")]
+    fake.tickets = [deal_or_ticket("8001", ["9001"], createdate="2024-05-02T14:30:00.000Z", hs_ticket_priority="HIGH"),
+                    deal_or_ticket("8002", ["9002"], createdate="2024-05-03T08:00:00.000Z", hs_ticket_priority="LOW")]
+    yield from serve(fake)
+
+
+def test_the_api_gives_the_facts_the_exports_give(hub: FakeHubSpot) -> None:
+    mapping = HubSpotApiMapping(account_key="stripe_customer_id", contract_end="contract_end_date")
+    hub.fail_once("/crm/v3/objects/deals", 429)
+    facts = hubspot_api_facts(TOKEN, mapping, api_base=hub.url)
+    assert facts.accounts == {
+        "A0000001": {"owner": "Ann Lee", "industry": "COMPUTER_SOFTWARE", "region": "Germany"},
+        "A0000002": {"owner": "Bob Ray", "industry": "RETAIL", "region": "France"}}
+    assert sorted(zip(facts.renewals["account_id"].to_pylist(), facts.renewals["renewal_date"].to_pylist(),
+                      strict=True)) == [("A0000001", dt.date(2024, 3, 31)), ("A0000001", dt.date(2024, 9, 30)),
+                                        ("A0000001", dt.date(2025, 1, 31)), ("A0000002", dt.date(2024, 3, 31))]
+    assert facts.tickets.to_pylist() == [
+        {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "HIGH"},
+        {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "LOW"}]
+    assert hub.requests.count("GET /crm/v3/objects/companies") == 2 and not hub.failures  # two pages; the 429
+    assert any("148 HubSpot companies have no stripe_customer_id" in n for n in facts.notes)
+    with pytest.raises(CrmApiError, match="HubSpot refused the access token"):
+        hubspot_api_facts("pat-wrong", mapping, api_base=hub.url)
+
+
+def test_import_from_the_api_into_a_data_folder(hub: FakeHubSpot, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(err, "width", 200)
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", TOKEN)
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["simulate", "--out", str(data), "--accounts", "20", "--months", "6",
+                               "--format", "csv"]).exit_code == 0
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: stripe_customer_id\n")
+    result = runner.invoke(app, ["import", "hubspot", "--into", str(data), "--mapping", str(mapping),
+                                 "--api-base", hub.url])
+    assert result.exit_code == 0, result.output
+    accounts = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
+    assert accounts["A0000002"]["owner"] == "Bob Ray"
+    assert pacsv.read_csv(data / "renewals.csv").num_rows == 3  # 7001 and 7003 (twice): no contract end mapped
+    monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN")
+    missing = runner.invoke(app, ["import", "hubspot", "--into", str(data), "--api-base", hub.url])
+    assert missing.exit_code == 2 and "HUBSPOT_ACCESS_TOKEN" in missing.output

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,11 @@ import pyarrow.csv as pacsv
 from pydantic import BaseModel, ConfigDict
 
 from upcurve.config import load_yaml_model
-from upcurve.errors import ConfigError, ContractError, Problem
+from upcurve.errors import ConfigError, ContractError, Problem, UpcurveError
 
-__all__ = ["CrmFacts", "HubSpotMapping", "SalesforceMapping", "hubspot_facts", "load_hubspot_mapping",
-           "load_salesforce_mapping", "salesforce_facts"]
+__all__ = ["CrmApiError", "CrmFacts", "HubSpotApiMapping", "HubSpotMapping", "SalesforceMapping", "hubspot_api_facts",
+           "hubspot_facts", "load_hubspot_api_mapping", "load_hubspot_mapping", "load_salesforce_mapping",
+           "salesforce_facts"]
 
 
 class SalesforceMapping(BaseModel):
@@ -292,6 +294,18 @@ def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
     tickets_in = _read(files["tickets"], ticket_fields, problems) if "tickets" in files else []
     if problems or companies is None:
         raise ContractError(problems)
+    names = {obj: path.name for obj, path in files.items()}
+    return _hubspot_rows(companies, deals if "deals" in files else None,
+                         tickets_in if "tickets" in files else None, mapping, names)
+
+
+def _hubspot_rows(companies: list[dict[str, Any]], deals: list[dict[str, Any]] | None,
+                  tickets_in: list[dict[str, Any]] | None, mapping: HubSpotMapping,
+                  names: dict[str, str]) -> CrmFacts:
+    """The facts of HubSpot's companies, deals and tickets as rows keyed by the mapping's names (a company's own id
+    under ``Record ID``; a deal's or ticket's companies under ``deal_company``/``ticket_company``, ``;`` between
+    them), whether they came from CSV exports or the API; ``names``: how problems name each object's source."""
+    problems: list[Problem] = []
     billing_id = {c["Record ID"]: c[mapping.account_key] for c in companies
                   if c.get("Record ID") and c.get(mapping.account_key)}
     facts: dict[str, dict[str, str | None]] = {}
@@ -312,7 +326,7 @@ def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
                 renewals["account_id"].append(key)
                 renewals["renewal_date"].append(day)
     if mapping.contract_end:
-        _bad_values(files["companies"].name, mapping.contract_end, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
+        _bad_values(names["companies"], mapping.contract_end, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
     notes = []
     without = sum(1 for c in companies if not c.get(mapping.account_key))
     if without:
@@ -330,8 +344,8 @@ def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
         for key in keys:
             renewals["account_id"].append(key)
             renewals["renewal_date"].append(day)
-    if "deals" in files:
-        _bad_values(files["deals"].name, mapping.close_date, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
+    if deals is not None:
+        _bad_values(names["deals"], mapping.close_date, bad, "not a date YYYY-MM-DD", problems, "HubSpot")
     tickets: dict[str, list[Any]] = {"account_id": [], "opened_at": [], "severity": []}
     bad = []
     for line, t in enumerate(tickets_in or [], start=2):
@@ -346,9 +360,122 @@ def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
             tickets["account_id"].append(key)
             tickets["opened_at"].append(opened)
             tickets["severity"].append(t.get(mapping.ticket_priority) if mapping.ticket_priority else None)
-    if "tickets" in files:
-        _bad_values(files["tickets"].name, mapping.ticket_opened, bad,
+    if tickets_in is not None:
+        _bad_values(names["tickets"], mapping.ticket_opened, bad,
                     "not a date and time such as 2024-06-30 14:05", problems, "HubSpot")
     if problems:
         raise ContractError(problems)
     return _facts(renewals, tickets, facts, notes)
+
+
+class HubSpotApiMapping(HubSpotMapping):
+    """:class:`HubSpotMapping` for HubSpot's API, which names properties by their internal names (``industry``,
+    ``country``, ``dealtype``, ``closedate``, ``createdate``, ``hs_ticket_priority``); the owner is the company's
+    ``hubspot_owner_id``, read as the owner's name; deals and tickets reach their companies by association."""
+
+    account_key: str = "hs_object_id"
+    owner: str | None = "hubspot_owner_id"
+    industry: str | None = "industry"
+    region: str | None = "country"
+    deal_type: str = "dealtype"
+    renewal_types: tuple[str, ...] = ("renewal",)
+    close_date: str = "closedate"
+    ticket_opened: str = "createdate"
+    ticket_priority: str | None = "hs_ticket_priority"
+
+
+def load_hubspot_api_mapping(path: str | Path | None) -> HubSpotApiMapping:
+    """The mapping file for HubSpot's API (the defaults without one); see :func:`load_hubspot_mapping`."""
+    return load_yaml_model(path, HubSpotApiMapping, "mapping file")
+
+
+class CrmApiError(UpcurveError):
+    """The CRM refused the token or answered with an error."""
+
+
+def _pages(call: Callable[[str | None], Any], what: str) -> list[Any]:
+    """Every result of a paged HubSpot list (``paging.next.after``), HubSpot's errors in words."""
+    out: list[Any] = []
+    after = None
+    while True:
+        try:
+            page = call(after)
+        except Exception as exc:  # every sub-API of the client raises its own ApiException
+            status = getattr(exc, "status", None)
+            body = str(getattr(exc, "body", "") or exc)[:300]
+            if status == 401:
+                raise CrmApiError(f"HubSpot refused the access token ({what}): {body}") from exc
+            raise CrmApiError(f"HubSpot answered {status} ({what}): {body}") from exc
+        out.extend(page.results)
+        following = page.paging.next if page.paging is not None else None
+        if following is None or not following.after:
+            return out
+        after = following.after
+
+
+def _associated(obj: Any) -> str:
+    found = (getattr(obj, "associations", None) or {}).get("companies")
+    return ";".join(str(a.id) for a in (found.results if found is not None else []))
+
+
+def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base: str | None = None,
+                      say: Callable[[str], None] = lambda _msg: None) -> CrmFacts:
+    """Read companies, owners, deals and tickets through HubSpot's official client (``hubspot-api-client``), 100
+    a page, with their associations; the facts as :func:`hubspot_facts` makes them. 429 and 5xx answers are
+    retried with backoff.
+
+    Raises
+    ------
+    ConfigError
+        No token, or the client not installed.
+    CrmApiError
+        HubSpot refused the token or answered with an error.
+    ContractError
+        Every unreadable date.
+    """
+    if not access_token:
+        raise ConfigError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app's token with the "
+                          "crm.objects.companies.read, crm.objects.deals.read, tickets and crm.objects.owners.read "
+                          "scopes)")
+    try:
+        import hubspot
+        from urllib3.util.retry import Retry
+    except ImportError as exc:  # the optional dependency
+        raise ConfigError("reading HubSpot's API needs its client: pip install 'upcurve[hubspot]'") from exc
+    retry = Retry(total=5, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
+                  respect_retry_after_header=True, raise_on_status=False)
+    options: dict[str, Any] = {"access_token": access_token, "retry": retry}
+    if api_base:
+        options["host"] = api_base.rstrip("/")
+    crm = hubspot.Client.create(**options).crm
+    company_props = [p for p in (mapping.account_key, mapping.owner, mapping.segment, mapping.industry,
+                                 mapping.region, mapping.contract_end) if p]
+    say("reading HubSpot's companies")
+    companies = _pages(lambda after: crm.companies.basic_api.get_page(
+        limit=100, after=after, properties=company_props, archived=False), "read companies")
+    owners: dict[str, str] = {}
+    if mapping.owner == "hubspot_owner_id":
+        say("reading HubSpot's owners")
+        for owner in _pages(lambda after: crm.owners.owners_api.get_page(limit=100, after=after), "read owners"):
+            owners[str(owner.id)] = " ".join(n for n in (owner.first_name, owner.last_name) if n) or owner.email
+    say("reading HubSpot's deals")
+    deals = _pages(lambda after: crm.deals.basic_api.get_page(
+        limit=100, after=after, properties=[mapping.deal_type, mapping.close_date], associations=["companies"],
+        archived=False), "read deals")
+    say("reading HubSpot's tickets")
+    ticket_props = [p for p in (mapping.ticket_opened, mapping.ticket_priority) if p]
+    tickets = _pages(lambda after: crm.tickets.basic_api.get_page(
+        limit=100, after=after, properties=ticket_props, associations=["companies"], archived=False),
+        "read tickets")
+    company_rows = []
+    for c in companies:
+        row = {**(c.properties or {}), "Record ID": str(c.id)}
+        if mapping.account_key == "hs_object_id":
+            row["hs_object_id"] = str(c.id)
+        if mapping.owner == "hubspot_owner_id" and row.get("hubspot_owner_id"):
+            row["hubspot_owner_id"] = owners.get(str(row["hubspot_owner_id"]), row["hubspot_owner_id"])
+        company_rows.append(row)
+    deal_rows = [{**(d.properties or {}), mapping.deal_company: _associated(d)} for d in deals]
+    ticket_rows = [{**(t.properties or {}), mapping.ticket_company: _associated(t)} for t in tickets]
+    return _hubspot_rows(company_rows, deal_rows, ticket_rows, mapping,
+                         {"companies": "HubSpot companies", "deals": "HubSpot deals", "tickets": "HubSpot tickets"})
