@@ -91,16 +91,24 @@ for _fmt, _title in (("segment", "Segment"), ("amplitude", "Amplitude"), ("mixpa
 
 @import_app.command("salesforce")
 def import_salesforce_command(
-    export: Annotated[Path, typer.Argument(help="The folder of a Salesforce data export (Account.csv, User.csv, "
-                                                "Opportunity.csv, Case.csv).")],
     into: Annotated[Path, typer.Option(help="A data folder upcurve wrote (e.g. an import of the billing).")],
+    export: Annotated[Path | None, typer.Argument(help="The folder of a Salesforce data export (Account.csv, "
+                                                       "User.csv, Opportunity.csv, Case.csv). Without it, the org's "
+                                                       "API (SALESFORCE_ACCESS_TOKEN, SALESFORCE_INSTANCE_URL).")]
+    = None,
     mapping: Annotated[Path | None, typer.Option(help="The mapping file: the Account field holding the billing "
                                                        "account id, and the others (docs/sources.md).")] = None,
+    token_env: Annotated[str, typer.Option(help="Without EXPORT: the environment variable holding the access "
+                                                "token.")] = "SALESFORCE_ACCESS_TOKEN",
+    instance_url: Annotated[str | None, typer.Option(help="Without EXPORT: the org's address (default: "
+                                                          "SALESFORCE_INSTANCE_URL).")] = None,
 ) -> None:
-    """Add a Salesforce export's facts to a data folder: each account's owner, segment, industry and region, its
-    renewal dates and its support cases."""
+    """Add Salesforce's facts to a data folder, from a data export or the org's API: each account's owner,
+    segment, industry and region, its renewal dates and its support cases."""
+    token = os.environ.get(token_env, "")
+    url = instance_url or os.environ.get("SALESFORCE_INSTANCE_URL")
     result = _with_progress(lambda say: _usecases().import_salesforce(export, into=into, mapping=mapping,
-                                                                     say=say))
+                                                                     access_token=token, instance_url=url, say=say))
     _rows_table(result.rows, f"Imported from Salesforce into {result.out_dir}")
     if result.validation.problems:
         render_problems(console, result.validation.problems)

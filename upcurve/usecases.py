@@ -808,23 +808,30 @@ def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path |
     return ImportResult(written, {name: t.num_rows for name, t in tables.items()}, 0, validation)
 
 
-def import_salesforce(export_dir: str | Path, *, into: str | Path, mapping: str | Path | None = None,
+def import_salesforce(export_dir: str | Path | None, *, into: str | Path, mapping: str | Path | None = None,
+                      access_token: str = "", instance_url: str | None = None, session: Any = None,
                       say: Progress = _quiet) -> ImportResult:
-    """A Salesforce data export's facts written into a data folder upcurve wrote: each matching account's owner,
-    segment, industry and region, and the folder's ``renewals`` and ``tickets`` (replaced). Whole or not at all,
-    then checked.
+    """A Salesforce data export's facts (or without ``export_dir`` the org's, read through its API at
+    ``instance_url`` with ``access_token``) written into a data folder upcurve wrote: each matching account's
+    owner, segment, industry and region, and the folder's ``renewals`` and ``tickets`` (replaced). Whole or not at
+    all, then checked.
 
     Raises
     ------
     ConfigError
-        No ``Account.csv``, a wrong mapping file, or a folder without accounts.
+        No ``Account.csv``, no token or instance URL, a wrong mapping file, or a folder without accounts.
     ContractError
         Every missing column and unreadable date of the export (nothing is written).
+    CrmApiError
+        Salesforce refused the token or answered with an error (nothing is written).
     OutputError
         The folder holds anything upcurve did not write.
     """
-    from upcurve.sources.crm import load_salesforce_mapping, salesforce_facts
+    from upcurve.sources.crm import load_salesforce_mapping, salesforce_api_facts, salesforce_facts
 
+    if export_dir is None:
+        return _import_crm("Salesforce", "Salesforce's API", into, lambda: salesforce_api_facts(
+            access_token, instance_url or "", load_salesforce_mapping(mapping), session=session, say=say), say)
     return _import_crm("Salesforce", export_dir, into,
                        lambda: salesforce_facts(export_dir, load_salesforce_mapping(mapping)), say)
 

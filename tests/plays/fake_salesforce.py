@@ -33,6 +33,7 @@ class FakeSalesforce:
     failures: list[tuple[str, int]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    others: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # User, Opportunity, Case records
     refuse: set[str] = field(default_factory=set)  # Account ids whose update fails (a validation rule)
     url: str = ""
     ca_file: str = ""  # the test authority's certificate, for a client outside the yielded session
@@ -43,15 +44,19 @@ class FakeSalesforce:
 
 
 def _query(org: FakeSalesforce, soql: str) -> tuple[int, Any]:
-    found = re.fullmatch(r"SELECT (.+) FROM Account WHERE (\w+) != null", soql)
+    found = re.fullmatch(r"SELECT (.+) FROM (\w+)(?: WHERE (\w+) != null)?", soql)
     if found is None:
         return 400, [{"message": f"unexpected query {soql}", "errorCode": "MALFORMED_QUERY"}]
+    obj = found.group(2)
     names = [n.strip() for n in found.group(1).split(",")]
-    unknown = [n for n in [*names, found.group(2)] if n not in org.fields]
+    records = org.accounts if obj == "Account" else org.others.get(obj, [])
+    fields = set(org.fields) if obj == "Account" else {k for r in records for k in r} | set(names)
+    unknown = [n for n in [*names, *([found.group(3)] if found.group(3) else [])] if n not in fields]
     if unknown:
-        return 400, [{"message": f"No such column '{unknown[0]}' on entity 'Account'.", "errorCode": "INVALID_FIELD"}]
-    rows = [{"attributes": {"type": "Account", "url": f"{BASE}/sobjects/Account/{a['Id']}"},
-             **{n: a.get(n) for n in names}} for a in org.accounts if a.get(found.group(2)) is not None]
+        return 400, [{"message": f"No such column '{unknown[0]}' on entity '{obj}'.", "errorCode": "INVALID_FIELD"}]
+    where = found.group(3)
+    rows = [{"attributes": {"type": obj, "url": f"{BASE}/sobjects/{obj}/{r.get('Id')}"}, **{n: r.get(n) for n in names}}
+            for r in records if where is None or r.get(where) is not None]
     return 200, _page(org, rows)
 
 

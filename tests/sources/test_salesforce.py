@@ -4,16 +4,27 @@ folder: owners, segments, industries, regions, renewals and tickets, matched on 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pytest
 from typer.testing import CliRunner
 
+from tests.plays.fake_salesforce import BASE as SF_BASE
+from tests.plays.fake_salesforce import TOKEN as SF_TOKEN
+from tests.plays.fake_salesforce import FakeSalesforce
+from tests.plays.fake_salesforce import serve as serve_salesforce
 from upcurve.cli import app
 from upcurve.cli_support import err
 from upcurve.errors import ConfigError, ContractError
-from upcurve.sources.crm import SalesforceMapping, load_salesforce_mapping, salesforce_facts
+from upcurve.sources.crm import (
+    CrmApiError,
+    SalesforceMapping,
+    load_salesforce_mapping,
+    salesforce_api_facts,
+    salesforce_facts,
+)
 
 MAPPING = SalesforceMapping(account_key="Stripe_Customer_ID__c")
 
@@ -89,3 +100,61 @@ def test_import_into_a_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert (data / "invoice_lines.csv").read_text() == lines_before
     assert pacsv.read_csv(data / "renewals.csv").num_rows == 2
     assert runner.invoke(app, ["validate", str(data)]).exit_code == 0
+
+
+@pytest.fixture()
+def org() -> Iterator[tuple[FakeSalesforce, object]]:
+    """The export's org through the API: 2,001 Accounts (two query pages), users, opportunities and cases."""
+    fake = FakeSalesforce(fields={"Id": "id", "Name": "string", "OwnerId": "reference", "Type": "picklist",
+                                  "Industry": "picklist", "BillingCountry": "string",
+                                  "Stripe_Customer_ID__c": "string"})
+    fake.accounts = [
+        {"Id": "001A", "Name": "Acme", "OwnerId": "005X", "Type": "Enterprise", "Industry": "Software",
+         "BillingCountry": "Germany", "Stripe_Customer_ID__c": "A0000001"},
+        {"Id": "001B", "Name": "Beta", "OwnerId": "005Y", "Type": "SMB", "Industry": "Retail",
+         "BillingCountry": "France", "Stripe_Customer_ID__c": "A0000002"},
+        *[{"Id": f"001P{i:04d}", "Name": f"Prospect {i}", "OwnerId": "005Y", "Type": "SMB"} for i in range(1999)]]
+    fake.others = {
+        "User": [{"Id": "005X", "Name": "Ann Lee"}, {"Id": "005Y", "Name": "Bob Ray"}],
+        "Opportunity": [{"Id": "006A", "AccountId": "001A", "Type": "Renewal", "CloseDate": "2024-09-30"},
+                        {"Id": "006B", "AccountId": "001A", "Type": "New Business", "CloseDate": "2023-09-30"},
+                        {"Id": "006C", "AccountId": "001B", "Type": "Renewal", "CloseDate": "2024-03-31"}],
+        "Case": [{"Id": "500A", "AccountId": "001A", "CreatedDate": "2024-05-02T14:30:00.000+0000",
+                  "Priority": "High"},
+                 {"Id": "500B", "AccountId": "001B", "CreatedDate": "2024-05-03T08:00:00.000+0000",
+                  "Priority": "Low"}]}
+    yield from serve_salesforce(fake)
+
+
+def test_the_api_gives_the_facts_the_export_gives(org: tuple[FakeSalesforce, object], tmp_path: Path) -> None:
+    fake, session = org
+    from_api = salesforce_api_facts(SF_TOKEN, fake.url, MAPPING, session=session)
+    from_export = salesforce_facts(_export(tmp_path / "sf"), MAPPING)
+    assert from_api.accounts == from_export.accounts
+    assert from_api.renewals.equals(from_export.renewals) and from_api.tickets.equals(from_export.tickets)
+    assert any("1,999 Salesforce account(s) have no Stripe_Customer_ID__c" in n for n in from_api.notes)
+    assert fake.requests.count(f"GET {SF_BASE}/query/") == 4  # one a query …
+    assert any(r.startswith(f"GET {SF_BASE}/query/01g") for r in fake.requests)  # … and the Accounts' second page
+    with pytest.raises(CrmApiError, match=r"Salesforce answered 400 \(read Account\): .*No such column 'Billing__c'"):
+        salesforce_api_facts(SF_TOKEN, fake.url, SalesforceMapping(account_key="Billing__c"), session=session)
+    with pytest.raises(CrmApiError, match="Salesforce refused the access token"):
+        salesforce_api_facts("00D!expired", fake.url, MAPPING, session=session)
+
+
+def test_import_from_the_api_into_a_data_folder(org: tuple[FakeSalesforce, object], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(err, "width", 200)
+    fake, _ = org
+    runner = CliRunner()
+    data = tmp_path / "data"
+    assert runner.invoke(app, ["simulate", "--out", str(data), "--accounts", "20", "--months", "6",
+                               "--format", "csv"]).exit_code == 0
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("account_key: Stripe_Customer_ID__c\n")
+    env = {"SALESFORCE_ACCESS_TOKEN": SF_TOKEN, "SALESFORCE_INSTANCE_URL": fake.url,
+           "REQUESTS_CA_BUNDLE": fake.ca_file}
+    result = runner.invoke(app, ["import", "salesforce", "--into", str(data), "--mapping", str(mapping)], env=env)
+    assert result.exit_code == 0, result.output
+    accounts = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
+    assert (accounts["A0000001"]["owner"], accounts["A0000001"]["region"]) == ("Ann Lee", "Germany")
+    assert pacsv.read_csv(data / "tickets.csv").num_rows == 2

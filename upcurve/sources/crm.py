@@ -43,7 +43,7 @@ from upcurve.errors import ConfigError, ContractError, Problem, UpcurveError
 
 __all__ = ["CrmApiError", "CrmFacts", "HubSpotApiMapping", "HubSpotMapping", "SalesforceMapping", "hubspot_api_facts",
            "hubspot_facts", "load_hubspot_api_mapping", "load_hubspot_mapping", "load_salesforce_mapping",
-           "salesforce_facts"]
+           "salesforce_api_facts", "salesforce_facts"]
 
 
 class SalesforceMapping(BaseModel):
@@ -164,7 +164,17 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
         if (folder / "Case.csv").is_file() else []
     if problems or accounts is None:
         raise ContractError(problems)
-    names = {u["Id"]: u["Name"] for u in users or []}
+    return _salesforce_rows(accounts, users or [], opportunities or [], cases or [], mapping,
+                            {obj: f"{obj}.csv" for obj in ("Opportunity", "Case")})
+
+
+def _salesforce_rows(accounts: list[dict[str, Any]], users: list[dict[str, Any]],
+                     opportunities: list[dict[str, Any]], cases: list[dict[str, Any]], mapping: SalesforceMapping,
+                     names_of: dict[str, str]) -> CrmFacts:
+    """The facts of Salesforce's records as rows keyed by the fields' API names, whether they came from a data
+    export or the API; ``names_of``: how problems name each object's source."""
+    problems: list[Problem] = []
+    names = {u["Id"]: u["Name"] for u in users}
     billing_id = {a["Id"]: a[mapping.account_key] for a in accounts if a.get(mapping.account_key)}
     facts: dict[str, dict[str, str | None]] = {}
     for a in accounts:
@@ -181,7 +191,7 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
         notes.append(f"{without:,} Salesforce account(s) have no {mapping.account_key}: their facts are left out")
     renewals: dict[str, list[Any]] = {"account_id": [], "renewal_date": []}
     bad: list[tuple[int, str]] = []
-    for line, o in enumerate(opportunities or [], start=2):
+    for line, o in enumerate(opportunities, start=2):
         if o.get("Type") not in mapping.renewal_types or o.get("AccountId") not in billing_id:
             continue
         day = _date(o.get("CloseDate"))
@@ -190,10 +200,10 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
             continue
         renewals["account_id"].append(billing_id[o["AccountId"]])
         renewals["renewal_date"].append(day)
-    _bad_values("Opportunity.csv", "CloseDate", bad, "not a date YYYY-MM-DD", problems)
+    _bad_values(names_of["Opportunity"], "CloseDate", bad, "not a date YYYY-MM-DD", problems)
     tickets: dict[str, list[Any]] = {"account_id": [], "opened_at": [], "severity": []}
     bad = []
-    for line, c in enumerate(cases or [], start=2):
+    for line, c in enumerate(cases, start=2):
         if c.get("AccountId") not in billing_id:
             continue
         opened = _timestamp(c.get("CreatedDate"))
@@ -203,7 +213,8 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
         tickets["account_id"].append(billing_id[c["AccountId"]])
         tickets["opened_at"].append(opened)
         tickets["severity"].append(c.get("Priority"))
-    _bad_values("Case.csv", "CreatedDate", bad, "not a date and time such as 2024-06-30T10:00:00.000Z", problems)
+    _bad_values(names_of["Case"], "CreatedDate", bad, "not a date and time such as 2024-06-30T10:00:00.000Z",
+                problems)
     if problems:
         raise ContractError(problems)
     return _facts(renewals, tickets, facts, notes)
@@ -479,3 +490,51 @@ def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base
     ticket_rows = [{**(t.properties or {}), mapping.ticket_company: _associated(t)} for t in tickets]
     return _hubspot_rows(company_rows, deal_rows, ticket_rows, mapping,
                          {"companies": "HubSpot companies", "deals": "HubSpot deals", "tickets": "HubSpot tickets"})
+
+
+def salesforce_api_facts(access_token: str, instance_url: str, mapping: SalesforceMapping, *, session: Any = None,
+                         say: Callable[[str], None] = lambda _msg: None) -> CrmFacts:
+    """Read Accounts, Users, Opportunities and Cases through ``simple-salesforce`` (SOQL, every page) from the org
+    at ``instance_url``; the facts as :func:`salesforce_facts` makes them from an export. ``session``: a
+    ``requests`` session (a proxy's, or a test's trust).
+
+    Raises
+    ------
+    ConfigError
+        No token or instance URL, or the client not installed.
+    CrmApiError
+        Salesforce refused the token or answered with an error (a field the mapping names that Account lacks).
+    ContractError
+        Every unreadable date.
+    """
+    if not access_token or not instance_url:
+        raise ConfigError("no Salesforce access token or instance URL: set SALESFORCE_ACCESS_TOKEN and "
+                          "SALESFORCE_INSTANCE_URL (https://yourorg.my.salesforce.com)")
+    try:
+        import requests
+        from simple_salesforce import Salesforce
+    except ImportError as exc:  # the optional dependency
+        raise ConfigError("reading Salesforce's API needs its client: pip install 'upcurve[salesforce]'") from exc
+    client = Salesforce(instance_url=instance_url, session_id=access_token, session=session or requests.Session(),
+                        version="62.0")
+
+    def query(obj: str, fields: list[str]) -> list[dict[str, Any]]:
+        say(f"reading Salesforce's {obj} records")
+        soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {obj}"
+        try:
+            rows = list(client.query_all_iter(soql))
+        except Exception as exc:  # simple-salesforce's SalesforceError and its kinds, or the network's
+            status = getattr(exc, "status", None)
+            said = str(getattr(exc, "content", "") or exc)[:300]
+            if status == 401:
+                raise CrmApiError(f"Salesforce refused the access token: {said}") from exc
+            raise CrmApiError(f"Salesforce answered {status} (read {obj}): {said}") from exc
+        return [{k: (None if v is None else str(v)) for k, v in r.items() if k != "attributes"} for r in rows]
+
+    accounts = query("Account", ["Id", mapping.account_key, "OwnerId",
+                                 *[f for f in (mapping.segment, mapping.industry, mapping.region) if f]])
+    users = query("User", ["Id", "Name"])
+    opportunities = query("Opportunity", ["AccountId", "Type", "CloseDate"])
+    cases = query("Case", ["AccountId", "CreatedDate", "Priority"])
+    return _salesforce_rows(accounts, users, opportunities, cases, mapping,
+                            {"Opportunity": "Salesforce Opportunities", "Case": "Salesforce Cases"})
