@@ -191,7 +191,7 @@ def test_a_company_with_history_gets_model_scores_reasons_and_a_worklist(company
     result = scored
     accounts = result.tables["accounts"]
     paying = [r for r in accounts.to_pylist() if r["mrr"] and r["mrr"] > 0]
-    # model: auto learns each outcome with the kind that ranked the latest training months better, and says which
+    # model: auto learns each outcome with the kind that ranked the calibration months better, and says which
     chosen = {t: result.model_card["targets"][t]["model"] for t in ("expansion", "churn")}
     assert {(r["expansion_scored_by"], r["churn_scored_by"]) for r in paying} == {
         (chosen["expansion"], chosen["churn"])}

@@ -62,8 +62,9 @@ class ScoringConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: Literal["auto", "lightgbm", "logistic"] = Field(
-        "auto", description="auto: for each outcome, LightGBM or the logistic regression, whichever ranks the latest "
-        "training months better (LightGBM on a tie); lightgbm or logistic: that kind for both")
+        "auto", description="auto: for each outcome, LightGBM or the logistic regression, whichever, trained in "
+        "full, ranks the calibration months clearly better (LightGBM unless the logistic regression wins by two "
+        "standard errors); lightgbm or logistic: that kind for both")
     horizon_months: int = Field(3, ge=1, le=12)
     calibration_months: int = Field(3, ge=1, le=12)
     min_training_months: int = Field(6, ge=1)

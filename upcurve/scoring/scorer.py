@@ -176,17 +176,19 @@ def scored_by_summary(by: Mapping[str, str]) -> str:
 
 
 def prefers_logistic(y: np.ndarray, lightgbm: np.ndarray, logistic: np.ndarray) -> bool:
-    """Whether ``model: auto`` learns an outcome with the logistic regression: when, on the latest training months,
-    its ranking beats LightGBM's by more than two standard errors of the difference (DeLong's paired test,
-    :func:`~upcurve.scoring.backtest.auc_difference`). Trees are the default; a rare outcome's few positives in
-    those months cannot tell two close rankings apart, and a choice made on noise would cost the ranking."""
+    """Whether ``model: auto`` learns an outcome with the logistic regression: when, on the calibration months
+    (which neither finished model saw), its ranking beats LightGBM's by more than two standard errors of the
+    difference (DeLong's paired test, :func:`~upcurve.scoring.backtest.auc_difference`). Trees are the default; a
+    rare outcome's few positives in those months cannot tell two close rankings apart, and a choice made on noise
+    would cost the ranking."""
     difference, error = auc_difference(y, lightgbm, logistic)
     return bool(math.isfinite(difference) and difference > 2 * error)
 
 
 def kind_from_check(checked: Checked) -> str:
-    """The kind learned, from the latest training months' labels and each kind's best scores of them: LightGBM
-    unless both were tried and :func:`prefers_logistic`; the only kind tried otherwise."""
+    """The kind learned, from the calibration months' labels and each kind's scores of them (each kind trained in
+    full on its chosen past, neither having seen those months): LightGBM unless both were tried and
+    :func:`prefers_logistic`; the only kind tried otherwise."""
     y, scores = checked
     if set(scores) >= set(MODEL_KINDS):
         return "logistic" if prefers_logistic(y, scores["lightgbm"], scores["logistic"]) else "lightgbm"
@@ -279,14 +281,19 @@ class AccountScorer:
                 self.fallback_[target] = (f"too few {target} outcomes to learn from: {positives} in training, "
                                           f"a model needs {cfg.min_positives}")
                 continue
-            kind, choice, tried, checked = self._choose_kind_and_history(X, y, months, train)
+            pasts, tried, checked = self._choose_kind_and_history(X, y, months, train)
+            models, raws = {}, {}
+            for kind, past in pasts.items():
+                weight = past.weights(months, int(months[train].max()))
+                used = train & (weight > 0)
+                models[kind] = PropensityModel(kind=kind, random_state=cfg.random_state).fit(
+                    X[used], y[used], categorical=self._categorical, sample_weight=weight[used])
+                raws[kind] = models[kind].log_odds(X[calib])
+            # the kinds are compared as they will score: the final models, on the calibration months neither saw
             if checked is not None:
-                self.check_scores_[target] = checked
-            weight = choice.weights(months, int(months[train].max()))
-            used = train & (weight > 0)
-            model = PropensityModel(kind=kind, random_state=cfg.random_state).fit(
-                X[used], y[used], categorical=self._categorical, sample_weight=weight[used])
-            raw = model.log_odds(X[calib])
+                self.check_scores_[target] = (y[calib], raws)
+            kind = kind_from_check((y[calib], raws))
+            model, raw, choice = models[kind], raws[kind], pasts[kind]
             calibration = PlattCalibration().fit(raw, y[calib])
             self.models_[target], self.calibration_[target] = model, calibration
             # the model never saw these months; its probabilities before calibration, so the calibration's own
@@ -308,17 +315,18 @@ class AccountScorer:
         return self
 
     def _choose_kind_and_history(self, X: np.ndarray, y: np.ndarray, months: np.ndarray, train: np.ndarray
-                        ) -> tuple[str, HistoryChoice, list[dict[str, Any]], Checked | None]:
+                        ) -> tuple[dict[str, HistoryChoice], list[dict[str, Any]], Checked | None]:
         """Which model kind and which past to learn from, chosen on the latest training months.
 
         Each pair of a kind (:data:`MODEL_KINDS` with ``model: auto``, else the configured one) and a past
         (:data:`HISTORY_CHOICES` with ``choose_history``, else every month alike, see :class:`HistoryChoice`) is
         trained on the training months whose outcomes were known before the last ``calibration_months`` of
         training, and ranks those last months; each kind's best AUC picks its past (ties: the earlier, simpler
-        one), and between the kinds :func:`prefers_logistic` decides. With too few outcomes there, the first kind
-        learns from every month alike. Each past is sampled the same way for every kind, so ``auto`` chooses
-        exactly what the two fixed kinds would score. Returns the kind, the past, what each pair scored, and the
-        labels of those months with each kind's best scores of them (None when nothing was tried)."""
+        one); :meth:`fit` trains each kind on its past and :func:`kind_from_check` decides between them on the
+        calibration months. With too few outcomes there, the first kind learns from every month alike. Each past
+        is sampled the same way for every kind, so ``auto`` chooses exactly what the two fixed kinds would score.
+        Returns each kind's past, what each pair scored, and the labels of those months with each kind's best
+        scores of them (None when nothing was tried)."""
         cfg = self.config
         every = HistoryChoice()
         kinds = model_kinds(cfg.model)
@@ -326,12 +334,12 @@ class AccountScorer:
         trained_months = np.unique(months[train])
         if (len(kinds) == 1 and len(histories) == 1) or \
                 len(trained_months) < cfg.calibration_months + cfg.horizon_months + 2:
-            return kinds[0], every, [], None
+            return {kinds[0]: every}, [], None
         check_from = trained_months[-cfg.calibration_months]
         inner = train & (months + cfg.horizon_months <= check_from)
         check = train & (months >= check_from)
         if min(int(y[check].sum()), int(y[inner].sum())) < cfg.min_positives // 2 or y[check].all():
-            return kinds[0], every, [], None
+            return {kinds[0]: every}, [], None
         tried: list[dict[str, Any]] = []
         best: dict[str, tuple[float, HistoryChoice, np.ndarray]] = {}  # each kind's best past, and its check scores
         for kind in kinds:
@@ -355,10 +363,9 @@ class AccountScorer:
                 if kind not in best or auc > best[kind][0] + 1e-9:
                     best[kind] = (auc, choice, scores)
         if not best:
-            return kinds[0], every, [], None
+            return {kinds[0]: every}, [], None
         checked = (y[check], {k: found[2] for k, found in best.items()})
-        kind = kind_from_check(checked)
-        return kind, best[kind][1], tried, checked
+        return {k: found[1] for k, found in best.items()}, tried, checked
 
     def _fit_lever_and_size(self, labelled: pa.Table, X: np.ndarray) -> None:
         import lightgbm
