@@ -822,7 +822,7 @@ def import_salesforce(export_dir: str | Path | None, *, into: str | Path, mappin
         No ``Account.csv``, no token or instance URL, a wrong mapping file, or a folder without accounts.
     ContractError
         Every missing column and unreadable date of the export (nothing is written).
-    CrmApiError
+    CrmError
         Salesforce refused the token or answered with an error (nothing is written).
     OutputError
         The folder holds anything upcurve did not write.
@@ -848,7 +848,7 @@ def import_hubspot(export_dir: str | Path | None, *, into: str | Path, mapping: 
         No export of companies, two of one object, no token, a wrong mapping file, or a folder without accounts.
     ContractError
         Every missing column and unreadable date (nothing is written).
-    CrmApiError
+    CrmError
         HubSpot refused the token or answered with an error (nothing is written).
     OutputError
         The folder holds anything upcurve did not write.

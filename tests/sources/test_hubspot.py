@@ -16,7 +16,7 @@ from upcurve.cli import app
 from upcurve.cli_support import err
 from upcurve.errors import ConfigError, ContractError
 from upcurve.sources.crm import (
-    CrmApiError,
+    CrmError,
     HubSpotApiMapping,
     HubSpotMapping,
     hubspot_api_facts,
@@ -147,7 +147,7 @@ def test_the_api_gives_the_facts_the_exports_give(hub: FakeHubSpot) -> None:
         {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "LOW"}]
     assert hub.requests.count("GET /crm/v3/objects/companies") == 2 and not hub.failures  # two pages; the 429
     assert any("148 HubSpot companies have no stripe_customer_id" in n for n in facts.notes)
-    with pytest.raises(CrmApiError, match="HubSpot refused the access token"):
+    with pytest.raises(CrmError, match="HubSpot refused the access token"):
         hubspot_api_facts("pat-wrong", mapping, api_base=hub.url)
 
 

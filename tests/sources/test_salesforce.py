@@ -19,7 +19,7 @@ from upcurve.cli import app
 from upcurve.cli_support import err
 from upcurve.errors import ConfigError, ContractError
 from upcurve.sources.crm import (
-    CrmApiError,
+    CrmError,
     SalesforceMapping,
     load_salesforce_mapping,
     salesforce_api_facts,
@@ -135,9 +135,9 @@ def test_the_api_gives_the_facts_the_export_gives(org: tuple[FakeSalesforce, obj
     assert any("1,999 Salesforce account(s) have no Stripe_Customer_ID__c" in n for n in from_api.notes)
     assert fake.requests.count(f"GET {SF_BASE}/query/") == 4  # one a query …
     assert any(r.startswith(f"GET {SF_BASE}/query/01g") for r in fake.requests)  # … and the Accounts' second page
-    with pytest.raises(CrmApiError, match=r"Salesforce answered 400 \(read Account\): .*No such column 'Billing__c'"):
+    with pytest.raises(CrmError, match=r"Salesforce answered 400 \(read Account\): .*No such column 'Billing__c'"):
         salesforce_api_facts(SF_TOKEN, fake.url, SalesforceMapping(account_key="Billing__c"), session=session)
-    with pytest.raises(CrmApiError, match="Salesforce refused the access token"):
+    with pytest.raises(CrmError, match="Salesforce refused the access token"):
         salesforce_api_facts("00D!expired", fake.url, MAPPING, session=session)
 
 

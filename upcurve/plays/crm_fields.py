@@ -30,7 +30,8 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from upcurve.config import load_yaml_model
-from upcurve.errors import ConfigError, UpcurveError
+from upcurve.errors import ConfigError
+from upcurve.sources.crm import CrmError, crm_error, hubspot_client, salesforce_client
 
 __all__ = ["CRM_DEFAULTS", "PUSHABLE", "CrmError", "CrmPushMapping", "FieldChange", "HubSpotCompanies",
            "SalesforceAccounts", "desired_values", "load_push_mapping", "planned_changes"]
@@ -55,10 +56,6 @@ CRM_DEFAULTS: dict[str, tuple[dict[str, str], str, int]] = {
                     "top_reason": "upcurve_Top_Reason__c"}, "Id", 200),
 }
 _PERCENT = ("expansion_propensity", "churn_risk")
-
-
-class CrmError(UpcurveError):
-    """The CRM refused the token or answered with an error."""
 
 
 class CrmPushMapping(BaseModel):
@@ -187,19 +184,6 @@ def planned_changes(desired: Mapping[str, Mapping[str, str]],
     return changes
 
 
-def _crm_error(what: str, exc: Exception) -> CrmError:
-    """HubSpot's answer to a failed request, in words."""
-    status = getattr(exc, "status", None)
-    if status is None:
-        return CrmError(f"HubSpot could not be reached ({what}): {exc}")
-    body = str(getattr(exc, "body", "") or "")[:300]
-    if status == 401:
-        return CrmError(f"HubSpot refused the access token ({what}): {body}")
-    if status == 403:
-        return CrmError(f"the access token may not {what}: give the private app that scope ({body})")
-    return CrmError(f"HubSpot answered {status} ({what}): {body}")
-
-
 class HubSpotCompanies:
     """HubSpot's companies through its official client (``hubspot-api-client``): read every company's key and
     pushed properties, create missing properties, write changes in batches. ``api_base`` points it elsewhere (a
@@ -209,17 +193,7 @@ class HubSpotCompanies:
         if not access_token:
             raise ConfigError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app's token with the "
                               "crm.objects.companies.read and .write and crm.schemas.companies.write scopes)")
-        try:
-            import hubspot
-            from urllib3.util.retry import Retry
-        except ImportError as exc:  # the optional dependency
-            raise ConfigError("pushing to HubSpot needs its client: pip install 'upcurve[hubspot]'") from exc
-        retry = Retry(total=5, backoff_factor=backoff_seconds, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
-        options: dict[str, Any] = {"access_token": access_token, "retry": retry}
-        if api_base:
-            options["host"] = api_base.rstrip("/")
-        self.client = hubspot.Client.create(**options)
+        self.client = hubspot_client(access_token, api_base, backoff_seconds=backoff_seconds)
         self.requests = 0
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
@@ -227,7 +201,7 @@ class HubSpotCompanies:
         try:
             return call()
         except Exception as exc:  # every sub-API of the client raises its own ApiException
-            raise _crm_error(what, exc) from exc
+            raise crm_error("HubSpot", what, exc) from exc
 
     def records(self, account_key: str, properties: list[str]) -> list[tuple[str, str, dict[str, str | None]]]:
         """Every company holding a billing id: (record id, billing id, the pushed properties' current values)."""
@@ -256,7 +230,7 @@ class HubSpotCompanies:
                 self.client.crm.properties.core_api.get_by_name("companies", name)
             except Exception as exc:  # the properties API's ApiException
                 if getattr(exc, "status", None) != 404:
-                    raise _crm_error(f"read the property {name}", exc) from exc
+                    raise crm_error("HubSpot", f"read the property {name}", exc) from exc
                 missing.append(name)
         return missing
 
@@ -290,10 +264,6 @@ class HubSpotCompanies:
         return len(batches)
 
 
-#: The Salesforce REST API version read and written.
-SALESFORCE_API_VERSION = "62.0"
-
-
 class SalesforceAccounts:
     """Salesforce Accounts through ``simple-salesforce``: read every Account's key and pushed fields (SOQL, paged),
     check the fields exist (describe), write changes in batches of up to 200 (sObject Collections, each record on
@@ -305,19 +275,8 @@ class SalesforceAccounts:
         if not access_token or not instance_url:
             raise ConfigError("no Salesforce access token or instance URL: set SALESFORCE_ACCESS_TOKEN and "
                               "SALESFORCE_INSTANCE_URL (https://yourorg.my.salesforce.com)")
-        try:
-            import requests
-            from requests.adapters import HTTPAdapter
-            from simple_salesforce import Salesforce
-            from urllib3.util.retry import Retry
-        except ImportError as exc:  # the optional dependency
-            raise ConfigError("pushing to Salesforce needs its client: pip install 'upcurve[salesforce]'") from exc
-        session = session or requests.Session()
-        retry = Retry(total=5, backoff_factor=backoff_seconds, status_forcelist=(429, 500, 502, 503, 504),
-                      allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
-        session.mount("https://", HTTPAdapter(max_retries=retry))
-        self.client = Salesforce(instance_url=instance_url, session_id=access_token, session=session,
-                                 version=SALESFORCE_API_VERSION)
+        self.client = salesforce_client(access_token, instance_url, session=session,
+                                        backoff_seconds=backoff_seconds)
         self.requests = 0
         self.numbers: set[str] = set()
 
@@ -326,13 +285,7 @@ class SalesforceAccounts:
         try:
             return call()
         except Exception as exc:  # simple-salesforce's SalesforceError and its kinds, or the network's
-            status = getattr(exc, "status", None)
-            content = str(getattr(exc, "content", "") or exc)[:300]
-            if status == 401:
-                raise CrmError(f"Salesforce refused the access token ({what}): {content}") from exc
-            if status is None:
-                raise CrmError(f"Salesforce could not be reached ({what}): {exc}") from exc
-            raise CrmError(f"Salesforce answered {status} ({what}): {content}") from exc
+            raise crm_error("Salesforce", what, exc) from exc
 
     def missing_properties(self, names: list[str]) -> list[str]:
         """The Account fields among ``names`` that do not exist (and which of the others are numbers)."""

@@ -41,9 +41,24 @@ from pydantic import BaseModel, ConfigDict
 from upcurve.config import load_yaml_model
 from upcurve.errors import ConfigError, ContractError, Problem, UpcurveError
 
-__all__ = ["CrmApiError", "CrmFacts", "HubSpotApiMapping", "HubSpotMapping", "SalesforceMapping", "hubspot_api_facts",
-           "hubspot_facts", "load_hubspot_api_mapping", "load_hubspot_mapping", "load_salesforce_mapping",
-           "salesforce_api_facts", "salesforce_facts"]
+__all__ = [
+    "SALESFORCE_API_VERSION",
+    "CrmError",
+    "CrmFacts",
+    "HubSpotApiMapping",
+    "HubSpotMapping",
+    "SalesforceMapping",
+    "crm_error",
+    "hubspot_api_facts",
+    "hubspot_client",
+    "hubspot_facts",
+    "load_hubspot_api_mapping",
+    "load_hubspot_mapping",
+    "load_salesforce_mapping",
+    "salesforce_api_facts",
+    "salesforce_client",
+    "salesforce_facts",
+]
 
 
 class SalesforceMapping(BaseModel):
@@ -400,8 +415,76 @@ def load_hubspot_api_mapping(path: str | Path | None) -> HubSpotApiMapping:
     return load_yaml_model(path, HubSpotApiMapping, "mapping file")
 
 
-class CrmApiError(UpcurveError):
+class CrmError(UpcurveError):
     """The CRM refused the token or answered with an error."""
+
+
+#: The Salesforce REST API version read and written.
+SALESFORCE_API_VERSION = "62.0"
+
+
+def _retry(backoff_seconds: float) -> Any:
+    """429 and 5xx answers retried five times with exponential backoff, honouring ``Retry-After``, for every
+    method (a batch update sends the same values again: idempotent)."""
+    from urllib3.util.retry import Retry
+
+    return Retry(total=5, backoff_factor=backoff_seconds, status_forcelist=(429, 500, 502, 503, 504),
+                 allowed_methods=None, respect_retry_after_header=True, raise_on_status=False)
+
+
+def hubspot_client(access_token: str, api_base: str | None = None, *, backoff_seconds: float = 0.5) -> Any:
+    """HubSpot's official client (``hubspot-api-client``), retrying as :func:`_retry`; ``api_base`` points it
+    elsewhere (a proxy, a test server).
+
+    Raises
+    ------
+    ConfigError
+        The client is not installed.
+    """
+    try:
+        import hubspot
+    except ImportError as exc:  # the optional dependency
+        raise ConfigError("HubSpot needs its client: pip install 'upcurve[hubspot]'") from exc
+    options: dict[str, Any] = {"access_token": access_token, "retry": _retry(backoff_seconds)}
+    if api_base:
+        options["host"] = api_base.rstrip("/")
+    return hubspot.Client.create(**options)
+
+
+def salesforce_client(access_token: str, instance_url: str, *, session: Any = None,
+                      backoff_seconds: float = 0.5) -> Any:
+    """A ``simple-salesforce`` client of the org at ``instance_url``, retrying as :func:`_retry`; ``session``: a
+    ``requests`` session (a proxy's, or a test's trust).
+
+    Raises
+    ------
+    ConfigError
+        The client is not installed.
+    """
+    try:
+        import requests
+        from requests.adapters import HTTPAdapter
+        from simple_salesforce import Salesforce
+    except ImportError as exc:  # the optional dependency
+        raise ConfigError("Salesforce needs its client: pip install 'upcurve[salesforce]'") from exc
+    session = session or requests.Session()
+    session.mount("https://", HTTPAdapter(max_retries=_retry(backoff_seconds)))
+    return Salesforce(instance_url=instance_url, session_id=access_token, session=session,
+                      version=SALESFORCE_API_VERSION)
+
+
+def crm_error(crm: str, what: str, exc: Exception) -> CrmError:
+    """A failed request's answer in words: the CRM's client exceptions carry the HTTP ``status`` and the body
+    (HubSpot's ``body``, simple-salesforce's ``content``); none means the CRM could not be reached."""
+    status = getattr(exc, "status", None)
+    if status is None:
+        return CrmError(f"{crm} could not be reached ({what}): {exc}")
+    body = str(getattr(exc, "body", None) or getattr(exc, "content", None) or exc)[:300]
+    if status == 401:
+        return CrmError(f"{crm} refused the access token ({what}): {body}")
+    if status == 403:
+        return CrmError(f"the access token may not {what} in {crm}: give it that permission ({body})")
+    return CrmError(f"{crm} answered {status} ({what}): {body}")
 
 
 def _pages(call: Callable[[str | None], Any], what: str) -> list[Any]:
@@ -412,11 +495,7 @@ def _pages(call: Callable[[str | None], Any], what: str) -> list[Any]:
         try:
             page = call(after)
         except Exception as exc:  # every sub-API of the client raises its own ApiException
-            status = getattr(exc, "status", None)
-            body = str(getattr(exc, "body", "") or exc)[:300]
-            if status == 401:
-                raise CrmApiError(f"HubSpot refused the access token ({what}): {body}") from exc
-            raise CrmApiError(f"HubSpot answered {status} ({what}): {body}") from exc
+            raise crm_error("HubSpot", what, exc) from exc
         out.extend(page.results)
         following = page.paging.next if page.paging is not None else None
         if following is None or not following.after:
@@ -439,7 +518,7 @@ def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base
     ------
     ConfigError
         No token, or the client not installed.
-    CrmApiError
+    CrmError
         HubSpot refused the token or answered with an error.
     ContractError
         Every unreadable date.
@@ -448,17 +527,7 @@ def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base
         raise ConfigError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app's token with the "
                           "crm.objects.companies.read, crm.objects.deals.read, tickets and crm.objects.owners.read "
                           "scopes)")
-    try:
-        import hubspot
-        from urllib3.util.retry import Retry
-    except ImportError as exc:  # the optional dependency
-        raise ConfigError("reading HubSpot's API needs its client: pip install 'upcurve[hubspot]'") from exc
-    retry = Retry(total=5, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=None,
-                  respect_retry_after_header=True, raise_on_status=False)
-    options: dict[str, Any] = {"access_token": access_token, "retry": retry}
-    if api_base:
-        options["host"] = api_base.rstrip("/")
-    crm = hubspot.Client.create(**options).crm
+    crm = hubspot_client(access_token, api_base).crm
     company_props = [p for p in (mapping.account_key, mapping.owner, mapping.segment, mapping.industry,
                                  mapping.region, mapping.contract_end) if p]
     say("reading HubSpot's companies")
@@ -502,7 +571,7 @@ def salesforce_api_facts(access_token: str, instance_url: str, mapping: Salesfor
     ------
     ConfigError
         No token or instance URL, or the client not installed.
-    CrmApiError
+    CrmError
         Salesforce refused the token or answered with an error (a field the mapping names that Account lacks).
     ContractError
         Every unreadable date.
@@ -510,13 +579,7 @@ def salesforce_api_facts(access_token: str, instance_url: str, mapping: Salesfor
     if not access_token or not instance_url:
         raise ConfigError("no Salesforce access token or instance URL: set SALESFORCE_ACCESS_TOKEN and "
                           "SALESFORCE_INSTANCE_URL (https://yourorg.my.salesforce.com)")
-    try:
-        import requests
-        from simple_salesforce import Salesforce
-    except ImportError as exc:  # the optional dependency
-        raise ConfigError("reading Salesforce's API needs its client: pip install 'upcurve[salesforce]'") from exc
-    client = Salesforce(instance_url=instance_url, session_id=access_token, session=session or requests.Session(),
-                        version="62.0")
+    client = salesforce_client(access_token, instance_url, session=session)
 
     def query(obj: str, fields: list[str]) -> list[dict[str, Any]]:
         say(f"reading Salesforce's {obj} records")
@@ -524,11 +587,7 @@ def salesforce_api_facts(access_token: str, instance_url: str, mapping: Salesfor
         try:
             rows = list(client.query_all_iter(soql))
         except Exception as exc:  # simple-salesforce's SalesforceError and its kinds, or the network's
-            status = getattr(exc, "status", None)
-            said = str(getattr(exc, "content", "") or exc)[:300]
-            if status == 401:
-                raise CrmApiError(f"Salesforce refused the access token: {said}") from exc
-            raise CrmApiError(f"Salesforce answered {status} (read {obj}): {said}") from exc
+            raise crm_error("Salesforce", f"read {obj}", exc) from exc
         return [{k: (None if v is None else str(v)) for k, v in r.items() if k != "attributes"} for r in rows]
 
     accounts = query("Account", ["Id", mapping.account_key, "OwnerId",
