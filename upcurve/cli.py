@@ -137,8 +137,9 @@ def run(
         if imported.validation.problems:
             render_problems(console, imported.validation.problems)
             raise typer.Exit(EXIT_BAD_INPUT)
+        how = f"{imported.changed:,} changed objects synced" if imported.mode == "sync" else "read in full"
         console.print(literal(console, f"Imported the Stripe account into {imported.out_dir} "
-                                       f"({imported.requests:,} requests)"))
+                                       f"({how}, {imported.requests:,} requests)"))
         data_dir = str(imported.out_dir)
     if currency:
         cfg = cfg.model_copy(update={"revenue": cfg.revenue.model_copy(

@@ -52,13 +52,20 @@ def import_stripe_command(
     api_key_env: Annotated[str, typer.Option(help="The environment variable holding the API key.")]
     = "STRIPE_API_KEY",
     api_base: Annotated[str | None, typer.Option(help="Another API address (a proxy, or a test server).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read the whole account again, not only what changed since "
+                                                      "the last import into this folder.")] = False,
+    fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of monthly exchange rates (month, "
+                                                       "currency, rate) to copy in: Stripe holds none.")] = None,
 ) -> None:
     """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes) and write
-    it as a contract folder, then check it."""
+    it as a contract folder, then check it. Into a folder of an earlier import, only what changed since is read
+    again (Stripe keeps 30 days of events), and the folder's other tables are kept."""
     key = os.environ.get(api_key_env, "")
     result = _with_progress(lambda say: _usecases().import_stripe(out, api_key=key, api_base=api_base, fmt=fmt,
-                                                                  say=say))
-    _rows_table(result.rows, f"Imported from Stripe into {result.out_dir} ({result.requests:,} requests)")
+                                                                  full=full, fx_rates=fx_rates, say=say))
+    how = (f"synced {result.changed:,} changed objects" if result.mode == "sync" else "read the whole account")
+    _rows_table(result.rows, f"Imported from Stripe into {result.out_dir}: {how}, {result.requests:,} requests; "
+                             f"cursor {result.synced_to}")
     if result.validation.problems:
         render_problems(console, result.validation.problems)
     else:

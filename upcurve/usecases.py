@@ -652,6 +652,11 @@ class ImportResult:
     rows: dict[str, int]
     requests: int
     validation: Validation
+    #: How a source with a cursor was read: ``full``, or ``sync`` (the changes since the last import); the
+    #: objects a sync read again, and the cursor now kept (ISO 8601, UTC).
+    mode: str = "full"
+    changed: int = 0
+    synced_to: str | None = None
 
 
 #: The sources ``upcurve import`` reads, and what each needs.
@@ -669,39 +674,113 @@ SOURCES = {
 
 
 def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = None, fmt: str = "csv",
-                  say: Progress = _quiet) -> ImportResult:
+                  full: bool = False, fx_rates: str | Path | None = None, say: Progress = _quiet,
+                  now: float | None = None) -> ImportResult:
     """Read a Stripe account and write it as a contract folder (whole or not at all), then check it.
+
+    When ``out_dir`` holds an earlier Stripe import whose cursor Stripe still has the events of (30 days), only the
+    objects changed since are read again (:func:`upcurve.sources.stripe.sync_stripe`); ``full`` reads the whole
+    account regardless. Written into an earlier import, the Stripe tables are replaced and everything else the
+    folder holds (events and users, the CRM's renewals and tickets) is kept, as are the accounts' owner, segment,
+    industry and region where Stripe has none (a CRM import's). ``fx_rates`` (a CSV or Parquet file of the
+    contract's ``fx_rates``; Stripe holds none) is copied in as the folder's rates, and kept by later imports.
 
     Raises
     ------
     ConfigError
-        No API key, or an unknown format.
+        No API key, an unknown format, or an ``fx_rates`` file that is missing or neither CSV nor Parquet.
     StripeError
         Stripe refused the key or answered with an error, or its data lacks a field a table needs (nothing is
         written then).
     OutputError
         ``out_dir`` holds anything upcurve did not write.
     """
-    from upcurve.sources.stripe import STRIPE_API_VERSION, read_stripe, stripe_tables
+    import time
+
+    from upcurve.folders import folder_manifest
+    from upcurve.sources.stripe import STRIPE_API_VERSION, StripeAccount, read_stripe, stripe_tables, sync_stripe
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"unknown format {fmt!r}: use csv or parquet")
-    check_folder_destination(out_dir, what="imported data")  # before a single request
-    account = read_stripe(api_key, api_base=api_base, say=say)
+    dest = Path(out_dir)
+    rates = None if fx_rates is None else Path(fx_rates)
+    if rates is not None and (not rates.is_file() or rates.suffix.lower() not in (".csv", ".parquet")):
+        raise ConfigError(f"{rates}: no such CSV or Parquet file of exchange rates (month, currency, rate)")
+    check_folder_destination(dest, inputs=[] if rates is None else [rates], what="imported data")
+    now = time.time() if now is None else now
+    earlier = folder_manifest(dest) if dest.is_dir() else None
+    cache = dest / STRIPE_OBJECTS
+    previous = StripeAccount.loads(cache.read_bytes()) if earlier and cache.is_file() and not full else None
+    if previous is not None and previous.can_sync(now):
+        account = sync_stripe(api_key, previous, api_base=api_base, say=say, now=now)
+        mode = "sync"
+    else:
+        if earlier and cache.is_file() and not full:
+            say("the last import is too old to sync (Stripe keeps 30 days of events), or was read at another "
+                "API version: reading the whole account")
+        account = read_stripe(api_key, api_base=api_base, say=say, now=now)
+        mode = "full"
     say("mapping Stripe's objects to the contract's tables")
     tables = stripe_tables(account)
-
-    def fill(stage: Path) -> None:
-        for name, table in tables.items():
-            _write_contract_file(stage / f"{name}.{fmt}", table, fmt)
-
-    info = {"source": "stripe", "api_version": STRIPE_API_VERSION, "requests": account.requests,
+    synced_to = dt.datetime.fromtimestamp(account.synced_to or now, dt.UTC).isoformat(timespec="seconds")
+    info = {"source": "stripe", "api_version": STRIPE_API_VERSION, "requests": account.requests, "read": mode,
+            "synced_to": synced_to, "changed": account.changed,
             "objects": {"customers": len(account.customers), "prices": len(account.prices),
                         "subscriptions": len(account.subscriptions), "invoices": len(account.invoices),
                         "credit_notes": len(account.credit_notes)}}
-    out = write_folder(out_dir, fill, kind="import", info=info, what="imported data")
+    extra = {STRIPE_OBJECTS: account.dumps()}
+    if rates is not None:
+        extra[f"fx_rates{rates.suffix.lower()}"] = rates.read_bytes()
+        info["fx_rates"] = str(rates)
+    if earlier is not None and earlier.get("kind") == "import":
+        old_accounts = _read_contract_file(dest, "accounts")
+        if old_accounts is not None:
+            tables = {**tables, "accounts": _kept_account_facts(tables["accounts"], old_accounts)}
+        out = _replace_tables(dest, tables, inputs=[] if rates is None else [rates], info=info, fmt=fmt,
+                              extra=extra)
+    else:
+        def fill(stage: Path) -> None:
+            for name, table in tables.items():
+                _write_contract_file(stage / f"{name}.{fmt}", table, fmt)
+            for name, blob in extra.items():
+                (stage / name).write_bytes(blob)
+
+        out = write_folder(dest, fill, kind="import", inputs=[] if rates is None else [rates], info=info,
+                           what="imported data")
     say("checking the folder against the contract")
-    return ImportResult(out, {name: t.num_rows for name, t in tables.items()}, account.requests, check_folder(out))
+    return ImportResult(out, {name: t.num_rows for name, t in tables.items()}, account.requests, check_folder(out),
+                        mode=mode, changed=account.changed, synced_to=synced_to)
+
+
+#: Where a Stripe import keeps the objects it read and its cursor, for the next sync (hidden from the contract).
+STRIPE_OBJECTS = ".stripe-objects.json.gz"
+
+
+def _kept_account_facts(accounts: pa.Table, before: pa.Table) -> pa.Table:
+    """``accounts`` (a source's) with what ``before`` (the folder's) knew of the same accounts kept: a value the
+    source leaves empty is taken from ``before``, and ``before``'s other columns are carried (a CRM import's
+    owner and segment survive the next billing import)."""
+    old = {str(r["account_id"]): r for r in before.to_pylist()}
+    columns = list(dict.fromkeys([*accounts.column_names, *before.column_names]))
+    rows = []
+    for row in accounts.to_pylist():
+        kept = old.get(str(row["account_id"]), {})
+        rows.append({c: row[c] if row.get(c) is not None else kept.get(c) for c in columns})
+    extra = [pa.field(c, before.schema.field(c).type) for c in columns if c not in accounts.column_names]
+    return pa.Table.from_pylist(rows, schema=pa.schema([*accounts.schema, *extra]))
+
+
+def _read_contract_file(folder: Path, name: str) -> pa.Table | None:
+    """A data folder's table ``name`` (CSV or Parquet; ids read as text), or None when it has none."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if (folder / f"{name}.parquet").is_file():
+        return pq.read_table(folder / f"{name}.parquet")
+    if (folder / f"{name}.csv").is_file():
+        return pacsv.read_csv(folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(
+            column_types={"account_id": pa.string()}))
+    return None
 
 
 def _write_contract_file(path: Path, table: pa.Table, fmt: str) -> None:
@@ -726,11 +805,11 @@ def _data_format(folder: Path) -> str:
     return "parquet" if (folder / "invoice_lines.parquet").exists() else "csv"
 
 
-def _replace_tables(folder: Path, tables: dict[str, pa.Table], *, inputs: list[str | Path], source: str,
-                    about: dict[str, Any]) -> Path:
-    """``folder`` (a data folder upcurve wrote) with ``tables`` written in place of its tables of those names, in
-    its own format; its other files as they were, and its manifest's description kept with ``about`` added under
-    ``source``. Whole or not at all.
+def _replace_tables(folder: Path, tables: dict[str, pa.Table], *, inputs: list[str | Path],
+                    info: dict[str, Any], fmt: str | None = None, extra: dict[str, bytes] | None = None) -> Path:
+    """``folder`` (a data folder upcurve wrote) with ``tables`` written in place of its tables of those names (in
+    ``fmt``, else its own format) and the ``extra`` files beside them; its other files as they were, and its
+    manifest's description kept, updated with ``info``. Whole or not at all.
 
     Raises
     ------
@@ -747,20 +826,24 @@ def _replace_tables(folder: Path, tables: dict[str, pa.Table], *, inputs: list[s
                           "stripe --out DATA), or write a new folder with --out")
     check_folder_destination(folder, inputs=inputs, what="imported data")
     kept = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() else {}
-    ext = _data_format(folder)
+    ext = fmt or _data_format(folder)
+    extra = extra or {}
+
+    replaced = {*tables, *(Path(name).stem for name in extra)}  # fx_rates.parquet gives way to fx_rates.csv
 
     def fill(stage: Path) -> None:
         for item in folder.iterdir():
-            if item.name == MANIFEST or (item.is_file() and item.stem in tables):
+            if item.name == MANIFEST or (item.is_file() and item.stem in replaced):
                 continue
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, stage / item.name)
         for name, table in tables.items():
             _write_contract_file(stage / f"{name}.{ext}", table, ext)
+        for name, blob in extra.items():
+            (stage / name).write_bytes(blob)
 
-    info = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
-    info[source] = about
-    return write_folder(folder, fill, kind=str(kept.get("kind") or "import"), inputs=inputs, info=info,
-                        what="imported data")
+    described = {k: v for k, v in kept.items() if k not in ("written_by", "upcurve", "kind", "written_at", "files")}
+    return write_folder(folder, fill, kind=str(kept.get("kind") or "import"), inputs=inputs,
+                        info={**described, **info}, what="imported data")
 
 
 def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path | None = None,
@@ -794,7 +877,7 @@ def import_analytics(fmt: str, files: list[str | Path], *, mapping: str | Path |
     tables, notes = analytics_tables(fmt, files, rules)
     about = {"format": fmt, "files": [str(f) for f in files], "notes": notes}
     if into is not None:
-        written = _replace_tables(dest, tables, inputs=files, source="analytics", about=about)
+        written = _replace_tables(dest, tables, inputs=files, info={"analytics": about})
     else:
         def fill(stage: Path) -> None:
             for name, table in tables.items():
@@ -830,10 +913,11 @@ def import_salesforce(export_dir: str | Path | None, *, into: str | Path, mappin
     from upcurve.sources.crm import load_salesforce_mapping, salesforce_api_facts, salesforce_facts
 
     if export_dir is None:
-        return _import_crm("Salesforce", "Salesforce's API", into, lambda: salesforce_api_facts(
-            access_token, instance_url or "", load_salesforce_mapping(mapping), session=session, say=say), say)
-    return _import_crm("Salesforce", export_dir, into,
-                       lambda: salesforce_facts(export_dir, load_salesforce_mapping(mapping)), say)
+        return _import_crm("Salesforce", lambda: salesforce_api_facts(
+            access_token, instance_url or "", load_salesforce_mapping(mapping), session=session, say=say),
+            into=into, export_dir=None, say=say)
+    return _import_crm("Salesforce", lambda: salesforce_facts(export_dir, load_salesforce_mapping(mapping)),
+                       into=into, export_dir=export_dir, say=say)
 
 
 def import_hubspot(export_dir: str | Path | None, *, into: str | Path, mapping: str | Path | None = None,
@@ -856,30 +940,27 @@ def import_hubspot(export_dir: str | Path | None, *, into: str | Path, mapping: 
     from upcurve.sources.crm import hubspot_api_facts, hubspot_facts, load_hubspot_api_mapping, load_hubspot_mapping
 
     if export_dir is None:
-        return _import_crm("HubSpot", "HubSpot's API", into, lambda: hubspot_api_facts(
-            access_token, load_hubspot_api_mapping(mapping), api_base=api_base, say=say), say)
-    return _import_crm("HubSpot", export_dir, into,
-                       lambda: hubspot_facts(export_dir, load_hubspot_mapping(mapping)), say)
+        return _import_crm("HubSpot", lambda: hubspot_api_facts(
+            access_token, load_hubspot_api_mapping(mapping), api_base=api_base, say=say),
+            into=into, export_dir=None, say=say)
+    return _import_crm("HubSpot", lambda: hubspot_facts(export_dir, load_hubspot_mapping(mapping)),
+                       into=into, export_dir=export_dir, say=say)
 
 
-def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callable[[], CrmFacts],
+def _import_crm(crm: str, read: Callable[[], CrmFacts], *, into: str | Path, export_dir: str | Path | None,
                 say: Progress) -> ImportResult:
-    """The CRM's facts (``read``) merged into the data folder ``into``: see :func:`import_salesforce`."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
+    """The CRM's facts (``read``, from ``export_dir`` or, without it, the CRM's API) merged into the data folder
+    ``into``: see :func:`import_salesforce`."""
     dest = Path(into)
-    inputs = [export_dir] if Path(export_dir).exists() else []
+    inputs: list[str | Path] = [] if export_dir is None else [export_dir]
     check_folder_destination(dest, inputs=inputs, what="imported data")
-    ext = _data_format(dest)
-    accounts_file = dest / f"accounts.{ext}"
-    if not accounts_file.exists():
+    if not any((dest / f"accounts.{ext}").is_file() for ext in ("csv", "parquet")):
         raise ConfigError(f"{dest}: no accounts table to add the CRM's facts to: import the billing first "
                           "(upcurve import stripe --out DATA)")
-    say(f"reading the {crm} export")
+    say(f"reading the {crm} export" if export_dir is not None else f"reading {crm}'s API")
     facts = read()
-    accounts = pq.read_table(accounts_file) if ext == "parquet" else pacsv.read_csv(
-        accounts_file, convert_options=pacsv.ConvertOptions(column_types={"account_id": pa.string()}))
+    accounts = _read_contract_file(dest, "accounts")
+    assert accounts is not None  # checked above
     rows = accounts.to_pylist()
     matched = 0
     for row in rows:
@@ -891,8 +972,9 @@ def _import_crm(crm: str, export_dir: str | Path, into: str | Path, read: Callab
     updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
     notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a {crm} account"]
     written = _replace_tables(dest, {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets},
-                              inputs=inputs, source="crm",
-                              about={"source": crm.lower(), "export": str(export_dir), "notes": notes})
+                              inputs=inputs,
+                              info={"crm": {"source": crm.lower(), "export": "API" if export_dir is None
+                                            else str(export_dir), "notes": notes}})
     for note in notes:
         say(note)
     return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,

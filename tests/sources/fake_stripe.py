@@ -1,7 +1,9 @@
 """A local server that answers as Stripe's API documents (API version 2025-03-31.basil), for the Stripe source's
 tests: list objects paged with ``limit``/``starting_after``/``has_more``, invoices that embed at most ten lines and
-page the rest from ``/v1/invoices/{id}/lines``, errors as Stripe returns them (401 for an invalid or expired key,
-429 and 500 with Stripe's error body), and a log of every request.
+page the rest from ``/v1/invoices/{id}/lines``, each object by its id (``/v1/customers/{id}``; a deleted customer
+as its ``deleted`` stub, anything else gone a 404), the account's events newest first with the ``created[gte]``
+filter, errors as Stripe returns them (401 for an invalid or expired key, 429 and 500 with Stripe's error body),
+and a log of every request.
 
 Objects are built with the helpers below in the documented shapes: amounts in the currency's smallest unit,
 timestamps in Unix seconds, an invoice line's price under ``pricing.price_details`` and its proration under
@@ -14,6 +16,7 @@ import datetime as dt
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 
 KEY = "sk_test_upcurve"
 EXPIRED = "sk_test_expired"
-LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "coupons")
+LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "coupons", "events")
 
 
 def ts(day: str) -> int:
@@ -37,11 +40,36 @@ class FakeStripe:
     objects: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {name: [] for name in LISTS})
     failures: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, status) answered once each
     requests: list[str] = field(default_factory=list)
+    deleted: set[str] = field(default_factory=set)  # ids of deleted customers
     url: str = ""
 
     def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         self.objects[kind].append(obj)
         return obj
+
+    def emit(self, event_type: str, obj: dict[str, Any], *, created: int | None = None) -> None:
+        """An event about ``obj`` (newest first, as the API lists them), created now unless said."""
+        self.objects["events"].insert(0, {
+            "id": f"evt_{len(self.objects['events']) + 1:05d}", "object": "event", "type": event_type,
+            "api_version": "2020-08-27",  # the account's default version: an event's copy is rendered in it
+            "created": int(time.time()) if created is None else created, "data": {"object": obj}})
+
+    def change(self, kind: str, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+        """Put ``obj`` in place of the object of its id (or add it), and emit the event saying so."""
+        objects = self.objects[kind]
+        at = next((i for i, o in enumerate(objects) if o["id"] == obj["id"]), None)
+        if at is None:
+            objects.append(obj)
+        else:
+            objects[at] = obj
+        self.emit(event_type, obj)
+        return obj
+
+    def delete_customer(self, customer_id: str) -> None:
+        """Delete a customer as Stripe does: gone from the list, its id answering a ``deleted`` stub."""
+        self.objects["customers"] = [c for c in self.objects["customers"] if c["id"] != customer_id]
+        self.deleted.add(customer_id)
+        self.emit("customer.deleted", {"id": customer_id, "object": "customer"})
 
     def fail_once(self, path: str, status: int) -> None:
         self.failures.append((path, status))
@@ -92,10 +120,19 @@ def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]
         if not found:
             return _error(404, "invalid_request_error", f"No such invoice: '{lines[1]}'", "resource_missing")
         return 200, _page(found[0]["lines"]["data"], query, path)
-    name = path.removeprefix("/v1/")
+    name, _, object_id = path.removeprefix("/v1/").partition("/")
     if name not in LISTS:
         return _error(404, "invalid_request_error", f"Unrecognized request URL (GET: {path}).")
+    if object_id:
+        if name == "customers" and object_id in fake.deleted:
+            return 200, {"id": object_id, "object": "customer", "deleted": True}
+        found = [o for o in fake.objects[name] if o["id"] == object_id]
+        if not found:
+            return _error(404, "invalid_request_error", f"No such {name[:-1]}: '{object_id}'", "resource_missing")
+        return 200, _invoice_view(found[0]) if name == "invoices" else found[0]
     items = fake.objects[name]
+    if "created[gte]" in query:
+        items = [o for o in items if o["created"] >= int(query["created[gte]"][0])]
     if name == "subscriptions" and query.get("status", ["active"])[0] != "all":
         items = [s for s in items if s["status"] not in ("canceled", "incomplete_expired")]
     page = _page(items, query, path)

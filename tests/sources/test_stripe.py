@@ -260,11 +260,124 @@ def test_run_reads_the_stripe_account_directly(stripe_api: fs.FakeStripe, tmp_pa
     assert stopped.exit_code == 2 and "unknown currency" in stopped.output
     assert (tmp_path / "upcurve-imports" / "stripe" / "invoice_lines.csv").is_file()
     assert not (tmp_path / "ws").exists()
-    # without the yen customer, the account runs
-    for kind, objects in stripe_api.objects.items():
-        stripe_api.objects[kind] = [o for o in objects if o.get("customer") != "cus_D" and o.get("id") != "cus_D"
-                                    and o.get("currency") != "jpy"]
+    # without the yen customer (its invoices voided, the customer deleted), the account runs: the next run reads
+    # only those changes
+    for invoice in [i for i in stripe_api.objects["invoices"] if i["customer"] == "cus_D"]:
+        stripe_api.change("invoices", {**invoice, "status": "void"}, "invoice.voided")
+    stripe_api.delete_customer("cus_D")
     ran = CliRunner().invoke(app, args)
     assert ran.exit_code == 0, ran.output
     assert f"Imported the Stripe account into {tmp_path / 'upcurve-imports' / 'stripe'}" in ran.output
+    manifest = json.loads((tmp_path / "upcurve-imports" / "stripe" / MANIFEST).read_text())
+    assert manifest["read"] == "sync" and manifest["changed"] == 8  # 7 invoices and the customer
     assert "kept in the workspace" in ran.output
+
+
+def _sorted_rows(folder: Path, name: str) -> list[dict]:
+    table = pacsv.read_csv(folder / f"{name}.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"account_id": "string"}))
+    return sorted(table.to_pylist(), key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+
+def test_a_second_import_reads_only_what_changed_and_equals_a_full_read(stripe_api: fs.FakeStripe,
+                                                                        tmp_path: Path) -> None:
+    """Between two imports: a new invoice, an invoice voided, a customer renamed, another deleted, a price added,
+    an invoice of 25 lines. The sync reads the events and those objects again, not the account; its tables are a
+    full read's, row for row."""
+    data = tmp_path / "data"
+    first = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    assert first.mode == "full" and first.synced_to is not None
+    shutil.copytree(data, tmp_path / "reread")
+    stripe_api.requests.clear()
+
+    stripe_api.change("prices", fs.price("price_ent", "prod_core", 9000, nickname="Enterprise"), "price.created")
+    stripe_api.change("invoices", fs.invoice("in_new", "cus_A", [fs.line(
+        f"il_new{i:02d}", "price_ent", 100, "2024-07-01", "2024-08-01") for i in range(25)], created="2024-07-01"),
+        "invoice.finalized")
+    voided = next(i for i in stripe_api.objects["invoices"] if i["id"] == "in_0")
+    stripe_api.change("invoices", {**voided, "status": "void"}, "invoice.voided")
+    renamed = next(c for c in stripe_api.objects["customers"] if c["id"] == "cus_B")
+    stripe_api.change("customers", {**renamed, "name": "Beta Group"}, "customer.updated")
+    stripe_api.delete_customer("cus_C")
+    # an event's own copy is rendered at the account's version: the sync must read the object again
+    stripe_api.objects["events"][0]["data"]["object"]["name"] = "stale copy"
+
+    synced = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    assert synced.mode == "sync" and synced.changed == 5
+    listed = [r.split("?")[0] for r in stripe_api.requests]
+    assert "GET /v1/customers" not in listed and "GET /v1/invoices" not in listed  # no list read again
+    assert {"GET /v1/events", "GET /v1/invoices/in_new", "GET /v1/invoices/in_new/lines", "GET /v1/invoices/in_0",
+            "GET /v1/customers/cus_B", "GET /v1/customers/cus_C", "GET /v1/prices/price_ent"} <= set(listed)
+    lines = {r["line_id"] for r in _sorted_rows(data, "invoice_lines")}
+    assert {f"il_new{i:02d}" for i in range(25)} <= lines and "il_a0" not in lines  # in_0 voided
+
+    reread = import_stripe(tmp_path / "reread", api_key=fs.KEY, api_base=stripe_api.url, full=True)
+    assert reread.mode == "full"
+    for name in ("accounts", "plans", "invoice_lines", "subscriptions"):
+        assert _sorted_rows(data, name) == _sorted_rows(reread.out_dir, name), name
+    names = {r["account_id"]: r["name"] for r in _sorted_rows(data, "accounts")}
+    # deleted, cus_C is still an account through its invoices; the name it had is kept where Stripe has none now
+    assert names["cus_B"] == "Beta Group" and names["cus_C"] == "Cato"
+    new_folder = import_stripe(tmp_path / "new", api_key=fs.KEY, api_base=stripe_api.url)
+    for name in ("plans", "invoice_lines", "subscriptions"):
+        assert _sorted_rows(data, name) == _sorted_rows(new_folder.out_dir, name), name
+
+    stripe_api.requests.clear()
+    again = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    # the events of the cursor's own second are read again (never one missed), nothing else
+    assert again.mode == "sync" and {r.split("?")[0] for r in stripe_api.requests} <= {
+        "GET /v1/events", *(f"GET /v1/{k}/{i}" for k, i in (("customers", "cus_B"), ("customers", "cus_C"),
+                                                            ("invoices", "in_0"), ("invoices", "in_new"),
+                                                            ("invoices", "in_new/lines"), ("prices", "price_ent")))}
+
+
+def test_an_old_cursor_or_full_reads_the_whole_account(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
+    import time
+
+    data = tmp_path / "data"
+    import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    said: list[str] = []
+    month_later = time.time() + 31 * 86400  # Stripe keeps events for 30 days
+    stale = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url, now=month_later, say=said.append)
+    assert stale.mode == "full" and any("too old to sync" in s for s in said)
+    assert import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url, full=True).mode == "full"
+
+
+def test_a_billing_import_keeps_the_folder_s_other_tables_and_crm_facts(stripe_api: fs.FakeStripe,
+                                                                        tmp_path: Path) -> None:
+    """Events and the CRM's tables written into an import survive the next Stripe import, full or synced, and an
+    owner the CRM gave an account stays when Stripe has none."""
+    from upcurve.usecases import _replace_tables
+
+    data = tmp_path / "data"
+    import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    accounts = pacsv.read_csv(data / "accounts.csv").to_pylist()
+    for row in accounts:
+        row["owner"] = "Dana" if row["account_id"] == "cus_A" else row["owner"]
+        row["health_tier"] = "gold"  # a column Stripe never writes
+    import pyarrow as pa
+    renewals = pa.table({"account_id": ["cus_A"], "renewal_date": ["2024-12-31"]})
+    _replace_tables(data, {"accounts": pa.Table.from_pylist(accounts), "renewals": renewals}, inputs=[],
+                    info={"crm": {"source": "hubspot"}})
+    for full in (False, True):
+        import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url, full=full)
+        assert (data / "renewals.csv").is_file()
+        kept = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
+        assert kept["cus_A"]["owner"] == "Dana" and kept["cus_B"]["health_tier"] == "gold"
+        assert json.loads((data / MANIFEST).read_text())["crm"] == {"source": "hubspot"}
+
+
+def test_exchange_rates_given_once_are_kept_by_every_later_import(stripe_api: fs.FakeStripe, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rates = tmp_path / "rates.csv"
+    months = ["2023-12", *(f"2024-{m:02d}" for m in range(1, 7))]
+    rates.write_text("month,currency,rate\n" + "".join(f"{month},JPY,0.0067\n" for month in months))
+    data = tmp_path / "data"
+    first = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url, fx_rates=rates)
+    assert not first.validation.errors and (data / "fx_rates.csv").read_bytes() == rates.read_bytes()
+    synced = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
+    assert synced.mode == "sync" and not synced.validation.errors and (data / "fx_rates.csv").is_file()
+    monkeypatch.setenv("STRIPE_API_KEY", fs.KEY)
+    missing = CliRunner().invoke(app, ["import", "stripe", "--out", str(data), "--api-base", stripe_api.url,
+                                       "--fx-rates", str(tmp_path / "nope.csv")])
+    assert missing.exit_code == 2 and "nope.csv" in missing.output

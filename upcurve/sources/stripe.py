@@ -9,6 +9,13 @@ false, and an invoice's lines beyond the ten it embeds are paged from ``/v1/invo
 (429) is retried with exponential backoff; the library retries connection failures and 5xx answers. A refused key
 (invalid or expired) stops the import with Stripe's message.
 
+Syncing (:func:`sync_stripe`): a read remembers its cursor, the creation time of the account's newest event when
+it began. The next sync lists the events created since then (Stripe keeps them for 30 days), collects the objects
+they name, and reads each of those again at the pinned version (an event's own copy is rendered at the version of
+the moment it happened, so it is used only to know *what* changed). A customer deleted, an invoice voided or a
+draft deleted leaves the account as a full read would leave it. Re-reading an object is idempotent, so events of
+the cursor's own second are read again rather than risk missing one.
+
 Mapping (:func:`stripe_tables`, pure):
 
 - ``accounts``: each customer (``name``, else ``email``); ``segment``, ``industry``, ``region`` and ``owner`` from
@@ -26,8 +33,9 @@ Mapping (:func:`stripe_tables`, pure):
   credit (``<line id>:excess_discount``). A one-time line whose period is a single moment covers its day.
 - Credit notes: each a ``one_time`` line of minus its total excluding tax, on the day it was issued (refunds and
   credits are counted as negative services revenue, never silently dropped); a voided one is left out.
-- A customer deleted in Stripe is no longer listed, but its invoices remain: it is an account all the same, named
-  as its invoices name it (``customer_name``, else ``customer_email``).
+- A customer deleted in Stripe is no longer listed, but its invoices, credit notes and (cancelled) subscriptions
+  remain: it is an account all the same, named as its invoices name it (``customer_name``, else
+  ``customer_email``).
 - ``subscriptions``: status, start, trial end, the scheduled or actual end (``cancel_at``; for
   ``cancel_at_period_end``, the end of its items' current period), when the cancellation was asked for
   (``canceled_at``) and why (``cancellation_details.reason``).
@@ -38,7 +46,11 @@ the object and the field; nothing is written then.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import gzip
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,7 +62,8 @@ import pyarrow as pa
 
 from upcurve.errors import ConfigError, UpcurveError
 
-__all__ = ["STRIPE_API_VERSION", "StripeAccount", "StripeError", "read_stripe", "stripe_tables"]
+__all__ = ["STRIPE_API_VERSION", "SYNC_DAYS", "StripeAccount", "StripeError", "read_stripe", "stripe_tables",
+           "sync_stripe"]
 
 #: The API version whose objects this source reads (sent with every request).
 STRIPE_API_VERSION = "2025-03-31.basil"
@@ -60,6 +73,11 @@ ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA"
 THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
 #: Invoices that are revenue: finalized and not voided.
 REVENUE_STATUSES = ("open", "paid", "uncollectible")
+#: Stripe keeps events for 30 days: a cursor older than this (a day's margin) is read from scratch instead.
+SYNC_DAYS = 29
+#: The objects an event can name (its ``data.object.object``), and the account's list of each.
+_SYNCED = {"customer": "customers", "product": "products", "price": "prices", "subscription": "subscriptions",
+           "invoice": "invoices", "credit_note": "credit_notes"}
 _RATE_LIMIT_TRIES = 6
 
 
@@ -78,7 +96,44 @@ class StripeAccount:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     credit_notes: list[dict[str, Any]] = field(default_factory=list)
+    #: The cursor: the creation time (Unix seconds) of the newest event when the read began; None when unknown.
+    synced_to: int | None = None
+    #: How many requests the last read or sync made, and how many objects a sync read again.
     requests: int = 0
+    changed: int = 0
+
+    def dumps(self) -> bytes:
+        """The objects and the cursor, as gzipped JSON (kept beside the imported tables for the next sync)."""
+        data = {"api_version": STRIPE_API_VERSION,
+                **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if f.name not in ("requests", "changed")}}
+        return gzip.compress(json.dumps(data, separators=(",", ":"), default=_decimal_text).encode(), mtime=0)
+
+    @classmethod
+    def loads(cls, blob: bytes) -> StripeAccount | None:
+        """An account :meth:`dumps` wrote, or None when it is unreadable or read at another API version."""
+        try:
+            data = json.loads(gzip.decompress(blob))
+        except (OSError, EOFError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.pop("api_version", None) != STRIPE_API_VERSION:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in names})
+        except TypeError:
+            return None
+
+    def can_sync(self, now: float) -> bool:
+        """Whether Stripe still holds every event since the cursor."""
+        return self.synced_to is not None and now - self.synced_to < SYNC_DAYS * 86400
+
+
+def _decimal_text(value: Any) -> str:
+    """A ``*_decimal`` amount (the library reads them as Decimal) as its exact text; mapping reads either."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _plain(obj: Any) -> Any:
@@ -138,23 +193,58 @@ def _line_lister(service: Any, invoice_id: str) -> Callable[[dict[str, Any]], An
     return page
 
 
+@contextlib.contextmanager
+def _stripe_errors() -> Iterator[None]:
+    """Stripe's errors as :class:`StripeError` with Stripe's message."""
+    import stripe
+
+    try:
+        yield
+    except stripe.AuthenticationError as exc:
+        raise StripeError(f"Stripe refused the API key: {exc.user_message or exc}") from None
+    except stripe.PermissionError as exc:
+        raise StripeError(f"the API key may not read everything upcurve imports: {exc.user_message or exc}") \
+            from None
+    except stripe.StripeError as exc:
+        raise StripeError(f"Stripe answered with an error: {exc.user_message or exc}") from None
+
+
+def _with_every_line(v1: Any, invoice: dict[str, Any], account: StripeAccount,
+                     sleep: Callable[[float], None]) -> dict[str, Any]:
+    """The invoice with every line under ``lines.data``: it embeds at most ten, the rest are paged from its lines
+    endpoint."""
+    lines = invoice.get("lines") or {}
+    data = list(lines.get("data") or [])
+    if lines.get("has_more") and data:
+        data.extend(_pages(_line_lister(v1.invoices.line_items, invoice["id"]),
+                           {"starting_after": data[-1]["id"]}, account, sleep))
+    return {**invoice, "lines": {"object": "list", "data": data, "has_more": False}}
+
+
+def _newest_event(v1: Any, account: StripeAccount, sleep: Callable[[float], None], now: float) -> int:
+    """The creation time of the account's newest event (a few minutes ago when it has none): the cursor."""
+    page = _plain(_with_backoff(partial(v1.events.list, params={"limit": 1}), sleep))
+    account.requests += 1
+    data = page.get("data") or []
+    return int(data[0]["created"]) if data else int(now) - 300
+
+
 def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str], None] = lambda _m: None,
-                sleep: Callable[[float], None] = time.sleep) -> StripeAccount:
-    """Read every customer, product, price, subscription, revenue invoice (with every line) and credit note.
+                sleep: Callable[[float], None] = time.sleep, now: float | None = None) -> StripeAccount:
+    """Read every customer, product, price, subscription, revenue invoice (with every line) and credit note, and
+    the cursor a later :func:`sync_stripe` starts from.
 
     Raises
     ------
     StripeError
         Stripe refused the key (invalid, expired, without the permission to read), or answered with an error.
     """
-    import stripe
-
     if not api_key:
         raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
-    client = _client(api_key, api_base)
+    v1 = _client(api_key, api_base).v1
     account = StripeAccount()
-    v1 = client.v1
-    try:
+    with _stripe_errors():
+        account.synced_to = _newest_event(v1, account, sleep, time.time() if now is None else now)
         for name, service, params in (
             ("customers", v1.customers, {}),
             ("products", v1.products, {}),
@@ -166,24 +256,75 @@ def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str
             getattr(account, name).extend(_pages(_lister(service), params, account, sleep))
         say("reading Stripe invoices")
         for invoice in _pages(_lister(v1.invoices), {}, account, sleep):
-            if invoice.get("status") not in REVENUE_STATUSES:
-                continue
-            lines = invoice.get("lines") or {}
-            data = list(lines.get("data") or [])
-            if lines.get("has_more") and data:
-                # an invoice embeds at most ten lines: the rest are paged from its lines endpoint
-                more = _pages(_line_lister(v1.invoices.line_items, invoice["id"]),
-                              {"starting_after": data[-1]["id"]}, account, sleep)
-                data.extend(more)
-            invoice["lines"] = {"object": "list", "data": data, "has_more": False}
-            account.invoices.append(invoice)
-    except stripe.AuthenticationError as exc:
-        raise StripeError(f"Stripe refused the API key: {exc.user_message or exc}") from None
-    except stripe.PermissionError as exc:
-        raise StripeError(f"the API key may not read everything upcurve imports: {exc.user_message or exc}") \
-            from None
-    except stripe.StripeError as exc:
-        raise StripeError(f"Stripe answered with an error: {exc.user_message or exc}") from None
+            if invoice.get("status") in REVENUE_STATUSES:
+                account.invoices.append(_with_every_line(v1, invoice, account, sleep))
+    return account
+
+
+def _read_again(v1: Any, kind: str, object_id: str, account: StripeAccount,
+                sleep: Callable[[float], None]) -> dict[str, Any] | None:
+    """One object as it is now, or None when a full read would not hold it (deleted, or an invoice that is not
+    revenue)."""
+    import stripe
+
+    try:
+        obj = _plain(_with_backoff(partial(getattr(v1, kind).retrieve, object_id), sleep))
+    except stripe.InvalidRequestError as exc:
+        if exc.http_status == 404:
+            return None
+        raise
+    finally:
+        account.requests += 1
+    if obj.get("deleted"):
+        return None
+    if kind == "invoices":
+        return _with_every_line(v1, obj, account, sleep) if obj.get("status") in REVENUE_STATUSES else None
+    return obj
+
+
+def sync_stripe(api_key: str, previous: StripeAccount, *, api_base: str | None = None,
+                say: Callable[[str], None] = lambda _m: None, sleep: Callable[[float], None] = time.sleep,
+                now: float | None = None) -> StripeAccount:
+    """``previous`` brought up to date: the objects named by the events since its cursor, read again.
+
+    Raises
+    ------
+    ConfigError
+        No API key, or ``previous`` has no cursor Stripe still holds the events of (see
+        :meth:`StripeAccount.can_sync`): read the whole account instead.
+    StripeError
+        As :func:`read_stripe`.
+    """
+    now = time.time() if now is None else now
+    if not api_key:
+        raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
+    if previous.synced_to is None or not previous.can_sync(now):
+        raise ConfigError(f"the last sync is more than {SYNC_DAYS} days old and Stripe keeps events for 30: "
+                          "read the whole account")
+    v1 = _client(api_key, api_base).v1
+    account = StripeAccount()  # counts the requests
+    by_id = {kind: {str(o.get("id")): o for o in getattr(previous, kind)} for kind in _SYNCED.values()}
+    cursor = previous.synced_to
+    touched: dict[tuple[str, str], None] = {}
+    with _stripe_errors():
+        say(f"reading Stripe's events since {dt.datetime.fromtimestamp(cursor, dt.UTC):%Y-%m-%d %H:%M} UTC")
+        for event in _pages(_lister(v1.events), {"created": {"gte": previous.synced_to}}, account, sleep):
+            obj = (event.get("data") or {}).get("object") or {}
+            kind = _SYNCED.get(str(obj.get("object")))
+            if kind and obj.get("id"):
+                touched[(kind, str(obj["id"]))] = None
+            cursor = max(cursor, int(event.get("created") or cursor))
+        for done, (kind, object_id) in enumerate(touched, start=1):
+            say(f"reading again the objects that changed: {done:,} of {len(touched):,}")
+            fresh = _read_again(v1, kind, object_id, account, sleep)
+            if fresh is None:
+                by_id[kind].pop(object_id, None)
+            else:
+                by_id[kind][object_id] = fresh  # in its place, or last when new
+    for kind, objects in by_id.items():
+        setattr(account, kind, list(objects.values()))
+    account.synced_to = cursor
+    account.changed = len(touched)
     return account
 
 
@@ -329,10 +470,10 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
             accounts.append({"account_id": customer, "name": invoice.get("customer_name") or
                              invoice.get("customer_email"), "segment": None, "industry": None, "region": None,
                              "owner": None, "created_at": None})
-    for note in account.credit_notes:
-        if note.get("customer") and note["customer"] not in known:
-            known.add(note["customer"])
-            accounts.append({"account_id": note["customer"], "name": None, "segment": None, "industry": None,
+    for other in (*account.credit_notes, *account.subscriptions):
+        if other.get("customer") and other["customer"] not in known:
+            known.add(other["customer"])
+            accounts.append({"account_id": other["customer"], "name": None, "segment": None, "industry": None,
                              "region": None, "owner": None, "created_at": None})
     subscriptions = []
     for s in account.subscriptions:
