@@ -101,6 +101,11 @@ class RevenuePolicy(BaseModel):
     segment_by
         Account columns to break the metrics down by. Default: every text column of ``accounts`` except
         ``account_id`` and ``name`` (so ``segment``, ``industry``, ``region``, ``owner`` and any extra column).
+    spread_one_time
+        Spread each ``one_time`` line's services revenue over its service period, by days, instead of booking it
+        whole in the month it starts. Default ``False`` (ChartMogul and Baremetrics book a one-time charge on its
+        day); set it when one-time invoices pay for a period of service (a year of support, a prepaid
+        implementation). Never MRR either way.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -110,6 +115,7 @@ class RevenuePolicy(BaseModel):
     usage_in_mrr: bool = True
     reactivation_window_months: int | None = Field(None, ge=0)
     segment_by: tuple[str, ...] | None = None
+    spread_one_time: bool = False
 
     @field_validator("reporting_currency", "fx_quote_currency")
     @classmethod

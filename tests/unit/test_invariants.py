@@ -167,3 +167,39 @@ def test_results_do_not_depend_on_row_order(history, random) -> None:
     second = _compute(*_tables(shuffled, rates), as_of)
     for a, b in zip(first[:3], second[:3], strict=True):
         assert sorted(a, key=_row_key) == sorted(b, key=_row_key)
+
+
+@given(st.lists(st.tuples(st.integers(-100_000_00, 100_000_00), st.integers(0, 700), st.integers(0, 800)),
+                min_size=1, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_spread_services_add_up_to_each_line_to_the_cent(spans) -> None:
+    """Spread over its period (``spread_one_time``), a one-time line's monthly shares add up to its amount to the
+    cent, each within a cent of its days' share, all of the amount's sign; booked whole, the same total."""
+    from decimal import Decimal
+
+    from upcurve.revenue.ledger import services_revenue
+
+    rows = []
+    for i, (cents, offset, days) in enumerate(spans):
+        start = START + dt.timedelta(days=offset)
+        rows.append({"line_id": f"l{i}", "kind": "one_time", "amount": Decimal(cents) / 100, "currency": "USD",
+                     "period_start": start, "period_end": start + dt.timedelta(days=days)})
+    lines = ibis.memtable(pa.Table.from_pylist(rows, schema=pa.schema([
+        ("line_id", pa.string()), ("kind", pa.string()), ("amount", pa.decimal128(20, 3)),
+        ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32())])))
+    cal = month_calendar(START, START + dt.timedelta(days=1600))
+    con = ibis.duckdb.connect()
+    for i, (cents, offset, days) in enumerate(spans):
+        one = lines.filter(lines.line_id == f"l{i}")
+        spread = con.to_pyarrow(services_revenue(one, None, cal, policy=RevenuePolicy(spread_one_time=True)))
+        shares = {r["month_idx"]: r["services_cents"] for r in spread.to_pylist()}
+        assert sum(shares.values()) == cents
+        whole = con.to_pyarrow(services_revenue(one, None, cal, policy=RevenuePolicy())).to_pylist()
+        assert sum(r["services_cents"] for r in whole) == cents
+        start, total = START + dt.timedelta(days=offset), max(days, 1)
+        for month_idx, share in shares.items():
+            first = dt.date(month_idx // 12, month_idx % 12 + 1, 1)
+            nxt = dt.date((month_idx + 1) // 12, (month_idx + 1) % 12 + 1, 1)
+            inside = (min(nxt, start + dt.timedelta(days=total)) - max(first, start)).days
+            assert abs(share - cents * inside / total) <= 1
+            assert share * cents >= 0

@@ -303,15 +303,52 @@ def services_revenue(
     -------
     ``Σ round(amount × rate(month) × 100)`` over ``one_time`` lines, booked in the month of ``period_start``, at
     the same rate (or cross rate) as :func:`line_months`. Refunds are negative one-time lines and reduce it.
+
+    With ``policy.spread_one_time``, each line is spread over its service period ``[period_start, period_end)``
+    by days: month *m*'s share is ``round(A × D≤m ÷ D) − round(A × D<m ÷ D)`` cents of the line's currency
+    (``A`` the amount in cents, ``D`` the period's days, ``D≤m`` and ``D<m`` its days up to the end of *m* and
+    before *m*), converted at *m*'s rate. The shares add up to the line's amount to the cent: $1,000 over
+    January to March 2024 (91 days) is 340.66, 318.68, 340.66.
+
+    Edge cases
+    ----------
+    A line whose period is one day (or none) is booked in its month, spread or not. The share of months after the
+    as-of month is not yet revenue (it is deferred): it appears in a later run.
     """
     lines = invoice_lines.filter(invoice_lines.kind == "one_time")
-    lines = lines.mutate(
-        month_idx=(lines.period_start.year() * 12 + lines.period_start.month() - 1).cast("int64")
-    )
-    lines = lines.join(calendar.select("month_idx"), "month_idx")
+    if policy.spread_one_time:
+        lines = _spread_over_months(lines, calendar)
+    else:
+        lines = lines.mutate(
+            month_idx=(lines.period_start.year() * 12 + lines.period_start.month() - 1).cast("int64"),
+            cents=lines.amount.cast("float64") * 100,
+        )
+        lines = lines.join(calendar.select("month_idx"), "month_idx")
     if fx_rates is None:
         lines = lines.mutate(rate=ibis.literal(1.0))
     else:
         lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
-    cents = (lines.amount.cast("float64") * lines.rate * 100).round().cast("int64")
+    cents = (lines.cents * lines.rate).round().cast("int64")
     return lines.group_by("month_idx").aggregate(services_cents=cents.sum())
+
+
+def _spread_over_months(lines: ir.Table, calendar: ir.Table) -> ir.Table:
+    """Each one-time line once per calendar month its service period touches, with ``cents``: its share of the
+    line's amount in cents of its currency (see :func:`services_revenue`)."""
+    idx = calendar.month_idx
+    year = (idx // 12).cast("int32")
+    month_start = ibis.date(year, (idx % 12 + 1).cast("int32"), ibis.literal(1, "int32"))
+    next_idx = idx + 1
+    next_start = ibis.date((next_idx // 12).cast("int32"), (next_idx % 12 + 1).cast("int32"),
+                           ibis.literal(1, "int32"))
+    months = calendar.select("month_idx", _from=month_start, _to=next_start)
+    lines = lines.mutate(_days=ibis.greatest(lines.period_end.delta(lines.period_start, unit="day"), 1))
+    touched = lines.join(months, [months._to > lines.period_start,
+                                  months._from.delta(lines.period_start, unit="day") < lines._days])
+    total = touched._days.cast("float64")
+    before = ibis.greatest(touched._from.delta(touched.period_start, unit="day"), 0)
+    through = ibis.least(touched._to.delta(touched.period_start, unit="day"), touched._days)
+    amount = touched.amount.cast("float64") * 100
+    share = (amount * through.cast("float64") / total).round() - (amount * before.cast("float64") / total).round()
+    return touched.select(*[c for c in lines.columns if not c.startswith("_")], month_idx=touched.month_idx,
+                          cents=share)
