@@ -971,14 +971,16 @@ def _import_crm(crm: str, read: Callable[[], CrmFacts], *, into: str | Path, exp
     columns = list(dict.fromkeys([*accounts.column_names, *(k for f in facts.accounts.values() for k in f)]))
     updated = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in rows])
     notes = [*facts.notes, f"{matched:,} of {len(rows):,} accounts matched a {crm} account"]
-    written = _replace_tables(dest, {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets},
-                              inputs=inputs,
+    tables = {"accounts": updated, "renewals": facts.renewals, "tickets": facts.tickets}
+    if facts.activities is not None:  # an export without activity records leaves the folder's as they are
+        tables["activities"] = facts.activities
+    written = _replace_tables(dest, tables, inputs=inputs,
                               info={"crm": {"source": crm.lower(), "export": "API" if export_dir is None
                                             else str(export_dir), "notes": notes}})
     for note in notes:
         say(note)
-    return ImportResult(written, {"accounts matched": matched, "renewals": facts.renewals.num_rows,
-                                  "tickets": facts.tickets.num_rows}, 0, check_folder(written))
+    counts = {"accounts matched": matched, **{name: t.num_rows for name, t in tables.items() if name != "accounts"}}
+    return ImportResult(written, counts, 0, check_folder(written))
 
 
 @dataclass

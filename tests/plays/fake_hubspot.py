@@ -1,6 +1,6 @@
-"""A local server that answers as HubSpot's CRM API v3 documents, for reading companies, owners, deals and tickets
-and for the push of scores to company properties: objects and owners listed in pages (``limit``, ``after``,
-``paging.next.after``; deals and tickets with their associated companies when ``associations`` asks), company
+"""A local server that answers as HubSpot's CRM API v3 documents, for reading companies, owners, deals, tickets, calls
+and meetings and for the push of scores to company properties: objects and owners listed in pages (``limit``,
+``after``, ``paging.next.after``; the others with their associated companies when ``associations`` asks), company
 properties read by name (404 when absent) and created, companies updated in batches of at most 100
 (``/batch/update``), a bearer token checked (401
 with HubSpot's error body), failures answered once on request (429 with ``Retry-After``, 500), and a log of every
@@ -50,12 +50,14 @@ def owner(owner_id: str, first: str, last: str) -> dict[str, Any]:
 
 @dataclass
 class FakeHubSpot:
-    """The portal's companies, deals, tickets, owners and company properties, failures to answer next, and what
-    was received."""
+    """The portal's companies, deals, tickets, calls, meetings, owners and company properties, failures to answer
+    next, and what was received."""
 
     companies: list[dict[str, Any]] = field(default_factory=list)
     deals: list[dict[str, Any]] = field(default_factory=list)
     tickets: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    meetings: list[dict[str, Any]] = field(default_factory=list)
     owners: list[dict[str, Any]] = field(default_factory=list)
     properties: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, status), answered once each
@@ -86,7 +88,8 @@ def _answer(hub: FakeHubSpot, method: str, path: str, query: dict[str, list[str]
                              "errorType": "RATE_LIMIT", "policyName": "SECONDLY"}
             return _error(status, "INTERNAL_ERROR", "internal error")
     lists = {"/crm/v3/objects/companies": hub.companies, "/crm/v3/objects/deals": hub.deals,
-             "/crm/v3/objects/tickets": hub.tickets, "/crm/v3/owners/": hub.owners}
+             "/crm/v3/objects/tickets": hub.tickets, "/crm/v3/objects/calls": hub.calls,
+             "/crm/v3/objects/meetings": hub.meetings, "/crm/v3/owners/": hub.owners}
     if method == "GET" and path in lists:
         items = lists[path]
         limit = min(int(query.get("limit", ["10"])[0]), 100)

@@ -48,6 +48,14 @@ def _export(folder: Path, *, ticket_date: str = "2024-05-02 14:30") -> Path:
         f"8001,Login broken,Support Pipeline,Closed,{ticket_date},HIGH,9001\n"
         "8002,Invoice question,Support Pipeline,New,2024-05-03 08:00,LOW,9002\n"
         "8003,Demo request,Support Pipeline,New,2024-05-04 08:00,LOW,9003\n")
+    (folder / "hubspot-crm-exports-all-meetings-2024-06-30.csv").write_text(
+        "Record ID,Meeting name,Activity date,Call and meeting type,Meeting outcome,Associated Company IDs\n"
+        "6001,Acme QBR,2024-04-10 15:00,QBR,Completed,9001\n"
+        "6002,Beta onboarding,2024-04-11 09:30,Onboarding,Scheduled,9002\n"
+        "6003,Prospect demo,2024-04-12 09:30,Demo,Completed,9003\n")
+    (folder / "hubspot-crm-exports-all-calls-2024-06-30.csv").write_text(
+        "Record ID,Call Title,Activity date,Call and meeting type,Call outcome,Associated Company IDs\n"
+        "5001,Check-in,2024-04-15 11:00,,Connected,9001;9002\n")
     return folder
 
 
@@ -65,6 +73,17 @@ def test_the_exports_facts_by_billing_account(tmp_path: Path) -> None:
         {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "HIGH"},
         {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "LOW"}]
     assert any("1 HubSpot company has no Stripe Customer ID" in n for n in facts.notes)
+    # meetings and calls as the plays logged: the type named (QBR → qbr), else the kind of record; a call
+    # associated with two companies counts for each; the prospect's demo has no billing account
+    assert facts.activities is not None and sorted(facts.activities.to_pylist(), key=str) == sorted([
+        {"account_id": "A0000001", "ts": dt.datetime(2024, 4, 10, 15), "play": "qbr", "outcome": "Completed"},
+        {"account_id": "A0000002", "ts": dt.datetime(2024, 4, 11, 9, 30), "play": "onboarding",
+         "outcome": "Scheduled"},
+        {"account_id": "A0000001", "ts": dt.datetime(2024, 4, 15, 11), "play": "call", "outcome": "Connected"},
+        {"account_id": "A0000002", "ts": dt.datetime(2024, 4, 15, 11), "play": "call", "outcome": "Connected"},
+    ], key=str)
+    only_qbrs = hubspot_facts(tmp_path / "hs", MAPPING.model_copy(update={"plays": {"QBR": "quarterly_review"}}))
+    assert only_qbrs.activities is not None and only_qbrs.activities["play"].to_pylist() == ["quarterly_review"]
 
 
 def test_missing_columns_bad_dates_and_two_exports_of_one_object_are_named(tmp_path: Path) -> None:
@@ -129,6 +148,14 @@ def hub() -> Iterator[FakeHubSpot]:
                   deal_or_ticket("7004", ["9100"], dealtype="renewal", closedate="2024-12-31T00:00:00Z")]
     fake.tickets = [deal_or_ticket("8001", ["9001"], createdate="2024-05-02T14:30:00.000Z", hs_ticket_priority="HIGH"),
                     deal_or_ticket("8002", ["9002"], createdate="2024-05-03T08:00:00.000Z", hs_ticket_priority="LOW")]
+    fake.meetings = [deal_or_ticket("6001", ["9001"], hs_timestamp="2024-04-10T15:00:00.000Z", hs_activity_type="QBR",
+                                    hs_meeting_outcome="COMPLETED"),
+                     deal_or_ticket("6002", ["9002"], hs_timestamp="2024-04-11T09:30:00.000Z",
+                                    hs_activity_type="Onboarding", hs_meeting_outcome="SCHEDULED"),
+                     deal_or_ticket("6003", ["9100"], hs_timestamp="2024-04-12T09:30:00.000Z",
+                                    hs_activity_type="Demo", hs_meeting_outcome="COMPLETED")]
+    fake.calls = [deal_or_ticket("5001", ["9001", "9002"], hs_timestamp="2024-04-15T11:00:00.000Z",
+                                 hs_activity_type=None, hs_call_status="COMPLETED")]
     yield from serve(fake)
 
 
@@ -145,6 +172,9 @@ def test_the_api_gives_the_facts_the_exports_give(hub: FakeHubSpot) -> None:
     assert facts.tickets.to_pylist() == [
         {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "HIGH"},
         {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "LOW"}]
+    assert sorted((r["account_id"], r["play"], r["outcome"]) for r in facts.activities.to_pylist()) == [
+        ("A0000001", "call", "COMPLETED"), ("A0000001", "qbr", "COMPLETED"), ("A0000002", "call", "COMPLETED"),
+        ("A0000002", "onboarding", "SCHEDULED")]
     assert hub.requests.count("GET /crm/v3/objects/companies") == 2 and not hub.failures  # two pages; the 429
     assert any("148 HubSpot companies have no stripe_customer_id" in n for n in facts.notes)
     with pytest.raises(CrmError, match="HubSpot refused the access token"):

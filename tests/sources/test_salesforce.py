@@ -47,6 +47,14 @@ def _export(folder: Path, *, case_date: str = "2024-05-02T14:30:00.000Z") -> Pat
         '"Id","AccountId","CreatedDate","Priority","Status"\n'
         f'"500A","001A","{case_date}","High","Closed"\n'
         '"500B","001B","2024-05-03T08:00:00.000Z","Low","New"\n')
+    (folder / "Task.csv").write_text(
+        '"Id","AccountId","Subject","Type","ActivityDate","CreatedDate","Status"\n'
+        '"00TA","001A","QBR prep","QBR","2024-04-10","2024-04-01T09:00:00.000Z","Completed"\n'
+        '"00TB","001B","Follow up","Call","","2024-04-12T10:00:00.000Z","Not Started"\n'
+        '"00TC","001C","Prospect call","Call","2024-04-12","2024-04-01T09:00:00.000Z","Completed"\n')
+    (folder / "Event.csv").write_text(
+        '"Id","AccountId","Subject","Type","StartDateTime"\n'
+        '"00UA","001A","Executive review","Executive Business Review","2024-04-20T15:00:00.000Z"\n')
     return folder
 
 
@@ -61,6 +69,13 @@ def test_the_export_s_facts_by_billing_account(tmp_path: Path) -> None:
         {"account_id": "A0000001", "opened_at": dt.datetime(2024, 5, 2, 14, 30), "severity": "High"},
         {"account_id": "A0000002", "opened_at": dt.datetime(2024, 5, 3, 8, 0), "severity": "Low"}]
     assert any("1 Salesforce account(s) have no Stripe_Customer_ID__c" in n for n in facts.notes)
+    # tasks and events as the plays logged, named after their type; a task without a date is dated when created;
+    # the prospect's call has no billing account
+    assert facts.activities is not None and facts.activities.to_pylist() == [
+        {"account_id": "A0000001", "ts": dt.datetime(2024, 4, 10), "play": "qbr", "outcome": "Completed"},
+        {"account_id": "A0000002", "ts": dt.datetime(2024, 4, 12, 10), "play": "call", "outcome": "Not Started"},
+        {"account_id": "A0000001", "ts": dt.datetime(2024, 4, 20, 15), "play": "executive_business_review",
+         "outcome": None}]
 
 
 def test_missing_columns_and_bad_dates_are_named(tmp_path: Path) -> None:
@@ -122,7 +137,15 @@ def org() -> Iterator[tuple[FakeSalesforce, object]]:
         "Case": [{"Id": "500A", "AccountId": "001A", "CreatedDate": "2024-05-02T14:30:00.000+0000",
                   "Priority": "High"},
                  {"Id": "500B", "AccountId": "001B", "CreatedDate": "2024-05-03T08:00:00.000+0000",
-                  "Priority": "Low"}]}
+                  "Priority": "Low"}],
+        "Task": [{"Id": "00TA", "AccountId": "001A", "Type": "QBR", "ActivityDate": "2024-04-10",
+                  "CreatedDate": "2024-04-01T09:00:00.000+0000", "Status": "Completed"},
+                 {"Id": "00TB", "AccountId": "001B", "Type": "Call", "ActivityDate": None,
+                  "CreatedDate": "2024-04-12T10:00:00.000+0000", "Status": "Not Started"},
+                 {"Id": "00TD", "AccountId": None, "Type": "Call", "ActivityDate": "2024-04-12",
+                  "CreatedDate": "2024-04-01T09:00:00.000+0000", "Status": "Completed"}],
+        "Event": [{"Id": "00UA", "AccountId": "001A", "Type": "Executive Business Review",
+                   "StartDateTime": "2024-04-20T15:00:00.000+0000"}]}
     yield from serve_salesforce(fake)
 
 
@@ -132,8 +155,10 @@ def test_the_api_gives_the_facts_the_export_gives(org: tuple[FakeSalesforce, obj
     from_export = salesforce_facts(_export(tmp_path / "sf"), MAPPING)
     assert from_api.accounts == from_export.accounts
     assert from_api.renewals.equals(from_export.renewals) and from_api.tickets.equals(from_export.tickets)
+    assert from_api.activities is not None and from_export.activities is not None
+    assert from_api.activities.equals(from_export.activities)
     assert any("1,999 Salesforce account(s) have no Stripe_Customer_ID__c" in n for n in from_api.notes)
-    assert fake.requests.count(f"GET {SF_BASE}/query/") == 4  # one a query …
+    assert fake.requests.count(f"GET {SF_BASE}/query/") == 6  # one a query …
     assert any(r.startswith(f"GET {SF_BASE}/query/01g") for r in fake.requests)  # … and the Accounts' second page
     with pytest.raises(CrmError, match=r"Salesforce answered 400 \(read Account\): .*No such column 'Billing__c'"):
         salesforce_api_facts(SF_TOKEN, fake.url, SalesforceMapping(account_key="Billing__c"), session=session)
@@ -158,3 +183,13 @@ def test_import_from_the_api_into_a_data_folder(org: tuple[FakeSalesforce, objec
     accounts = {r["account_id"]: r for r in pacsv.read_csv(data / "accounts.csv").to_pylist()}
     assert (accounts["A0000001"]["owner"], accounts["A0000001"]["region"]) == ("Ann Lee", "Germany")
     assert pacsv.read_csv(data / "tickets.csv").num_rows == 2
+
+
+def test_an_activity_s_bad_date_is_named(tmp_path: Path) -> None:
+    folder = _export(tmp_path / "sf")
+    (folder / "Event.csv").write_text('"Id","AccountId","Type","StartDateTime"\n"00UA","001A","QBR","soon"\n')
+    with pytest.raises(ContractError) as caught:
+        salesforce_facts(folder, MAPPING)
+    [problem] = caught.value.problems
+    assert (problem.file, problem.column, problem.rows, problem.values) == ("Event.csv", "StartDateTime", (2,),
+                                                                             ("soon",))

@@ -6,7 +6,8 @@ A Salesforce data export (Setup → Data Export, or Data Loader) writes one CSV 
 columns the fields' API names: ``Account.csv`` (``Id``, ``Name``, ``OwnerId``, ``Type``, ``Industry``,
 ``BillingCountry``, custom fields such as ``Stripe_Customer_ID__c``), ``User.csv`` (``Id``, ``Name``),
 ``Opportunity.csv`` (``Id``, ``AccountId``, ``Type``, ``CloseDate``) and ``Case.csv`` (``Id``, ``AccountId``,
-``CreatedDate``, ``Priority``). Only ``Account.csv`` is required.
+``CreatedDate``, ``Priority``), ``Task.csv`` (``AccountId``, ``Type``, ``ActivityDate``, ``Status``) and
+``Event.csv`` (``AccountId``, ``Type``, ``StartDateTime``). Only ``Account.csv`` is required.
 
 The mapping (YAML; an unknown key is an error naming it) says which Account field holds the billing system's
 account id (``account_key``: ``Id`` by default, or a custom field holding the Stripe customer id) and which fields
@@ -14,13 +15,22 @@ are the segment, industry and region; which opportunity types are renewals (``Re
 ``CloseDate`` of each renewal opportunity; a ticket is a case, opened at its ``CreatedDate``, its severity its
 ``Priority``; the owner is the account owner's name (``User.csv``), else the owner's id.
 
+Activities (tasks and events in Salesforce, calls and meetings in HubSpot) become the contract's ``activities``:
+the plays a team logged, for [the plays' uplift](plays.md). An activity's ``play`` is its type (``Type``; HubSpot's
+``Call and meeting type``), lowercased with ``_`` for spaces (``QBR`` → ``qbr``), else the kind of record
+(``task``, ``event``, ``call``, ``meeting``); the mapping's ``plays`` names the types that are plays and what each is
+called (``{QBR: qbr, "Executive Business Review": ebr}``), and the others are left out. ``ts``: a task's
+``ActivityDate`` (its ``CreatedDate`` when it has none), an event's ``StartDateTime``, a call's or meeting's
+``Activity date``; ``outcome``: a task's ``Status``, a meeting's ``Meeting outcome``, a call's ``Call outcome``.
+
 HubSpot exports a view of companies, deals or tickets as a CSV file whose columns are the properties' labels
 (``Record ID``, ``Company name``, ``Company owner``, ``Industry``, ``Country/Region``; ``Deal Type``, ``Close
-Date``, ``Associated Company IDs``; ``Ticket ID``, ``Create date``, ``Priority``). A folder holds one export of
-each: the file whose name holds ``compan`` is the companies (required), ``deal`` the deals, ``ticket`` the tickets
-(HubSpot's own names, ``hubspot-crm-exports-all-companies-2024-06-30.csv``, match). Its mapping names the company
-property holding the billing id (``Record ID`` by default), the others, the deal types that are renewals, and a
-company date property holding the contract's end (a renewal date too).
+Date``, ``Associated Company IDs``; ``Ticket ID``, ``Create date``, ``Priority``; ``Activity date``, ``Call and
+meeting type``, ``Meeting outcome``, ``Call outcome``). A folder holds one export of each: the file whose name
+holds ``compan`` is the companies (required), ``deal`` the deals, ``ticket`` the tickets, ``call`` the calls,
+``meeting`` the meetings (HubSpot's own names, ``hubspot-crm-exports-all-companies-2024-06-30.csv``, match).
+Its mapping names the company property holding the billing id (``Record ID`` by default), the others, the deal
+types that are renewals, and a company date property holding the contract's end (a renewal date too).
 
 A file's missing column is an error naming the file, the column and the columns it has; a row's date that does not
 parse names the file, the line, the column and the value; all at once, and nothing is written.
@@ -31,6 +41,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +82,8 @@ class SalesforceMapping(BaseModel):
     industry: str | None = "Industry"
     region: str | None = "BillingCountry"
     renewal_types: tuple[str, ...] = ("Renewal",)
+    activity_type: str = "Type"
+    plays: dict[str, str] | None = None
 
 
 def load_salesforce_mapping(path: str | Path | None) -> SalesforceMapping:
@@ -86,7 +99,8 @@ def load_salesforce_mapping(path: str | Path | None) -> SalesforceMapping:
 
 class CrmFacts(BaseModel):
     """What the CRM says: per billing account id its ``owner``, ``segment``, ``industry`` and ``region`` (absent
-    fields left out), its renewal dates and its tickets; and notes."""
+    fields left out), its renewal dates, its tickets and its activities (None when the source held no activity
+    records: an export without them); and notes."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -94,6 +108,36 @@ class CrmFacts(BaseModel):
     renewals: pa.Table
     tickets: pa.Table
     notes: list[str]
+    activities: pa.Table | None = None
+
+
+class _Activities:
+    """Activity records gathered as the contract's ``activities`` rows (see the module)."""
+
+    def __init__(self, plays: dict[str, str] | None) -> None:
+        self.plays = plays
+        self.rows: dict[str, list[Any]] = {"account_id": [], "ts": [], "play": [], "outcome": []}
+        self.undated = 0
+
+    def play(self, kind: str | None, record: str) -> str | None:
+        """The play an activity of type ``kind`` stands for: the mapping's name for it (None, left out, when the
+        mapping names others); without one, the type itself, else the kind of record."""
+        if self.plays is not None:
+            return self.plays.get(kind or "")
+        return "_".join(kind.lower().split()) if kind and kind.strip() else record
+
+    def add(self, keys: list[str], ts: dt.datetime, play: str, outcome: str | None) -> None:
+        for key in keys:
+            self.rows["account_id"].append(key)
+            self.rows["ts"].append(ts)
+            self.rows["play"].append(play)
+            self.rows["outcome"].append(outcome)
+
+    def table(self) -> pa.Table:
+        return pa.table({"account_id": pa.array(self.rows["account_id"], pa.string()),
+                         "ts": pa.array(self.rows["ts"], pa.timestamp("us")),
+                         "play": pa.array(self.rows["play"], pa.string()),
+                         "outcome": pa.array(self.rows["outcome"], pa.string())})
 
 
 def _read(path: Path, needed: list[str], problems: list[Problem]) -> list[dict[str, Any]] | None:
@@ -143,8 +187,12 @@ def _bad_values(file: str, column: str, bad: list[tuple[int, str]], rule: str, p
 
 
 def _facts(renewals: dict[str, list[Any]], tickets: dict[str, list[Any]], accounts: dict[str, dict[str, str | None]],
-           notes: list[str]) -> CrmFacts:
+           notes: list[str], activities: _Activities | None = None) -> CrmFacts:
+    if activities is not None and activities.undated:
+        notes.append(f"{activities.undated:,} activit{'y has' if activities.undated == 1 else 'ies have'} no date: "
+                     "left out")
     return CrmFacts(
+        activities=None if activities is None else activities.table(),
         accounts=accounts,
         renewals=pa.table({"account_id": pa.array(renewals["account_id"], pa.string()),
                            "renewal_date": pa.array(renewals["renewal_date"], pa.date32())}),
@@ -177,17 +225,28 @@ def salesforce_facts(folder: str | Path, mapping: SalesforceMapping) -> CrmFacts
         if (folder / "Opportunity.csv").is_file() else []
     cases = _read(folder / "Case.csv", ["AccountId", "CreatedDate", "Priority"], problems) \
         if (folder / "Case.csv").is_file() else []
+    activities: dict[str, list[dict[str, Any]] | None] = {}
+    for obj, when in _SALESFORCE_ACTIVITIES.items():
+        if (folder / f"{obj}.csv").is_file():
+            activities[obj] = _read(folder / f"{obj}.csv", ["AccountId", mapping.activity_type, when], problems)
     if problems or accounts is None:
         raise ContractError(problems)
     return _salesforce_rows(accounts, users or [], opportunities or [], cases or [], mapping,
-                            {obj: f"{obj}.csv" for obj in ("Opportunity", "Case")})
+                            {obj: f"{obj}.csv" for obj in ("Opportunity", "Case", *_SALESFORCE_ACTIVITIES)},
+                            {obj: rows or [] for obj, rows in activities.items()} if activities else None)
+
+
+#: Salesforce's activity objects and the field dating each.
+_SALESFORCE_ACTIVITIES = {"Task": "ActivityDate", "Event": "StartDateTime"}
 
 
 def _salesforce_rows(accounts: list[dict[str, Any]], users: list[dict[str, Any]],
                      opportunities: list[dict[str, Any]], cases: list[dict[str, Any]], mapping: SalesforceMapping,
-                     names_of: dict[str, str]) -> CrmFacts:
+                     names_of: dict[str, str], activity_records: dict[str, list[dict[str, Any]]] | None = None
+                     ) -> CrmFacts:
     """The facts of Salesforce's records as rows keyed by the fields' API names, whether they came from a data
-    export or the API; ``names_of``: how problems name each object's source."""
+    export or the API; ``names_of``: how problems name each object's source; ``activity_records``: the Task and
+    Event records read (None: none were)."""
     problems: list[Problem] = []
     names = {u["Id"]: u["Name"] for u in users}
     billing_id = {a["Id"]: a[mapping.account_key] for a in accounts if a.get(mapping.account_key)}
@@ -230,9 +289,29 @@ def _salesforce_rows(accounts: list[dict[str, Any]], users: list[dict[str, Any]]
         tickets["severity"].append(c.get("Priority"))
     _bad_values(names_of["Case"], "CreatedDate", bad, "not a date and time such as 2024-06-30T10:00:00.000Z",
                 problems)
+    activities = None if activity_records is None else _Activities(mapping.plays)
+    for obj, records in (activity_records or {}).items():
+        assert activities is not None
+        when = _SALESFORCE_ACTIVITIES[obj]
+        bad = []
+        for line, r in enumerate(records, start=2):
+            play = activities.play(r.get(mapping.activity_type), obj.lower())
+            if r.get("AccountId") not in billing_id or play is None:
+                continue
+            value = r.get(when) or (r.get("CreatedDate") if obj == "Task" else None)
+            if not value:
+                activities.undated += 1
+                continue
+            ts = _timestamp(value)
+            if ts is None:
+                bad.append((line, str(value)))
+                continue
+            activities.add([billing_id[r["AccountId"]]], ts, play, r.get("Status"))
+        _bad_values(names_of[obj], when, bad, "not a date or date and time such as 2024-06-30T10:00:00.000Z",
+                    problems)
     if problems:
         raise ContractError(problems)
-    return _facts(renewals, tickets, facts, notes)
+    return _facts(renewals, tickets, facts, notes, activities)
 
 
 class HubSpotMapping(BaseModel):
@@ -254,6 +333,12 @@ class HubSpotMapping(BaseModel):
     ticket_company: str = "Associated Company IDs"
     ticket_opened: str = "Create date"
     ticket_priority: str | None = "Priority"
+    activity_company: str = "Associated Company IDs"
+    activity_date: str = "Activity date"
+    activity_type: str | None = "Call and meeting type"
+    call_outcome: str | None = "Call outcome"
+    meeting_outcome: str | None = "Meeting outcome"
+    plays: dict[str, str] | None = None
 
 
 def load_hubspot_mapping(path: str | Path | None) -> HubSpotMapping:
@@ -273,7 +358,8 @@ def _hubspot_files(folder: Path) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() == ".csv":
             name = path.name.lower()
-            for obj, word in (("companies", "compan"), ("deals", "deal"), ("tickets", "ticket")):
+            for obj, word in (("companies", "compan"), ("deals", "deal"), ("tickets", "ticket"),
+                              ("calls", "call"), ("meetings", "meeting")):
                 if word in name:
                     found.setdefault(obj, []).append(path)
     twice = {obj: paths for obj, paths in found.items() if len(paths) > 1}
@@ -318,19 +404,24 @@ def hubspot_facts(folder: str | Path, mapping: HubSpotMapping) -> CrmFacts:
     ticket_fields = [mapping.ticket_company, mapping.ticket_opened, *([mapping.ticket_priority]
                                                                      if mapping.ticket_priority else [])]
     tickets_in = _read(files["tickets"], ticket_fields, problems) if "tickets" in files else []
+    activity_fields = [mapping.activity_company, mapping.activity_date]
+    activities: dict[str, list[dict[str, Any]]] = {
+        obj: _read(files[obj], activity_fields, problems) or [] for obj in ("calls", "meetings") if obj in files}
     if problems or companies is None:
         raise ContractError(problems)
     names = {obj: path.name for obj, path in files.items()}
     return _hubspot_rows(companies, deals if "deals" in files else None,
-                         tickets_in if "tickets" in files else None, mapping, names)
+                         tickets_in if "tickets" in files else None, mapping, names, activities or None)
 
 
 def _hubspot_rows(companies: list[dict[str, Any]], deals: list[dict[str, Any]] | None,
                   tickets_in: list[dict[str, Any]] | None, mapping: HubSpotMapping,
-                  names: dict[str, str]) -> CrmFacts:
-    """The facts of HubSpot's companies, deals and tickets as rows keyed by the mapping's names (a company's own id
-    under ``Record ID``; a deal's or ticket's companies under ``deal_company``/``ticket_company``, ``;`` between
-    them), whether they came from CSV exports or the API; ``names``: how problems name each object's source."""
+                  names: dict[str, str], activity_records: dict[str, list[dict[str, Any]]] | None = None
+                  ) -> CrmFacts:
+    """The facts of HubSpot's companies, deals, tickets, calls and meetings as rows keyed by the mapping's names (a
+    company's own id under ``Record ID``; a deal's, ticket's or activity's companies under its ``*_company`` name,
+    ``;`` between them), whether they came from CSV exports or the API; ``names``: how problems name each object's
+    source; ``activity_records``: the calls and meetings read (None: none were)."""
     problems: list[Problem] = []
     billing_id = {c["Record ID"]: c[mapping.account_key] for c in companies
                   if c.get("Record ID") and c.get(mapping.account_key)}
@@ -389,9 +480,29 @@ def _hubspot_rows(companies: list[dict[str, Any]], deals: list[dict[str, Any]] |
     if tickets_in is not None:
         _bad_values(names["tickets"], mapping.ticket_opened, bad,
                     "not a date and time such as 2024-06-30 14:05", problems, "HubSpot")
+    activities = None if activity_records is None else _Activities(mapping.plays)
+    for obj, records in (activity_records or {}).items():
+        assert activities is not None
+        outcome = mapping.call_outcome if obj == "calls" else mapping.meeting_outcome
+        bad = []
+        for line, r in enumerate(records, start=2):
+            keys = [billing_id[i] for i in _ids(r.get(mapping.activity_company)) if i in billing_id]
+            play = activities.play(r.get(mapping.activity_type) if mapping.activity_type else None, obj[:-1])
+            if not keys or play is None:
+                continue
+            if not r.get(mapping.activity_date):
+                activities.undated += 1
+                continue
+            ts = _timestamp(r[mapping.activity_date])
+            if ts is None:
+                bad.append((line, str(r[mapping.activity_date])))
+                continue
+            activities.add(keys, ts, play, r.get(outcome) if outcome else None)
+        _bad_values(names[obj], mapping.activity_date, bad, "not a date and time such as 2024-06-30 14:05",
+                    problems, "HubSpot")
     if problems:
         raise ContractError(problems)
-    return _facts(renewals, tickets, facts, notes)
+    return _facts(renewals, tickets, facts, notes, activities)
 
 
 class HubSpotApiMapping(HubSpotMapping):
@@ -408,6 +519,10 @@ class HubSpotApiMapping(HubSpotMapping):
     close_date: str = "closedate"
     ticket_opened: str = "createdate"
     ticket_priority: str | None = "hs_ticket_priority"
+    activity_date: str = "hs_timestamp"
+    activity_type: str | None = "hs_activity_type"
+    call_outcome: str | None = "hs_call_status"
+    meeting_outcome: str | None = "hs_meeting_outcome"
 
 
 def load_hubspot_api_mapping(path: str | Path | None) -> HubSpotApiMapping:
@@ -525,8 +640,8 @@ def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base
     """
     if not access_token:
         raise ConfigError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app's token with the "
-                          "crm.objects.companies.read, crm.objects.deals.read, tickets and crm.objects.owners.read "
-                          "scopes)")
+                          "crm.objects.companies.read, crm.objects.deals.read, tickets, crm.objects.owners.read "
+                          "and crm.objects.contacts.read (calls and meetings) scopes)")
     crm = hubspot_client(access_token, api_base).crm
     company_props = [p for p in (mapping.account_key, mapping.owner, mapping.segment, mapping.industry,
                                  mapping.region, mapping.contract_end) if p]
@@ -557,8 +672,20 @@ def hubspot_api_facts(access_token: str, mapping: HubSpotApiMapping, *, api_base
         company_rows.append(row)
     deal_rows = [{**(d.properties or {}), mapping.deal_company: _associated(d)} for d in deals]
     ticket_rows = [{**(t.properties or {}), mapping.ticket_company: _associated(t)} for t in tickets]
+    activities: dict[str, list[dict[str, Any]]] = {}
+    for obj, outcome in (("calls", mapping.call_outcome), ("meetings", mapping.meeting_outcome)):
+        say(f"reading HubSpot's {obj}")
+        props = [p for p in (mapping.activity_date, mapping.activity_type, outcome) if p]
+        api = getattr(crm.objects, obj).basic_api
+        records = _pages(partial(_activity_page, api, props), f"read {obj}")
+        activities[obj] = [{**(r.properties or {}), mapping.activity_company: _associated(r)} for r in records]
     return _hubspot_rows(company_rows, deal_rows, ticket_rows, mapping,
-                         {"companies": "HubSpot companies", "deals": "HubSpot deals", "tickets": "HubSpot tickets"})
+                         {obj: f"HubSpot {obj}" for obj in ("companies", "deals", "tickets", "calls", "meetings")},
+                         activities)
+
+
+def _activity_page(api: Any, properties: list[str], after: str | None) -> Any:
+    return api.get_page(limit=100, after=after, properties=properties, associations=["companies"], archived=False)
 
 
 def salesforce_api_facts(access_token: str, instance_url: str, mapping: SalesforceMapping, *, session: Any = None,
@@ -581,9 +708,9 @@ def salesforce_api_facts(access_token: str, instance_url: str, mapping: Salesfor
                           "SALESFORCE_INSTANCE_URL (https://yourorg.my.salesforce.com)")
     client = salesforce_client(access_token, instance_url, session=session)
 
-    def query(obj: str, fields: list[str]) -> list[dict[str, Any]]:
+    def query(obj: str, fields: list[str], where: str = "") -> list[dict[str, Any]]:
         say(f"reading Salesforce's {obj} records")
-        soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {obj}"
+        soql = f"SELECT {', '.join(dict.fromkeys(fields))} FROM {obj}{where}"
         try:
             rows = list(client.query_all_iter(soql))
         except Exception as exc:  # simple-salesforce's SalesforceError and its kinds, or the network's
@@ -595,5 +722,10 @@ def salesforce_api_facts(access_token: str, instance_url: str, mapping: Salesfor
     users = query("User", ["Id", "Name"])
     opportunities = query("Opportunity", ["AccountId", "Type", "CloseDate"])
     cases = query("Case", ["AccountId", "CreatedDate", "Priority"])
+    activities = {
+        "Task": query("Task", ["AccountId", mapping.activity_type, "ActivityDate", "CreatedDate", "Status"],
+                      " WHERE AccountId != null"),
+        "Event": query("Event", ["AccountId", mapping.activity_type, "StartDateTime"], " WHERE AccountId != null")}
     return _salesforce_rows(accounts, users, opportunities, cases, mapping,
-                            {"Opportunity": "Salesforce Opportunities", "Case": "Salesforce Cases"})
+                            {obj: f"Salesforce {obj}s" for obj in ("Opportunity", "Case", "Task", "Event")}
+                            | {"Opportunity": "Salesforce Opportunities"}, activities)
