@@ -281,17 +281,21 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
 
 def _group(t: ir.Table, components: tuple[Component, ...], weights: dict[str, ir.Value], missing_rule: str
            ) -> tuple[ir.Value, ir.Value, ir.Value]:
-    """A group of components' score (their weighted mean), the missing ones (``;``-separated) and the weakest."""
+    """A group of components' score (their weighted mean), the missing ones (``;``-separated, in the components'
+    order) and the weakest (the first costing the most points; none when no component is present).
+
+    Each is one flat expression over the components (a chain of ``ifelse`` that refers to the step before twice
+    would double the query with every component)."""
     score = _weighted([(t[f"health_{c.name}"], weights[c.name]) for c in components], missing_rule)
-    missing: ir.StringValue = ibis.literal("")
+    listed: ir.StringValue = ibis.literal("")
     for c in components:
-        absent = t[f"health_{c.name}"].isnull()
-        missing = ibis.cases((~absent, missing), (missing == "", ibis.literal(c.name)), else_=missing + ";" + c.name)
-    weakest = ibis.null("string")
-    worst: ir.Value = ibis.literal(-1.0)
+        listed = listed + ibis.ifelse(t[f"health_{c.name}"].isnull(), ibis.literal(f";{c.name}"), ibis.literal(""))
+    missing = listed.substr(1)  # without the leading ";"
+    costs = {c.name: (weights[c.name] * (100 - t[f"health_{c.name}"])).fill_null(-1.0) for c in components}
+    worst = ibis.greatest(*costs.values()) if len(costs) > 1 else next(iter(costs.values()))
+    present = ibis.literal(False)
     for c in components:
-        cost = (weights[c.name] * (100 - t[f"health_{c.name}"])).fill_null(-1.0)
-        better = cost > worst
-        weakest = ibis.ifelse(better, ibis.literal(c.name), weakest)
-        worst = ibis.ifelse(better, cost, worst)
-    return score, missing, weakest
+        present = present | t[f"health_{c.name}"].notnull()
+    weakest = ibis.cases(*[(cost == worst, ibis.literal(name)) for name, cost in costs.items()],
+                         else_=ibis.null("string"))
+    return score, missing, ibis.ifelse(present, weakest, ibis.null("string"))
