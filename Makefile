@@ -48,8 +48,9 @@ system-packages:
 
 ## test: install what the tests need (system and Python packages), lint, and run the whole suite
 test: system-packages install-dev lint
-	# two test workers on two cores: one OpenMP thread each, or LightGBM's threads spin against each other
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2
+	# two test workers on two cores (one OpenMP thread each, or LightGBM's threads spin against each other);
+	# a worker that runs out of tests takes some of the other's, so a long test at the end does not leave one idle
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -n 2 --dist worksteal
 
 # the public churn dataset the churn benchmark rebuilds as a billing history ships inside the `bench` extra
 $(VENV)/.bench: $(VENV)/.dev pyproject.toml

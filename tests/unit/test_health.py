@@ -93,6 +93,18 @@ def test_overrides_apply_until_they_expire() -> None:
     assert by["B"]["health_score"] == 30 and by["B"]["health_override"] is None
 
 
+def test_signals_at_two_dates_take_the_override_in_force_at_each() -> None:
+    """Scored in one pass (the accounts table's now and 30 days before), each row keeps its date and the override
+    in force then: one that ended between the two dates counts only at the earlier one."""
+    earlier = AS_OF - dt.timedelta(days=30)
+    ended = Override(account_id="A", score=85, until=AS_OF - dt.timedelta(days=1), reason="sponsor left")
+    rows = _score({"as_of": [earlier, AS_OF], "account_id": ["A", "A"], "a": ["x", "x"]},
+                  HealthConfig(components=(_fixed("a", 1, 30),), overrides=(ended,)))
+    by = {r["as_of"]: r for r in rows}
+    assert by[earlier]["health_score"] == 85 and by[earlier]["health_override"] is not None
+    assert by[AS_OF]["health_score"] == 30 and by[AS_OF]["health_override"] is None
+
+
 def test_segment_weights_replace_the_defaults_for_that_segment() -> None:
     config = HealthConfig(components=(_fixed("a", 50, 100), _fixed("b", 50, 0)),
                           segment_weights={"enterprise": {"a": 90, "b": 10}})

@@ -42,10 +42,12 @@ def accounts_table(tables: dict[str, ir.Table], account_months: ir.Table, health
     if signals is None:
         signals = account_signals_at(tables, account_months, plan_features(tables["plans"]), [before_day, as_of])
     now = signals.filter(signals.as_of == as_of).drop("as_of")
-    then = signals.filter(signals.as_of == before_day).drop("as_of")
     segments = accounts.select("account_id", "segment")
-    health_now = health_scores(now, health, as_of=as_of, segments=segments)
-    health_then = health_scores(then, health, as_of=before_day, segments=segments)
+    # both dates scored in one pass: one health expression in the query, not two
+    scored = health_scores(signals.filter(signals.as_of.isin([before_day, as_of])), health, as_of=as_of,
+                           segments=segments)
+    health_now = scored.filter(scored.as_of == as_of).drop("as_of")
+    health_then = scored.filter(scored.as_of == before_day)
     health_then = health_then.select("account_id", health_score_30d_ago="health_score")
     out = accounts.select("account_id", *[c for c in ("name", "segment", "owner") if c in accounts.columns])
     out = out.left_join(now, "account_id").select(out, *[c for c in now.columns if c != "account_id"])

@@ -235,10 +235,14 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
     null and the tier empty. A manual override in force replaces the score and says why in ``health_override``.
     ``health_weakest`` is the component costing the most points: weight × (100 − score).
 
+    Signals at several dates (an ``as_of`` column) are scored in one pass, each row with the overrides in force at
+    its own date (``as_of`` the argument is then not used), and keep their ``as_of``.
+
     Returns
     -------
-    ``account_id``, ``health_score``, ``health_tier``, ``health_stance``, ``health_basis``, ``health_missing``,
-    ``health_weakest``, ``health_override``, and ``health_<component>`` for each component of both groups.
+    (``as_of``), ``account_id``, ``health_score``, ``health_tier``, ``health_stance``, ``health_basis``,
+    ``health_missing``, ``health_weakest``, ``health_override``, and ``health_<component>`` for each component of
+    both groups.
     """
     t = signals
     if segments is not None:
@@ -263,9 +267,12 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
         basis = ibis.ifelse(by_billing, ibis.literal("billing"), basis)
     t = t.mutate(health_score=score.round(2), health_basis=basis, health_missing=missing, health_weakest=weakest,
                  health_override=ibis.null("string"))
-    live = [o for o in config.overrides if o.until >= as_of]
+    dated = "as_of" in t.columns  # signals at several dates: each row's override is the one in force at its date
+    live = [o for o in config.overrides if dated or o.until >= as_of]
     for o in live:
         hit = t.account_id == o.account_id
+        if dated:
+            hit = hit & (t.as_of <= o.until)
         t = t.mutate(health_score=ibis.ifelse(hit, o.score, t.health_score),
                      health_override=ibis.ifelse(hit, f"{o.reason} (until {o.until})", t.health_override))
     tier, stance = ibis.null("string"), ibis.null("string")
@@ -275,8 +282,8 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
         stance = ibis.ifelse(reached.fill_null(False), ibis.literal(tr.stance), stance)
     t = t.mutate(health_tier=tier, health_stance=stance)
     components = [f"health_{c.name}" for c in every]
-    return t.select("account_id", "health_score", "health_tier", "health_stance", "health_basis", "health_missing",
-                    "health_weakest", "health_override", *components)
+    return t.select(*(["as_of"] if dated else []), "account_id", "health_score", "health_tier", "health_stance",
+                    "health_basis", "health_missing", "health_weakest", "health_override", *components)
 
 
 def _group(t: ir.Table, components: tuple[Component, ...], weights: dict[str, ir.Value], missing_rule: str
