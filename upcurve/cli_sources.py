@@ -54,8 +54,9 @@ def import_stripe_command(
     api_base: Annotated[str | None, typer.Option(help="Another API address (a proxy, or a test server).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Read the whole account again, not only what changed since "
                                                       "the last import into this folder.")] = False,
-    fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of monthly exchange rates (month, "
-                                                       "currency, rate) to copy in: Stripe holds none.")] = None,
+    fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of exchange rates to copy in (Stripe "
+                                                       "holds none): monthly (month, currency, rate), or daily (day, "
+                                                       "currency, rate: each month's last rate is kept).")] = None,
 ) -> None:
     """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes) and write
     it as a contract folder, then check it. Into a folder of an earlier import, only what changed since is read

@@ -683,12 +683,16 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     account regardless. Written into an earlier import, the Stripe tables are replaced and everything else the
     folder holds (events and users, the CRM's renewals and tickets) is kept, as are the accounts' owner, segment,
     industry and region where Stripe has none (a CRM import's). ``fx_rates`` (a CSV or Parquet file of the
-    contract's ``fx_rates``; Stripe holds none) is copied in as the folder's rates, and kept by later imports.
+    contract's ``fx_rates``; Stripe holds none) is copied in as the folder's rates, and kept by later imports; daily
+    rates (``day`` or ``date`` instead of ``month``) are reduced to each month's last rate first.
 
     Raises
     ------
     ConfigError
-        No API key, an unknown format, or an ``fx_rates`` file that is missing or neither CSV nor Parquet.
+        No API key, an unknown format, or an ``fx_rates`` file that is missing, neither CSV nor Parquet, or
+        without the columns of rates.
+    ContractError
+        A daily ``fx_rates`` file's every unreadable day, missing currency and rate that is not above 0.
     StripeError
         Stripe refused the key or answered with an error, or its data lacks a field a table needs (nothing is
         written then).
@@ -707,6 +711,7 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     if rates is not None and (not rates.is_file() or rates.suffix.lower() not in (".csv", ".parquet")):
         raise ConfigError(f"{rates}: no such CSV or Parquet file of exchange rates (month, currency, rate)")
     check_folder_destination(dest, inputs=[] if rates is None else [rates], what="imported data")
+    rate_file = None if rates is None else _rates_file(rates)  # read and checked before a single request
     now = time.time() if now is None else now
     earlier = folder_manifest(dest) if dest.is_dir() else None
     cache = dest / STRIPE_OBJECTS
@@ -729,9 +734,10 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
                         "subscriptions": len(account.subscriptions), "invoices": len(account.invoices),
                         "credit_notes": len(account.credit_notes)}}
     extra = {STRIPE_OBJECTS: account.dumps()}
-    if rates is not None:
-        extra[f"fx_rates{rates.suffix.lower()}"] = rates.read_bytes()
-        info["fx_rates"] = str(rates)
+    if rates is not None and rate_file is not None:
+        name, blob, daily = rate_file
+        extra[name] = blob
+        info["fx_rates"] = f"{rates} (daily: each month's last rate)" if daily else str(rates)
     if earlier is not None and earlier.get("kind") == "import":
         old_accounts = _read_contract_file(dest, "accounts")
         if old_accounts is not None:
@@ -750,6 +756,24 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     say("checking the folder against the contract")
     return ImportResult(out, {name: t.num_rows for name, t in tables.items()}, account.requests, check_folder(out),
                         mode=mode, changed=account.changed, synced_to=synced_to)
+
+
+def _rates_file(rates: Path) -> tuple[str, bytes, bool]:
+    """The folder's ``fx_rates`` file from a user's file of rates: a monthly one as it is, a daily one reduced to
+    each month's last rate (:func:`upcurve.sources.fx.monthly_rates`): its name, its bytes, and whether the rates
+    were daily."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    from upcurve.sources.fx import monthly_rates
+
+    monthly = monthly_rates(rates)
+    if monthly is None:
+        return f"fx_rates{rates.suffix.lower()}", rates.read_bytes(), False
+    out = io.BytesIO()
+    pacsv.write_csv(monthly, out)
+    return "fx_rates.csv", out.getvalue(), True
 
 
 #: Where a Stripe import keeps the objects it read and its cursor, for the next sync (hidden from the contract).

@@ -381,3 +381,40 @@ def test_exchange_rates_given_once_are_kept_by_every_later_import(stripe_api: fs
     missing = CliRunner().invoke(app, ["import", "stripe", "--out", str(data), "--api-base", stripe_api.url,
                                        "--fx-rates", str(tmp_path / "nope.csv")])
     assert missing.exit_code == 2 and "nope.csv" in "".join(missing.output.split())
+
+
+def test_daily_rates_become_each_month_s_last_rate(tmp_path: Path) -> None:
+    from upcurve.errors import ContractError
+    from upcurve.sources.fx import monthly_rates
+
+    daily = tmp_path / "ecb.csv"
+    daily.write_text("date,currency,rate\n2024-01-15,JPY,0.0069\n2024-01-31,JPY,0.0068\n2024-01-02,JPY,0.0070\n"
+                     "2024-02-09,jpy,0.0067\n2024-02-09,EUR,1.08\n")
+    rates = monthly_rates(daily)
+    assert rates is not None and rates.to_pylist() == [
+        {"month": "2024-01", "currency": "JPY", "rate": "0.0068"},  # the 31st, the month's last day with a rate
+        {"month": "2024-02", "currency": "EUR", "rate": "1.08"},
+        {"month": "2024-02", "currency": "JPY", "rate": "0.0067"}]
+    monthly = tmp_path / "monthly.csv"
+    monthly.write_text("month,currency,rate\n2024-01,JPY,0.0068\n")
+    assert monthly_rates(monthly) is None  # the contract's own table, taken as it is
+    broken = tmp_path / "broken.csv"
+    broken.write_text("day,currency,rate\n2024-13-01,JPY,0.0068\n2024-01-02,,0.1\n2024-01-03,JPY,-1\n"
+                      "2024-01-04,JPY,abc\n")
+    with pytest.raises(ContractError) as caught:
+        monthly_rates(broken)
+    found = {(p.column, p.rows, p.values) for p in caught.value.problems}
+    assert found == {("day", (2,), ("2024-13-01",)), ("currency", (3,), ("",)),
+                     ("rate", (4, 5), ("-1", "abc"))}
+
+
+def test_an_import_with_daily_rates_meets_the_contract(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
+    daily = tmp_path / "daily.csv"
+    days = ["2023-12-29", *(f"2024-{m:02d}-28" for m in range(1, 7))]
+    daily.write_text("day,currency,rate\n" + "".join(f"{d},JPY,0.0067\n" for d in days))
+    result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=stripe_api.url, fx_rates=daily)
+    assert not result.validation.errors
+    written = pacsv.read_csv(result.out_dir / "fx_rates.csv").to_pylist()
+    assert [r["month"] for r in written] == ["2023-12", *(f"2024-{m:02d}" for m in range(1, 7))]
+    manifest = json.loads((result.out_dir / MANIFEST).read_text())
+    assert "daily" in manifest["fx_rates"]
