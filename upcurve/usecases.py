@@ -661,15 +661,16 @@ class ImportResult:
 
 #: The sources ``upcurve import`` reads, and what each needs.
 SOURCES = {
-    "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes "
-              "(STRIPE_API_KEY; a restricted read-only key is enough)",
+    "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes; each "
+              "import after the first reads only what changed (STRIPE_API_KEY; a restricted read-only key is "
+              "enough)",
     "segment": "Segment track, identify and group calls (JSON lines) as events and users, with a mapping file",
     "amplitude": "an Amplitude export (JSON lines, gzipped or not) as events and users, with a mapping file",
     "mixpanel": "a Mixpanel raw event export (JSON lines) as events and users, with a mapping file",
-    "salesforce": "a Salesforce data export (Account, User, Opportunity, Case CSV files): owners, segments, "
-                  "renewals and tickets, into a data folder",
-    "hubspot": "HubSpot's CSV exports of companies, deals and tickets: owners, segments, renewals and tickets, "
-               "into a data folder",
+    "salesforce": "a Salesforce data export (Account, User, Opportunity, Case, Task, Event CSV files) or the org's "
+                  "API: owners, segments, renewals, tickets and activities, into a data folder",
+    "hubspot": "HubSpot's CSV exports of companies, deals, tickets, calls and meetings, or its API: owners, "
+               "segments, renewals, tickets and activities, into a data folder",
 }
 
 
