@@ -1057,15 +1057,12 @@ def push_scores(store: Store, crm: str, *, access_token: str, mapping: str | Pat
         else SalesforceAccounts(access_token, api_base or "", session=session))
     names = list(fields.values())
     missing = target.missing_properties(names)
-    if missing and (crm == "salesforce" or not settings.create_properties):
-        if crm == "salesforce":
-            target.create_properties(missing, settings)  # says how to create them
-        raise ConfigError(f"HubSpot has no company properties {', '.join(missing)}: create them, or let upcurve "
-                          "(create_properties: true in the mapping file)")
+    if missing and not (target.creates_properties and settings.create_properties):
+        raise ConfigError(target.missing_message(missing))
     say(f"reading the {crm} records")
     records = target.records(settings.key(crm), [n for n in names if n not in missing])
     changes = planned_changes(desired, records)
-    if missing and not dry_run:
+    if missing and not dry_run and isinstance(target, HubSpotCompanies):  # the one that creates its properties
         say(f"creating {len(missing)} properties")
         target.create_properties(missing, settings)
     if changes and not dry_run:

@@ -189,6 +189,9 @@ class HubSpotCompanies:
     pushed properties, create missing properties, write changes in batches. ``api_base`` points it elsewhere (a
     proxy, a test server); 429 and 5xx answers are retried with backoff, honouring ``Retry-After``."""
 
+    #: HubSpot lets an app create the properties it writes (with the ``crm.schemas.companies.write`` scope).
+    creates_properties = True
+
     def __init__(self, access_token: str, *, api_base: str | None = None, backoff_seconds: float = 0.5) -> None:
         if not access_token:
             raise ConfigError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app's token with the "
@@ -234,6 +237,12 @@ class HubSpotCompanies:
                 missing.append(name)
         return missing
 
+    @staticmethod
+    def missing_message(names: list[str]) -> str:
+        """What to do about properties that are missing and are not to be created."""
+        return (f"HubSpot has no company properties {', '.join(names)}: create them, or let upcurve "
+                "(create_properties: true in the mapping file)")
+
     def create_properties(self, names: list[str], mapping: CrmPushMapping) -> None:
         from hubspot.crm.properties import PropertyCreate
 
@@ -270,6 +279,9 @@ class SalesforceAccounts:
     its own: one refused does not stop the others, and is reported). ``instance_url`` is the org's address
     (``https://acme.my.salesforce.com``); ``session`` a ``requests`` session (a proxy's, or a test's trust)."""
 
+    #: Account fields are an administrator's to create (Setup), never an integration's.
+    creates_properties = False
+
     def __init__(self, access_token: str, instance_url: str, *, session: Any = None,
                  backoff_seconds: float = 0.5) -> None:
         if not access_token or not instance_url:
@@ -305,10 +317,12 @@ class SalesforceAccounts:
             out.append((str(row["Id"]), str(row[account_key]), values))
         return out
 
-    def create_properties(self, names: list[str], mapping: CrmPushMapping) -> None:
-        raise ConfigError(f"Salesforce has no Account fields {', '.join(names)}: create them in Setup → Object "
-                          "Manager → Account → Fields & Relationships (numbers for the scores, text for the rest), "
-                          "or name others in the mapping file")
+    @staticmethod
+    def missing_message(names: list[str]) -> str:
+        """What to do about fields that are missing: an administrator creates them."""
+        return (f"Salesforce has no Account fields {', '.join(names)}: create them in Setup → Object Manager → "
+                "Account → Fields & Relationships (numbers for the scores, text for the rest), or name others in "
+                "the mapping file")
 
     def write(self, changes: list[FieldChange], batch_size: int,
               progress: Callable[[int, int], None] | None = None) -> int:
