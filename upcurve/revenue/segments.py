@@ -75,7 +75,7 @@ def segment_metrics(
     ``dimension``, ``value``, then the metrics columns.
     """
     dims = list(dimensions) if dimensions is not None else segment_columns(accounts, policy)
-    parts = []
+    sums = []
     if dims:
         labels = accounts.select(
             "account_id",
@@ -88,13 +88,13 @@ def segment_metrics(
             rolled = cube.group_by(["month_idx", cube[f"_d{i}"].name("value")]).aggregate(
                 **{c: cube[c].sum() for c in FACT_COLUMNS}
             )
-            parts.append(
-                metrics_from_sums(rolled, calendar, group_keys=["value"]).mutate(dimension=ibis.literal(dim))
-            )
-    parts.append(
-        metrics_from_sums(fact_sums(product_facts.mutate(value=product_facts.product), ["value"]), calendar,
-                          group_keys=["value"]).mutate(dimension=ibis.literal("product"))
-    )
-    out = ibis.union(*parts, distinct=False)
+            sums.append(rolled.mutate(dimension=ibis.literal(dim)))
+    by_product = fact_sums(product_facts.mutate(value=product_facts.product), ["value"])
+    sums.append(by_product.mutate(dimension=ibis.literal("product")))
+    # every dimension's sums in one table, and the metrics taken once from it: one metrics expression in the query
+    # whatever the number of dimensions
+    order = ["month_idx", "value", "dimension", *FACT_COLUMNS]
+    stacked = ibis.union(*[part.select(*order) for part in sums], distinct=False)
+    out = metrics_from_sums(stacked, calendar, group_keys=["dimension", "value"])
     first = ["dimension", "value", "month_idx", "month"]
     return out.select(*first, *[c for c in out.columns if c not in first]).order_by(["dimension", "value", "month_idx"])
