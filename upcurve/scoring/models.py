@@ -121,7 +121,7 @@ class PropensityModel:
             seen = np.nan_to_num(np.nanmax(codes, axis=0, initial=-1), nan=-1).astype(int) + 1
             self.levels_ = [(int(at), int(n)) for at, n in zip(categorical, seen, strict=True) if n > 0]
             X = self._expand(X)
-            self.median_ = np.nan_to_num(np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0))
+            self.median_ = _finite_medians(X)
             Z = self._standardise(X, fit=True)
             fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y, sample_weight=sample_weight)
             self.coef_ = np.asarray(fitted.coef_[0], dtype=float)
@@ -263,3 +263,14 @@ class PlattCalibration:
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.log_odds(raw)))
+
+
+def _finite_medians(X: np.ndarray) -> np.ndarray:
+    """Each column's median over its finite values; 0 for a column with none (a signal no snapshot has, such as
+    product usage in billing data), without numpy's warning about an all-missing column on the user's screen."""
+    finite = np.isfinite(X)
+    medians = np.zeros(X.shape[1])
+    seen = finite.any(axis=0)
+    if seen.any():
+        medians[seen] = np.nanmedian(np.where(finite, X, np.nan)[:, seen], axis=0)
+    return medians
