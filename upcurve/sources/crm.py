@@ -111,6 +111,11 @@ class CrmFacts(BaseModel):
     activities: pa.Table | None = None
 
 
+def _field(record: dict[str, Any], names: tuple[str | None, ...]) -> str | None:
+    """The first of the fields ``names`` (None: not mapped) that ``record`` fills."""
+    return next((record[n] for n in names if n and record.get(n)), None)
+
+
 class _Activities:
     """Activity records gathered as the contract's ``activities`` rows (see the module)."""
 
@@ -126,12 +131,30 @@ class _Activities:
             return self.plays.get(kind or "")
         return "_".join(kind.lower().split()) if kind and kind.strip() else record
 
-    def add(self, keys: list[str], ts: dt.datetime, play: str, outcome: str | None) -> None:
-        for key in keys:
-            self.rows["account_id"].append(key)
-            self.rows["ts"].append(ts)
-            self.rows["play"].append(play)
-            self.rows["outcome"].append(outcome)
+    def take(self, records: list[dict[str, Any]], *, record: str, keys: Callable[[dict[str, Any]], list[str]],
+             kind: Callable[[dict[str, Any]], str | None], when: Callable[[dict[str, Any]], str | None],
+             outcome: Callable[[dict[str, Any]], str | None]) -> list[tuple[int, str]]:
+        """Add every record (``record``: what the CRM calls it) of a billing account (``keys``) that is a play; an
+        undated one is counted; returns the lines and values of the dates that do not parse."""
+        bad: list[tuple[int, str]] = []
+        for line, r in enumerate(records, start=2):
+            accounts, play = keys(r), self.play(kind(r), record)
+            if not accounts or play is None:
+                continue
+            value = when(r)
+            if not value:
+                self.undated += 1
+                continue
+            ts = _timestamp(value)
+            if ts is None:
+                bad.append((line, str(value)))
+                continue
+            for key in accounts:
+                self.rows["account_id"].append(key)
+                self.rows["ts"].append(ts)
+                self.rows["play"].append(play)
+                self.rows["outcome"].append(outcome(r))
+        return bad
 
     def table(self) -> pa.Table:
         return pa.table({"account_id": pa.array(self.rows["account_id"], pa.string()),
@@ -293,20 +316,12 @@ def _salesforce_rows(accounts: list[dict[str, Any]], users: list[dict[str, Any]]
     for obj, records in (activity_records or {}).items():
         assert activities is not None
         when = _SALESFORCE_ACTIVITIES[obj]
-        bad = []
-        for line, r in enumerate(records, start=2):
-            play = activities.play(r.get(mapping.activity_type), obj.lower())
-            if r.get("AccountId") not in billing_id or play is None:
-                continue
-            value = r.get(when) or (r.get("CreatedDate") if obj == "Task" else None)
-            if not value:
-                activities.undated += 1
-                continue
-            ts = _timestamp(value)
-            if ts is None:
-                bad.append((line, str(value)))
-                continue
-            activities.add([billing_id[r["AccountId"]]], ts, play, r.get("Status"))
+        fallback = "CreatedDate" if obj == "Task" else when  # a task without a due date is dated when created
+        bad = activities.take(
+            records, record=obj.lower(),
+            keys=lambda r: [billing_id[r["AccountId"]]] if r.get("AccountId") in billing_id else [],
+            kind=partial(_field, names=(mapping.activity_type,)), when=partial(_field, names=(when, fallback)),
+            outcome=partial(_field, names=("Status",)))
         _bad_values(names_of[obj], when, bad, "not a date or date and time such as 2024-06-30T10:00:00.000Z",
                     problems)
     if problems:
@@ -484,20 +499,11 @@ def _hubspot_rows(companies: list[dict[str, Any]], deals: list[dict[str, Any]] |
     for obj, records in (activity_records or {}).items():
         assert activities is not None
         outcome = mapping.call_outcome if obj == "calls" else mapping.meeting_outcome
-        bad = []
-        for line, r in enumerate(records, start=2):
-            keys = [billing_id[i] for i in _ids(r.get(mapping.activity_company)) if i in billing_id]
-            play = activities.play(r.get(mapping.activity_type) if mapping.activity_type else None, obj[:-1])
-            if not keys or play is None:
-                continue
-            if not r.get(mapping.activity_date):
-                activities.undated += 1
-                continue
-            ts = _timestamp(r[mapping.activity_date])
-            if ts is None:
-                bad.append((line, str(r[mapping.activity_date])))
-                continue
-            activities.add(keys, ts, play, r.get(outcome) if outcome else None)
+        bad = activities.take(
+            records, record=obj[:-1],
+            keys=lambda r: [billing_id[i] for i in _ids(r.get(mapping.activity_company)) if i in billing_id],
+            kind=partial(_field, names=(mapping.activity_type,)), when=partial(_field, names=(mapping.activity_date,)),
+            outcome=partial(_field, names=(outcome,)))
         _bad_values(names[obj], mapping.activity_date, bad, "not a date and time such as 2024-06-30 14:05",
                     problems, "HubSpot")
     if problems:

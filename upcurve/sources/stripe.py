@@ -144,8 +144,17 @@ def _plain(obj: Any) -> Any:
 
 
 def _client(api_key: str, api_base: str | None) -> Any:
+    """Stripe's client at the pinned API version.
+
+    Raises
+    ------
+    ConfigError
+        No API key.
+    """
     import stripe
 
+    if not api_key:
+        raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
     addresses: Any = {"api": api_base.rstrip("/")} if api_base else None
     return stripe.StripeClient(api_key, stripe_version=STRIPE_API_VERSION, base_addresses=addresses,
                                max_network_retries=3)
@@ -239,8 +248,6 @@ def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str
     StripeError
         Stripe refused the key (invalid, expired, without the permission to read), or answered with an error.
     """
-    if not api_key:
-        raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
     v1 = _client(api_key, api_base).v1
     account = StripeAccount()
     with _stripe_errors():
@@ -296,8 +303,6 @@ def sync_stripe(api_key: str, previous: StripeAccount, *, api_base: str | None =
         As :func:`read_stripe`.
     """
     now = time.time() if now is None else now
-    if not api_key:
-        raise ConfigError("no Stripe API key: set STRIPE_API_KEY (a restricted key that can read is enough)")
     if previous.synced_to is None or not previous.can_sync(now):
         raise ConfigError(f"the last sync is more than {SYNC_DAYS} days old and Stripe keeps events for 30: "
                           "read the whole account")
