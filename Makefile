@@ -66,6 +66,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_signals.py
 	$(PY) benchmarks/bench_small.py
+	$(PY) benchmarks/bench_engines.py
 	$(PY) benchmarks/bench_scoring.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_ranking.py

@@ -1,13 +1,16 @@
 """The one place that opens backend connections.
 
-upcurve computes with Ibis, so every computation runs on any Ibis backend. Files are always read by an embedded
-DuckDB (the file reader); when the computing engine is another backend, the validated tables are handed over to it.
+upcurve computes with Ibis, so every computation runs on any Ibis backend. Files are always read and checked by an
+embedded DuckDB (the file reader); when the computing engine is another backend, the validated tables are handed
+over to it: written by DuckDB as typed Parquet files that an engine reading files itself (Spark) reads natively, and
+sent through Arrow only to an engine that reads no file (SQLite).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Collection, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -17,13 +20,22 @@ from upcurve.errors import UpcurveError
 if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a workspace never needs it
     import ibis
     import ibis.expr.types as ir
+    import pyarrow as pa
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
-__all__ = ["READER_MEMORY_LIMIT", "EngineError", "connect", "engine_errors", "file_reader", "hand_over",
-           "tune_for_compute"]
+__all__ = ["READER_MEMORY_LIMIT", "EngineError", "cached", "connect", "engine_errors", "file_reader", "hand_over",
+           "reads_parquet", "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
+
+#: Engines that read Parquet files themselves, in parallel and at any size: tables are handed to them as files.
+_PARQUET_READERS = frozenset({"pyspark"})
+
+#: Spark settings upcurve needs unless the URL sets them: dates and timestamps are read and cut in UTC, as DuckDB
+#: does (a session in the machine's zone would move a timestamp's day), and no progress bars on the user's screen.
+_SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
+                   "spark.sql.maxPlanStringLength": "100000"}
 
 
 class EngineError(UpcurveError, RuntimeError):
@@ -42,6 +54,8 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
 
     scheme = url.split("://", 1)[0] if "://" in url else ""
     try:
+        if scheme == "pyspark":
+            return _spark(url)
         return ibis.connect(url)
     except ImportError:
         raise EngineError(f"the engine {scheme!r} needs its package: pip install 'ibis-framework[{scheme}]'") \
@@ -54,6 +68,47 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
         raise EngineError(f"cannot open the engine {url!r}: {exc}") from None
     except (duckdb.Error, OSError) as exc:
         raise EngineError(f"cannot open the engine {url!r}: {_first_line(exc)}") from None
+
+
+def _spark(url: str) -> ibis.BaseBackend:
+    """A Spark session from ``pyspark://[warehouse folder]?spark.setting=value&...`` (``spark.master`` names the
+    cluster; default: Spark's own, ``local[*]``), with :data:`_SPARK_DEFAULTS` unless the URL sets them.
+
+    Built here rather than by ``ibis.connect``, which sets every setting again on the running session, where Spark
+    refuses the static ones (``spark.ui.showConsoleProgress``, ``spark.driver.memory``)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    import ibis
+    from pyspark.sql import SparkSession
+
+    parts = urlsplit(url)
+    settings = {**_SPARK_DEFAULTS, **dict(parse_qsl(parts.query))}
+    if parts.netloc or parts.path.strip("/"):
+        settings.setdefault("spark.sql.warehouse.dir", str(Path(parts.netloc + parts.path).absolute()))
+    builder = SparkSession.builder
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    # Spark's INFO and WARN lines (its start-up, its planner's notes) are for its operators, not upcurve's users
+    session.sparkContext.setLogLevel(settings.get("spark.log.level", "ERROR"))
+    return ibis.pyspark.connect(session)
+
+
+def reads_parquet(engine: ibis.BaseBackend) -> bool:
+    """Whether ``engine`` reads Parquet files itself (Spark): tables are then handed to it as files, not rows."""
+    return engine.name in _PARQUET_READERS
+
+
+def cached(table: ir.Table) -> ir.Table:
+    """``table`` computed once and kept by its engine for the queries that read it again (``Table.cache``).
+
+    Ibis's PySpark backend compiles a cached table without first registering the in-memory tables it reads (a
+    calendar, a list of dates), which Spark then cannot find; they are registered here, as any query would.
+    """
+    backend = table._find_backend()
+    if backend.name == "pyspark":
+        backend._run_pre_execute_hooks(table)
+    return table.cache()
 
 
 def _first_line(exc: BaseException) -> str:
@@ -87,12 +142,17 @@ def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
 
 
 def hand_over(
-    engine: ibis.BaseBackend, tables: Mapping[str, ir.Table], *, in_place: Collection[str] = ()
+    engine: ibis.BaseBackend, tables: Mapping[str, ir.Table], *, in_place: Collection[str] = (),
+    stage: str | Path | None = None,
 ) -> dict[str, ir.Table]:
-    """Materialise ``tables`` inside ``engine`` (as temporary tables) and return them bound to it.
+    """Materialise ``tables`` inside ``engine`` and return them bound to it.
 
     On the engine that read them this caches the parsed tables, so the input files are parsed once; tables named
     in ``in_place`` (event-scale ones) are left where they are and read from their files by every query instead.
+    An engine that reads Parquet itself (:func:`reads_parquet`) is given each table as a typed Parquet file that
+    DuckDB writes into the folder ``stage`` (required then; on a cluster, a folder every executor reads), so no
+    row passes through Python and money keeps its exact decimal type. Any other engine is sent the rows through
+    Arrow, money as float64 (SQLite stores no decimal).
     """
     import pyarrow as pa
 
@@ -100,6 +160,12 @@ def hand_over(
     for name, table in tables.items():
         if table._find_backend() is engine:
             out[name] = table if name in in_place else table.cache()
+        elif reads_parquet(engine):
+            if stage is None:
+                raise ValueError(f"the engine {engine.name!r} reads its tables from files: give hand_over a stage")
+            path = Path(stage, f"{name}.parquet")
+            table.to_parquet(path)  # DuckDB's COPY: streamed from the input files, never held in Python
+            out[name] = engine.read_parquet(str(path), table_name=f"upcurve_{name}")
         else:
             data = table.to_pyarrow()
             # Not every engine stores decimals (SQLite has none); amounts are rounded to cents after a float
@@ -107,8 +173,34 @@ def hand_over(
             data = data.cast(pa.schema([
                 pa.field(f.name, pa.float64()) if pa.types.is_decimal(f.type) else f for f in data.schema
             ]))
-            out[name] = engine.create_table(f"upcurve_{name}", data, temp=True, overwrite=True)
+            if engine.name == "sqlite":
+                out[name] = _sqlite_table(engine, f"upcurve_{name}", data)
+            else:
+                out[name] = engine.create_table(f"upcurve_{name}", data, temp=True, overwrite=True)
     return out
+
+
+def _sqlite_table(engine: ibis.BaseBackend, name: str, data: pa.Table) -> ir.Table:
+    """``data`` as a temporary SQLite table. Ibis inserts rows through pandas, where a missing timestamp becomes
+    ``NaT``, which SQLite cannot store; here each value is inserted as Python gives it (a missing one as NULL).
+
+    SQLite compares timestamps as text: they are written as Ibis writes its own in-memory tables (the calendar,
+    the as-of dates), ``2024-01-31T09:30:00``, so a timestamp and a window's bound compare as they do on DuckDB.
+    """
+    import ibis
+    import pyarrow as pa
+
+    def values(column: pa.ChunkedArray) -> list[object]:
+        if pa.types.is_timestamp(column.type):
+            return [None if v is None else v.isoformat() for v in column.to_pylist()]
+        return column.to_pylist()
+
+    table = engine.create_table(name, schema=ibis.Schema.from_pyarrow(data.schema), temp=True, overwrite=True)
+    if data.num_rows:
+        marks = ", ".join("?" * data.num_columns)
+        rows = zip(*(values(column) for column in data.columns), strict=True)
+        engine.con.executemany(f'INSERT INTO temp."{name}" VALUES ({marks})', rows)  # type: ignore[attr-defined]
+    return table
 
 
 def tune_for_compute(engine: ibis.BaseBackend) -> None:

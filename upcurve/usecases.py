@@ -20,7 +20,7 @@ import pyarrow as pa
 from upcurve import __version__
 from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
-from upcurve.engine import connect
+from upcurve.engine import cached, connect
 from upcurve.errors import ConfigError, Problem, UpcurveError
 from upcurve.folders import MANIFEST, write_folder
 from upcurve.folders import check_destination as check_folder_destination
@@ -249,8 +249,8 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     dates = {as_of, as_of - dt.timedelta(days=TREND_DAYS)}
     if scorer is None:
         dates.update(training_dates(loaded.first, as_of, config.scoring))
-    signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
-                                 sorted(dates)).cache()
+    signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                        sorted(dates)))
     accounts = accounts_table(tables, revenue.account_months, config.health, as_of=as_of, signals=signals)
     results: dict[str, pa.Table] = {}
     for n, (name, expr) in enumerate(revenue.tables.items(), start=1):
@@ -476,8 +476,8 @@ def backtest(
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")
-    signals = account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
-                                 training_dates(loaded.first, loaded.as_of, config.scoring)).cache()
+    signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
+                                        training_dates(loaded.first, loaded.as_of, config.scoring)))
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
     frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
+from upcurve.engine import cached
 from upcurve.revenue.calendar import month_calendar
 from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_by_source
 from upcurve.revenue.ledger import line_months, plan_mrr, product_months, services_revenue
@@ -50,12 +51,12 @@ def revenue_tables(tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.dat
     prorations = bool(marked.count().to_pyarrow().as_py())
     credits = prorations and bool(marked.filter(marked.amount < 0).count().to_pyarrow().as_py())
     lm = line_months(lines, plans, fx, cal, policy=policy, prorations=prorations)
-    pm = product_months(lm, credits=credits).cache()
-    pairs = product_pairs(pm, cal).cache()
-    am = account_months_from_pairs(pairs).cache()
-    mv = movements(pm, cal, policy=policy, account_months=am, product_pairs=pairs).cache()
+    pm = cached(product_months(lm, credits=credits))
+    pairs = cached(product_pairs(pm, cal))
+    am = cached(account_months_from_pairs(pairs))
+    mv = cached(movements(pm, cal, policy=policy, account_months=am, product_pairs=pairs))
     pam = product_account_months(pairs)
-    pmv = entity_movements(pam, ["account_id", "product"], policy=policy).cache()
+    pmv = cached(entity_movements(pam, ["account_id", "product"], policy=policy))
     # Every metric, overall and by segment, is a sum of these facts. They are left as expressions: cached, they
     # held a gigabyte more at 100,000 accounts than recomputing them costs in time.
     facts = account_month_facts(am, mv)

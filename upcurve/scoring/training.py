@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from upcurve.contract import plan_features
+from upcurve.engine import cached
 from upcurve.errors import UpcurveError
 from upcurve.revenue import RevenueTables, month_end, month_index
 from upcurve.scoring.config import ScoringConfig
@@ -67,8 +68,8 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``."""
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
-        signals = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
-                                     training_dates(first, as_of, config)).cache()
+        signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                            training_dates(first, as_of, config)))
     frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals).to_pyarrow()
     scorer = AccountScorer(config).fit(frame)
     scorer.card_["as_of"] = as_of.isoformat()

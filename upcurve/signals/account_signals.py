@@ -19,6 +19,8 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from upcurve.engine import cached
+
 __all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
 SIGNAL_COLUMNS = (
@@ -237,20 +239,22 @@ def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_feature
     av = owned.join(catalogue, ["as_of", "feature"])
     available = av.group_by(list(_KEY)).aggregate(categories_available=av.category.nunique())
     recent = _at(days, dates, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
-    # breadth counts only what the account's plans include: trials and previews of other plans are premium gaps
-    used = recent.semi_join(owned, key)
+    # breadth counts only what the account's plans include: trials and previews of other plans are premium gaps.
+    # (`owned` and `sold` are distinct on their keys, so an inner join keeps exactly a semi join's rows; SQLite
+    # has no semi join.)
+    used = recent.join(owned, key)
     breadth = used.group_by(list(_KEY)).aggregate(
         categories_used_30d=used.category.nunique(),
         _user_categories=(used.user_id.cast("string") + "|" + used.category.cast("string")).nunique(),
     )
-    newly = _at(first, dates, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).semi_join(owned, key)
+    newly = _at(first, dates, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).join(owned, key)
     newly = newly.group_by(list(_KEY)).aggregate(features_first_used_7d=newly.count())
     sold = plan_features.select("feature").distinct()
     touched = recent.select(*key).distinct()
-    outside = touched.anti_join(owned, key).semi_join(sold, "feature")
+    outside = touched.anti_join(owned, key).join(sold, "feature")
     gap = outside.group_by(list(_KEY)).aggregate(premium_gap_features=outside.count())
     ever = _at(first, dates, lambda t, d: t.first < d.end).select(*key)
-    ever_outside = ever.anti_join(owned, key).semi_join(sold, "feature").select(*_KEY).distinct()
+    ever_outside = ever.anti_join(owned, key).join(sold, "feature").select(*_KEY).distinct()
     return breadth, available, newly, gap, ever_outside.mutate(_outside=ibis.literal(True))
 
 
@@ -353,10 +357,10 @@ def account_signals_at(
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine
         first_end = min(_end(d) for d in dates)
-        days = _feature_days(events, first_end - dt.timedelta(days=30), last_end).cache()
+        days = cached(_feature_days(events, first_end - dt.timedelta(days=30), last_end))
         first, catalogue = _first_uses(events, last_end)
-        parts.extend((part, _KEY) for part in _adoption(days, first.cache(), catalogue, plan_features, on, dates_t))
-        user_days = _user_days(events, first_end - dt.timedelta(days=60), last_end).cache()
+        parts.extend((part, _KEY) for part in _adoption(days, cached(first), catalogue, plan_features, on, dates_t))
+        user_days = cached(_user_days(events, first_end - dt.timedelta(days=60), last_end))
         parts.extend((part, _KEY) for part in _engagement(user_days, dates_t))
     billed = lines.filter(lines.kind != "one_time")
     parts.append((billed.group_by("account_id").aggregate(_first=billed.period_start.min()), ["account_id"]))

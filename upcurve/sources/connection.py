@@ -255,4 +255,4 @@ def load_connection(url: str, engine: ibis.BaseBackend, *, as_of: dt.date | None
         snapshot.close()
         raise
     return dataclasses.replace(loaded, source=snapshot.source, fingerprint=snapshot.fingerprint,
-                               keep_alive=snapshot)
+                               keep_alive=(snapshot, loaded.keep_alive))

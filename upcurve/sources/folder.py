@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
 from upcurve.contract import known_at, read_folder, typed_tables, validate
-from upcurve.engine import file_reader, hand_over, tune_for_compute
+from upcurve.engine import file_reader, hand_over, reads_parquet, tune_for_compute
 from upcurve.errors import ContractError, Problem, UpcurveError
 
 __all__ = ["EVENT_SCALE", "LoadedData", "as_of_bounds", "check_folder", "folder_fingerprint", "load_folder"]
@@ -32,7 +33,7 @@ class LoadedData:
     notes: list[str] = field(default_factory=list)
     source: str = ""
     fingerprint: str = ""
-    #: What must live as long as the tables (the copied files of a database source).
+    #: What must live as long as the tables (the copied files of a database source, the files an engine reads).
     keep_alive: object = None
 
 
@@ -119,7 +120,9 @@ def load_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, as_of: dt.dat
                      f"{later_row['last']}) and were left out of this run")
     typed = known_at(typed, as_of)
     say("loading into the engine")
-    tables = hand_over(engine, typed, in_place=EVENT_SCALE)
+    # an engine that reads files (Spark) is given typed Parquet files, kept as long as the tables that read them
+    stage = tempfile.TemporaryDirectory(prefix="upcurve-stage-") if reads_parquet(engine) else None
+    tables = hand_over(engine, typed, in_place=EVENT_SCALE, stage=stage.name if stage else None)
     tune_for_compute(engine)
     return LoadedData(as_of, first, tables, notes, source=str(Path(data_dir).resolve()),
-                      fingerprint=folder_fingerprint(data_dir))
+                      fingerprint=folder_fingerprint(data_dir), keep_alive=stage)
