@@ -35,7 +35,7 @@ _PARQUET_READERS = frozenset({"pyspark"})
 #: Spark settings upcurve needs unless the URL sets them: dates and timestamps are read and cut in UTC, as DuckDB
 #: does (a session in the machine's zone would move a timestamp's day), and no progress bars on the user's screen.
 _SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
-                   "spark.sql.maxPlanStringLength": "100000"}
+                   "spark.sql.maxPlanStringLength": "100000", "spark.buffer.pageSize": "4m"}
 
 
 class EngineError(UpcurveError, RuntimeError):

@@ -48,7 +48,8 @@ def _end(as_of: dt.date) -> dt.datetime:
 
 
 def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
-    """The dates to compute signals at, with the boundaries of every window (timestamps at midnight).
+    """The dates to compute signals at, with the boundaries of every window (days: a timestamp is compared with
+    the day's midnight).
 
     Columns: ``as_of``, ``month_idx`` (year × 12 + month − 1), ``end`` (the end of the as-of day), ``ago_N`` for
     each window of N days, ``month_start`` and ``month_elapsed`` (the share of the as-of month that has passed).
@@ -56,16 +57,18 @@ def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
     if not dates:
         raise ValueError("account signals need at least one as-of date")
     days = sorted(set(dates))
+    # The bounds are days (midnights): compared with a timestamp they mean its midnight on every engine, whatever
+    # text form an engine that stores timestamps as text (SQLite) gives the timestamp.
     cols: dict[str, pa.Array] = {
         "as_of": pa.array(days, pa.date32()),
         "month_idx": pa.array([d.year * 12 + d.month - 1 for d in days], pa.int64()),
-        "end": pa.array([_end(d) for d in days], pa.timestamp("us")),
+        "end": pa.array([_end(d).date() for d in days], pa.date32()),
     }
     for n in _WINDOWS:
-        cols[f"ago_{n}"] = pa.array([_end(d) - dt.timedelta(days=n) for d in days], pa.timestamp("us"))
+        cols[f"ago_{n}"] = pa.array([(_end(d) - dt.timedelta(days=n)).date() for d in days], pa.date32())
     starts = [dt.datetime(d.year, d.month, 1) for d in days]
     nexts = [dt.datetime(d.year + d.month // 12, d.month % 12 + 1, 1) for d in days]
-    cols["month_start"] = pa.array(starts, pa.timestamp("us"))
+    cols["month_start"] = pa.array([s.date() for s in starts], pa.date32())
     cols["month_elapsed"] = pa.array(
         [(_end(d) - s) / (n - s) for d, s, n in zip(days, starts, nexts, strict=True)], pa.float64()
     )
@@ -466,7 +469,9 @@ def _signal_values(col: Mapping[str, ir.Value], tables: Mapping[str, ir.Table]) 
         v["premium_gap_features"] = gap = col["premium_gap_features"].fill_null(0)
         v["flag_premium_gap"] = gap > 0
         v["flag_core_heavy_no_premium"] = ((breadth >= 0.6) & col["_outside"].isnull()).fill_null(False)
-        user_days = col["_user_days"].fill_null(0) / 30.0
+        # as a float before dividing: Spark reads a literal 30.0 as a decimal, and an integer over a decimal is a
+        # decimal rounded to six places
+        user_days = col["_user_days"].fill_null(0).cast("float64") / 30.0
         v["dau_per_seat"] = _ratio(user_days, seats)
         v["stickiness"] = _ratio(user_days, col["_mau"])
         v["activity_trend"] = _trend(col["_events_30d"].fill_null(0), col["_events_prev"].fill_null(0))

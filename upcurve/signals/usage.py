@@ -242,7 +242,13 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     back = ((int(end.replace(tzinfo=dt.UTC).timestamp()) - weeks.ts.epoch_seconds() - 1) // (7 * _DAY)).cast("int64")
     weekly = weeks.mutate(_weeks_back=back).group_by([*_KEY, "_weeks_back"]).aggregate(
         quantity=weeks.quantity.cast("float64").sum())
-    weekly = weekly.mutate(week_ending=ibis.date(as_of) - weekly._weeks_back.as_interval("D") * 7)
+    # each week's last day, joined rather than computed: date arithmetic on a column is not on every engine
+    # (SQLite before 3.46 has none)
+    endings = ibis.memtable(pa.table({
+        "_weeks_back": pa.array(range(config.weeks), pa.int64()),
+        "week_ending": pa.array([as_of - dt.timedelta(days=7 * k) for k in range(config.weeks)], pa.date32()),
+    }))
+    weekly = weekly.join(endings, "_weeks_back")
     weekly = weekly.select(*_KEY, "week_ending", "quantity").order_by([*_KEY, "week_ending"])
 
     return {"account_usage": account_usage.order_by(_KEY),
