@@ -4,7 +4,9 @@ Builds a simulated company's billing, users and CRM tables, then an events table
 accounts and users (written by the engine, so the Python process never holds it), and times `account_signals` plus
 `health_scores` at the as-of date. Prints events/s, seconds and peak RSS.
 
-    python benchmarks/bench_signals.py [--events 100000000] [--accounts 20000]
+    python benchmarks/bench_signals.py [--events 100000000] [--accounts 20000] [--engine duckdb://]
+
+The engine is opened as ``upcurve run --engine`` opens it (upcurve's defaults included).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import ibis
 from synthetic_events import write_events
 
 from upcurve.contract import read_folder, typed_tables
-from upcurve.engine import hand_over
+from upcurve.engine import connect, hand_over
 from upcurve.revenue import revenue_tables
 from upcurve.settings_file import UpcurveConfig
 from upcurve.signals import accounts_table
@@ -31,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=100_000_000)
     parser.add_argument("--accounts", type=int, default=20_000)
+    parser.add_argument("--engine", default="duckdb://")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -38,7 +40,7 @@ def main() -> None:
         write_folder(tables, data, "parquet", ("accounts", "plans", "invoice_lines", "fx_rates", "users",
                                                "renewals", "tickets", "nps", "outcomes"))
         del tables
-        con = ibis.duckdb.connect()
+        con = connect(args.engine)
         t0 = time.perf_counter()
         # Events over 2025, drawn uniformly: the engine writes them straight to Parquet.
         write_events(data, args.events, start=dt.date(2025, 1, 1), days=365)

@@ -3,6 +3,9 @@ line, never a traceback."""
 
 from __future__ import annotations
 
+import gc
+import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -11,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import write_folder
 from upcurve.cli import app
+from upcurve.engine import DUCKDB_MEMORY_LIMIT, connect
 from upcurve.errors import ConfigError
 from upcurve.settings_file import load_config
 
@@ -132,3 +136,41 @@ def test_a_wide_accounts_file_breaks_down_a_bounded_number_of_columns(tmp_path: 
     dimensions = set(pq.read_table(tmp_path / "out" / "segments.parquet")["dimension"].to_pylist())
     contract = {"segment", "industry", "region", "owner"}  # a contract column a file lacks is read as empty
     assert dimensions == {"product", *contract, *extra[:DEFAULT_SEGMENT_LIMIT - len(contract)]}
+
+
+def _duckdb_settings(engine: object) -> tuple[float, Path]:
+    """The engine's memory limit in GiB (DuckDB shows it as ``2.8 GiB``) and its spill folder."""
+    limit, spill = engine.raw_sql(  # type: ignore[attr-defined]
+        "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    number, unit = limit.split()
+    return float(number) / {"KiB": 1024**2, "MiB": 1024, "GiB": 1}[unit], Path(spill)
+
+
+def test_duckdb_holds_at_most_upcurves_limit_and_spills_to_a_folder_removed_with_it() -> None:
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    engine = connect("duckdb://")
+    limit, spill = _duckdb_settings(engine)
+    assert limit == pytest.approx(min(DUCKDB_MEMORY_LIMIT, machine * 0.8) / 1024**3, abs=0.05)
+    assert spill.is_dir() and spill.name.startswith("upcurve-spill-") and spill.parent == Path(tempfile.gettempdir())
+    del engine
+    gc.collect()
+    assert not spill.exists(), "the spill folder goes with the connection"
+
+
+def test_duckdb_settings_on_the_url_are_kept_and_the_users_folder_too(tmp_path: Path) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    engine = connect(f"duckdb://?memory_limit=1GiB&temp_directory={scratch}")
+    assert _duckdb_settings(engine) == (pytest.approx(1.0, abs=0.01), scratch)
+    del engine
+    gc.collect()
+    assert scratch.is_dir(), "a folder the user named is never removed"
+
+
+def test_a_duckdb_file_named_by_its_absolute_path_is_opened_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine = connect(f"duckdb:///{tmp_path}/engine.duckdb")  # duckdb:////tmp/...: four slashes
+    engine.raw_sql("CREATE TABLE kept AS SELECT 1 AS x")
+    assert (tmp_path / "engine.duckdb").is_file()
+    assert _duckdb_settings(engine)[1].name.startswith("upcurve-spill-")
