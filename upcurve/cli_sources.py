@@ -54,9 +54,10 @@ def import_stripe_command(
     api_base: Annotated[str | None, typer.Option(help="Another API address (a proxy, or a test server).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Read the whole account again, not only what changed since "
                                                       "the last import into this folder.")] = False,
-    fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of exchange rates to copy in (Stripe "
-                                                       "holds none): monthly (month, currency, rate), or daily (day, "
-                                                       "currency, rate: each month's last rate is kept).")] = None,
+    fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of exchange rates to copy in, used "
+                                                       "instead of the rates Stripe converted charges at: monthly "
+                                                       "(month, currency, rate), or daily (day, currency, rate: each "
+                                                       "month's last rate is kept).")] = None,
 ) -> None:
     """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes) and write
     it as a contract folder, then check it. Into a folder of an earlier import, only what changed since is read

@@ -684,8 +684,10 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     account regardless. Written into an earlier import, the Stripe tables are replaced and everything else the
     folder holds (events and users, the CRM's renewals and tickets) is kept, as are the accounts' owner, segment,
     industry and region where Stripe has none (a CRM import's). ``fx_rates`` (a CSV or Parquet file of the
-    contract's ``fx_rates``; Stripe holds none) is copied in as the folder's rates, and kept by later imports; daily
-    rates (``day`` or ``date`` instead of ``month``) are reduced to each month's last rate first.
+    contract's ``fx_rates``) is copied in as the folder's rates, and kept by later imports; daily rates (``day`` or
+    ``date`` instead of ``month``) are reduced to each month's last rate first. Without rates of the user's (now or
+    given to an earlier import), the rates Stripe converted charges at are the folder's ``fx_rates``
+    (:func:`upcurve.sources.stripe.stripe_rates`).
 
     Raises
     ------
@@ -703,7 +705,14 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     import time
 
     from upcurve.folders import folder_manifest
-    from upcurve.sources.stripe import STRIPE_API_VERSION, StripeAccount, read_stripe, stripe_tables, sync_stripe
+    from upcurve.sources.stripe import (
+        STRIPE_API_VERSION,
+        StripeAccount,
+        read_stripe,
+        stripe_rates,
+        stripe_tables,
+        sync_stripe,
+    )
 
     if fmt not in ("csv", "parquet"):
         raise ConfigError(f"unknown format {fmt!r}: use csv or parquet")
@@ -728,6 +737,10 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
         mode = "full"
     say("mapping Stripe's objects to the contract's tables")
     tables = stripe_tables(account)
+    # Stripe's own rates fill the folder's fx_rates unless the user gave rates (now, or to an earlier import)
+    stripe_fx = tables.pop("fx_rates", None)
+    given_before = earlier.get("fx_rates") if earlier is not None and earlier.get("kind") == "import" else None
+    user_rates = rates is not None or (given_before is not None and not str(given_before).startswith(STRIPE_RATES))
     synced_to = dt.datetime.fromtimestamp(account.synced_to or now, dt.UTC).isoformat(timespec="seconds")
     info = {"source": "stripe", "api_version": STRIPE_API_VERSION, "requests": account.requests, "read": mode,
             "synced_to": synced_to, "changed": account.changed,
@@ -739,6 +752,10 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
         name, blob, daily = rate_file
         extra[name] = blob
         info["fx_rates"] = f"{rates} (daily: each month's last rate)" if daily else str(rates)
+    elif stripe_fx is not None and not user_rates:
+        tables["fx_rates"] = stripe_fx
+        settled = stripe_rates(account.conversions)
+        info["fx_rates"] = STRIPE_RATES + (f", quoted in {settled[1]}" if settled else "")
     if earlier is not None and earlier.get("kind") == "import":
         old_accounts = _read_contract_file(dest, "accounts")
         if old_accounts is not None:
@@ -776,6 +793,9 @@ def _rates_file(rates: Path) -> tuple[str, bytes, bool]:
     pacsv.write_csv(monthly, out)
     return "fx_rates.csv", out.getvalue(), True
 
+
+#: What a Stripe import's manifest says of ``fx_rates`` it derived from Stripe's conversions (not the user's).
+STRIPE_RATES = "Stripe's own conversions (each month's last rate)"
 
 #: Where a Stripe import keeps the objects it read and its cursor, for the next sync (hidden from the contract).
 STRIPE_OBJECTS = ".stripe-objects.json.gz"

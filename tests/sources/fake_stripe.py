@@ -2,8 +2,8 @@
 tests: list objects paged with ``limit``/``starting_after``/``has_more``, invoices that embed at most ten lines and
 page the rest from ``/v1/invoices/{id}/lines``, each object by its id (``/v1/customers/{id}``; a deleted customer
 as its ``deleted`` stub, anything else gone a 404), the account's events newest first with the ``created[gte]``
-filter, errors as Stripe returns them (401 for an invalid or expired key, 429 and 500 with Stripe's error body),
-and a log of every request.
+filter, balance transactions with their ``source`` charge expanded on ``expand[]=data.source``, errors as Stripe
+returns them (401 for an invalid or expired key, 429 and 500 with Stripe's error body), and a log of every request.
 
 Objects are built with the helpers below in the documented shapes: amounts in the currency's smallest unit,
 timestamps in Unix seconds, an invoice line's price under ``pricing.price_details`` and its proration under
@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urlparse
 
 KEY = "sk_test_upcurve"
 EXPIRED = "sk_test_expired"
-LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "coupons", "events")
+LISTS = ("customers", "products", "prices", "subscriptions", "invoices", "credit_notes", "coupons", "events",
+         "charges", "balance_transactions")
 
 
 def ts(day: str) -> int:
@@ -138,6 +139,10 @@ def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]
     page = _page(items, query, path)
     if name == "invoices":
         page["data"] = [_invoice_view(i) for i in page["data"]]
+    expand = {v[0] for k, v in query.items() if k.startswith("expand")}
+    if name == "balance_transactions" and "data.source" in expand:
+        charges = {c["id"]: c for c in fake.objects["charges"]}
+        page["data"] = [{**b, "source": charges.get(b["source"], b["source"])} for b in page["data"]]
     return 200, page
 
 
@@ -239,3 +244,20 @@ def credit_note(cid: str, customer_id: str, invoice_id: str, total_excluding_tax
     return {"id": cid, "object": "credit_note", "customer": customer_id, "invoice": invoice_id,
             "currency": currency, "created": ts(created), "total_excluding_tax": total_excluding_tax,
             "subtotal": total_excluding_tax, "total": total_excluding_tax, "reason": reason}
+
+
+def charge(cid: str, customer_id: str, amount: int, *, created: str, currency: str = "usd") -> dict[str, Any]:
+    return {"id": cid, "object": "charge", "customer": customer_id, "amount": amount, "currency": currency,
+            "created": ts(created), "paid": True, "status": "succeeded",
+            "balance_transaction": f"txn_{cid.removeprefix('ch_')}"}
+
+
+def balance_transaction(charge_: dict[str, Any], *, exchange_rate: float | None, settled_in: str = "usd",
+                        created: str | None = None) -> dict[str, Any]:
+    """The balance transaction of a charge: its amount in the settlement currency, and the rate it was converted
+    at (null when the charge was in the settlement currency)."""
+    rate = exchange_rate or 1.0
+    return {"id": charge_["balance_transaction"], "object": "balance_transaction", "type": "charge",
+            "amount": round(charge_["amount"] * rate), "currency": settled_in, "exchange_rate": exchange_rate,
+            "created": ts(created) if created else charge_["created"], "source": charge_["id"],
+            "status": "available", "fee": 0, "net": round(charge_["amount"] * rate)}

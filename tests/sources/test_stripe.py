@@ -4,9 +4,11 @@ imported, run and its movements checked against a hand calculation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -324,11 +326,12 @@ def test_a_second_import_reads_only_what_changed_and_equals_a_full_read(stripe_a
 
     stripe_api.requests.clear()
     again = import_stripe(data, api_key=fs.KEY, api_base=stripe_api.url)
-    # the events of the cursor's own second are read again (never one missed), nothing else
+    # the events of the cursor's own second are read again (never one missed), and the conversions since the
+    # cursor; nothing else
+    reread_objects = (("customers", "cus_B"), ("customers", "cus_C"), ("invoices", "in_0"), ("invoices", "in_new"),
+                      ("invoices", "in_new/lines"), ("prices", "price_ent"))
     assert again.mode == "sync" and {r.split("?")[0] for r in stripe_api.requests} <= {
-        "GET /v1/events", *(f"GET /v1/{k}/{i}" for k, i in (("customers", "cus_B"), ("customers", "cus_C"),
-                                                            ("invoices", "in_0"), ("invoices", "in_new"),
-                                                            ("invoices", "in_new/lines"), ("prices", "price_ent")))}
+        "GET /v1/events", "GET /v1/balance_transactions", *(f"GET /v1/{k}/{i}" for k, i in reread_objects)}
 
 
 def test_an_old_cursor_or_full_reads_the_whole_account(stripe_api: fs.FakeStripe, tmp_path: Path) -> None:
@@ -418,3 +421,77 @@ def test_an_import_with_daily_rates_meets_the_contract(stripe_api: fs.FakeStripe
     assert [r["month"] for r in written] == ["2023-12", *(f"2024-{m:02d}" for m in range(1, 7))]
     manifest = json.loads((result.out_dir / MANIFEST).read_text())
     assert "daily" in manifest["fx_rates"]
+
+
+def _euro_company() -> fs.FakeStripe:
+    """One customer billed €100 a month, January to March 2024, its invoices paid by charges Stripe converted to
+    US dollars (the settlement currency): at 1.10 in January, 1.08 and then 1.09 in February (two charges), 1.12 in
+    March; and a US customer's $50 charge, settled as it was (no rate)."""
+    f = fs.FakeStripe()
+    f.add("products", fs.product("prod_core", "Core"))
+    f.add("prices", fs.price("price_eur", "prod_core", 10000, currency="eur", nickname="Team"))
+    f.add("prices", fs.price("price_usd", "prod_core", 5000, nickname="Team"))
+    f.add("customers", fs.customer("cus_F", "Fjord GmbH", currency="eur"))
+    f.add("customers", fs.customer("cus_U", "Union Inc"))
+    months = [("2024-01-01", "2024-02-01", [1.10]), ("2024-02-01", "2024-03-01", [1.08, 1.09]),
+              ("2024-03-01", "2024-04-01", [1.12])]
+    for i, (start, end, rates) in enumerate(months):
+        f.add("invoices", fs.invoice(f"in_f{i}", "cus_F", [fs.line(f"il_f{i}", "price_eur", 10000, start, end,
+                                                                    currency="eur")], created=start, currency="eur"))
+        f.add("invoices", fs.invoice(f"in_u{i}", "cus_U", [fs.line(f"il_u{i}", "price_usd", 5000, start, end)],
+                                     created=start))
+        for k, rate in enumerate(rates):
+            paid = f.add("charges", fs.charge(f"ch_f{i}{k}", "cus_F", 5000 if len(rates) > 1 else 10000,
+                                              created=f"{start[:8]}{1 + 14 * k:02d}", currency="eur"))
+            f.add("balance_transactions", fs.balance_transaction(paid, exchange_rate=rate))
+        usd = f.add("charges", fs.charge(f"ch_u{i}", "cus_U", 5000, created=start))
+        f.add("balance_transactions", fs.balance_transaction(usd, exchange_rate=None))
+    return f
+
+
+def test_stripe_s_own_exchange_rates_become_the_folder_s_monthly_rates(tmp_path: Path) -> None:
+    """Each month's rate is the one Stripe converted the month's last charge at, quoted in the settlement currency:
+    MRR in dollars is then €100 × 1.10, × 1.09 and × 1.12, plus the US customer's $50."""
+    for api in fs.serve(_euro_company()):
+        result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
+        assert any("balance_transactions" in r and "expand" in r for r in api.requests)
+    assert result.validation.errors == []
+    rates = pacsv.read_csv(result.out_dir / "fx_rates.csv").to_pylist()
+    assert [(r["month"], r["currency"], D(str(r["rate"]))) for r in rates] == [
+        ("2024-01", "EUR", D("1.1")), ("2024-02", "EUR", D("1.09")), ("2024-03", "EUR", D("1.12"))]
+    manifest = json.loads((result.out_dir / MANIFEST).read_text())
+    assert "Stripe" in manifest["fx_rates"] and "USD" in manifest["fx_rates"]
+    metrics = {r["month"]: r["mrr"] for r in run_folder(result.out_dir, "2024-03-31").tables["metrics"].to_pylist()}
+    assert [metrics[m] for m in ("2024-01", "2024-02", "2024-03")] == [D("160.00"), D("159.00"), D("162.00")]
+
+
+def test_rates_the_user_gives_win_over_stripe_s_and_are_kept(tmp_path: Path) -> None:
+    rates = tmp_path / "ecb.csv"
+    rates.write_text("month,currency,rate\n2024-01,EUR,1.09\n2024-02,EUR,1.08\n2024-03,EUR,1.08\n")
+    company = _euro_company()
+    for api in fs.serve(company):
+        first = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url, fx_rates=rates)
+        assert (first.out_dir / "fx_rates.csv").read_bytes() == rates.read_bytes()
+        paid = company.add("charges", fs.charge("ch_late", "cus_F", 10000, created="2024-03-20", currency="eur"))
+        company.add("balance_transactions", fs.balance_transaction(paid, exchange_rate=1.2))
+        company.emit("charge.succeeded", paid)
+        again = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
+    assert again.mode == "sync" and (again.out_dir / "fx_rates.csv").read_bytes() == rates.read_bytes()
+    assert json.loads((again.out_dir / MANIFEST).read_text())["fx_rates"] == str(rates)
+
+
+def test_a_sync_adds_the_conversions_since_its_cursor(tmp_path: Path) -> None:
+    company = _euro_company()
+    for api in fs.serve(company):
+        import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
+        paid = company.add("charges", fs.charge("ch_late", "cus_F", 10000, created="2024-03-20", currency="eur"))
+        company.add("balance_transactions", fs.balance_transaction(paid, exchange_rate=1.2,
+                                                                   created=None))
+        company.objects["balance_transactions"][-1]["created"] = int(time.time())  # made after the first import
+        company.emit("charge.succeeded", paid)
+        again = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
+    assert again.mode == "sync"
+    rates = {(r["month"], r["currency"]): D(str(r["rate"]))
+             for r in pacsv.read_csv(again.out_dir / "fx_rates.csv").to_pylist()}
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    assert rates[(month, "EUR")] == D("1.2") and rates[("2024-03", "EUR")] == D("1.12")

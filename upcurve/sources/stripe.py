@@ -9,6 +9,9 @@ false, and an invoice's lines beyond the ten it embeds are paged from ``/v1/invo
 (429) is retried with exponential backoff; the library retries connection failures and 5xx answers. A refused key
 (invalid or expired) stops the import with Stripe's message.
 
+Balance transactions are read with their source charge expanded (its currency); a sync lists those created since
+its cursor (a balance transaction never changes).
+
 Syncing (:func:`sync_stripe`): a read remembers its cursor, the creation time of the account's newest event when
 it began. The next sync lists the events created since then (Stripe keeps them for 30 days), collects the objects
 they name, and reads each of those again at the pinned version (an event's own copy is rendered at the version of
@@ -39,6 +42,11 @@ Mapping (:func:`stripe_tables`, pure):
 - ``subscriptions``: status, start, trial end, the scheduled or actual end (``cancel_at``; for
   ``cancel_at_period_end``, the end of its items' current period), when the cancellation was asked for
   (``canceled_at``) and why (``cancellation_details.reason``).
+- ``fx_rates``: the rates Stripe converted charges at. A balance transaction of a charge in another currency than
+  the account's settlement currency carries its ``exchange_rate`` (units of the settlement currency per unit of the
+  charge's): each month's rate of a currency is the one of its last conversion that month, quoted in the settlement
+  currency (the one most of the account's balance transactions are in). Months without a conversion take the
+  latest rate before them, as any ``fx_rates`` do. None when no charge was converted.
 
 Anything missing that a table needs (a line without a customer, a price that names no product) is an error naming
 the object and the field; nothing is written then.
@@ -62,8 +70,8 @@ import pyarrow as pa
 
 from upcurve.errors import ConfigError, UpcurveError
 
-__all__ = ["STRIPE_API_VERSION", "SYNC_DAYS", "StripeAccount", "StripeError", "read_stripe", "stripe_tables",
-           "sync_stripe"]
+__all__ = ["STRIPE_API_VERSION", "SYNC_DAYS", "StripeAccount", "StripeError", "read_stripe", "stripe_rates",
+           "stripe_tables", "sync_stripe"]
 
 #: The API version whose objects this source reads (sent with every request).
 STRIPE_API_VERSION = "2025-03-31.basil"
@@ -96,6 +104,8 @@ class StripeAccount:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     credit_notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Currency conversions from the balance transactions: ``{"id", "created", "from", "to", "rate"}`` each.
+    conversions: list[dict[str, Any]] = field(default_factory=list)
     #: The cursor: the creation time (Unix seconds) of the newest event when the read began; None when unknown.
     synced_to: int | None = None
     #: How many requests the last read or sync made, and how many objects a sync read again.
@@ -238,6 +248,19 @@ def _newest_event(v1: Any, account: StripeAccount, sleep: Callable[[float], None
     return int(data[0]["created"]) if data else int(now) - 300
 
 
+def _conversions(v1: Any, params: dict[str, Any], account: StripeAccount,
+                 sleep: Callable[[float], None]) -> Iterator[dict[str, Any]]:
+    """The account's currency conversions: each balance transaction with an ``exchange_rate``, its source charge
+    expanded for the currency it was paid in."""
+    listed = _pages(_lister(v1.balance_transactions), {**params, "expand": ["data.source"]}, account, sleep)
+    for txn in listed:
+        source = txn.get("source")
+        if txn.get("exchange_rate") is None or not isinstance(source, dict) or not source.get("currency"):
+            continue
+        yield {"id": txn["id"], "created": int(txn["created"]), "from": str(source["currency"]).upper(),
+               "to": str(txn.get("currency") or "").upper(), "rate": _decimal_text(Decimal(str(txn["exchange_rate"])))}
+
+
 def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str], None] = lambda _m: None,
                 sleep: Callable[[float], None] = time.sleep, now: float | None = None) -> StripeAccount:
     """Read every customer, product, price, subscription, revenue invoice (with every line) and credit note, and
@@ -265,6 +288,8 @@ def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str
         for invoice in _pages(_lister(v1.invoices), {}, account, sleep):
             if invoice.get("status") in REVENUE_STATUSES:
                 account.invoices.append(_with_every_line(v1, invoice, account, sleep))
+        say("reading Stripe's currency conversions (balance transactions)")
+        account.conversions.extend(_conversions(v1, {}, account, sleep))
     return account
 
 
@@ -319,6 +344,10 @@ def sync_stripe(api_key: str, previous: StripeAccount, *, api_base: str | None =
             if kind and obj.get("id"):
                 touched[(kind, str(obj["id"]))] = None
             cursor = max(cursor, int(event.get("created") or cursor))
+        say("reading Stripe's currency conversions since then")
+        known = {c["id"] for c in previous.conversions}
+        fresh_conversions = [c for c in _conversions(v1, {"created": {"gte": previous.synced_to}}, account, sleep)
+                             if c["id"] not in known]
         for done, (kind, object_id) in enumerate(touched, start=1):
             say(f"reading again the objects that changed: {done:,} of {len(touched):,}")
             fresh = _read_again(v1, kind, object_id, account, sleep)
@@ -328,6 +357,7 @@ def sync_stripe(api_key: str, previous: StripeAccount, *, api_base: str | None =
                 by_id[kind][object_id] = fresh  # in its place, or last when new
     for kind, objects in by_id.items():
         setattr(account, kind, list(objects.values()))
+    account.conversions = [*previous.conversions, *fresh_conversions]
     account.synced_to = cursor
     account.changed = len(touched)
     return account
@@ -494,12 +524,41 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
             "cancel_reason": (s.get("cancellation_details") or {}).get("reason"),
         })
     problems.check()
-    return {
+    tables = {
         "accounts": pa.Table.from_pylist(accounts, schema=_ACCOUNTS),
         "plans": pa.Table.from_pylist(plans, schema=_PLANS),
         "invoice_lines": pa.Table.from_pylist(lines, schema=_LINES),
         "subscriptions": pa.Table.from_pylist(subscriptions, schema=_SUBSCRIPTIONS),
     }
+    rates = stripe_rates(account.conversions)
+    if rates is not None:
+        tables["fx_rates"] = rates[0]
+    return tables
+
+
+def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | None:
+    """The monthly ``fx_rates`` of Stripe's conversions, and the settlement currency they are quoted in; None when
+    there are none.
+
+    Formula
+    -------
+    The settlement currency is the one most conversions were made into (ties: the first in alphabetical order);
+    conversions into another are left out. For each month (UTC) and charge currency, the rate of the month's last
+    conversion (by creation time; ties: the larger id), the rate as Stripe gives it.
+    """
+    if not conversions:
+        return None
+    counts: dict[str, int] = {}
+    for c in conversions:
+        counts[c["to"]] = counts.get(c["to"], 0) + 1
+    settled = min(counts, key=lambda currency: (-counts[currency], currency))
+    last: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in sorted(conversions, key=lambda c: (c["created"], c["id"])):
+        if c["to"] == settled and c["from"] != settled:
+            last[(dt.datetime.fromtimestamp(c["created"], dt.UTC).strftime("%Y-%m"), c["from"])] = c
+    rows = [{"month": month, "currency": currency, "rate": float(Decimal(str(c["rate"])))}
+            for (month, currency), c in sorted(last.items())]
+    return pa.Table.from_pylist(rows, schema=_RATES), settled
 
 
 def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, currency: str,
@@ -548,6 +607,7 @@ _LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("pla
                     ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
                     ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),
                     ("proration", pa.string())])
+_RATES = pa.schema([("month", pa.string()), ("currency", pa.string()), ("rate", pa.float64())])
 _SUBSCRIPTIONS = pa.schema([("subscription_id", pa.string()), ("account_id", pa.string()), ("status", pa.string()),
                             ("started_on", pa.date32()), ("trial_end", pa.date32()), ("cancel_at", pa.date32()),
                             ("canceled_at", pa.date32()), ("cancel_reason", pa.string())])
