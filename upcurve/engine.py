@@ -203,9 +203,10 @@ def hand_over(
         elif reads_parquet(engine):
             if stage is None:
                 raise ValueError(f"the engine {engine.name!r} reads its tables from files: give hand_over a stage")
-            path = Path(stage, f"{name}.parquet")
+            path = Path(stage, f"{name}.parquet").absolute()
             table.to_parquet(path)  # DuckDB's COPY: streamed from the input files, never held in Python
-            out[name] = engine.read_parquet(str(path), table_name=f"upcurve_{name}")
+            # a file:// URI: on a cluster whose default file system is HDFS or S3, a bare path would be read there
+            out[name] = engine.read_parquet(path.as_uri(), table_name=f"upcurve_{name}")
         else:
             data = table.to_pyarrow()
             # Not every engine stores decimals (SQLite has none); amounts are rounded to cents after a float
