@@ -59,9 +59,10 @@ def import_stripe_command(
                                                        "(month, currency, rate), or daily (day, currency, rate: each "
                                                        "month's last rate is kept).")] = None,
 ) -> None:
-    """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes) and write
-    it as a contract folder, then check it. Into a folder of an earlier import, only what changed since is read
-    again (Stripe keeps 30 days of events), and the folder's other tables are kept."""
+    """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes, the rates
+    it converted charges at) and write it as a contract folder, then check it. Into a folder of an earlier import,
+    only what changed since is read again (Stripe keeps 30 days of events), and the folder's other tables are
+    kept."""
     key = os.environ.get(api_key_env, "")
     result = _with_progress(lambda say: _usecases().import_stripe(out, api_key=key, api_base=api_base, fmt=fmt,
                                                                   full=full, fx_rates=fx_rates, say=say))

@@ -661,9 +661,9 @@ class ImportResult:
 
 #: The sources ``upcurve import`` reads, and what each needs.
 SOURCES = {
-    "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes; each "
-              "import after the first reads only what changed (STRIPE_API_KEY; a restricted read-only key is "
-              "enough)",
+    "stripe": "Stripe billing: customers, prices, subscriptions, invoices with every line, credit notes, and the "
+              "rates Stripe converted charges at; each import after the first reads only what changed "
+              "(STRIPE_API_KEY; a restricted read-only key is enough)",
     "segment": "Segment track, identify and group calls (JSON lines) as events and users, with a mapping file",
     "amplitude": "an Amplitude export (JSON lines, gzipped or not) as events and users, with a mapping file",
     "mixpanel": "a Mixpanel raw event export (JSON lines) as events and users, with a mapping file",
