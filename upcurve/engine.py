@@ -59,9 +59,16 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
     import ibis
 
     scheme = url.split("://", 1)[0] if "://" in url else ""
-    try:
-        if scheme == "pyspark":
+    if scheme == "pyspark":
+        try:
             return _spark(url)
+        except ImportError:
+            raise EngineError("the engine 'pyspark' needs its package: pip install 'upcurve[spark]'") from None
+        except Exception as exc:  # Spark's own errors (no Java, a master it cannot reach) have no common base
+            why = _first_line(exc).rstrip(".")
+            raise EngineError(f"cannot start Spark from {url!r}: {why}. Spark needs Java 17 (java on the PATH, or "
+                              "JAVA_HOME) and a master it can reach (spark.master on the URL)") from None
+    try:
         if scheme == "duckdb":
             return _duckdb(url)
         return ibis.connect(url)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -174,3 +176,15 @@ def test_a_duckdb_file_named_by_its_absolute_path_is_opened_there(tmp_path: Path
     engine.raw_sql("CREATE TABLE kept AS SELECT 1 AS x")
     assert (tmp_path / "engine.duckdb").is_file()
     assert _duckdb_settings(engine)[1].name.startswith("upcurve-spill-")
+
+
+def test_spark_that_cannot_start_is_one_clear_line(tmp_path: Path) -> None:
+    """No Java where JAVA_HOME says: exit 1 and what Spark needs, never a traceback. In its own process: a Spark
+    session, once started by another test in this one, would be reused."""
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java"), "COLUMNS": "300"}
+    done = subprocess.run([sys.executable, "-m", "upcurve", "validate", str(data), "--engine", "pyspark://"],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    text = " ".join((done.stdout + done.stderr).split())
+    assert "cannot start Spark" in text and "Java 17" in text and "Traceback" not in text
