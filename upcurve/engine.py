@@ -32,15 +32,16 @@ READER_MEMORY_LIMIT = "50%"
 #: Engines that read Parquet files themselves, in parallel and at any size: tables are handed to them as files.
 _PARQUET_READERS = frozenset({"pyspark"})
 
-#: Spark settings upcurve needs unless the URL sets them: dates and timestamps are read and cut in UTC, as DuckDB
-#: does (a session in the machine's zone would move a timestamp's day), and no progress bars on the user's screen.
+#: Spark settings upcurve needs unless the URL sets them (docs/engines.md says why each): dates and timestamps cut in
+#: UTC as on DuckDB, no progress bars over upcurve's, plan texts capped, and memory pages small enough for the
+#: account signals' forty reductions in one task.
 _SPARK_DEFAULTS = {"spark.sql.session.timeZone": "UTC", "spark.ui.showConsoleProgress": "false",
                    "spark.sql.maxPlanStringLength": "100000", "spark.buffer.pageSize": "4m"}
 
 
 #: The most memory DuckDB holds when the engine URL sets no ``memory_limit`` (beyond it, DuckDB spills to disk); on a
-#: machine with less memory, 80% of it (DuckDB's own default). Signals over 100 million events: 3.2 GB peak, 7% slower
-#: than with DuckDB's default of 80% of the machine's memory (docs/benchmarks.md).
+#: machine with less memory, 80% of it (DuckDB's own default). Signals over 100 million events: 3.4 GB peak and
+#: 34.9 s, against 4.2 GB and 31.5 s at DuckDB's default of 80% of the machine's memory (docs/benchmarks.md).
 DUCKDB_MEMORY_LIMIT = 3 * 1024**3
 
 
@@ -178,13 +179,12 @@ def engine_errors() -> Iterator[None]:
 def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
     """The DuckDB connection that reads input files: the engine itself when it is DuckDB (with the memory limit
     its URL sets), otherwise an embedded DuckDB capped at :data:`READER_MEMORY_LIMIT` of the machine's memory."""
-    import ibis
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
     if isinstance(engine, DuckDBBackend):
         return engine
-    reader = ibis.duckdb.connect()
-    reader.raw_sql(f"SET memory_limit = '{READER_MEMORY_LIMIT}'")
+    reader = _duckdb(f"duckdb://?memory_limit={READER_MEMORY_LIMIT}")  # spilling to a private folder, as the engine
+    assert isinstance(reader, DuckDBBackend)
     return reader
 
 
@@ -237,6 +237,9 @@ def _sqlite_table(engine: ibis.BaseBackend, name: str, data: pa.Table) -> ir.Tab
     """
     import ibis
     import pyarrow as pa
+    from ibis.backends.sqlite import Backend as SQLiteBackend
+
+    assert isinstance(engine, SQLiteBackend)  # hand_over calls this for SQLite only
 
     def values(column: pa.ChunkedArray) -> list[object]:
         if pa.types.is_timestamp(column.type):
@@ -247,7 +250,7 @@ def _sqlite_table(engine: ibis.BaseBackend, name: str, data: pa.Table) -> ir.Tab
     if data.num_rows:
         marks = ", ".join("?" * data.num_columns)
         rows = zip(*(values(column) for column in data.columns), strict=True)
-        engine.con.executemany(f'INSERT INTO temp."{name}" VALUES ({marks})', rows)  # type: ignore[attr-defined]
+        engine.con.executemany(f'INSERT INTO temp."{name}" VALUES ({marks})', rows)
     return table
 
 

@@ -738,7 +738,7 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     say("mapping Stripe's objects to the contract's tables")
     tables = stripe_tables(account)
     # Stripe's own rates fill the folder's fx_rates unless the user gave rates (now, or to an earlier import)
-    stripe_fx = tables.pop("fx_rates", None)
+    stripe_fx = stripe_rates(account.conversions)
     given_before = earlier.get("fx_rates") if earlier is not None and earlier.get("kind") == "import" else None
     user_rates = rates is not None or (given_before is not None and not str(given_before).startswith(STRIPE_RATES))
     synced_to = dt.datetime.fromtimestamp(account.synced_to or now, dt.UTC).isoformat(timespec="seconds")
@@ -753,9 +753,8 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
         extra[name] = blob
         info["fx_rates"] = f"{rates} (daily: each month's last rate)" if daily else str(rates)
     elif stripe_fx is not None and not user_rates:
-        tables["fx_rates"] = stripe_fx
-        settled = stripe_rates(account.conversions)
-        info["fx_rates"] = STRIPE_RATES + (f", quoted in {settled[1]}" if settled else "")
+        tables["fx_rates"], settled = stripe_fx
+        info["fx_rates"] = f"{STRIPE_RATES}, quoted in {settled}"
     if earlier is not None and earlier.get("kind") == "import":
         old_accounts = _read_contract_file(dest, "accounts")
         if old_accounts is not None:

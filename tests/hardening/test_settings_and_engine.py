@@ -11,7 +11,9 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+import ibis
 import pytest
+from ibis.backends.duckdb import Backend as DuckDBBackend
 from typer.testing import CliRunner
 
 from tests.conftest import write_folder
@@ -140,9 +142,10 @@ def test_a_wide_accounts_file_breaks_down_a_bounded_number_of_columns(tmp_path: 
     assert dimensions == {"product", *contract, *extra[:DEFAULT_SEGMENT_LIMIT - len(contract)]}
 
 
-def _duckdb_settings(engine: object) -> tuple[float, Path]:
+def _duckdb_settings(engine: ibis.BaseBackend) -> tuple[float, Path]:
     """The engine's memory limit in GiB (DuckDB shows it as ``2.8 GiB``) and its spill folder."""
-    limit, spill = engine.raw_sql(  # type: ignore[attr-defined]
+    assert isinstance(engine, DuckDBBackend)
+    limit, spill = engine.raw_sql(
         "SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
     number, unit = limit.split()
     return float(number) / {"KiB": 1024**2, "MiB": 1024, "GiB": 1}[unit], Path(spill)

@@ -42,11 +42,12 @@ Mapping (:func:`stripe_tables`, pure):
 - ``subscriptions``: status, start, trial end, the scheduled or actual end (``cancel_at``; for
   ``cancel_at_period_end``, the end of its items' current period), when the cancellation was asked for
   (``canceled_at``) and why (``cancellation_details.reason``).
-- ``fx_rates``: the rates Stripe converted charges at. A balance transaction of a charge in another currency than
-  the account's settlement currency carries its ``exchange_rate`` (units of the settlement currency per unit of the
-  charge's): each month's rate of a currency is the one of its last conversion that month, quoted in the settlement
-  currency (the one most of the account's balance transactions are in). Months without a conversion take the
-  latest rate before them, as any ``fx_rates`` do. None when no charge was converted.
+- ``fx_rates`` (:func:`stripe_rates`; the import writes them unless the user gives rates): the rates Stripe
+  converted charges at. A balance transaction of a charge in another currency than the account's settlement
+  currency carries its ``exchange_rate`` (units of the settlement currency per unit of the charge's): each month's
+  rate of a currency is the one of its last conversion that month, quoted in the settlement currency (the one most
+  of the account's balance transactions are in). Months without a conversion take the latest rate before them, as
+  any ``fx_rates`` do.
 
 Anything missing that a table needs (a line without a customer, a price that names no product) is an error naming
 the object and the field; nothing is written then.
@@ -524,16 +525,12 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
             "cancel_reason": (s.get("cancellation_details") or {}).get("reason"),
         })
     problems.check()
-    tables = {
+    return {
         "accounts": pa.Table.from_pylist(accounts, schema=_ACCOUNTS),
         "plans": pa.Table.from_pylist(plans, schema=_PLANS),
         "invoice_lines": pa.Table.from_pylist(lines, schema=_LINES),
         "subscriptions": pa.Table.from_pylist(subscriptions, schema=_SUBSCRIPTIONS),
     }
-    rates = stripe_rates(account.conversions)
-    if rates is not None:
-        tables["fx_rates"] = rates[0]
-    return tables
 
 
 def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | None:
@@ -556,7 +553,7 @@ def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | No
     for c in sorted(conversions, key=lambda c: (c["created"], c["id"])):
         if c["to"] == settled and c["from"] != settled:
             last[(dt.datetime.fromtimestamp(c["created"], dt.UTC).strftime("%Y-%m"), c["from"])] = c
-    rows = [{"month": month, "currency": currency, "rate": float(Decimal(str(c["rate"])))}
+    rows = [{"month": month, "currency": currency, "rate": float(c["rate"])}
             for (month, currency), c in sorted(last.items())]
     return pa.Table.from_pylist(rows, schema=_RATES), settled
 
