@@ -1,7 +1,9 @@
 """Benchmark: `upcurve run` over a simulated company's invoice lines.
 
 Default size: 100,000 accounts × 36 months (target on a 2-core machine: under 30 s and 3 GB peak RSS).
-Prints the generation time, then the run's seconds, invoice lines per second and peak RSS.
+Prints the generation time, the floor's seconds (``floor.sql``: plain DuckDB SQL for MRR, movements and monthly
+NRR/GRR on the same files, checked to compute what upcurve computes), then the run's seconds step by step, as a
+multiple of the floor, invoice lines per second and peak RSS.
 
     python benchmarks/bench_run.py [--accounts 100000] [--months 36] [--format parquet]
 """
@@ -13,6 +15,8 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+
+from floor import floor_agrees, run_floor  # beside this script
 
 from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
 from upcurve.usecases import run
@@ -32,6 +36,8 @@ def main() -> None:
         del tables
         print(f"generated {args.accounts:,} accounts × {args.months} months: {lines:,} invoice lines "
               f"in {time.perf_counter() - t0:.1f} s")
+        floor, floor_tables = run_floor(data)
+        print(f"the floor (plain DuckDB SQL): {floor:.2f} s")
         steps: list[tuple[float, str]] = []
         t0 = time.perf_counter()
         result = run(data, Path(tmp) / "out", progress=lambda m: steps.append((time.perf_counter() - t0, m)))
@@ -40,7 +46,10 @@ def main() -> None:
         print(f"  {nxt[0] - at:6.2f} s  {msg}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = {name: t.num_rows for name, t in result.tables.items()}
-    print(f"upcurve run: {seconds:.1f} s, {lines / seconds:,.0f} invoice lines/s, peak RSS {peak_mb:,.0f} MB")
+    print(f"upcurve run: {seconds:.1f} s ({seconds / floor:.1f}× the floor), {lines / seconds:,.0f} invoice lines/s, "
+          f"peak RSS {peak_mb:,.0f} MB")
+    problems = floor_agrees(floor_tables, result.tables)
+    print("the floor computed what upcurve computed" if not problems else "\n".join(["THE FLOOR DIFFERS:", *problems]))
     print("rows out: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
 
 

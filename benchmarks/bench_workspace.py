@@ -3,7 +3,9 @@
 A simulated company's billing (default 100,000 accounts × 36 months, Parquet), then, each as its own `upcurve`
 process (so every figure includes starting the command): the first run into a new workspace (training the models),
 a second run that scores with the model the first one registered, and each reading command. Prints seconds, invoice
-lines per second for the runs, and each process's peak RSS.
+lines per second for the runs, and each process's peak RSS. The floor (``floor.sql``: plain DuckDB SQL for MRR,
+movements and monthly NRR/GRR on the same files) runs first, as a process of its own timed the same way, and each
+run's seconds are printed as a multiple of it.
 
     python benchmarks/bench_workspace.py [--accounts 100000] [--months 36]
 """
@@ -19,17 +21,19 @@ import time
 from pathlib import Path
 
 UPCURVE = [sys.executable, "-m", "upcurve"]
+FLOOR = [sys.executable, str(Path(__file__).with_name("floor.py"))]
 
 
-def timed(args: list[str]) -> tuple[float, float]:
+def timed(args: list[str], program: list[str] = UPCURVE) -> tuple[float, float]:
     """Run one upcurve command; its seconds and its peak RSS in MB (from the kernel's accounting of that process)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([*UPCURVE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    proc = subprocess.Popen([*program, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "COLUMNS": "200"})
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"upcurve {' '.join(args)} failed:\n{proc.stderr.read().decode() if proc.stderr else ''}")
+        said = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(program[1:])} {' '.join(args)} failed:\n{said}")
     return seconds, usage.ru_maxrss / 1024
 
 
@@ -56,6 +60,8 @@ def main() -> None:
         lines = int(done.stdout)
         print(f"generated {args.accounts:,} accounts × {args.months} months: {lines:,} invoice lines "
               f"in {time.perf_counter() - t0:.1f} s")
+        floor, floor_peak = timed([str(data)], FLOOR)
+        print(f"the floor (plain DuckDB SQL, its own process): {floor:.2f} s, peak RSS {floor_peak:,.0f} MB")
         ws = str(Path(tmp) / "workspace")
         steps = [
             ("run (first: trains the models)", ["run", str(data), "--workspace", ws], lines),
@@ -66,11 +72,12 @@ def main() -> None:
             ("diff", ["diff", "--workspace", ws], 0),
             ("export --format parquet", ["export", "--workspace", ws, "--out", str(Path(tmp) / "export")], 0),
         ]
-        print(f"{'command':<48} {'seconds':>8} {'lines/s':>10} {'peak RSS':>10}")
+        print(f"{'command':<48} {'seconds':>8} {'lines/s':>10} {'peak RSS':>10} {'× floor':>8}")
         for label, command, rows in steps:
             seconds, peak = timed(command)
             rate = f"{rows / seconds:,.0f}" if rows else ""
-            print(f"{label:<48} {seconds:8.2f} {rate:>10} {peak:8,.0f} MB")
+            ratio = f"{seconds / floor:.1f}" if rows else ""
+            print(f"{label:<48} {seconds:8.2f} {rate:>10} {peak:8,.0f} MB {ratio:>8}")
 
 
 if __name__ == "__main__":
