@@ -2,7 +2,9 @@
 tests: list objects paged with ``limit``/``starting_after``/``has_more``, invoices that embed at most ten lines and
 page the rest from ``/v1/invoices/{id}/lines``, each object by its id (``/v1/customers/{id}``; a deleted customer
 as its ``deleted`` stub, anything else gone a 404), the account's events newest first with the ``created[gte]``
-filter, balance transactions with their ``source`` charge expanded on ``expand[]=data.source``, errors as Stripe
+filter, balance transactions with their ``source`` charge expanded on ``expand[]=data.source``, an invoice's
+discounts and its lines' expanded on ``expand[]=(data.)discounts`` and ``(data.)lines.data.discounts`` (a discount
+cannot be read on its own, as in Stripe's API), errors as Stripe
 returns them (401 for an invalid or expired key, 429 and 500 with Stripe's error body), and a log of every request.
 
 Objects are built with the helpers below in the documented shapes: amounts in the currency's smallest unit,
@@ -42,6 +44,7 @@ class FakeStripe:
     failures: list[tuple[str, int]] = field(default_factory=list)  # (path prefix, status) answered once each
     requests: list[str] = field(default_factory=list)
     deleted: set[str] = field(default_factory=set)  # ids of deleted customers
+    discounts: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id: only ever seen expanded
     url: str = ""
 
     def add(self, kind: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -91,11 +94,20 @@ def _page(items: list[dict[str, Any]], query: dict[str, list[str]], url: str) ->
     return {"object": "list", "data": chunk, "has_more": start + limit < len(items), "url": url}
 
 
-def _invoice_view(invoice: dict[str, Any]) -> dict[str, Any]:
-    """An invoice as the API returns it: its first ten lines embedded, the rest behind ``has_more``."""
-    lines = invoice["lines"]["data"]
-    return {**invoice, "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,
-                                 "total_count": len(lines), "url": f"/v1/invoices/{invoice['id']}/lines"}}
+def _expanded(fake: FakeStripe, obj: dict[str, Any], expand: bool) -> dict[str, Any]:
+    """``obj`` with its ``discounts`` (ids) as the discount objects, when asked to expand them."""
+    if not expand or not obj.get("discounts"):
+        return obj
+    return {**obj, "discounts": [fake.discounts.get(d, d) for d in obj["discounts"]]}
+
+
+def _invoice_view(fake: FakeStripe, invoice: dict[str, Any], expand: set[str], prefix: str = "") -> dict[str, Any]:
+    """An invoice as the API returns it: its first ten lines embedded, the rest behind ``has_more``; its discounts
+    and its lines' expanded as ``expand`` asks (paths under ``prefix``, ``data.`` in a list)."""
+    lines = [_expanded(fake, line, f"{prefix}lines.data.discounts" in expand) for line in invoice["lines"]["data"]]
+    return {**_expanded(fake, invoice, f"{prefix}discounts" in expand),
+            "lines": {"object": "list", "data": lines[:10], "has_more": len(lines) > 10,
+                      "total_count": len(lines), "url": f"/v1/invoices/{invoice['id']}/lines"}}
 
 
 def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]], auth: str
@@ -115,12 +127,15 @@ def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]
             return _error(status, "api_error", "Something went wrong on Stripe's end.")
     if method != "GET":
         return _error(405, "invalid_request_error", "upcurve only reads")
+    expand = {v for k, values in query.items() if k.startswith("expand") for v in values}
     lines = re.fullmatch(r"/v1/invoices/([^/]+)/lines", path)
     if lines:
         found = [i for i in fake.objects["invoices"] if i["id"] == lines[1]]
         if not found:
             return _error(404, "invalid_request_error", f"No such invoice: '{lines[1]}'", "resource_missing")
-        return 200, _page(found[0]["lines"]["data"], query, path)
+        page = _page(found[0]["lines"]["data"], query, path)
+        page["data"] = [_expanded(fake, line, "data.discounts" in expand) for line in page["data"]]
+        return 200, page
     name, _, object_id = path.removeprefix("/v1/").partition("/")
     if name not in LISTS:
         return _error(404, "invalid_request_error", f"Unrecognized request URL (GET: {path}).")
@@ -130,7 +145,7 @@ def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]
         found = [o for o in fake.objects[name] if o["id"] == object_id]
         if not found:
             return _error(404, "invalid_request_error", f"No such {name[:-1]}: '{object_id}'", "resource_missing")
-        return 200, _invoice_view(found[0]) if name == "invoices" else found[0]
+        return 200, _invoice_view(fake, found[0], expand) if name == "invoices" else found[0]
     items = fake.objects[name]
     if "created[gte]" in query:
         items = [o for o in items if o["created"] >= int(query["created[gte]"][0])]
@@ -138,8 +153,7 @@ def _answer(fake: FakeStripe, method: str, path: str, query: dict[str, list[str]
         items = [s for s in items if s["status"] not in ("canceled", "incomplete_expired")]
     page = _page(items, query, path)
     if name == "invoices":
-        page["data"] = [_invoice_view(i) for i in page["data"]]
-    expand = {v[0] for k, v in query.items() if k.startswith("expand")}
+        page["data"] = [_invoice_view(fake, i, expand, "data.") for i in page["data"]]
     if name == "balance_transactions" and "data.source" in expand:
         charges = {c["id"]: c for c in fake.objects["charges"]}
         page["data"] = [{**b, "source": charges.get(b["source"], b["source"])} for b in page["data"]]
@@ -201,7 +215,10 @@ def price(pid: str, product_id: str, unit_amount: int | None, *, interval: str |
 
 def line(lid: str, price_id: str | None, amount: int, start: str, end: str, *, quantity: int | None = 1,
          currency: str = "usd", proration: bool = False, discounts: int = 0, tax: int = 0,
-         tax_inclusive: bool = False, subscription: str | None = "sub_1") -> dict[str, Any]:
+         tax_inclusive: bool = False, subscription: str | None = "sub_1", discount: str = "di_1",
+         line_discounts: list[str] | None = None) -> dict[str, Any]:
+    """An invoice line; ``discounts`` the amount discount ``discount`` took off, ``line_discounts`` the ids of the
+    line's own discounts (a coupon on one subscription item)."""
     parent = ({"type": "subscription_item_details",
                "subscription_item_details": {"subscription": subscription, "subscription_item": f"si_{lid}",
                                              "proration": proration, "proration_details": None,
@@ -210,7 +227,8 @@ def line(lid: str, price_id: str | None, amount: int, start: str, end: str, *, q
               {"type": "invoice_item_details",
                "invoice_item_details": {"invoice_item": f"ii_{lid}", "proration": proration, "subscription": None}})
     return {"id": lid, "object": "line_item", "amount": amount, "currency": currency, "description": lid,
-            "discount_amounts": [{"amount": discounts, "discount": "di_1"}] if discounts else [],
+            "discount_amounts": [{"amount": discounts, "discount": discount}] if discounts else [],
+            "discounts": line_discounts or [],
             "discountable": True, "period": {"start": ts(start), "end": ts(end)}, "quantity": quantity,
             "pricing": {"type": "price_details", "price_details": {"price": price_id, "product": None},
                         "unit_amount_decimal": None} if price_id else None,
@@ -220,9 +238,24 @@ def line(lid: str, price_id: str | None, amount: int, start: str, end: str, *, q
 
 
 def invoice(iid: str, customer_id: str, lines: list[dict[str, Any]], *, created: str, status: str = "paid",
-            currency: str = "usd") -> dict[str, Any]:
+            currency: str = "usd", discounts: list[str] | None = None) -> dict[str, Any]:
     return {"id": iid, "object": "invoice", "customer": customer_id, "status": status, "currency": currency,
-            "created": ts(created), "lines": {"object": "list", "data": lines, "has_more": False}}
+            "created": ts(created), "discounts": discounts or [],
+            "lines": {"object": "list", "data": lines, "has_more": False}}
+
+
+def coupon(cid: str, name: str | None, *, percent_off: float | None = None, amount_off: int | None = None
+           ) -> dict[str, Any]:
+    return {"id": cid, "object": "coupon", "name": name, "percent_off": percent_off, "amount_off": amount_off,
+            "duration": "forever", "valid": True}
+
+
+def discount(did: str, coupon_: dict[str, Any], customer_id: str, *, subscription: str | None = None
+             ) -> dict[str, Any]:
+    """A discount as the pinned version renders it: its coupon embedded whole."""
+    return {"id": did, "object": "discount", "coupon": coupon_, "customer": customer_id, "end": None,
+            "invoice": None, "invoice_item": None, "promotion_code": None, "start": ts("2024-01-01"),
+            "subscription": subscription}
 
 
 def subscription(sid: str, customer_id: str, price_id: str, *, start: str, period_end: str,

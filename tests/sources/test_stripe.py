@@ -46,8 +46,10 @@ def _company() -> fs.FakeStripe:
         f.add("customers", fs.customer(cid, name, currency=cur, metadata={"segment": "smb"}))
     n = iter(range(1000))
 
-    def invoice(cid: str, day: str, lines: list[dict], currency: str = "usd", status: str = "paid") -> None:
-        f.add("invoices", fs.invoice(f"in_{next(n)}", cid, lines, created=day, currency=currency, status=status))
+    def invoice(cid: str, day: str, lines: list[dict], currency: str = "usd", status: str = "paid",
+                discounts: list[str] | None = None) -> None:
+        f.add("invoices", fs.invoice(f"in_{next(n)}", cid, lines, created=day, currency=currency, status=status,
+                                     discounts=discounts))
 
     # A: Team, 5 seats, then 8 from March; API calls from February ($20 a month)
     for i, (start, end) in enumerate(itertools.pairwise(MONTHS)):
@@ -65,9 +67,11 @@ def _company() -> fs.FakeStripe:
         fs.line("il_b4", "price_biz", 40000, "2024-05-01", "2024-06-01", quantity=10)])
     invoice("cus_B", "2024-06-01", [fs.line("il_b5", "price_biz", 40000, "2024-06-01", "2024-07-01", quantity=10)])
     # C: Business, 2 seats at 25% off ($80 − $20) plus 10% tax on top; from June, Team at $40 without the coupon
+    launch = f.add("coupons", fs.coupon("co_launch", "Launch 25%", percent_off=25))
+    f.discounts["di_c"] = fs.discount("di_c", launch, "cus_C", subscription="sub_c")
     for i, (start, end) in enumerate(list(itertools.pairwise(MONTHS))[:5]):
         invoice("cus_C", start, [fs.line(f"il_c{i}", "price_biz", 8000, start, end, quantity=2, discounts=2000,
-                                         tax=600)])
+                                         tax=600, discount="di_c")], discounts=["di_c"])
     invoice("cus_C", "2024-06-01", [fs.line("il_c5", "price_team", 4000, "2024-06-01", "2024-07-01", quantity=2)])
     # C's first invoice also carries the one-time onboarding fee
     f.objects["invoices"][-6]["lines"]["data"].append(
@@ -182,6 +186,9 @@ def test_a_stripe_account_end_to_end(stripe_api: fs.FakeStripe, tmp_path: Path) 
     assert [(p.file, p.column) for p in errors] == [("invoice_lines.csv", "currency")]  # JPY needs its rates
     lines = {r["line_id"]: r for r in pacsv.read_csv(result.out_dir / "invoice_lines.csv").to_pylist()}
     assert D(str(lines["il_c0"]["amount"])) == D("60") and D(str(lines["il_d0"]["amount"])) == D("8182")
+    # the coupon by name, and what it took off
+    assert (lines["il_c0"]["coupon"], D(str(lines["il_c0"]["discount"]))) == ("Launch 25%", D("20"))
+    assert (lines["il_c5"]["coupon"] or None, lines["il_c5"]["discount"]) == (None, None)  # empty in the CSV
     assert lines["il_b_credit"]["proration"] is True and lines["il_c_setup"]["kind"] == "one_time"
     assert str(lines["il_c_setup"]["period_end"]) == "2024-01-02"
     assert "il_e_draft" not in lines and "il_a_void" not in lines
@@ -495,3 +502,59 @@ def test_a_sync_adds_the_conversions_since_its_cursor(tmp_path: Path) -> None:
              for r in pacsv.read_csv(again.out_dir / "fx_rates.csv").to_pylist()}
     month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
     assert rates[(month, "EUR")] == D("1.2") and rates[("2024-03", "EUR")] == D("1.12")
+
+
+def test_each_discounted_line_names_its_coupons_as_they_are_named_now(tmp_path: Path) -> None:
+    """An invoice-level coupon (a subscription's), a line's own coupon, a line with both, a coupon without a name
+    (its id), a coupon since deleted (the name the discount embeds) and, after a sync, a renamed coupon: its new
+    name on every line, the old invoices' included. The amounts are net of every discount."""
+    fake = fs.FakeStripe()
+    fake.add("customers", fs.customer("cus_A", "Acme"))
+    fake.add("products", fs.product("prod_core", "Core"))
+    fake.add("prices", fs.price("price_team", "prod_core", 1000))
+    fake.add("prices", fs.price("price_addon", "prod_core", 500, nickname="Add-on"))
+    spring = fake.add("coupons", fs.coupon("co_spring", "Spring 10%", percent_off=10))
+    plain = fake.add("coupons", fs.coupon("co_plain", None, amount_off=100))
+    gone = fs.coupon("co_gone", "Pilot 50%", percent_off=50)  # deleted since: no longer listed
+    fake.discounts.update({
+        "di_sub": fs.discount("di_sub", spring, "cus_A", subscription="sub_1"),
+        "di_item": fs.discount("di_item", plain, "cus_A"),
+        "di_gone": fs.discount("di_gone", gone, "cus_A"),
+    })
+    both = fs.line("il_both", "price_team", 10000, "2024-01-01", "2024-02-01", quantity=10, line_discounts=["di_item"])
+    both["discount_amounts"] = [{"amount": 1000, "discount": "di_sub"}, {"amount": 100, "discount": "di_item"}]
+    fake.add("invoices", fs.invoice("in_1", "cus_A", [
+        both,
+        fs.line("il_sub", "price_addon", 500, "2024-01-01", "2024-02-01", discounts=50, discount="di_sub"),
+        fs.line("il_plain", "price_addon", 500, "2024-01-01", "2024-02-01"),
+    ], created="2024-01-01", discounts=["di_sub"]))
+    # an invoice of 12 lines: the two beyond the ten it embeds are paged, their discounts expanded too
+    paged = [fs.line(f"il_p{i:02d}", "price_addon", 500, "2024-02-01", "2024-03-01", discounts=250,
+                     discount="di_gone", line_discounts=["di_gone"]) for i in range(12)]
+    fake.add("invoices", fs.invoice("in_2", "cus_A", paged, created="2024-02-01"))
+    for served in fs.serve(fake):
+        result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=served.url)
+        lines = {r["line_id"]: r for r in pacsv.read_csv(result.out_dir / "invoice_lines.csv").to_pylist()}
+        assert (lines["il_both"]["coupon"], D(str(lines["il_both"]["discount"])),
+                D(str(lines["il_both"]["amount"]))) == ("Spring 10%, co_plain", D("11"), D("89"))
+        assert (lines["il_sub"]["coupon"], D(str(lines["il_sub"]["discount"]))) == ("Spring 10%", D("0.5"))
+        assert (lines["il_plain"]["coupon"] or None, lines["il_plain"]["discount"]) == (None, None)
+        assert {lines[f"il_p{i:02d}"]["coupon"] for i in range(12)} == {"Pilot 50%"}
+        assert any(r.startswith("GET /v1/invoices/in_2/lines?") and "expand" in r for r in served.requests)
+
+        fake.change("coupons", {**spring, "name": "Spring sale"}, "coupon.updated")
+        synced = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=served.url)
+        again = {r["line_id"]: r for r in pacsv.read_csv(synced.out_dir / "invoice_lines.csv").to_pylist()}
+        assert (again["il_both"]["coupon"], again["il_sub"]["coupon"]) == ("Spring sale, co_plain", "Spring sale")
+
+
+def test_a_discount_in_later_api_versions_names_its_coupon_by_source() -> None:
+    """Later API versions carry a discount's coupon under ``source.coupon`` (an id): read the same."""
+    from upcurve.sources.stripe import _coupon_name
+
+    names = {"co_x": "Partner 20%"}
+    assert _coupon_name({"id": "di_1", "source": {"type": "coupon", "coupon": "co_x"}}, names) == "Partner 20%"
+    assert _coupon_name({"id": "di_2", "source": {"type": "coupon", "coupon": "co_unknown"}}, names) == "co_unknown"
+    assert _coupon_name({"id": "di_3", "coupon": {"id": "co_y", "name": "Old name"}}, {"co_y": "New name"}) == \
+        "New name"
+    assert _coupon_name({"id": "di_4"}, names) == "di_4"

@@ -9,8 +9,9 @@ false, and an invoice's lines beyond the ten it embeds are paged from ``/v1/invo
 (429) is retried with exponential backoff; the library retries connection failures and 5xx answers. A refused key
 (invalid or expired) stops the import with Stripe's message.
 
-Balance transactions are read with their source charge expanded (its currency); a sync lists those created since
-its cursor (a balance transaction never changes).
+Invoices are read with their discounts expanded (the invoice's, and each line's own), so that a discount names
+its coupon; the account's coupons are listed for their names. Balance transactions are read with their source
+charge expanded (its currency); a sync lists those created since its cursor (a balance transaction never changes).
 
 Syncing (:func:`sync_stripe`): a read remembers its cursor, the creation time of the account's newest event when
 it began. The next sync lists the events created since then (Stripe keeps them for 30 days), collects the objects
@@ -34,6 +35,9 @@ Mapping (:func:`stripe_tables`, pure):
   ``one_time``. ``proration`` as Stripe marks it; a prorated line's MRR is then read against its full period. A
   discount larger than a recurring line is booked, not floored: the line at 0 and the excess as a ``one_time``
   credit (``<line id>:excess_discount``). A one-time line whose period is a single moment covers its day.
+  ``coupon``: the names of the coupons whose discounts the line got (the coupon's ``name``, else its id; several
+  joined by ``", "`` in the line's order), and ``discount``: the amount they took off, in major units (both empty
+  on a line without a discount; the excess line of a larger discount carries them too).
 - Credit notes: each a ``one_time`` line of minus its total excluding tax, on the day it was issued (refunds and
   credits are counted as negative services revenue, never silently dropped); a voided one is left out.
 - A customer deleted in Stripe is no longer listed, but its invoices, credit notes and (cancelled) subscriptions
@@ -86,7 +90,10 @@ REVENUE_STATUSES = ("open", "paid", "uncollectible")
 SYNC_DAYS = 29
 #: The objects an event can name (its ``data.object.object``), and the account's list of each.
 _SYNCED = {"customer": "customers", "product": "products", "price": "prices", "subscription": "subscriptions",
-           "invoice": "invoices", "credit_note": "credit_notes"}
+           "invoice": "invoices", "credit_note": "credit_notes", "coupon": "coupons"}
+#: An invoice's discounts expanded: the invoice's own (a subscription's or customer's coupon lands there) and each
+#: line's (a coupon on one subscription item); two and four levels deep, within Stripe's limit of four.
+_INVOICE_EXPAND = ["discounts", "lines.data.discounts"]
 _RATE_LIMIT_TRIES = 6
 
 
@@ -105,6 +112,7 @@ class StripeAccount:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     invoices: list[dict[str, Any]] = field(default_factory=list)
     credit_notes: list[dict[str, Any]] = field(default_factory=list)
+    coupons: list[dict[str, Any]] = field(default_factory=list)
     #: Currency conversions from the balance transactions: ``{"id", "created", "from", "to", "rate"}`` each.
     conversions: list[dict[str, Any]] = field(default_factory=list)
     #: The cursor: the creation time (Unix seconds) of the newest event when the read began; None when unknown.
@@ -237,7 +245,7 @@ def _with_every_line(v1: Any, invoice: dict[str, Any], account: StripeAccount,
     data = list(lines.get("data") or [])
     if lines.get("has_more") and data:
         data.extend(_pages(_line_lister(v1.invoices.line_items, invoice["id"]),
-                           {"starting_after": data[-1]["id"]}, account, sleep))
+                           {"starting_after": data[-1]["id"], "expand": ["data.discounts"]}, account, sleep))
     return {**invoice, "lines": {"object": "list", "data": data, "has_more": False}}
 
 
@@ -282,11 +290,14 @@ def read_stripe(api_key: str, *, api_base: str | None = None, say: Callable[[str
             ("prices", v1.prices, {}),
             ("subscriptions", v1.subscriptions, {"status": "all"}),
             ("credit_notes", v1.credit_notes, {}),
+            ("coupons", v1.coupons, {}),
         ):
             say(f"reading Stripe {name.replace('_', ' ')}")
             getattr(account, name).extend(_pages(_lister(service), params, account, sleep))
         say("reading Stripe invoices")
-        for invoice in _pages(_lister(v1.invoices), {}, account, sleep):
+        listed = _pages(_lister(v1.invoices), {"expand": [f"data.{path}" for path in _INVOICE_EXPAND]}, account,
+                        sleep)
+        for invoice in listed:
             if invoice.get("status") in REVENUE_STATUSES:
                 account.invoices.append(_with_every_line(v1, invoice, account, sleep))
         say("reading Stripe's currency conversions (balance transactions)")
@@ -301,7 +312,8 @@ def _read_again(v1: Any, kind: str, object_id: str, account: StripeAccount,
     import stripe
 
     try:
-        obj = _plain(_with_backoff(partial(getattr(v1, kind).retrieve, object_id), sleep))
+        params = {"expand": _INVOICE_EXPAND} if kind == "invoices" else {}
+        obj = _plain(_with_backoff(partial(getattr(v1, kind).retrieve, object_id, params=params), sleep))
     except stripe.InvalidRequestError as exc:
         if exc.http_status == 404:
             return None
@@ -475,12 +487,18 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
                 "usage_metric": (products.get(product) or {}).get("unit_label") or ("units" if metered else None),
             })
 
+    coupon_names = {c["id"]: c.get("name") or c["id"] for c in account.coupons}
     lines: list[dict[str, Any]] = []
     for invoice in account.invoices:
         customer = problems.need(invoice, "customer", "invoice")
         currency = str(invoice.get("currency") or "").upper()
-        for line in (invoice.get("lines") or {}).get("data") or []:
-            lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems))
+        invoice_lines = (invoice.get("lines") or {}).get("data") or []
+        discounts = {d["id"]: _coupon_name(d, coupon_names)
+                     for d in [*(invoice.get("discounts") or []),
+                               *(d for line in invoice_lines for d in line.get("discounts") or [])]
+                     if isinstance(d, dict) and d.get("id")}
+        for line in invoice_lines:
+            lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems, discounts))
     for note in account.credit_notes:
         if note.get("status") == "void":
             continue  # a voided credit note gave nothing back
@@ -558,9 +576,26 @@ def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | No
     return pa.Table.from_pylist(rows, schema=_RATES), settled
 
 
+def _coupon_name(discount: dict[str, Any], coupon_names: dict[str, str]) -> str:
+    """The name of a discount's coupon: as the account's coupons name it now (a renamed coupon shows its new name
+    on every line), else as the discount embeds it (a deleted coupon), else the coupon's id; the discount's id when
+    it names no coupon. A promotion code's discount names its coupon too.
+
+    Stripe's Discount carries its coupon as ``coupon`` (an object, in the pinned version) or, in later versions,
+    as ``source.coupon`` (an id, or the object when expanded): both are read."""
+    coupon = discount.get("coupon") or (discount.get("source") or {}).get("coupon")
+    embedded = coupon if isinstance(coupon, dict) else {"id": coupon}
+    if not embedded.get("id"):
+        return str(discount["id"])
+    return str(coupon_names.get(str(embedded["id"])) or embedded.get("name") or embedded["id"])
+
+
 def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, currency: str,
-                  prices: dict[str, dict[str, Any]], problems: _Problems) -> list[dict[str, Any]]:
-    """One invoice line as contract lines: itself, and a discount's excess beyond a recurring line."""
+                  prices: dict[str, dict[str, Any]], problems: _Problems,
+                  coupons: dict[str, str]) -> list[dict[str, Any]]:
+    """One invoice line as contract lines: itself, and a discount's excess beyond a recurring line.
+
+    ``coupons``: the coupon's name of each discount of the invoice, by the discount's id."""
     price_id = _line_price(line)
     price = prices.get(price_id or "")
     if price_id and price is None:
@@ -572,7 +607,12 @@ def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, 
         problems.need(line, "period.start" if start is None else "period.end", "invoice line")
         return []
     line_currency = str(line.get("currency") or currency).upper()
-    discounts = sum(int(d.get("amount") or 0) for d in line.get("discount_amounts") or [])
+    taken = [d for d in line.get("discount_amounts") or [] if int(d.get("amount") or 0)]
+    discounts = sum(int(d["amount"]) for d in taken)
+    # a discount amount names its discount by id (or as the object, when expanded); one the invoice did not
+    # expand is named by its id
+    ids = [d["discount"].get("id") if isinstance(d.get("discount"), dict) else d.get("discount") for d in taken]
+    named = [coupons.get(str(i), str(i)) for i in ids if i]
     net = int(line.get("amount") or 0) - discounts - _inclusive_tax(line)
     recurring = bool(price and price.get("recurring"))
     kind = ("usage" if price["recurring"].get("usage_type") == "metered" else "subscription") if price and recurring \
@@ -582,7 +622,9 @@ def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, 
            "quantity": None if line.get("quantity") is None else float(line["quantity"]),
            "amount": _major(net, line_currency), "currency": line_currency, "period_start": start,
            "period_end": end if end > start else start + dt.timedelta(days=1),
-           "proration": ("true" if proration else "false") if recurring else None}
+           "proration": ("true" if proration else "false") if recurring else None,
+           "coupon": ", ".join(dict.fromkeys(n for n in named if n)) or None,
+           "discount": _major(discounts, line_currency) if discounts else None}
     if kind == "one_time" or net >= 0 or proration:
         return [row]
     # a discount larger than its recurring line: the line at zero, the excess booked as a one-time credit
@@ -603,7 +645,7 @@ _PLANS = pa.schema([("plan_id", pa.string()), ("product", pa.string()), ("tier",
 _LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
                     ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
                     ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),
-                    ("proration", pa.string())])
+                    ("proration", pa.string()), ("coupon", pa.string()), ("discount", _MONEY)])
 _RATES = pa.schema([("month", pa.string()), ("currency", pa.string()), ("rate", pa.float64())])
 _SUBSCRIPTIONS = pa.schema([("subscription_id", pa.string()), ("account_id", pa.string()), ("status", pa.string()),
                             ("started_on", pa.date32()), ("trial_end", pa.date32()), ("cancel_at", pa.date32()),
