@@ -542,3 +542,30 @@ def test_auto_learns_each_outcome_with_the_kind_that_ranks_its_latest_months_bet
     only = AccountScorer(config.model_copy(update={"model": "lightgbm"})).fit(frame).card_
     assert {only["targets"][t]["model"] for t in ("expansion", "churn")} == {"lightgbm"}
     assert {t["model"] for t in only["targets"]["churn"]["history"]["tried"]} == {"lightgbm"}
+
+
+def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memory_would_learn_from(
+        company: Path) -> None:
+    """Beyond ``max_training_rows`` labelled snapshots, ``fit_scorer`` reads only the sample's rows from the engine
+    (a million accounts' month ends would not fit in memory), and learns exactly what sampling all of them in memory
+    learns: the same models, to the byte, and a card that counts every labelled snapshot."""
+    from upcurve.config import RevenuePolicy
+    from upcurve.engine import connect
+    from upcurve.revenue import revenue_tables
+    from upcurve.scoring import ScoringConfig, fit_scorer, labelled_snapshots
+    from upcurve.sources import load_folder
+
+    policy = RevenuePolicy()
+    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
+    config = ScoringConfig(max_training_rows=1_000)
+    everything = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    everything = everything.to_pyarrow()
+    labelled = int(pc.sum(pc.is_valid(everything["label_expansion"])).as_py())
+    assert labelled > 3 * config.max_training_rows  # the sample is a small part of the history
+
+    in_memory = AccountScorer(config).fit(everything)
+    in_engine = fit_scorer(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    assert in_engine.card_["rows"] == config.max_training_rows
+    assert in_engine.card_["snapshot_rows"] == in_memory.card_["snapshot_rows"] == labelled
+    assert in_engine.learned and in_engine.to_files()["models.json"] == in_memory.to_files()["models.json"]

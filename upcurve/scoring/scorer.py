@@ -209,6 +209,23 @@ def chosen_kind(scorers: Mapping[str, AccountScorer], target: str) -> str:
 
 #: At most this many snapshots train each choice while choosing.
 _CHOOSING_ROWS = 100_000
+#: The order training rows are taken in: engines may return rows in any order, the sample and the trees' row
+#: sampling must not depend on it.
+TRAINING_ORDER = [("snapshot_idx", "ascending"), ("account_id", "ascending")]
+
+
+def training_sample(rows: int, config: ScoringConfig) -> pa.Array | None:
+    """The positions (ascending) of the labelled snapshots a scorer learns from, among ``rows`` taken in
+    :data:`TRAINING_ORDER`; None when it learns from all of them.
+
+    Beyond ``config.max_training_rows``, a random sample of that many, seeded by ``config.random_state``: the
+    same rows whether the snapshots are sampled in memory (:meth:`AccountScorer.fit`) or in the engine before they
+    are read (:func:`upcurve.scoring.fit_scorer`, so that a company of a million accounts is never read whole).
+    """
+    if rows <= config.max_training_rows:
+        return None
+    rng = np.random.default_rng(config.random_state)
+    return pa.array(np.sort(rng.choice(rows, config.max_training_rows, replace=False)))
 
 
 class AccountScorer:
@@ -230,17 +247,17 @@ class AccountScorer:
         self.config = config or ScoringConfig()
 
     # -- training -----------------------------------------------------------------------------------------------
-    def fit(self, snapshots: pa.Table) -> AccountScorer:
+    def fit(self, snapshots: pa.Table, *, sampled_from: int | None = None) -> AccountScorer:
+        """Learn from ``snapshots`` (those with known labels). ``sampled_from``: how many labelled snapshots
+        ``snapshots`` were already sampled from (:func:`training_sample`), for the model card."""
         cfg = self.config
         labelled = snapshots.filter(pc.is_valid(snapshots["label_expansion"]))
-        # engines may return rows in any order; the trees' row sampling must not depend on it
-        labelled = labelled.sort_by([("snapshot_idx", "ascending"), ("account_id", "ascending")])
-        snapshot_rows = labelled.num_rows
-        if labelled.num_rows > cfg.max_training_rows:
+        labelled = labelled.sort_by(TRAINING_ORDER)
+        snapshot_rows = sampled_from if sampled_from is not None else labelled.num_rows
+        keep = training_sample(labelled.num_rows, cfg)
+        if keep is not None:
             # a random, seeded sample of rows: beyond a few hundred thousand rows the models gain little
-            rng = np.random.default_rng(cfg.random_state)
-            keep = np.sort(rng.choice(labelled.num_rows, cfg.max_training_rows, replace=False))
-            labelled = labelled.take(pa.array(keep))
+            labelled = labelled.take(keep)
         months = np.asarray(labelled["snapshot_idx"].to_numpy(zero_copy_only=False), dtype=np.int64)
         unique = np.unique(months)
         # the signals, then what each account is (its attributes and product tiers, where the snapshots hold them)

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,7 +17,7 @@ from upcurve.errors import UpcurveError
 from upcurve.revenue import RevenueTables, month_end, month_index
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.context import account_context, context_columns
-from upcurve.scoring.scorer import AccountScorer
+from upcurve.scoring.scorer import TRAINING_ORDER, AccountScorer, training_sample
 from upcurve.scoring.snapshots import premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.signals import account_signals_at
 
@@ -65,13 +66,28 @@ def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, conf
 
 def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
                as_of: dt.date, signals: ir.Table | None = None) -> AccountScorer:
-    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``."""
+    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``.
+
+    Beyond ``config.max_training_rows`` labelled snapshots, the sample the scorer learns from
+    (:func:`~upcurve.scoring.scorer.training_sample`) is chosen from their keys and only its rows are read from the
+    engine: the same rows as sampling them all in memory, without holding them all (a million accounts' month ends
+    would not fit in memory)."""
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
                                             training_dates(first, as_of, config)))
-    frame = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals).to_pyarrow()
-    scorer = AccountScorer(config).fit(frame)
+    snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
+    labelled = snapshots.filter(snapshots.label_expansion.notnull())
+    rows = int(labelled.count().to_pyarrow().as_py())
+    if rows <= config.max_training_rows:
+        scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
+    else:
+        labelled = cached(labelled)  # read twice: its keys, then the sample's rows
+        keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
+        keep = training_sample(keys.num_rows, config)
+        chosen = ibis.memtable(keys.take(keep) if keep is not None else keys)
+        sample = labelled.join(chosen, ["snapshot_idx", "account_id"]).to_pyarrow()
+        scorer = AccountScorer(config).fit(sample, sampled_from=rows)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
 
