@@ -2,7 +2,11 @@
 
 Builds a simulated company's billing, users and CRM tables, then an events table of --events rows spread over its
 accounts and users (written by the engine, so the Python process never holds it), and times `account_signals` plus
-`health_scores` at the as-of date. Prints events/s, seconds and peak RSS.
+`health_scores` at the as-of date. Prints events/s, seconds and peak RSS. Then the events' floor, in the same
+process: the three reductions of the events the signals read, as plain DuckDB SQL on the same Parquet file (each
+user's events and logins per day over the 90 days before the as-of date, each account's users of each feature per
+day over the 60 days before it, each account's first day with each feature), each read to Arrow, in a fresh DuckDB
+connection with the memory upcurve gives DuckDB.
 
     python benchmarks/bench_signals.py [--events 100000000] [--accounts 20000] [--engine duckdb://]
 
@@ -18,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
 from synthetic_events import write_events
 
 from upcurve.contract import read_folder, typed_tables
@@ -54,9 +59,31 @@ def main() -> None:
         t0 = time.perf_counter()
         accounts = accounts_table(tables_in, revenue.account_months, UpcurveConfig().health, as_of=as_of).to_pyarrow()
         seconds = time.perf_counter() - t0
+        floor = _events_floor(data / "events.parquet", as_of)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"the events' floor (plain DuckDB SQL): {floor:.1f} s, {args.events / floor:,.0f} events/s")
     print(f"signals and health for {accounts.num_rows:,} accounts over {args.events:,} events: {seconds:.1f} s, "
           f"{args.events / seconds:,.0f} events/s, peak RSS {peak_mb:,.0f} MB")
+
+
+def _events_floor(events: Path, as_of: dt.date) -> float:
+    """Seconds of the plain SQL a data engineer would write for the reductions of the events the signals read."""
+    end = as_of + dt.timedelta(days=1)
+    queries = [
+        f"""SELECT account_id, user_id, ts::DATE AS day, count(*) AS events, count(*) FILTER (event = 'login')
+            AS logins FROM read_parquet('{events}') WHERE ts >= DATE '{end}' - 90 AND ts < DATE '{end}'
+            GROUP BY ALL""",
+        f"""SELECT DISTINCT account_id, user_id, feature, category, ts::DATE AS day FROM read_parquet('{events}')
+            WHERE feature IS NOT NULL AND ts >= DATE '{end}' - 60 AND ts < DATE '{end}'""",
+        f"""SELECT account_id, feature, min(ts::DATE) AS first FROM read_parquet('{events}')
+            WHERE feature IS NOT NULL AND ts < DATE '{end}' GROUP BY ALL""",
+    ]
+    t0 = time.perf_counter()
+    con = duckdb.connect(config={"memory_limit": "3GiB"})
+    for sql in queries:
+        con.sql(sql).to_arrow_table()
+    con.close()
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

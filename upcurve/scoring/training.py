@@ -76,13 +76,13 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
         # held by the engine: the labels and the features both read it, and it must not be computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
                                             training_dates(first, as_of, config)))
-    snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
+    # held by the engine: counted, then read whole or its sample's rows
+    snapshots = cached(labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals))
     labelled = snapshots.filter(snapshots.label_expansion.notnull())
     rows = int(labelled.count().to_pyarrow().as_py())
     if rows <= config.max_training_rows:
         scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
     else:
-        labelled = cached(labelled)  # read twice: its keys, then the sample's rows
         keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
         keep = training_sample(keys.num_rows, config)
         chosen = ibis.memtable(keys.take(keep) if keep is not None else keys)
