@@ -68,26 +68,29 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
                as_of: dt.date, signals: ir.Table | None = None) -> AccountScorer:
     """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``.
 
-    Beyond ``config.max_training_rows`` labelled snapshots, the sample the scorer learns from
-    (:func:`~upcurve.scoring.scorer.training_sample`) is chosen from their keys and only its rows are read from the
-    engine: the same rows as sampling them all in memory, without holding them all (a million accounts' month ends
-    would not fit in memory)."""
+    When the history could hold more than ``config.max_training_rows`` snapshots (accounts × training dates), the
+    engine holds them and the sample the scorer learns from (:func:`~upcurve.scoring.scorer.training_sample`) is
+    chosen from their keys: only its rows are read, the same rows as sampling them all in memory, without holding
+    them all (a million accounts' month ends would not fit in memory). A smaller history is read whole."""
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
                                             training_dates(first, as_of, config)))
-    # held by the engine: counted, then read whole or its sample's rows
-    snapshots = cached(labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals))
-    labelled = snapshots.filter(snapshots.label_expansion.notnull())
-    rows = int(labelled.count().to_pyarrow().as_py())
-    if rows <= config.max_training_rows:
+    snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
+    # at most one snapshot per account and date: a history that cannot exceed the sample is read whole
+    accounts = int(tables["accounts"].count().to_pyarrow().as_py())
+    if accounts * len(training_dates(first, as_of, config)) <= config.max_training_rows:
         scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
     else:
+        snapshots = cached(snapshots)  # held by the engine: its keys are read, then its sample's rows
+        labelled = snapshots.filter(snapshots.label_expansion.notnull())
         keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
         keep = training_sample(keys.num_rows, config)
-        chosen = ibis.memtable(keys.take(keep) if keep is not None else keys)
-        sample = labelled.join(chosen, ["snapshot_idx", "account_id"]).to_pyarrow()
-        scorer = AccountScorer(config).fit(sample, sampled_from=rows)
+        if keep is None:
+            scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
+        else:
+            sample = labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"]).to_pyarrow()
+            scorer = AccountScorer(config).fit(sample, sampled_from=keys.num_rows)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
 
