@@ -43,7 +43,8 @@ def one_size(accounts: int, months: int, duckdb_memory: str | None) -> None:
         data = write_folder(tables, Path(tmp) / "data", "parquet", BILLING_TABLES)
         report(step="generated", lines=tables["invoice_lines"].num_rows)
         del tables
-        floor, _ = run_floor(data, duckdb_memory or "3GiB")
+        engine = f"duckdb://?memory_limit={duckdb_memory}" if duckdb_memory else "duckdb://"
+        floor, _ = run_floor(data, engine)
         report(step="floor", seconds=floor)
         start = last = time.perf_counter()
         previous = "starting"
@@ -54,7 +55,6 @@ def one_size(accounts: int, months: int, duckdb_memory: str | None) -> None:
             report(step=previous, seconds=now - last)
             last, previous = now, message
 
-        engine = f"duckdb://?memory_limit={duckdb_memory}" if duckdb_memory else "duckdb://"
         run(data, Path(tmp) / "out", progress=progress, engine=engine)
         progress("done")
         report(step="run", seconds=time.perf_counter() - start)

@@ -6,7 +6,7 @@ accounts and users (written by the engine, so the Python process never holds it)
 process: the three reductions of the events the signals read, as plain DuckDB SQL on the same Parquet file (each
 user's events and logins per day over the 90 days before the as-of date, each account's users of each feature per
 day over the 60 days before it, each account's first day with each feature), each read to Arrow, in a fresh DuckDB
-connection with the memory upcurve gives DuckDB.
+connection opened as a run opens DuckDB.
 
     python benchmarks/bench_signals.py [--events 100000000] [--accounts 20000] [--engine duckdb://]
 
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import duckdb
+from floor import duckdb_connection
 from synthetic_events import write_events
 
 from upcurve.contract import read_folder, typed_tables
@@ -79,10 +79,9 @@ def _events_floor(events: Path, as_of: dt.date) -> float:
             WHERE feature IS NOT NULL AND ts < DATE '{end}' GROUP BY ALL""",
     ]
     t0 = time.perf_counter()
-    con = duckdb.connect(config={"memory_limit": "3GiB"})
+    con = duckdb_connection()  # upcurve's memory limit and spill folder, as the signals had
     for sql in queries:
         con.sql(sql).to_arrow_table()
-    con.close()
     return time.perf_counter() - t0
 
 

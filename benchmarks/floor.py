@@ -16,22 +16,31 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ibis.backends.duckdb import Backend as DuckDBBackend
+
+from upcurve.engine import connect
 
 FLOOR_SQL = Path(__file__).with_name("floor.sql")
 FLOOR_TABLES = ("mrr_cells", "movements", "metrics")
 
 
-def run_floor(data_dir: Path, memory_limit: str = "3GiB") -> tuple[float, dict[str, pa.Table]]:
-    """Run the floor's queries on ``data_dir`` in a fresh DuckDB connection (the memory ``upcurve run`` gives
-    DuckDB by default); the seconds they took (connecting included) and their tables."""
+def run_floor(data_dir: Path, engine: str = "duckdb://") -> tuple[float, dict[str, pa.Table]]:
+    """Run the floor's queries on ``data_dir`` in a fresh DuckDB connection opened as ``upcurve run --engine``
+    opens it (upcurve's memory limit and spill folder unless the URL sets others); the seconds they took
+    (connecting included) and their tables."""
     sql = FLOOR_SQL.read_text().replace("{data}", str(data_dir))
     t0 = time.perf_counter()
-    con = duckdb.connect(config={"memory_limit": memory_limit})
+    con = duckdb_connection(engine)
     con.execute(sql).fetchall()  # the last statement has no rows; drained, the connection takes the next query
     tables = {name: con.table(name).to_arrow_table() for name in FLOOR_TABLES}
-    seconds = time.perf_counter() - t0
-    con.close()
-    return seconds, tables
+    return time.perf_counter() - t0, tables
+
+
+def duckdb_connection(engine: str = "duckdb://") -> duckdb.DuckDBPyConnection:
+    """The DuckDB connection under :func:`upcurve.engine.connect`'s backend: the same settings as a run's."""
+    backend = connect(engine)
+    assert isinstance(backend, DuckDBBackend), "the floor is DuckDB SQL: give a duckdb:// URL"
+    return backend.con
 
 
 def floor_agrees(floor: dict[str, pa.Table], upcurve: dict[str, pa.Table]) -> list[str]:

@@ -16,8 +16,11 @@ from typer.testing import CliRunner
 
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
+from upcurve.config import RevenuePolicy
+from upcurve.engine import connect
 from upcurve.errors import UpcurveError
 from upcurve.plays import weekly_worklist
+from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
     FEATURES,
     SCORE_COLUMNS,
@@ -26,11 +29,14 @@ from upcurve.scoring import (
     PlattCalibration,
     PropensityModel,
     ScoringConfig,
+    fit_scorer,
+    labelled_snapshots,
     rule_scores,
 )
 from upcurve.scoring.context import context_columns, context_label
 from upcurve.scoring.reasons import FEATURE_LABELS, WHEN_EMPTY, probability_contributions, top_reasons
 from upcurve.simulate import simulate_company
+from upcurve.sources import load_folder
 from upcurve.usecases import RunResult, backtest, run, train
 from upcurve.workspace import Store
 from upcurve.workspace.backtests import latest_backtest
@@ -549,12 +555,6 @@ def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memo
     """Beyond ``max_training_rows`` labelled snapshots, ``fit_scorer`` reads only the sample's rows from the engine
     (a million accounts' month ends would not fit in memory), and learns exactly what sampling all of them in memory
     learns: the same models, to the byte, and a card that counts every labelled snapshot."""
-    from upcurve.config import RevenuePolicy
-    from upcurve.engine import connect
-    from upcurve.revenue import revenue_tables
-    from upcurve.scoring import ScoringConfig, fit_scorer, labelled_snapshots
-    from upcurve.sources import load_folder
-
     policy = RevenuePolicy()
     loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)

@@ -72,27 +72,33 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     engine holds them and the sample the scorer learns from (:func:`~upcurve.scoring.scorer.training_sample`) is
     chosen from their keys: only its rows are read, the same rows as sampling them all in memory, without holding
     them all (a million accounts' month ends would not fit in memory). A smaller history is read whole."""
+    dates = training_dates(first, as_of, config)
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
-        signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
-                                            training_dates(first, as_of, config)))
+        signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates))
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    # at most one snapshot per account and date: a history that cannot exceed the sample is read whole
     accounts = int(tables["accounts"].count().to_pyarrow().as_py())
-    if accounts * len(training_dates(first, as_of, config)) <= config.max_training_rows:
-        scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
-    else:
-        snapshots = cached(snapshots)  # held by the engine: its keys are read, then its sample's rows
-        labelled = snapshots.filter(snapshots.label_expansion.notnull())
-        keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
-        keep = training_sample(keys.num_rows, config)
-        if keep is None:
-            scorer = AccountScorer(config).fit(snapshots.to_pyarrow())
-        else:
-            sample = labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"]).to_pyarrow()
-            scorer = AccountScorer(config).fit(sample, sampled_from=keys.num_rows)
+    rows, sampled_from = _training_rows(snapshots, accounts * len(dates), config)
+    scorer = AccountScorer(config).fit(rows.to_pyarrow(), sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
+
+
+def _training_rows(snapshots: ir.Table, most: int, config: ScoringConfig) -> tuple[ir.Table, int | None]:
+    """The snapshots to read for learning, and how many labelled ones they were sampled from (None: not sampled).
+
+    ``most``: how many snapshots the history can hold at most (one per account and training date). Within the
+    sample's size they are read whole; beyond it the engine holds them, their keys are read and the sample
+    (:func:`~upcurve.scoring.scorer.training_sample`) is the rows of the chosen keys."""
+    if most <= config.max_training_rows:
+        return snapshots, None
+    snapshots = cached(snapshots)  # its keys are read, then its sample's rows
+    labelled = snapshots.filter(snapshots.label_expansion.notnull())
+    keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
+    keep = training_sample(keys.num_rows, config)
+    if keep is None:
+        return snapshots, None
+    return labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"]), keys.num_rows
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
