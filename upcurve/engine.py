@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a worksp
     import pyarrow as pa
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
-__all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "cached", "connect", "engine_errors",
-           "file_reader", "hand_over", "reads_parquet", "tune_for_compute"]
+__all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "as_int", "cached", "connect",
+           "engine_errors", "file_reader", "hand_over", "reads_parquet", "round_half_away", "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
@@ -157,6 +157,23 @@ def cached(table: ir.Table) -> ir.Table:
     if backend.name == "pyspark":
         backend._run_pre_execute_hooks(table)
     return table.cache()
+
+
+def as_int(flag: ir.BooleanValue) -> ir.IntegerValue:
+    """``flag`` as 1 or 0 (``int64``; a null flag stays null), on every engine: PostgreSQL casts a boolean to a
+    4-byte integer only, so the cast goes through one."""
+    return flag.cast("int32").cast("int64")
+
+
+def round_half_away(value: ir.NumericValue) -> ir.IntegerValue:
+    """``value`` rounded to a whole number, halves away from zero (``int64``; null stays null), on every engine.
+
+    SQL's ``round`` leaves ties to the engine: DuckDB, SQLite and Spark round 0.5 away from zero, PostgreSQL rounds
+    a double precision 0.5 to the even neighbour. Money is rounded half away from zero (docs/revenue.md), so the
+    rule is written out."""
+    import ibis
+
+    return ibis.ifelse(value >= 0, (value + 0.5).floor(), (value - 0.5).ceil()).cast("int64")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,7 +1,8 @@
-"""The revenue and signals tables on DuckDB, SQLite and local Spark: the same company, the same rows.
+"""The revenue and signals tables on DuckDB, SQLite, local Spark and PostgreSQL: the same company, the same rows.
 
 Each engine is given the company as a user's run gives it (:func:`upcurve.sources.load_folder`: checked by DuckDB,
-then handed over: Parquet files that Spark reads itself, rows through Arrow to SQLite), and each table is compared
+then handed over: Parquet files that Spark reads itself, rows through Arrow to SQLite and to a real PostgreSQL
+server the tests start), and each table is compared
 row for row with DuckDB's. A gap an engine is known to have is declared in ``KNOWN_GAPS`` with its reason; when it
 is mended the test fails until the declaration is removed.
 """
@@ -9,6 +10,7 @@ is mended the test fails until the declaration is removed.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from pathlib import Path
 
 import ibis
@@ -18,7 +20,7 @@ import pytest
 
 from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
-from upcurve.engine import connect
+from upcurve.engine import as_int, connect, round_half_away
 from upcurve.outputs import money_columns
 from upcurve.revenue import revenue_tables
 from upcurve.signals import account_signals_at, accounts_table
@@ -65,10 +67,10 @@ def _tables(loaded: LoadedData) -> dict[str, ir.Table]:
 _RESULTS: dict[str, dict[str, pa.Table | Exception]] = {}
 
 
-def _results(engine_name: str, company: Path) -> dict[str, pa.Table | Exception]:
+def _results(engine_name: str, company: Path, url: str | None = None) -> dict[str, pa.Table | Exception]:
     """Every table computed on the engine (or the engine's failure), once per test process."""
     if engine_name not in _RESULTS:
-        url = {"duckdb": "duckdb://", "sqlite": "sqlite://", "spark": SPARK}[engine_name]
+        url = url or {"duckdb": "duckdb://", "sqlite": "sqlite://", "spark": SPARK}[engine_name]
         loaded = _loaded(company, connect(url))
         out: dict[str, pa.Table | Exception] = {}
         for name, expr in _tables(loaded).items():
@@ -77,6 +79,9 @@ def _results(engine_name: str, company: Path) -> dict[str, pa.Table | Exception]
             except Exception as exc:  # an engine's failure is a difference, reported with the others
                 out[name] = exc
         _RESULTS[engine_name] = out
+        # the engine's cached tables are dropped now, while its server runs (not at exit, after it stopped)
+        del loaded
+        gc.collect()
     return _RESULTS[engine_name]
 
 
@@ -99,9 +104,9 @@ def _normalised(table: pa.Table) -> list[tuple]:
 TABLES = [*REVENUE, "signals", "accounts", *USAGE_TABLES]
 
 
-def _differences(engine: str, company: Path) -> dict[str, object]:
+def _differences(engine: str, company: Path, url: str | None = None) -> dict[str, object]:
     """Each table whose rows on ``engine`` are not DuckDB's, with what differs (the columns, or the failure)."""
-    expected, got = _results("duckdb", company), _results(engine, company)
+    expected, got = _results("duckdb", company), _results(engine, company, url)
     out: dict[str, object] = {}
     for name in TABLES:
         mine, theirs = got[name], expected[name]
@@ -118,12 +123,14 @@ def _differences(engine: str, company: Path) -> dict[str, object]:
 # One test per engine, every table in it: an engine's results are computed once per test process (Spark's session
 # is a process's), so its tables must not be spread over two workers. Strict both ways: a table that differs must
 # be a declared gap, and a declared gap that no longer differs fails too (until its declaration is removed).
-@pytest.mark.parametrize("engine", ["sqlite", "spark"])
-def test_every_engine_gives_duckdbs_rows(company: Path, engine: str) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "spark", "postgres"])
+def test_every_engine_gives_duckdbs_rows(company: Path, engine: str, request: pytest.FixtureRequest) -> None:
     expected = _results("duckdb", company)
     assert [n for n in TABLES if isinstance(expected[n], pa.Table) and not expected[n].num_rows] == [], \
         "the company should fill every table"
-    differences = _differences(engine, company)
+    # PostgreSQL: a database of its own on the server this test process started
+    url = request.getfixturevalue("postgres_server").database("engine") if engine == "postgres" else None
+    differences = _differences(engine, company, url)
     declared = {table: reason for (gap_engine, table), reason in KNOWN_GAPS.items() if gap_engine == engine}
     assert {name: why for name, why in differences.items() if name not in declared} == {}
     assert [table for table in declared if table not in differences] == [], "a declared gap is mended: remove it"
@@ -139,3 +146,18 @@ def _columns_that_differ(got: pa.Table, expected: pa.Table) -> dict[str, tuple]:
             only = sorted(set(a) ^ set(b), key=str)[:3]
             out[name] = tuple(v[0] for v in only)
     return out
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "sqlite", "postgres"])
+def test_money_rounds_half_away_from_zero_on_every_engine(engine: str, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL's ``round`` sends a double's half to the even neighbour; upcurve's rounding does not."""
+    url = request.getfixturevalue("postgres_server").database("rounding") if engine == "postgres" else \
+        f"{engine}://"
+    con = connect(url)
+    values = [0.5, 1.5, 2.5, -0.5, -2.5, 2.4999, 520.625 * 100, -0.49, 0.0, None]
+    t = con.create_table("amounts", pa.table({"i": range(len(values)), "v": pa.array(values, pa.float64())}),
+                         temp=True)
+    got = t.select("i", r=round_half_away(t.v)).order_by("i").to_pyarrow()["r"].to_pylist()
+    assert got == [1, 2, 3, -1, -3, 2, 52063, 0, 0, None]
+    flags = t.select("i", f=as_int(t.v > 0)).order_by("i").to_pyarrow()["f"].to_pylist()
+    assert flags == [1, 1, 1, 0, 0, 1, 1, 0, 0, None]

@@ -26,6 +26,7 @@ from upcurve.contract.schema import (
     Column,
     TableSchema,
 )
+from upcurve.engine import as_int
 from upcurve.errors import ConfigError, Problem
 from upcurve.pricing import price_model_from_json
 from upcurve.pricing.models import Percentage
@@ -273,7 +274,7 @@ def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str]) -> tupl
     t = raw.table
     counts = t.aggregate(
         _rows=t.count(),
-        **{f"f{i}": r.flag.fill_null(False).cast("int64").sum() for i, r in enumerate(rules)},
+        **{f"f{i}": as_int(r.flag.fill_null(False)).sum() for i, r in enumerate(rules)},
         **{f"c{i}": t[c].count() for i, c in enumerate(columns)},
     ).to_pyarrow()
     problems = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ibis
 import ibis.expr.types as ir
 
+from upcurve.engine import as_int
+
 __all__ = ["account_growth", "cohort_retention", "expansion_by_source"]
 
 
@@ -103,7 +105,7 @@ def account_growth(
     seats = pm.group_by(["account_id", "month_idx"]).aggregate(
         seats=pm.seats.sum(),
         usage_cents=pm.usage_cents.sum(),
-        products=(pm.mrr_cents > 0).cast("int64").sum(),  # one row per product: a count, not a distinct count
+        products=as_int(pm.mrr_cents > 0).sum(),  # one row per product: a count, not a distinct count
         mrr_cents=pm.mrr_cents.sum(),
     )
     usage_first = seats.filter(seats.usage_cents > 0)

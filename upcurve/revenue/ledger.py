@@ -10,6 +10,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
+from upcurve.engine import as_int, round_half_away
 
 __all__ = ["fx_rates_by_month", "line_months", "months_in_period", "plan_mrr", "product_months", "proration_months",
            "services_revenue"]
@@ -226,8 +227,8 @@ def line_months(
         quantity=ibis.coalesce(spans.quantity.cast("float64"), 1.0) * ibis.ifelse(spans.amount < 0, -1.0, 1.0),
         period_end=spans.period_end,
         month_idx=spans.month_idx,
-        mrr_cents=(monthly * spans.rate).round().cast("int64"),
-        cc_mrr_cents=(monthly * spans.prev_rate).round().cast("int64"),
+        mrr_cents=round_half_away(monthly * spans.rate),
+        cc_mrr_cents=round_half_away(monthly * spans.prev_rate),
     )
 
 
@@ -263,8 +264,8 @@ def product_months(line_months: ir.Table, *, credits: bool = False) -> ir.Table:
         usage_cents=ibis.ifelse(is_sub, zero, t.mrr_cents).sum(),
         usage_cc_cents=ibis.ifelse(is_sub, zero, t.cc_mrr_cents).sum(),
         seats=ibis.ifelse(is_seat, t.quantity, 0.0).sum(),
-        sub_lines=(is_sub & t._kept).cast("int64").sum(),
-        seat_lines=(is_seat & t._kept).cast("int64").sum(),
+        sub_lines=as_int(is_sub & t._kept).sum(),
+        seat_lines=as_int(is_seat & t._kept).sum(),
         tier_rank=ibis.ifelse(is_sub & t._kept, t.tier_rank, ibis.null("int64")).max(),
     )
 
@@ -328,7 +329,7 @@ def services_revenue(
         lines = lines.mutate(rate=ibis.literal(1.0))
     else:
         lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
-    cents = (lines.cents * lines.rate).round().cast("int64")
+    cents = round_half_away(lines.cents * lines.rate)
     return lines.group_by("month_idx").aggregate(services_cents=cents.sum())
 
 
@@ -349,6 +350,7 @@ def _spread_over_months(lines: ir.Table, calendar: ir.Table) -> ir.Table:
     before = ibis.greatest(touched._from.delta(touched.period_start, unit="day"), 0)
     through = ibis.least(touched._to.delta(touched.period_start, unit="day"), touched._days)
     amount = touched.amount.cast("float64") * 100
-    share = (amount * through.cast("float64") / total).round() - (amount * before.cast("float64") / total).round()
+    share = (round_half_away(amount * through.cast("float64") / total)
+             - round_half_away(amount * before.cast("float64") / total))
     return touched.select(*[c for c in lines.columns if not c.startswith("_")], month_idx=touched.month_idx,
                           cents=share)

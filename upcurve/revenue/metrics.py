@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import ibis
 import ibis.expr.types as ir
 
+from upcurve.engine import as_int, round_half_away
+
 __all__ = ["FACT_COLUMNS", "account_month_facts", "fact_sums", "metrics_from_sums", "monthly_metrics"]
 
 MOVEMENT_FACTS = ("new", "expansion", "contraction", "churn", "reactivation", "fx")
@@ -33,7 +35,8 @@ def _ratio(num: ir.NumericValue, den: ir.NumericValue) -> ir.FloatingValue:
 
 def _facts(table: ir.Table, keys: Sequence[str], month: ir.IntegerValue, **values: ir.Value) -> ir.Table:
     zero = ibis.literal(0, "int64")
-    cols = {c: values[c].cast("int64") if c in values else zero for c in FACT_COLUMNS}
+    cols = {c: (as_int(values[c]) if values[c].type().is_boolean() else values[c].cast("int64")) if c in values
+            else zero for c in FACT_COLUMNS}
     return table.select(*keys, month_idx=month, **cols)
 
 
@@ -153,7 +156,7 @@ def metrics_from_sums(
         nrr_12m=_ratio(t.now_12m_cents, t.base_12m_cents),
         grr_12m=_ratio(t.kept_12m_cents, t.base_12m_cents),
         arpa_cents=ibis.ifelse(
-            t.customers == 0, ibis.null("int64"), (t.mrr_cents.cast("float64") / t.customers).round().cast("int64")
+            t.customers == 0, ibis.null("int64"), round_half_away(t.mrr_cents.cast("float64") / t.customers)
         ),
         quick_ratio=_ratio(t.new_cents + t.expansion_cents + t.reactivation_cents, losses.abs()),
         services_revenue_cents=t.services_cents,

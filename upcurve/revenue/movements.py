@@ -12,6 +12,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
+from upcurve.engine import as_int, round_half_away
 
 __all__ = ["MOVEMENT_TYPES", "SOURCES", "account_months", "movements", "paired_months"]
 
@@ -132,8 +133,8 @@ def account_months_from_pairs(product_pairs: ir.Table) -> ir.Table:
         cur_mrr_cents=p.cur_mrr_cents.sum(),
         cur_cc_mrr_cents=p.cur_cc_mrr_cents.sum(),
         prev_mrr_cents=p.prev_mrr_cents.sum(),
-        cur_products=(p.cur_mrr_cents > 0).cast("int64").sum(),
-        prev_products=(p.prev_mrr_cents > 0).cast("int64").sum(),
+        cur_products=as_int(p.cur_mrr_cents > 0).sum(),
+        prev_products=as_int(p.prev_mrr_cents > 0).sum(),
     )
 
 
@@ -142,7 +143,7 @@ def product_account_months(product_pairs: ir.Table) -> ir.Table:
     p = product_pairs
     return p.select(
         "account_id", "product", "month_idx", "cur_mrr_cents", "cur_cc_mrr_cents", "prev_mrr_cents",
-        cur_products=(p.cur_mrr_cents > 0).cast("int64"), prev_products=(p.prev_mrr_cents > 0).cast("int64"),
+        cur_products=as_int(p.cur_mrr_cents > 0), prev_products=as_int(p.prev_mrr_cents > 0),
     )
 
 
@@ -165,7 +166,7 @@ def _product_parts(p: ir.Table) -> ir.Table:
         & (p.cur_seat_lines > 0) & (p.cur_seat_lines == p.cur_sub_lines)
         & (p.prev_seats > 0)
     )
-    seat_change = ((p.cur_seats - p.prev_seats) * p.prev_sub_cents / p.prev_seats).round().cast("int64")
+    seat_change = round_half_away((p.cur_seats - p.prev_seats) * p.prev_sub_cents / p.prev_seats)
     seat = ibis.ifelse(both & per_seat, seat_change, 0)
     sub_rest = p.cur_sub_cc_cents - p.prev_sub_cents - seat
     same_rank = (p.cur_tier_rank == p.prev_tier_rank).fill_null(False) | (

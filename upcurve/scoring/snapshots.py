@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
+from upcurve.engine import as_int
 from upcurve.revenue import month_end, month_index
 from upcurve.scoring.config import LEVERS
 from upcurve.signals import account_signals_at
@@ -62,7 +63,7 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
     zero = ibis.literal(0, "int64")
     sums = j.group_by([j.account_id, j.snapshot_idx]).aggregate(
         net_expansion_cents=ibis.ifelse(j.type == "churn", zero, j.amount_cents).sum(),
-        churned=(j.type == "churn").cast("int64").max(),
+        churned=as_int(j.type == "churn").max(),
     )
     grown = j.filter((j.type == "expansion") & (j.amount_cents > 0))
     by_source = grown.group_by([grown.account_id, grown.snapshot_idx, grown.source]).aggregate(
@@ -100,7 +101,7 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
     # one row per account and snapshot, the levers in a fixed order written out lever by lever: not every engine
     # can order the values of a string aggregate
     flags = moved.group_by(["account_id", "snapshot_idx"]).aggregate(
-        **{f"_{name}": (moved.lever_name == name).cast("int64").max() for name in LEVERS})
+        **{f"_{name}": as_int(moved.lever_name == name).max() for name in LEVERS})
     text = ibis.literal("")
     for name in LEVERS:
         text = text + ibis.ifelse(flags[f"_{name}"] == 1, f",{name}", "")
@@ -127,7 +128,7 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
 def premium_add_ons(plans: ir.Table) -> ir.Table:
     """Products sold only as a premium add-on (every plan of the product has the tier name ``premium``), as a
     one-column table ``product``."""
-    t = plans.group_by("product").aggregate(premium=(plans.tier.lower() == "premium").cast("int64").min())
+    t = plans.group_by("product").aggregate(premium=as_int(plans.tier.lower() == "premium").min())
     return t.filter(t.premium == 1).select("product")
 
 

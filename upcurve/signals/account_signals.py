@@ -19,7 +19,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from upcurve.engine import cached
+from upcurve.engine import as_int, cached
 
 __all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
@@ -130,10 +130,10 @@ def _users(users: ir.Table, dates: ir.Table) -> ir.Table:
     active = (u.activated_at < u.end) & (u.deactivated_at.isnull() | (u.deactivated_at >= u.end))
 
     def between(col: ir.TimestampValue, start: ir.TimestampValue, stop: ir.TimestampValue) -> ir.IntegerValue:
-        return ((col >= start) & (col < stop)).fill_null(False).cast("int64")
+        return as_int(((col >= start) & (col < stop)).fill_null(False))
 
     return u.group_by(list(_KEY)).aggregate(
-        active_users=active.fill_null(False).cast("int64").sum(),
+        active_users=as_int(active.fill_null(False)).sum(),
         invited_14d=between(u.invited_at, u.ago_14, u.end).sum(),
         invited_prev_14d=between(u.invited_at, u.ago_28, u.ago_14).sum(),
         new_active_14d=between(u.activated_at, u.ago_14, u.end).sum(),
@@ -145,7 +145,7 @@ def _users(users: ir.Table, dates: ir.Table) -> ir.Table:
 def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> ir.Table:
     """Usage of the as-of month against the plan's monthly limit, for each account's most-used metric."""
     u = _at(usage, dates, lambda t, d: (t.ts >= d.month_start) & (t.ts < d.end))
-    recent = (u.ts >= u.ago_7).cast("int64")
+    recent = as_int(u.ts >= u.ago_7)
     used = u.group_by(["as_of", "account_id", "metric", "month_elapsed"]).aggregate(
         usage_this_month=u.quantity.cast("float64").sum(),
         usage_7d=(u.quantity.cast("float64") * recent).sum(),
@@ -161,8 +161,8 @@ def _usage(usage: ir.Table, on: ir.Table, plans: ir.Table, dates: ir.Table) -> i
     w = _at(usage, dates, lambda t, d: (t.ts >= d.ago_90) & (t.ts < d.end))
     q = w.quantity.cast("float64")
     windows = w.group_by(["as_of", "account_id", "metric"]).aggregate(
-        usage_30d=(q * (w.ts >= w.ago_30).cast("int64")).sum(),
-        usage_60d=(q * (w.ts >= w.ago_60).cast("int64")).sum(),
+        usage_30d=(q * as_int(w.ts >= w.ago_30)).sum(),
+        usage_60d=(q * as_int(w.ts >= w.ago_60)).sum(),
         usage_90d=q.sum(),
     )
     used = used.left_join(windows, [used.as_of == windows.as_of, used.account_id == windows.account_id,
@@ -223,7 +223,7 @@ def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.
     ev = events.filter((events.ts >= ibis.timestamp(since)) & (events.ts < ibis.timestamp(before)))
     ev = ev.mutate(day=ev.ts.truncate("D"))
     return ev.group_by(["account_id", "user_id", "day"]).aggregate(
-        events=ev.count(), logins=(ev.event == "login").cast("int64").sum()
+        events=ev.count(), logins=as_int(ev.event == "login").sum()
     )
 
 
@@ -385,7 +385,8 @@ def account_signals_at(
         score = year.score
         parts.append((_latest(n, "ts", "score", "nps_latest"), _KEY))
         parts.append((year.group_by(list(_KEY)).aggregate(
-            nps_12m=((score >= 9).cast("float64").mean() - (score <= 6).cast("float64").mean()) * 100), _KEY))
+            nps_12m=(as_int(score >= 9).cast("float64").mean() - as_int(score <= 6).cast("float64").mean())
+                    * 100), _KEY))
     if "outcomes" in tables:
         o = tables["outcomes"].rename(_dated="as_of")
         o = _at(o, dates_t, lambda t, d: t._dated <= d.as_of)
