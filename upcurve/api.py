@@ -128,7 +128,7 @@ class Workspace:
         settings = Settings()
         self.store = store
         self.config = config if config is not None else load_config(settings.config)
-        self.engine: str | ibis.BaseBackend = engine if engine is not None else settings.engine
+        self.engine: str | ibis.BaseBackend | None = engine if engine is not None else settings.engine
         self._connection: ibis.BaseBackend | None = None
 
     @classmethod

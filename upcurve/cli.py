@@ -23,6 +23,7 @@ from upcurve.cli_support import (
     EXIT_BAD_INPUT,
     AsOf,
     DataArgument,
+    EngineOption,
     ReadAsOf,
     RunOption,
     WorkspaceOption,
@@ -115,7 +116,7 @@ def run(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv (with --out).")] = "parquet",
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    engine: EngineOption = None,
     models: Annotated[Path | None, typer.Option(help="With --out only: a folder of a saved model (see `upcurve "
                                                      "train`) to score with.")] = None,
     retrain: Annotated[bool, typer.Option(help="Train the model again instead of reusing it.")] = False,
@@ -278,7 +279,7 @@ def validate(
     data_dir: DataArgument,
     currency: Annotated[str | None, typer.Option(help="Reporting currency (default from settings: USD).")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    engine: EngineOption = None,
     mapping: MappingOption = None,
 ) -> None:
     """List every problem of DATA against the input contract; exit 2 if there is any."""
@@ -304,7 +305,7 @@ def train(
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Train on what was known at this date.")
     ] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    engine: EngineOption = None,
     mapping: MappingOption = None,
 ) -> None:
     """Train the expansion and churn models on the company's history and save them (with a model card)."""
@@ -324,7 +325,7 @@ def backtest(
     cutoffs: Annotated[int, typer.Option(min=1, max=24, help="How many past dates to replay.")] = 4,
     out: Annotated[Path | None, typer.Option("--out", help="Folder to write the backtest tables to.")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    engine: EngineOption = None,
     workspace: Annotated[str | None, typer.Option("--workspace", help="Also keep the backtest in this workspace "
                                                                       "(the web app's model page shows it).")] = None,
     oracle: Annotated[Path | None, typer.Option(help="Each account's true probabilities (a simulated company's "
@@ -391,7 +392,7 @@ def demo(
     months: Annotated[int, typer.Option(min=1, max=240, help="Months of billing history.")] = 36,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     config: Annotated[Path | None, typer.Option(help="YAML settings file.")] = None,
-    engine: Annotated[str | None, typer.Option(help="Ibis connection URL of the computing engine.")] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Simulate a sample company and run the whole pipeline on it, keeping the run in a workspace, and write its
     board report."""

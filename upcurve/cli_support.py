@@ -98,6 +98,9 @@ DataArgument = Annotated[str, typer.Argument(
                          "are named after them (duckdb:///warehouse.duckdb, postgresql://…).")]
 AsOf = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Point in time YYYY-MM-DD (default: "
                                                    "the start of the latest invoice line).")]
+EngineOption = Annotated[str | None, typer.Option(
+    help="Ibis connection URL of the computing engine (default: embedded DuckDB; a database given as DATA is computed "
+         "where its tables are, unless another engine is named: it is then given a copy).")]
 WorkspaceOption = Annotated[str | None, typer.Option(
     "--workspace", help="Workspace: a folder, or a postgresql:// URL (default: UPCURVE_WORKSPACE, else "
                         "./upcurve-workspace).")]

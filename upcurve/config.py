@@ -124,14 +124,15 @@ class RevenuePolicy(BaseModel):
 
 
 class Settings(BaseSettings):
-    """Process-wide settings from the environment: ``UPCURVE_ENGINE`` (the computing engine's URL),
+    """Process-wide settings from the environment: ``UPCURVE_ENGINE`` (the computing engine's URL; unset: embedded
+    DuckDB for a folder, the database itself for a database URL),
     ``UPCURVE_CONFIG`` (the settings file), ``UPCURVE_WORKSPACE`` (the workspace: a folder or a ``postgresql://``
     URL, default ``upcurve-workspace`` in the current folder) and ``UPCURVE_WORKSPACE_WAIT`` (seconds a command
     waits for another process writing to the workspace)."""
 
     model_config = SettingsConfigDict(env_prefix="UPCURVE_", frozen=True)
 
-    engine: str = "duckdb://"
+    engine: str | None = None
     config: Path | None = None
     workspace: str = "upcurve-workspace"
     workspace_wait: float = Field(120.0, ge=0)

@@ -9,6 +9,7 @@ sent through Arrow only to an engine that reads no file (SQLite).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a worksp
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
 __all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "as_int", "cached", "connect",
-           "engine_errors", "file_reader", "hand_over", "reads_parquet", "round_half_away", "tune_for_compute"]
+           "engine_errors", "file_reader", "hand_over", "reads_parquet", "redacted", "round_half_away",
+           "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
@@ -84,6 +86,10 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
         raise EngineError(f"cannot open the engine {url!r}: {exc}") from None
     except (duckdb.Error, OSError) as exc:
         raise EngineError(f"cannot open the engine {url!r}: {_first_line(exc)}") from None
+    except Exception as exc:
+        if _lost_connection(exc):  # no server there, a wrong password, no such database
+            raise EngineError(f"cannot open the engine {redacted(url)}: {_first_line(exc)}") from None
+        raise
 
 
 def _duckdb(url: str) -> ibis.BaseBackend:
@@ -191,6 +197,22 @@ def engine_errors() -> Iterator[None]:
             from None
     except duckdb.IOException as exc:
         raise EngineError(f"the engine could not read or write a file: {_first_line(exc)}") from None
+    except Exception as exc:
+        if _lost_connection(exc):
+            raise EngineError(f"the connection to the database failed: {_first_line(exc)}") from None
+        raise
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database driver's failure to reach or stay connected to its server (DB-API's
+    ``OperationalError``: PostgreSQL's psycopg, and the drivers built like it), which a user fixes, not upcurve."""
+    return type(exc).__name__ == "OperationalError" and type(exc).__module__.split(".")[0] in {
+        "psycopg", "psycopg2", "pymysql", "MySQLdb", "snowflake", "pyodbc"}
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, to show and to store."""
+    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
 def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:

@@ -70,7 +70,16 @@ from upcurve.scoring import (
 from upcurve.settings_file import UpcurveConfig
 from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
 from upcurve.signals.usage import usage_view
-from upcurve.sources import LoadedData, check_connection, is_connection_url, load_connection, load_folder
+from upcurve.sources import (
+    LoadedData,
+    check_connection,
+    check_in_place,
+    computes_in_place,
+    is_connection_url,
+    load_connection,
+    load_folder,
+    load_in_place,
+)
 from upcurve.sources import check_folder as check_data_folder
 from upcurve.workspace import ModelRecord, RunRecord, Store
 from upcurve.workspace import actions as outbox
@@ -138,16 +147,19 @@ class Validation:
 
 
 def check_folder(data_dir: str | Path, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None,
-                 engine: str | ibis.BaseBackend = "duckdb://", mapping: str | Path | None = None) -> Validation:
+                 engine: str | ibis.BaseBackend | None = None, mapping: str | Path | None = None) -> Validation:
     """Every problem of a data folder against the input contract (errors first, then notes). ``mapping``: a
-    database's mapping file (see :class:`upcurve.sources.connection.WarehouseMapping`)."""
-    con = _engine(engine)
-    if is_connection_url(data_dir):
-        problems, rows = check_connection(str(data_dir), con, reporting_currency=reporting_currency,
+    database's mapping file (see :class:`upcurve.sources.connection.WarehouseMapping`). A database's tables are
+    checked where they are unless ``engine`` names another engine (see :func:`run`)."""
+    if is_connection_url(data_dir) and computes_in_place(str(data_dir), engine):
+        problems, rows = check_in_place(str(data_dir), reporting_currency=reporting_currency,
+                                        fx_quote_currency=fx_quote_currency, mapping=mapping)
+    elif is_connection_url(data_dir):
+        problems, rows = check_connection(str(data_dir), _engine(engine), reporting_currency=reporting_currency,
                                           fx_quote_currency=fx_quote_currency, mapping=mapping)
     else:
         _no_mapping(mapping)
-        problems, rows = check_data_folder(data_dir, con, reporting_currency=reporting_currency,
+        problems, rows = check_data_folder(data_dir, _engine(engine), reporting_currency=reporting_currency,
                                            fx_quote_currency=fx_quote_currency)
     return Validation(problems, rows)
 
@@ -158,18 +170,24 @@ def check_model_destination(models_dir: str | Path, *, inputs: list[str | Path])
     return check_folder_destination(models_dir, inputs=inputs, what="model")
 
 
-def _engine(engine: str | ibis.BaseBackend) -> ibis.BaseBackend:
-    """The computing engine: opened from its URL, or a connection the caller holds (one connection, held by a
-    notebook or the web app, serves several use cases)."""
+def _engine(engine: str | ibis.BaseBackend | None) -> ibis.BaseBackend:
+    """The computing engine: opened from its URL (None: embedded DuckDB), or a connection the caller holds (one
+    connection, held by a notebook or the web app, serves several use cases)."""
+    if engine is None:
+        return connect("duckdb://")
     return connect(engine) if isinstance(engine, str) else engine
 
 
-def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: ibis.BaseBackend,
+def _load(data_dir: str | Path, as_of: dt.date | None, policy: RevenuePolicy, engine: str | ibis.BaseBackend | None,
           say: Progress, mapping: str | Path | None = None) -> LoadedData:
+    """The input, checked and held by the engine. A database (a URL) is computed where its tables are when no
+    engine is named or the engine named is the database itself; any other engine is given a copy of its tables."""
+    if is_connection_url(data_dir) and computes_in_place(str(data_dir), engine):
+        return load_in_place(str(data_dir), as_of=as_of, policy=policy, say=say, mapping=mapping)
     if is_connection_url(data_dir):
-        return load_connection(str(data_dir), engine, as_of=as_of, policy=policy, say=say, mapping=mapping)
+        return load_connection(str(data_dir), _engine(engine), as_of=as_of, policy=policy, say=say, mapping=mapping)
     _no_mapping(mapping)
-    return load_folder(data_dir, engine, as_of=as_of, policy=policy, say=say)
+    return load_folder(data_dir, _engine(engine), as_of=as_of, policy=policy, say=say)
 
 
 def _no_mapping(mapping: str | Path | None) -> None:
@@ -185,7 +203,7 @@ def run(
     as_of: dt.date | None = None,
     fmt: str = "parquet",
     config: UpcurveConfig | None = None,
-    engine: str | ibis.BaseBackend = "duckdb://",
+    engine: str | ibis.BaseBackend | None = None,
     progress: Progress | None = None,
     models_dir: str | Path | None = None,
     retrain: bool = False,
@@ -207,7 +225,7 @@ def run(
     if models_dir is not None:
         check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
+    loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     saved = None
     # a folder with a model in it (upcurve 0.1 saved no manifest: loading says it must be trained again)
     has_model = models_dir is not None and any(Path(models_dir, f).exists() for f in (MANIFEST, "model_card.json"))
@@ -290,7 +308,7 @@ def run_in_workspace(
     *,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine: str | ibis.BaseBackend = "duckdb://",
+    engine: str | ibis.BaseBackend | None = None,
     retrain: bool = False,
     out_dir: str | Path | None = None,
     fmt: str = "parquet",
@@ -305,7 +323,7 @@ def run_in_workspace(
         check_destination(out_dir, fmt, inputs=[data_dir])
     config = config or UpcurveConfig()
     started = dt.datetime.now(dt.UTC)
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
+    loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("choosing the model")
     active = store.active_model()
     scorer, unusable = None, None
@@ -409,7 +427,7 @@ def train(
     *,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine: str | ibis.BaseBackend = "duckdb://",
+    engine: str | ibis.BaseBackend | None = None,
     progress: Progress | None = None,
     source_mapping: str | Path | None = None,
 ) -> AccountScorer:
@@ -418,7 +436,7 @@ def train(
     say = progress or _quiet
     check_model_destination(models_dir, inputs=[data_dir])
     config = config or UpcurveConfig()
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
+    loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("learning expansion and churn from point-in-time snapshots")
@@ -449,7 +467,7 @@ def backtest(
     cutoffs: int = 4,
     as_of: dt.date | None = None,
     config: UpcurveConfig | None = None,
-    engine: str | ibis.BaseBackend = "duckdb://",
+    engine: str | ibis.BaseBackend | None = None,
     progress: Progress | None = None,
     store: Store | None = None,
     oracle: str | Path | None = None,
@@ -472,7 +490,7 @@ def backtest(
     config = config or UpcurveConfig()
     # checked before minutes of work, not after
     truth = None if oracle is None else read_oracle(oracle, horizon_months=config.scoring.horizon_months)
-    loaded = _load(data_dir, as_of, config.revenue, _engine(engine), say, source_mapping)
+    loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")

@@ -3,7 +3,7 @@
 from upcurve.contract.features import plan_features
 from upcurve.contract.known import known_at
 from upcurve.contract.load import typed_tables, validate
-from upcurve.contract.read import DataFolder, RawTable, read_folder
+from upcurve.contract.read import DataFolder, RawTable, database_folder, read_folder
 from upcurve.contract.schema import CONTRACT, Column, TableSchema, table_schema
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "DataFolder",
     "RawTable",
     "TableSchema",
+    "database_folder",
     "known_at",
     "plan_features",
     "read_folder",

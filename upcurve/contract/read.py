@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,9 +36,11 @@ from upcurve.contract.schema import (
     MAX_COLUMNS,
     TableSchema,
 )
+from upcurve.engine import cached
 from upcurve.errors import ContractError, Problem
 
-__all__ = ["EXAMPLES", "MONEY", "ROW", "DataFolder", "RawTable", "engine_problem", "read_folder"]
+__all__ = ["EXAMPLES", "MONEY", "MONTH_TEXT", "PARSES_TEXT", "ROW", "DataFolder", "RawTable", "database_folder",
+           "engine_problem", "read_folder"]
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 EXAMPLES = 5
@@ -65,10 +68,15 @@ class RawTable:
     table: ir.Table
     location: str  # "line" for CSV (the header is line 1), "row" for Parquet (1-based)
     unusable: frozenset[str] = frozenset()
+    #: how problems name a table that is not a file (a database's table, and the order its rows are numbered in)
+    label: str = ""
+    #: a database's table as it is where it lives (``table`` is it with its rows numbered, held for the checks):
+    #: the steps after checking read this one
+    source: ir.Table | None = None
 
     @property
     def file(self) -> str:
-        return self.path.name
+        return self.label or self.path.name
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,28 @@ _FITS = {
 }
 
 
+def _unusable_types(file: str, schema: TableSchema, kinds: dict[str, str], shown: dict[str, str]
+                    ) -> tuple[list[str], list[Problem]]:
+    """The contract columns whose type (``kinds``: each column's :func:`_kind`; ``shown``: its type as the source
+    names it) cannot hold their contract type, and a problem for each."""
+    unusable, problems = [], []
+    for name, kind in kinds.items():
+        if name not in schema.column_names:
+            continue
+        fits, expected = _FITS[schema.column(name).type]
+        if kind == "text-only":
+            unusable.append(name)
+            problems.append(Problem(file, f"the column is text ({shown[name]}), which only DuckDB parses into "
+                                          f"{schema.column(name).type} values where they are", name,
+                                    hint=f"Store {name} in its type in the database, or compute on DuckDB "
+                                         "(--engine duckdb://: the tables are then copied and parsed)"))
+        elif kind not in {"null", "text"} | fits:
+            unusable.append(name)
+            problems.append(Problem(file, f"the column's type is {shown[name]}, which cannot hold {expected}", name,
+                                    hint=f"Write {name} as {expected}"))
+    return unusable, problems
+
+
 def _parquet_header(file: str, schema: TableSchema, path: Path) -> _Header:
     """The column names of a Parquet file, from its footer, and its contract columns of a type that cannot hold
     their contract type (each a problem; the file is still read for the other rules)."""
@@ -273,15 +303,8 @@ def _parquet_header(file: str, schema: TableSchema, path: Path) -> _Header:
     problems = _header_names(file, names, "row")
     if problems:
         return _refused(*problems)
-    unusable = []
-    for f in arrow:
-        if f.name not in schema.column_names:
-            continue
-        kinds, expected = _FITS[schema.column(f.name).type]
-        if _kind(f.type) not in {"null", "text"} | kinds:
-            unusable.append(f.name)
-            problems.append(Problem(file, f"the column's type is {f.type}, which cannot hold {expected}", f.name,
-                                    hint=f"Write {f.name} as {expected}"))
+    unusable, problems = _unusable_types(file, schema, {f.name: _kind(f.type) for f in arrow},
+                                         {f.name: str(f.type) for f in arrow})
     return _Header(tuple(names), unusable=frozenset(unusable), problems=tuple(problems))
 
 
@@ -374,3 +397,63 @@ def read_folder(folder: str | Path, con: DuckDBBackend) -> DataFolder:
         except duckdb.Error as exc:
             errors.append(engine_problem(path.name, "line" if path.suffix.lower() == ".csv" else "row", exc))
     return DataFolder(tables, tuple(notes), tuple(errors))
+
+
+#: Engines whose ``TRY_CAST`` gives null for a text that is not a value of the type, so that a number, date or amount
+#: kept as text in a database is parsed and checked there as in a CSV file. PostgreSQL's cast fails the query and
+#: SQLite's reads ``"abc"`` as 0: on them, such columns must be stored in their types.
+PARSES_TEXT = frozenset({"duckdb"})
+#: A month as text that every engine casts to a date without failing (``YYYY-MM``, then ``-01``).
+MONTH_TEXT = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+def _dtype_kind(dtype: dt.DataType) -> str:
+    """:func:`_kind` for an Ibis type (a database's column)."""
+    if dtype.is_null():
+        return "null"
+    if dtype.is_string():
+        return "text"
+    if dtype.is_integer() or dtype.is_decimal():
+        return "exact"
+    if dtype.is_floating():
+        return "float"
+    if dtype.is_date() or dtype.is_timestamp():
+        return "temporal"
+    return "other"
+
+
+def database_folder(tables: dict[str, tuple[str, ir.Table]], source: str) -> DataFolder:
+    """The contract's tables of a database (``tables``: each contract table's name in the database and the table,
+    its columns already named as the contract names them), read where they are, for :func:`validate` to check in
+    that database.
+
+    Each table's rows are numbered by its key (by all its contract columns when it has none), so that a problem's
+    row numbers name the same rows whenever it is checked; the numbered table is held by the database
+    (:func:`upcurve.engine.cached`: a temporary table there) for the checks, never copied out; the steps after them
+    read the table itself (:attr:`RawTable.source`).
+    Problems name the table as ``name (in SOURCE; rows by KEY)``. A contract column whose type cannot hold
+    its contract type is reported, as a Parquet file's is; so is one kept as text where a number, date or amount is
+    due, on an engine that cannot parse text without failing (:data:`PARSES_TEXT`).
+    """
+    out: dict[str, RawTable] = {}
+    problems: list[Problem] = []
+    for name, (located, table) in tables.items():
+        schema = CONTRACT[name]
+        types = dict(table.schema().items())
+        present = [c.name for c in schema.columns if c.name in types]
+        order = list(schema.key) if schema.key and set(schema.key) <= set(present) else present
+        label = f"{located} (in {source}; rows by {', '.join(order)})"
+        found = _header_names(label, list(types), "row")
+        if found:
+            problems += found
+            continue
+        kinds = {c: _dtype_kind(t) for c, t in types.items()}
+        if table._find_backend().name not in PARSES_TEXT:
+            # a month as text (YYYY-MM, as the contract writes it) is parsed safely by a pattern; other types not
+            kinds = {c: "text-only" if k == "text" and c in schema.column_names
+                     and schema.column(c).type not in {"string", "month"} else k for c, k in kinds.items()}
+        unusable, found = _unusable_types(label, schema, kinds, {c: str(t) for c, t in types.items()})
+        problems += found
+        numbered = table.mutate(**{ROW: ibis.row_number().over(order_by=[table[c] for c in order]) + 1})
+        out[name] = RawTable(name, Path(name), cached(numbered), "row", frozenset(unusable), label, table)
+    return DataFolder(out, (), tuple(problems))

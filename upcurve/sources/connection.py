@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from upcurve.config import RevenuePolicy, load_yaml_model
-from upcurve.contract import CONTRACT
+from upcurve.contract import CONTRACT, DataFolder, database_folder
+from upcurve.engine import redacted
 from upcurve.errors import ContractError, Problem, UpcurveError
-from upcurve.sources.folder import LoadedData, check_folder, load_folder
+from upcurve.sources.folder import LoadedData, check_folder, check_tables, load_checked, load_folder
 
 if TYPE_CHECKING:
     import ibis
 
-__all__ = ["ConnectionSnapshot", "TableMapping", "WarehouseMapping", "check_connection", "is_connection_url",
-           "load_connection", "load_warehouse_mapping", "redacted", "snapshot_connection"]
+__all__ = ["ConnectionSnapshot", "TableMapping", "WarehouseMapping", "check_connection", "check_in_place",
+           "computes_in_place", "in_place_engine", "is_connection_url", "load_connection", "load_in_place",
+           "load_warehouse_mapping", "redacted", "snapshot_connection"]
 
 
 class TableMapping(BaseModel):
@@ -90,11 +92,6 @@ def is_connection_url(data: str | Path) -> bool:
     return isinstance(data, str) and bool(_URL.match(data))
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, to show and to store."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
-
-
 class ConnectionSnapshot:
     """The contract's tables of a database, copied into a temporary folder that lives as long as this object.
 
@@ -147,6 +144,47 @@ def _mapped_table(con: ibis.BaseBackend, name: str, mapping: TableMapping | None
     return table.select(*[table[c] for c in kept], **{contract: table[source] for contract, source in columns.items()})
 
 
+def _contract_tables(con: ibis.BaseBackend, url: str, mapping: WarehouseMapping | None, mapping_name: str
+                     ) -> dict[str, tuple[str, ibis.Table]]:
+    """The contract's tables found in the database ``con`` (at ``url``): for each, its name there and the table with
+    its mapped columns renamed to the contract's.
+
+    Raises
+    ------
+    ContractError
+        When a required table is missing, or a mapped table or column does not exist (all named at once).
+    UpcurveError
+        When the database holds no table of the contract.
+    """
+    missing = []
+    mapped: list[Problem] = []
+    tables = mapping.tables if mapping is not None else {}
+    found: dict[str, tuple[str, ibis.Table]] = {}
+    for name, schema in CONTRACT.items():
+        before = len(mapped)
+        table = _mapped_table(con, name, tables.get(name), mapping_name, mapped)
+        if table is None:
+            if len(mapped) > before:  # a mapped column is not there: said
+                continue
+            if name in tables and tables[name].table:
+                mapped.append(Problem(mapping_name, f"table {name}: {tables[name].table} does not exist in "
+                                                    f"{redacted(url)}", hint="Name a table of the database"))
+            elif schema.required:
+                missing.append(name)
+            continue
+        entry = tables.get(name)
+        found[name] = (entry.table if entry is not None and entry.table else name, table)
+    if missing or mapped:
+        raise ContractError([*mapped, *[Problem(redacted(url), f"required table {name!r} is missing from the "
+                                                               "database",
+                                                hint=f"Create a table or view named {name}, or name its table in a "
+                                                     "mapping file (see docs/sources.md)")
+                                        for name in missing]])
+    if not found:
+        raise UpcurveError(f"no table of the contract in {redacted(url)}")
+    return found
+
+
 def snapshot_connection(url: str, mapping: WarehouseMapping | None = None, *,
                         mapping_name: str = "mapping file") -> ConnectionSnapshot:
     """Copy the contract's tables found in the database at ``url`` into Parquet files, each where ``mapping``
@@ -163,24 +201,8 @@ def snapshot_connection(url: str, mapping: WarehouseMapping | None = None, *,
     scratch = tempfile.TemporaryDirectory(prefix="upcurve-source-")
     folder = Path(scratch.name)
     digest = hashlib.sha256()
-    missing = []
-    mapped: list[Problem] = []
-    tables = mapping.tables if mapping is not None else {}
     try:
-        for name, schema in CONTRACT.items():
-            before = len(mapped)
-            table = _mapped_table(con, name, tables.get(name), mapping_name, mapped)
-            if table is None:
-                if len(mapped) > before:  # a mapped column is not there: said
-                    continue
-                if name in tables and tables[name].table:
-                    mapped.append(Problem(mapping_name, f"table {name}: {tables[name].table} does not exist in "
-                                                        f"{redacted(url)}", hint="Name a table of the database"))
-                elif schema.required:
-                    missing.append(name)
-                continue
-            if mapped:
-                continue  # nothing is copied once a mapping is wrong
+        for name, (_located, table) in _contract_tables(con, url, mapping, mapping_name).items():
             path = folder / f"{name}.parquet"
             # streamed by the backend (DuckDB copies straight to the file): a large events table never sits in
             # memory whole
@@ -193,16 +215,6 @@ def snapshot_connection(url: str, mapping: WarehouseMapping | None = None, *,
         disconnect = getattr(con, "disconnect", None)
         if disconnect is not None:
             disconnect()
-    if missing or mapped:
-        scratch.cleanup()
-        raise ContractError([*mapped, *[Problem(redacted(url), f"required table {name!r} is missing from the "
-                                                               "database",
-                                                hint=f"Create a table or view named {name}, or name its table in a "
-                                                     "mapping file (see docs/sources.md)")
-                                        for name in missing]])
-    if not any(folder.iterdir()):
-        scratch.cleanup()
-        raise UpcurveError(f"no table of the contract in {redacted(url)}")
     return ConnectionSnapshot(scratch, redacted(url), digest.hexdigest()[:16])
 
 
@@ -256,3 +268,67 @@ def load_connection(url: str, engine: ibis.BaseBackend, *, as_of: dt.date | None
         raise
     return dataclasses.replace(loaded, source=snapshot.source, fingerprint=snapshot.fingerprint,
                                keep_alive=(snapshot, loaded.keep_alive))
+
+
+# -- where the tables are ---------------------------------------------------------------------------------------
+def computes_in_place(url: str, engine: str | ibis.BaseBackend | None) -> bool:
+    """Whether a run on the database at ``url`` computes where its tables are: when no engine is named, or the
+    engine named is the database itself. Any other engine is given a copy (:func:`load_connection`)."""
+    return engine is None or (isinstance(engine, str) and engine == url)
+
+
+def in_place_engine(url: str) -> ibis.BaseBackend:
+    """The database at ``url``, opened to compute where its tables are. A DuckDB file is opened read-only: what
+    upcurve computes there is held in temporary tables, in memory, and nothing can be written to the file."""
+    if url.startswith("duckdb://") and "read_only" not in url:
+        url += ("&" if "?" in url else "?") + "read_only=true"
+    return _open(url)
+
+
+def _tables_in_place(url: str, con: ibis.BaseBackend, mapping: str | Path | None) -> DataFolder:
+    tables = _contract_tables(con, url, load_warehouse_mapping(mapping), _name(mapping))
+    return database_folder(tables, redacted(url))
+
+
+def check_in_place(url: str, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None,
+                   mapping: str | Path | None = None) -> tuple[list[Problem], dict[str, int]]:
+    """:func:`upcurve.sources.check_folder` for the contract's tables of a database, checked by the database
+    where they are (nothing is copied out)."""
+    con = in_place_engine(url)
+    try:
+        folder = _tables_in_place(url, con, mapping)
+    except ContractError as exc:
+        return exc.problems, {}
+    return check_tables(folder, reporting_currency=reporting_currency, fx_quote_currency=fx_quote_currency)
+
+
+def _shape_fingerprint(folder: DataFolder) -> str:
+    """SHA-256 (first 16 hex digits) of each table's name, columns, types and row count: what a database can say of
+    its tables without reading them out (a table whose values changed but not its rows keeps its fingerprint)."""
+    digest = hashlib.sha256()
+    for name, raw in sorted(folder.tables.items()):
+        rows = int(raw.table.count().to_pyarrow().as_py())
+        digest.update(f"{name}\0{raw.table.schema()!r}\0{rows}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_in_place(url: str, *, as_of: dt.date | None, policy: RevenuePolicy,
+                  say: Callable[[str], None] = lambda _msg: None, mapping: str | Path | None = None) -> LoadedData:
+    """:func:`upcurve.sources.load_folder` for the contract's tables of a database (where the ``mapping`` file says
+    they are), computed where they are: the database checks them, and the returned tables are bound to it, so every
+    later step runs there too. Nothing is copied out; what upcurve holds while it computes is in the database's
+    temporary tables, which end with the connection.
+
+    Raises
+    ------
+    ContractError
+        Listing every problem of the tables, each naming its table, column, row (numbered by the table's key) and
+        value.
+    """
+    con = in_place_engine(url)
+    say("checking the tables where they are")
+    folder = _tables_in_place(url, con, mapping)
+    loaded = load_checked(folder, con, as_of=as_of, policy=policy, say=say, source=redacted(url),
+                          fingerprint=_shape_fingerprint(folder), keep_alive=con)
+    loaded.notes.append(f"computed in {redacted(url)}, where its tables are: nothing was copied out")
+    return loaded

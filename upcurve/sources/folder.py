@@ -13,11 +13,12 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
-from upcurve.contract import known_at, read_folder, typed_tables, validate
+from upcurve.contract import DataFolder, known_at, read_folder, typed_tables, validate
 from upcurve.engine import file_reader, hand_over, reads_parquet, tune_for_compute
 from upcurve.errors import ContractError, Problem, UpcurveError
 
-__all__ = ["EVENT_SCALE", "LoadedData", "as_of_bounds", "check_folder", "folder_fingerprint", "load_folder"]
+__all__ = ["EVENT_SCALE", "LoadedData", "as_of_bounds", "check_folder", "check_tables", "folder_fingerprint",
+           "load_checked", "load_folder"]
 
 #: Tables read from their files by every query instead of being held in the engine: they are the largest.
 EVENT_SCALE = ("events", "usage")
@@ -46,6 +47,13 @@ def check_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, reporting_cu
         folder = read_folder(data_dir, file_reader(engine))
     except ContractError as exc:
         return exc.problems, {}
+    return check_tables(folder, reporting_currency=reporting_currency, fx_quote_currency=fx_quote_currency)
+
+
+def check_tables(folder: DataFolder, *, reporting_currency: str = "USD", fx_quote_currency: str | None = None
+                 ) -> tuple[list[Problem], dict[str, int]]:
+    """Every problem of the tables read (a folder's files, or a database's tables where they are) and, when none
+    is an error, the rows of each."""
     problems = validate(folder, reporting_currency=reporting_currency, fx_quote_currency=fx_quote_currency)
     if any(p.severity == "error" for p in problems):
         return problems, {}
@@ -105,6 +113,21 @@ def load_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, as_of: dt.dat
     """
     say("reading and checking the input")
     folder = read_folder(data_dir, file_reader(engine))
+    return load_checked(folder, engine, as_of=as_of, policy=policy, say=say, source=str(Path(data_dir).resolve()),
+                        fingerprint=folder_fingerprint(data_dir))
+
+
+def load_checked(folder: DataFolder, engine: ibis.BaseBackend, *, as_of: dt.date | None, policy: RevenuePolicy,
+                 source: str, fingerprint: str, say: Callable[[str], None] = lambda _msg: None,
+                 keep_alive: object = None) -> LoadedData:
+    """Check the tables read (a folder's files, or a database's tables where they are), cut them at the as-of date
+    and hand them to ``engine`` (:func:`upcurve.engine.hand_over`).
+
+    Raises
+    ------
+    ContractError
+        Listing every problem of the input.
+    """
     problems = validate(folder, reporting_currency=policy.reporting_currency,
                         fx_quote_currency=policy.fx_quote_currency)
     if any(p.severity == "error" for p in problems):
@@ -124,5 +147,5 @@ def load_folder(data_dir: str | Path, engine: ibis.BaseBackend, *, as_of: dt.dat
     stage = tempfile.TemporaryDirectory(prefix="upcurve-stage-") if reads_parquet(engine) else None
     tables = hand_over(engine, typed, in_place=EVENT_SCALE, stage=stage.name if stage else None)
     tune_for_compute(engine)
-    return LoadedData(as_of, first, tables, notes, source=str(Path(data_dir).resolve()),
-                      fingerprint=folder_fingerprint(data_dir), keep_alive=stage)
+    return LoadedData(as_of, first, tables, notes, source=source, fingerprint=fingerprint,
+                      keep_alive=(stage, keep_alive))

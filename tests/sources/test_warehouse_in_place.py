@@ -1,0 +1,148 @@
+"""A warehouse's tables computed where they are: a real PostgreSQL server, the same results as the same tables in a
+folder, every problem named by table, row, column and value, and nothing copied out."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+import duckdb
+import ibis
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from upcurve import cli
+from upcurve.cli import app
+from upcurve.config import RevenuePolicy
+from upcurve.simulate import simulate_company
+from upcurve.sources import load_in_place
+
+TABLES = ("mrr", "movements", "metrics", "segments", "cohorts", "accounts", "worklist", "account_usage")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("company") / "data"
+    simulate_company(folder, accounts=30, months=8, seed=4)
+    return folder
+
+
+def _warehouse(url: str, folder: Path) -> str:
+    """The folder's tables as tables of the database at ``url`` (their columns in their Parquet types)."""
+    con = ibis.connect(url)
+    for path in sorted(folder.glob("*.parquet")):
+        con.create_table(path.stem, pq.read_table(path))
+    con.disconnect()
+    return url
+
+
+@pytest.fixture(scope="module")
+def warehouse(postgres_server, folder: Path) -> str:  # type: ignore[no-untyped-def]
+    return _warehouse(postgres_server.database("warehouse"), folder)
+
+
+def _invoke(args: list[str], monkeypatch: pytest.MonkeyPatch, *, exit_code: int = 0) -> str:
+    for console in (cli.console, cli.err):  # made at import: wide enough that no problem row wraps
+        monkeypatch.setattr(console, "width", 400)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == exit_code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.output
+
+
+def _tables_of(url: str) -> set[str]:
+    with psycopg.connect(url) as con:
+        return {r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def test_a_run_on_a_warehouse_computes_there_and_gives_the_folders_results(
+        warehouse: str, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _tables_of(warehouse)
+    assert "the input meets the contract" in _invoke(["validate", warehouse], monkeypatch)
+    _invoke(["run", str(folder), "--out", str(tmp_path / "from_folder")], monkeypatch)
+    said = " ".join(_invoke(["run", warehouse, "--out", str(tmp_path / "in_place")], monkeypatch).split())
+    assert f"computed in {warehouse}, where its tables are: nothing was copied out" in said
+    for name in TABLES:
+        assert pq.read_table(tmp_path / "in_place" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "from_folder" / f"{name}.parquet")), name
+    # what upcurve held while computing was temporary: the warehouse has its own tables and no others
+    assert _tables_of(warehouse) == before
+
+
+def test_every_table_is_bound_to_the_warehouse(warehouse: str) -> None:
+    """Loaded in place, every table the later steps read is a table or query of the warehouse itself."""
+    loaded = load_in_place(warehouse, as_of=None, policy=RevenuePolicy())
+    backends = {name: table._find_backend() for name, table in loaded.tables.items()}
+    assert {b.name for b in backends.values()} == {"postgres"}
+    assert len({id(b) for b in backends.values()}) == 1
+    # the largest tables are read where they are, by every query, not held
+    assert "events" in loaded.tables["events"].compile()
+    assert loaded.source.startswith("postgresql://") and len(loaded.fingerprint) == 16
+    assert loaded.as_of == loaded.tables["invoice_lines"].period_start.max().to_pyarrow().as_py()
+
+
+def test_another_engine_is_given_a_copy(warehouse: str, folder: Path, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    _invoke(["run", str(folder), "--out", str(tmp_path / "from_folder")], monkeypatch)
+    said = _invoke(["run", warehouse, "--engine", "duckdb://", "--out", str(tmp_path / "copied")], monkeypatch)
+    assert "where its tables are" not in said
+    for name in ("mrr", "movements", "metrics"):
+        assert pq.read_table(tmp_path / "copied" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "from_folder" / f"{name}.parquet")), name
+
+
+def test_bad_rows_in_a_warehouse_are_named_by_table_row_column_and_value(
+        postgres_server, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    url = _warehouse(postgres_server.database("bad_warehouse"), folder)
+    with psycopg.connect(url, autocommit=True) as con:
+        first = con.execute("SELECT min(line_id) FROM invoice_lines").fetchone()[0]
+        con.execute("INSERT INTO invoice_lines SELECT * FROM invoice_lines WHERE line_id = %s", [first])
+        con.execute("UPDATE invoice_lines SET amount = NULL WHERE line_id = (SELECT max(line_id) FROM "
+                    "invoice_lines)")
+        con.execute("UPDATE fx_rates SET month = '2024-13' WHERE ctid = (SELECT min(ctid) FROM fx_rates)")
+        con.execute("ALTER TABLE plans ALTER COLUMN unit_price TYPE text")
+    text = " ".join(_invoke(["validate", url], monkeypatch, exit_code=2).split())
+    lines = "invoice_lines (in " + url.split("://")[0]
+    assert lines in text and "; rows by line_id)" in text
+    assert "duplicate line_id" in text and "rows 1, 2" in text and first in text
+    assert "amount" in text and "required" in text
+    assert "fx_rates (in" in text and "2024-13" in text
+    assert "unit_price" in text and "only DuckDB parses" in text and "--engine duckdb://" in text
+    # a run refuses the same input, naming the same problems, and writes nothing
+    run = " ".join(_invoke(["run", url, "--out", str(Path(url.rsplit("/", 1)[1]))], monkeypatch,
+                           exit_code=2).split())
+    assert "duplicate line_id" in run and "2024-13" in run and not Path("bad_warehouse").exists()
+    # on DuckDB, which parses text, the copy is checked as a folder is: the text prices are read as numbers
+    copied = " ".join(_invoke(["validate", url, "--engine", "duckdb://"], monkeypatch, exit_code=2).split())
+    assert "unit_price" not in copied and "duplicate line_id" in copied
+
+
+def test_a_duckdb_file_is_computed_where_it_is_and_never_written(
+        folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    database = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(database)) as con:
+        for path in folder.glob("*.parquet"):
+            con.execute(f"CREATE TABLE {path.stem} AS SELECT * FROM read_parquet(?)", [str(path)])
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    url = f"duckdb:///{database}"
+    loaded = load_in_place(url, as_of=None, policy=RevenuePolicy())
+    assert {t._find_backend().name for t in loaded.tables.values()} == {"duckdb"}
+    del loaded
+    _invoke(["run", url, "--out", str(tmp_path / "out")], monkeypatch)
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
+
+
+def test_a_database_that_cannot_be_reached_is_a_message_without_its_password(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"postgresql://ana:s3cret@127.0.0.1:{port}/billing"
+    for args in (["validate", url], ["run", url, "--out", str(tmp_path / "out")]):
+        said = " ".join(_invoke(args, monkeypatch, exit_code=1).split())
+        assert f"cannot open the engine postgresql://ana:***@127.0.0.1:{port}/billing" in said
+        assert "s3cret" not in said and "Traceback" not in said
+    assert not (tmp_path / "out").exists()
