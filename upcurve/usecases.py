@@ -494,11 +494,17 @@ def backtest(
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")
+    dates = training_dates(loaded.first, loaded.as_of, config.scoring)
     signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
-                                        training_dates(loaded.first, loaded.as_of, config.scoring)))
+                                        dates))
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
-    frame = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of).to_pyarrow()
+    snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
+    # a history that could exceed the training sample stays in the engine: each cutoff reads its accounts and its
+    # sample only (a million accounts' month ends would not fit in memory)
+    accounts = int(loaded.tables["accounts"].count().to_pyarrow().as_py())
+    large = accounts * len(dates) > config.scoring.max_training_rows
+    frame = cached(snaps) if large else snaps.to_pyarrow()
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
 from upcurve.config import RevenuePolicy
-from upcurve.engine import connect
+from upcurve.engine import cached, connect
 from upcurve.errors import UpcurveError
 from upcurve.plays import weekly_worklist
 from upcurve.revenue import revenue_tables
@@ -31,10 +31,13 @@ from upcurve.scoring import (
     ScoringConfig,
     fit_scorer,
     labelled_snapshots,
+    replay,
     rule_scores,
+    snapshot_health,
 )
 from upcurve.scoring.context import context_columns, context_label
 from upcurve.scoring.reasons import FEATURE_LABELS, WHEN_EMPTY, probability_contributions, top_reasons
+from upcurve.signals.health import HealthConfig
 from upcurve.simulate import simulate_company
 from upcurve.sources import load_folder
 from upcurve.usecases import RunResult, backtest, run, train
@@ -548,6 +551,28 @@ def test_auto_learns_each_outcome_with_the_kind_that_ranks_its_latest_months_bet
     only = AccountScorer(config.model_copy(update={"model": "lightgbm"})).fit(frame).card_
     assert {only["targets"][t]["model"] for t in ("expansion", "churn")} == {"lightgbm"}
     assert {t["model"] for t in only["targets"]["churn"]["history"]["tried"]} == {"lightgbm"}
+
+
+def test_a_large_history_is_replayed_from_the_engine_as_from_memory(company: Path) -> None:
+    """A backtest of a company too large to read whole replays it from the engine: each cutoff's accounts and the
+    training sample only; the same models measure the same."""
+    policy = RevenuePolicy()
+    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
+    config = ScoringConfig(max_training_rows=1_000)
+    snaps = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    snaps = snapshot_health(snaps, loaded.tables["accounts"], HealthConfig(), as_of=loaded.as_of)
+    in_memory = replay(snaps.to_pyarrow(), config, cutoffs=1)
+    in_engine = replay(cached(snaps), config, cutoffs=1)
+    metrics = in_memory.tables["backtest_metrics"]
+    assert {"lightgbm", "logistic"} <= set(metrics["model"].to_pylist())  # models learned: sampled from > 1,000
+    assert int(metrics.filter(pc.equal(metrics["model"], "lightgbm"))["rows"][0].as_py()) > 100
+    assert in_engine.cutoffs == in_memory.cutoffs and in_engine.notes == in_memory.notes
+    def rows(table: pa.Table) -> list[dict]:  # NaN (an undefined measure) is no value, on both sides
+        return [{k: None if v != v else v for k, v in row.items()} for row in table.to_pylist()]
+
+    for name, table in in_memory.tables.items():
+        assert in_engine.tables[name].schema == table.schema and rows(in_engine.tables[name]) == rows(table), name
 
 
 def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memory_would_learn_from(

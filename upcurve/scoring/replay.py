@@ -27,6 +27,7 @@ from upcurve.scoring.scorer import (
     rule_scores,
     scored_by_summary,
 )
+from upcurve.scoring.training import training_rows
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
 
@@ -66,10 +67,14 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
     return keyed.left_join(scored, "_key").select(keyed, scored.health_score).drop("_key")
 
 
-def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
+def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
            say: Callable[[str], None] = lambda _msg: None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
+
+    ``frame`` in memory, or held by the engine (:func:`upcurve.engine.cached`) for a company too large to read
+    whole: then each cutoff's accounts are read, and of its training rows only the sample the models learn from
+    (:func:`~upcurve.scoring.training.training_rows`): the same rows, the same models and the same measures.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
@@ -82,26 +87,29 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
     cutoff and target gets ``share_of_oracle`` = its AUC ÷ the oracle's (1.0: as good as knowing the odds).
     """
     cfg = config
-    months = sorted(set(frame["snapshot_idx"].to_pylist()))
+    if isinstance(frame, pa.Table):
+        months = sorted(set(frame["snapshot_idx"].to_pylist()))
+    else:
+        months = sorted(frame.select("snapshot_idx").distinct().to_pyarrow()["snapshot_idx"].to_pylist())
     picked = [m for m in months[::-1][::cfg.horizon_months]][:cutoffs][::-1]
     notes: list[str] = []
     needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
     rows: list[dict[str, Any]] = []
     calib: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     scored: list[pa.Table] = []
-    idx = np.asarray(frame["snapshot_idx"].to_pylist())
     if not picked or len([m for m in months if m + cfg.horizon_months <= picked[0]]) < needed:
         notes.append(f"history too short for a model: {len(months)} months of snapshots with known outcomes; "
                      f"a backtest needs {needed} months before a cutoff plus {cfg.horizon_months} to see outcomes. "
                      "Accounts are ranked by the cold-start rules until then.")
     for n, cutoff in enumerate(picked, start=1):
         say(f"replaying {month_label(cutoff)}: {n} of {len(picked)}")
-        train = frame.filter(pa.array(idx + cfg.horizon_months <= cutoff))
-        test = frame.filter(pa.array(idx == cutoff))
+        train, sampled_from = _training_at(frame, cutoff, cfg)
+        test = _accounts_at(frame, cutoff)
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
         moved = levers_moved(test)
-        fitted = {kind: AccountScorer(cfg.model_copy(update={"model": kind})).fit(train) for kind in MODEL_KINDS}
+        fitted = {kind: AccountScorer(cfg.model_copy(update={"model": kind})).fit(train, sampled_from=sampled_from)
+                  for kind in MODEL_KINDS}
         scored_as = {kind: scorer.score(test) for kind, scorer in fitted.items()}
         if cfg.model == "auto":
             scored_as["auto"] = _auto_scores(fitted, scored_as, cfg, train, test)
@@ -144,6 +152,23 @@ def replay(frame: pa.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.T
               "backtest_accounts": pa.concat_tables(scored) if scored else pa.schema(
                   list(BACKTEST_ACCOUNTS.items())).empty_table()}
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
+
+
+def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig) -> tuple[pa.Table, int | None]:
+    """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then (and how many
+    labelled rows they were sampled from, when the engine sampled them)."""
+    if isinstance(frame, pa.Table):
+        return frame.filter(pc.less_equal(pc.add(frame["snapshot_idx"], cfg.horizon_months), cutoff)), None
+    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg)
+
+
+def _accounts_at(frame: pa.Table | ir.Table, cutoff: int) -> pa.Table:
+    """Every account's snapshot at ``cutoff``, in the order of their ids (an engine returns rows in any order)."""
+    if isinstance(frame, pa.Table):
+        at = frame.filter(pc.equal(frame["snapshot_idx"], cutoff))
+    else:
+        at = frame.filter(frame.snapshot_idx == cutoff).to_pyarrow()
+    return at.sort_by("account_id")
 
 
 #: The columns of ``backtest_accounts``: each account at each cutoff, as the configured model scored it then, and

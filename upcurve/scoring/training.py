@@ -30,6 +30,7 @@ __all__ = [
     "saved_scorer_problem",
     "score_accounts",
     "training_dates",
+    "training_rows",
 ]
 
 
@@ -78,27 +79,34 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates))
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
     accounts = int(tables["accounts"].count().to_pyarrow().as_py())
-    rows, sampled_from = _training_rows(snapshots, accounts * len(dates), config)
-    scorer = AccountScorer(config).fit(rows.to_pyarrow(), sampled_from=sampled_from)
+    rows, sampled_from = training_rows(snapshots, config, most=accounts * len(dates))
+    scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
 
 
-def _training_rows(snapshots: ir.Table, most: int, config: ScoringConfig) -> tuple[ir.Table, int | None]:
-    """The snapshots to read for learning, and how many labelled ones they were sampled from (None: not sampled).
+def training_rows(snapshots: ir.Table, config: ScoringConfig, *, most: int | None = None
+                  ) -> tuple[pa.Table, int | None]:
+    """The snapshots a scorer learns from, read from the engine, and how many labelled ones they were sampled from
+    (None: not sampled here; :meth:`AccountScorer.fit` then learns from them all, or samples them itself).
 
-    ``most``: how many snapshots the history can hold at most (one per account and training date). Within the
-    sample's size they are read whole; beyond it the engine holds them, their keys are read and the sample
-    (:func:`~upcurve.scoring.scorer.training_sample`) is the rows of the chosen keys."""
-    if most <= config.max_training_rows:
-        return snapshots, None
-    snapshots = cached(snapshots)  # its keys are read, then its sample's rows
-    labelled = snapshots.filter(snapshots.label_expansion.notnull())
+    ``most``: how many snapshots the history can hold at most (one per account and training date), when known:
+    within the sample's size they are read whole without a query more. Otherwise the labelled snapshots are counted
+    in the engine first. Beyond the sample's size the engine holds them, their keys are read, and only the rows of
+    the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as sampling them all in
+    memory, without ever holding them all (a million accounts' month ends would not fit in memory)."""
+    if most is not None and most <= config.max_training_rows:
+        return snapshots.to_pyarrow(), None
+    held = cached(snapshots)  # its keys are read, then its sample's rows
+    labelled = held.filter(held.label_expansion.notnull())
+    if most is None and int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
+        return held.to_pyarrow(), None
     keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
     keep = training_sample(keys.num_rows, config)
     if keep is None:
-        return snapshots, None
-    return labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"]), keys.num_rows
+        return held.to_pyarrow(), None
+    sample = labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"])
+    return sample.to_pyarrow(), keys.num_rows
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
