@@ -33,7 +33,7 @@ AS_OF = dt.date(2024, 12, 31)
 #: signals at the as-of date, a month before and a year before (when some accounts had not started)
 DATES = [dt.date(2023, 12, 31), dt.date(2024, 11, 30), AS_OF]
 REVENUE = ["mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
-           "plan_mrr"]
+           "plan_mrr", "coupon_mrr"]
 #: one Spark core (the suite runs on two workers on two cores); for a company this small, no adaptive planning,
 #: which costs more than it saves (the results are the same either way)
 SPARK = ("pyspark://?spark.master=local%5B1%5D&spark.sql.shuffle.partitions=1&spark.default.parallelism=1"

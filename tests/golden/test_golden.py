@@ -33,6 +33,11 @@ def test_golden_case(path: Path, tmp_path: Path) -> None:
         want = sorted((str(m), a, t, s, _money(v)) for m, a, t, s, v in expect["movements"])
         assert got == want
 
+    if "coupon_mrr" in expect:
+        got_coupons = [(r["month"], r["coupon"], r["accounts"], r["mrr"], r["discount"])
+                       for r in result.tables["coupon_mrr"].to_pylist()]
+        assert got_coupons == [(str(m), c, n, _money(v), _money(d)) for m, c, n, v, d in expect["coupon_mrr"]]
+
     if "mrr" in expect:
         by_month = {r["month"]: r["mrr"] for r in result.tables["metrics"].to_pylist()}
         for month, value in expect["mrr"].items():

@@ -36,8 +36,10 @@ def table_digest(table: pa.Table) -> str:
 
 
 #: Columns the simulator writes since the digests were made, beside the unchanged others: who used the metered
-#: usage (no random draw) and the plans' price models.
-ADDED_SINCE = {"usage": ("user_id",), "plans": ("price_model",), "truth_oracle": ("lever",)}
+#: usage (no random draw), the plans' price models, and the enterprise discount's coupon on the lines it reduced
+#: (their amounts unchanged).
+ADDED_SINCE = {"usage": ("user_id",), "plans": ("price_model",), "truth_oracle": ("lever",),
+               "invoice_lines": ("coupon", "discount")}
 
 
 def company_digest(tables: dict[str, pa.Table]) -> str:

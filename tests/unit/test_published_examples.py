@@ -45,7 +45,7 @@ def test_run_writes_every_table_whole_in_both_formats(tmp_path: Path) -> None:
         assert "MRR bridge" in result.output
         names = {"mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
                  "accounts", "worklist", "play_exposures", "funnel", "account_usage", "usage_projection",
-                 "usage_weeks", "usage_roles", "plan_mrr"}
+                 "usage_weeks", "usage_roles", "plan_mrr", "coupon_mrr"}
         assert {p.stem for p in out.glob(f"*.{fmt}")} == names
         read = pq.read_table if fmt == "parquet" else pacsv.read_csv
         metrics = read(out / f"metrics.{fmt}")

@@ -140,6 +140,10 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("proration", choices=("true", "false"),
                        description="true on a billing system's proration line: a credit (negative) for the unused "
                        "time of a plan changed mid-period, or a charge for the rest of the period"),
+                Column("coupon", description="the coupon or discount the amount is net of (its name; several "
+                       "joined by ', ')"),
+                Column("discount", "number", money=True,
+                       description="what the coupon took off the line, in currency (amount is already net of it)"),
             ),
             required=True,
             key=("line_id",),

@@ -6,7 +6,14 @@ it. Money is whole cents (``*_cents``, ``int64``).
 
 from upcurve.revenue.calendar import month_calendar, month_end, month_index, month_label
 from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_by_source
-from upcurve.revenue.ledger import fx_rates_by_month, line_months, months_in_period, product_months, services_revenue
+from upcurve.revenue.ledger import (
+    coupon_mrr,
+    fx_rates_by_month,
+    line_months,
+    months_in_period,
+    product_months,
+    services_revenue,
+)
 from upcurve.revenue.metrics import (
     FACT_COLUMNS,
     account_month_facts,
@@ -38,6 +45,7 @@ __all__ = [
     "account_months",
     "account_months_from_pairs",
     "cohort_retention",
+    "coupon_mrr",
     "entity_movements",
     "expansion_by_source",
     "fact_sums",

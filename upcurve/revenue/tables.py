@@ -11,7 +11,7 @@ from upcurve.config import RevenuePolicy
 from upcurve.engine import cached
 from upcurve.revenue.calendar import month_calendar
 from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_by_source
-from upcurve.revenue.ledger import line_months, plan_mrr, product_months, services_revenue
+from upcurve.revenue.ledger import coupon_mrr, line_months, plan_mrr, product_months, services_revenue
 from upcurve.revenue.metrics import account_month_facts, fact_sums, metrics_from_sums
 from upcurve.revenue.movements import (
     account_months_from_pairs,
@@ -26,7 +26,7 @@ __all__ = ["REVENUE_TABLES", "RevenueTables", "revenue_tables"]
 
 #: The revenue tables of a run, in the order they are written.
 REVENUE_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
-                  "plan_mrr")
+                  "plan_mrr", "coupon_mrr")
 
 
 @dataclass
@@ -77,5 +77,6 @@ def revenue_tables(tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.dat
         "cohorts": cohort_retention(am, cal),
         "account_growth": account_growth(am, pm, mv, cal),
         "plan_mrr": plan_mrr(lm, cal, plans),
+        "coupon_mrr": coupon_mrr(lm, cal),
     }
     return RevenueTables(cal, pm, am, mv, out)

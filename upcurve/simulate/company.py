@@ -16,7 +16,7 @@ Product behaviour leads revenue by weeks, so a model can learn it:
 - **usage**: API calls grow with the account; above the plan's monthly volume the overage is billed;
 - **churn** follows falling health: fewer logins, more tickets, low NPS and goals behind come first;
 - **price**: list prices rise 10% halfway through the history for new periods; annual contracts keep their price
-  until renewal; enterprise accounts get a discount;
+  until renewal; enterprise accounts get 15% off the core plan (the coupon "Enterprise 15%" on its lines);
 - **services**: onboarding and training as one-time lines. Some churned accounts come back.
 
 A profile can make the company work differently (:mod:`upcurve.simulate.mechanisms`): other price rises, annual
@@ -117,6 +117,9 @@ class _Rows:
         return pa.table(cols, schema=schema)
 
 
+#: The coupon of the enterprise discount (15% off the core plan), on the lines it reduced.
+ENTERPRISE_COUPON = "Enterprise 15%"
+
 SCHEMAS = {
     "accounts": pa.schema([("account_id", pa.string()), ("name", pa.string()), ("segment", pa.string()),
                            ("industry", pa.string()), ("region", pa.string()), ("owner", pa.string()),
@@ -124,7 +127,7 @@ SCHEMAS = {
     "invoice_lines": pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
                                 ("kind", pa.string()), ("quantity", pa.float64()), ("amount", pa.float64()),
                                 ("currency", pa.string()), ("period_start", pa.date32()),
-                                ("period_end", pa.date32())]),
+                                ("period_end", pa.date32()), ("coupon", pa.string()), ("discount", pa.float64())]),
     "users": pa.schema([("user_id", pa.string()), ("account_id", pa.string()), ("invited_at", pa.timestamp("s")),
                         ("activated_at", pa.timestamp("s")), ("deactivated_at", pa.timestamp("s")),
                         ("role", pa.string())]),
@@ -270,14 +273,20 @@ class _Block:
         self.u_deact = np.concatenate([self.u_deact, np.full(len(acc), np.datetime64("NaT"), "datetime64[s]")])
 
     def _line(self, acc: np.ndarray, plan: Any, kind: str, qty: np.ndarray, amount: np.ndarray,
-              start: np.ndarray, end: np.ndarray) -> None:
+              start: np.ndarray, end: np.ndarray, discount: np.ndarray | None = None) -> None:
+        """Invoice lines; ``discount``: what the enterprise discount took off each (``amount`` is net of it), the
+        line then carrying the coupon :data:`ENTERPRISE_COUPON`."""
         if not len(acc):
             return
         ids = np.array([f"L{self.first:07d}-{self.next_line + i:07d}" for i in range(len(acc))], dtype=object)
         self.next_line += len(acc)
+        off = np.zeros(len(acc)) if discount is None else np.round(np.asarray(discount, float), 2)
+        coupon, taken = np.full(len(acc), None, dtype=object), np.full(len(acc), None, dtype=object)
+        coupon[off > 0], taken[off > 0] = ENTERPRISE_COUPON, off[off > 0]
         self.rows["invoice_lines"].add(line_id=ids, account_id=self.ids[acc], plan_id=plan, kind=kind,
                                        quantity=np.asarray(qty, float), amount=np.round(np.asarray(amount, float), 2),
-                                       currency=self.currency[acc], period_start=start, period_end=end)
+                                       currency=self.currency[acc], period_start=start, period_end=end,
+                                       coupon=coupon, discount=taken)
 
     # -- one month -------------------------------------------------------------------------------------------
     def month(self, m: int) -> None:
@@ -448,7 +457,8 @@ class _Block:
         qty = np.where(tiers == 1, 1, self.seats[a]).astype(float)
         disc = self.discount[a]
         self._line(a[bill_core], plan_ids[bill_core], "subscription", qty[bill_core],
-                   (price * qty * disc)[bill_core], ps[bill_core], np.where(ann, pe12, pe1)[bill_core])
+                   (price * qty * disc)[bill_core], ps[bill_core], np.where(ann, pe12, pe1)[bill_core],
+                   discount=(price * qty * (1 - disc))[bill_core])
         if mid_up.any():
             new_plans = np.array([f"core_{CORE_TIERS[t]}_m" for t in self.tier[a][mid_up]], dtype=object)
             new_price = np.array([PLAN_BY_ID[pid].unit_price for pid in new_plans]) * factor
@@ -460,7 +470,8 @@ class _Block:
             share = (period_days - offset) / period_days
             self._line(a[mid_up], new_plans, "subscription", qty[mid_up],
                        (new_price - price[mid_up]) * qty[mid_up] * disc[mid_up] * share,
-                       ps[mid_up] + offset.astype("timedelta64[D]"), pe1[mid_up])
+                       ps[mid_up] + offset.astype("timedelta64[D]"), pe1[mid_up],
+                       discount=(new_price - price[mid_up]) * qty[mid_up] * (1 - disc[mid_up]) * share)
         # seats bought mid-term on an annual contract: a proration line to the end of the term
         mid = ann & ~bill_core & seats_bought[a]
         if mid.any():
@@ -468,7 +479,8 @@ class _Block:
             added = self.seats_added[a][mid]
             term_end = _anniversary(self.start, np.full(mid.sum(), m), self.anchor[a][mid], months_left)
             self._line(a[mid], plan_ids[mid], "subscription", added,
-                       price[mid] * added * disc[mid] * months_left / 12, ps[mid], term_end)
+                       price[mid] * added * disc[mid] * months_left / 12, ps[mid], term_end,
+                       discount=price[mid] * added * (1 - disc[mid]) * months_left / 12)
         for k, name in enumerate(ADDONS):
             has = self.addon[a, k]
             plan = PLAN_BY_ID[f"{name}_m"]

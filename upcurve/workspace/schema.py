@@ -12,8 +12,8 @@ __all__ = ["MIGRATIONS", "RESULT_TABLES", "SCHEMA_VERSION"]
 #: The result tables a run stores, each with a leading ``run_id`` column. A column a later release adds to one of
 #: them is added to the stored table when a run first writes it (earlier runs have it empty).
 RESULT_TABLES = ("mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
-                 "plan_mrr", "accounts", "worklist", "play_exposures", "funnel", "account_usage", "usage_projection",
-                 "usage_weeks", "usage_roles")
+                 "plan_mrr", "coupon_mrr", "accounts", "worklist", "play_exposures", "funnel", "account_usage",
+                 "usage_projection", "usage_weeks", "usage_roles")
 
 #: Statements that bring a workspace from the previous version to each version.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
