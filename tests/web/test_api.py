@@ -13,7 +13,7 @@ from upcurve.workspace import access as acc
 
 GETS = ["/api/runs", "/api/metrics", "/api/bridge", "/api/expansion", "/api/expansion?by=segment",
         "/api/segments?dimension=owner", "/api/cohorts", "/api/movements", "/api/accounts", "/api/worklist",
-        "/api/diff", "/api/model", "/api/actions"]
+        "/api/diff", "/api/model", "/api/actions", "/api/coupons"]
 
 
 def auth(token: str) -> dict[str, str]:
@@ -168,7 +168,8 @@ def test_recording_an_action_needs_the_write_scope(client: Any, tokens: dict[str
 def test_the_openapi_schema_documents_every_endpoint(client: Any) -> None:
     schema = client.get("/openapi.json").json()
     for path in ("/api/runs", "/api/metrics", "/api/bridge", "/api/movements", "/api/accounts",
-                 "/api/accounts/{account_id}", "/api/worklist", "/api/diff", "/api/segments", "/api/cohorts"):
+                 "/api/accounts/{account_id}", "/api/worklist", "/api/diff", "/api/segments", "/api/cohorts",
+                 "/api/coupons"):
         assert path in schema["paths"]
     assert not any(p.startswith(("/worklist", "/login")) for p in schema["paths"])
 
@@ -191,3 +192,17 @@ def test_a_live_token_is_remembered_briefly_by_its_hash_and_a_logout_forgets_it(
     reader.forget("upc_live_secret")
     reader.live(check_token, "upc_live_secret")
     assert asked.count("upc_live_secret") == 2
+
+
+def test_coupons_give_the_months_mrr_and_discount_of_each_coupon(client: Any, tokens: dict[str, str]) -> None:
+    """The simulated company gives enterprise accounts 15% off the core plan: each month the coupon's discount is
+    15/85 of its MRR, to the cent on each line (at most a cent per line apart)."""
+    latest = get(client, tokens, "/api/coupons")
+    assert latest["month"] == get(client, tokens, "/api/metrics")["items"][-1]["month"]
+    [row] = latest["items"]
+    assert row["coupon"] == "Enterprise 15%" and row["month"] == latest["month"] and row["accounts"] > 0
+    mrr, discount = Decimal(row["mrr"]), Decimal(row["discount"])
+    assert abs(discount - mrr * 15 / 85) <= Decimal("0.01") * 3 * row["accounts"]
+    earlier = get(client, tokens, "/api/coupons?month=2024-06")
+    assert earlier["month"] == "2024-06" and all(r["month"] == "2024-06" for r in earlier["items"])
+    assert client.get("/api/coupons?month=1999-01", headers=auth(tokens["read"])).status_code == 404

@@ -87,7 +87,7 @@ def all_drawn(page: Any) -> int:
 
 def test_overview_draws_its_charts_and_a_bar_lists_its_accounts(page: Any) -> None:
     assert all_drawn(page) >= 6
-    for chart in ("bridge", "trend", "retention", "by_source", "cohorts"):
+    for chart in ("bridge", "trend", "retention", "by_source", "cohorts", "coupons"):
         assert page.locator(f"#chart-{chart} .main-svg").count() > 0, chart
     assert page.locator("#headline").inner_text().startswith("In ")
     bars = page.locator("#chart-bridge g.trace.bars g.point path")

@@ -158,6 +158,19 @@ class Segments(Envelope):
     items: list[SegmentRow]
 
 
+class CouponRow(BaseModel):
+    month: str
+    coupon: str
+    accounts: int
+    mrr: Money = Field(description="MRR from the lines that carry the coupon, net of it")
+    discount: Money = Field(description="what the coupon takes off those lines a month")
+
+
+class Coupons(Envelope):
+    month: str | None
+    items: list[CouponRow]
+
+
 class CohortCell(BaseModel):
     cohort: str
     months_since: int
@@ -434,6 +447,16 @@ def segments(data: ReaderDep, run: RunParam = None,
     return _kept(data, record, ("segments", dimension, month), lambda: Segments.model_validate({
         **_envelope(data, record), "dimension": dimension, "dimensions": data.dimensions(record),
         "items": plain_rows(data.segments(record, dimension, month))
+    }))
+
+
+@router.get("/coupons", dependencies=[Read], summary="A month's MRR and discount by coupon, the largest MRR first")
+def coupons(data: ReaderDep, run: RunParam = None, month: Month = None) -> Coupons:
+    record = data.run(run)
+    last = data.month(record, month)
+    return _kept(data, record, ("coupons", month), lambda: Coupons.model_validate({
+        **_envelope(data, record), "month": last["month"] if last else None,
+        "items": plain_rows(data.coupons(record, month))
     }))
 
 

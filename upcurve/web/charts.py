@@ -126,6 +126,24 @@ def expansion_bars(rows: list[dict[str, Any]], dimension: str, currency: str) ->
     }
 
 
+def coupon_bars(rows: list[dict[str, Any]], currency: str, month: str) -> dict[str, Any]:
+    """A month's MRR by coupon and the discount each gives (bars side by side), the largest MRR first."""
+    coupons = [label(r["coupon"]) for r in rows]
+    accounts = [[r["accounts"]] for r in rows]
+    return {
+        "data": [
+            {"type": "bar", "name": "MRR (net)", "x": coupons, "y": [_num(r["mrr"]) for r in rows],
+             "marker": {"color": _GREEN}, "customdata": accounts,
+             "hovertemplate": "%{x}: %{y:,.2f} of MRR from %{customdata[0]} accounts<extra></extra>"},
+            {"type": "bar", "name": "discount", "x": coupons, "y": [_num(r["discount"]) for r in rows],
+             "marker": {"color": _RED}, "customdata": accounts,
+             "hovertemplate": "%{x}: %{y:,.2f} off a month<extra></extra>"},
+        ],
+        "layout": _layout(f"MRR and discount by coupon, {month} ({currency})", barmode="group",
+                          legend={"orientation": "h", "y": -0.25}),
+    }
+
+
 def cohort_heatmap(cohorts: list[dict[str, Any]]) -> dict[str, Any]:
     """MRR retained by first-paid month (rows) and months since (columns), in percent."""
     names = sorted({c["cohort"] for c in cohorts})

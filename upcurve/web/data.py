@@ -474,6 +474,19 @@ class Reader:
     def cohorts(self, run: RunRecord) -> list[dict[str, Any]]:
         return self.memo(run, ("cohorts",), lambda: self.table(run, "cohorts").to_pylist())
 
+    def coupons(self, run: RunRecord, month: str | None = None) -> list[dict[str, Any]]:
+        """MRR by coupon in a month (default: the run's last): each coupon's accounts, MRR and monthly discount,
+        the largest MRR first; none for a run whose lines name no coupon (or kept no ``coupon_mrr``)."""
+        last = self.month(run, month)
+        if last is None:
+            return []
+
+        def make() -> list[dict[str, Any]]:
+            rows = [r for r in self.table(run, "coupon_mrr").to_pylist() if r["month"] == last["month"]]
+            return sorted(rows, key=lambda r: (-(r["mrr"] or 0), r["coupon"]))
+
+        return self.memo(run, ("coupons", last["month"]), make)
+
     def movements(self, run: RunRecord, *, month_from: str | None = None, month_to: str | None = None,
                   kind: str | None = None, source: str | None = None, account_id: str | None = None) -> Picked:
         """The movements matching every filter given, largest (absolute amount) first."""

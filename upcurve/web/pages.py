@@ -135,6 +135,9 @@ def _overview_figures(data: Reader, record: RunRecord, month: str) -> dict[str, 
     for dimension in [d for d in ("segment", "product", "owner") if d in data.dimensions(record)]:
         figures[f"by_{dimension}"] = charts.expansion_bars(data.expansion_by(record, dimension), dimension, currency)
     figures["cohorts"] = charts.cohort_heatmap(data.cohorts(record))
+    coupons = data.coupons(record, month)
+    if coupons:
+        figures["coupons"] = charts.coupon_bars(coupons, currency, month)
     return figures
 
 
