@@ -39,7 +39,7 @@ URLS = {
     "spark": "pyspark://?spark.master=local%5B*%5D&spark.sql.shuffle.partitions=4",
 }
 COMPARED = ["mrr", "movements", "metrics", "expansion_by_source", "segments", "cohorts", "account_growth",
-            "plan_mrr", "accounts"]
+            "plan_mrr", "coupon_mrr", "accounts"]
 
 
 def _rows(table: pa.Table) -> list[tuple]:
