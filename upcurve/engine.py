@@ -9,6 +9,7 @@ sent through Arrow only to an engine that reads no file (SQLite).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
@@ -26,7 +27,7 @@ if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a worksp
 
 __all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "as_int", "cached", "connect",
            "engine_errors", "file_reader", "hand_over", "reads_parquet", "redacted", "round_half_away",
-           "tune_for_compute"]
+           "sweep_spill_folders", "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
@@ -95,10 +96,7 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
 def _duckdb(url: str) -> ibis.BaseBackend:
     """DuckDB with upcurve's memory settings unless the URL sets them: at most :data:`DUCKDB_MEMORY_LIMIT`, spilling
     beyond it to a private temporary folder, removed with the connection (DuckDB's own choice is ``.tmp`` in the
-    current folder, which it leaves behind)."""
-    import os
-    import shutil
-    import tempfile
+    current folder, which it leaves behind; and a killed run's folder is removed by the next engine opened)."""
     import weakref
     from urllib.parse import parse_qsl, urlencode
 
@@ -112,16 +110,73 @@ def _duckdb(url: str) -> ibis.BaseBackend:
         settings["memory_limit"] = f"{min(DUCKDB_MEMORY_LIMIT, int(machine * 0.8)) // 1024**2}MiB"
     spill = None
     if "temp_directory" not in settings:
-        spill = settings["temp_directory"] = tempfile.mkdtemp(prefix="upcurve-spill-")
+        spill = _spill_folder()
+        settings["temp_directory"] = spill[0]
     try:
         engine = ibis.connect(f"{base}?{urlencode(settings)}")
     except BaseException:
         if spill:
-            shutil.rmtree(spill, ignore_errors=True)
+            _remove_spill_folder(*spill)
         raise
     if spill:
-        weakref.finalize(engine, shutil.rmtree, spill, ignore_errors=True)
+        weakref.finalize(engine, _remove_spill_folder, *spill)
     return engine
+
+
+#: Spill folders are named with this prefix in the temporary folder (``TMPDIR``), each with :data:`_SPILL_LOCK`
+#: inside, locked by the process that uses it for as long as it runs.
+_SPILL_PREFIX = "upcurve-spill-"
+_SPILL_LOCK = ".upcurve-spill.lock"
+
+
+def _spill_folder() -> tuple[str, int]:
+    """A new private spill folder, and the descriptor of its lock, held until the folder is removed.
+
+    The folders of processes that ended without removing theirs (a killed run: no finalizer runs) are swept
+    first (:func:`sweep_spill_folders`): a run killed while spilling would otherwise leave gigabytes behind."""
+    import fcntl
+    import tempfile
+
+    sweep_spill_folders()
+    folder = tempfile.mkdtemp(prefix=_SPILL_PREFIX)
+    fd = os.open(os.path.join(folder, _SPILL_LOCK), os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: no one else holds it
+    return folder, fd
+
+
+def _remove_spill_folder(folder: str, fd: int) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    os.close(fd)
+
+
+def sweep_spill_folders(temp: str | Path | None = None) -> list[Path]:
+    """Remove the spill folders that upcurve processes left when they ended without removing them, and return them.
+
+    A folder is removed only when it is upcurve's (named ``upcurve-spill-…`` in the temporary folder ``temp``,
+    default ``TMPDIR``, with upcurve's lock file inside) and no process holds its lock: the lock is the kernel's, so
+    it is released however its process ended, and a running process's folder is never touched. A folder without
+    the lock file (made by an upcurve before this one, or not upcurve's) is left as it is."""
+    import fcntl
+    import shutil
+    import tempfile
+
+    removed = []
+    for folder in sorted(Path(temp or tempfile.gettempdir()).glob(_SPILL_PREFIX + "*")):
+        try:
+            fd = os.open(folder / _SPILL_LOCK, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue  # no lock file: not provably upcurve's
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # held: its process is running
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(fd)
+        removed.append(folder)
+    return removed
 
 
 def _spark(url: str) -> ibis.BaseBackend:

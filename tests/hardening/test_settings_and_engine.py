@@ -191,3 +191,48 @@ def test_spark_that_cannot_start_is_one_clear_line(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     text = " ".join((done.stdout + done.stderr).split())
     assert "cannot start Spark" in text and "Java 17" in text and "Traceback" not in text
+
+
+_HOLDS_AN_ENGINE = textwrap.dedent("""
+    import sys, time
+    from upcurve.engine import connect
+    engine = connect("duckdb://")
+    print(engine.con.execute("SELECT current_setting('temp_directory')").fetchone()[0], flush=True)
+    time.sleep(120)
+""")
+
+
+def _engine_process(temp: Path) -> tuple[subprocess.Popen[str], Path]:
+    """A process that opened an engine (spill folder in ``temp``) and waits; and its spill folder."""
+    child = subprocess.Popen([sys.executable, "-c", _HOLDS_AN_ENGINE], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "TMPDIR": str(temp)})
+    assert child.stdout is not None
+    return child, Path(child.stdout.readline().strip())
+
+
+def test_a_killed_runs_spill_folder_is_removed_by_the_next_engine_and_a_running_ones_never(tmp_path: Path) -> None:
+    from upcurve.engine import sweep_spill_folders
+
+    killed, left = _engine_process(tmp_path)
+    running, used = _engine_process(tmp_path)
+    try:
+        (left / "duckdb_temp_block.tmp").write_bytes(b"\0" * 1024)  # what DuckDB spills there
+        killed.kill()  # no finalizer runs: the folder stays behind
+        killed.wait()
+        assert left.is_dir() and left.parent == tmp_path and left.name.startswith("upcurve-spill-")
+        stranger = tmp_path / "upcurve-spill-not-ours"  # no lock file: not provably upcurve's
+        stranger.mkdir()
+        (stranger / "keep.txt").write_text("mine")
+        # the next engine opened sweeps as it starts (and removes its own folder when it ends): the killed run's
+        # folder goes, the running process's and the stranger stay
+        opened = subprocess.run([sys.executable, "-c", "from upcurve.engine import connect; connect('duckdb://')"],
+                                env={**os.environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True)
+        assert opened.returncode == 0, opened.stderr
+        assert not left.exists() and used.is_dir() and (stranger / "keep.txt").read_text() == "mine"
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([used.name, stranger.name])
+        assert sweep_spill_folders(tmp_path) == []  # the running one is held
+    finally:
+        running.kill()
+        running.wait()
+    assert sweep_spill_folders(tmp_path) == [used]
+    assert [p.name for p in tmp_path.iterdir()] == [stranger.name]
