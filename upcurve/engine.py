@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a worksp
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
 __all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "as_int", "cached", "connect",
-           "engine_errors", "file_reader", "hand_over", "reads_parquet", "redacted", "round_half_away",
-           "sweep_spill_folders", "tune_for_compute"]
+           "database_error", "engine_errors", "file_reader", "hand_over", "reads_parquet", "redacted",
+           "round_half_away", "sweep_spill_folders", "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
@@ -256,6 +256,18 @@ def engine_errors() -> Iterator[None]:
         if _lost_connection(exc):
             raise EngineError(f"the connection to the database failed: {_first_line(exc)}") from None
         raise
+
+
+#: The database drivers whose errors :func:`database_error` recognises (DB-API modules).
+_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "MySQLdb", "snowflake", "pyodbc", "sqlite3"})
+
+
+def database_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database's own refusal of a query on its data (DB-API's ``DatabaseError``, as PostgreSQL
+    raises for a value out of a type's range), rather than a failure in upcurve: a warehouse checked where it is
+    reports it as a problem of the table, as DuckDB's errors on a file are."""
+    return any(cls.__name__ == "DatabaseError" and cls.__module__.split(".")[0] in _DRIVERS
+               for cls in type(exc).__mro__)
 
 
 def _lost_connection(exc: BaseException) -> bool:

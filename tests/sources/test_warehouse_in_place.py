@@ -104,6 +104,9 @@ def test_bad_rows_in_a_warehouse_are_named_by_table_row_column_and_value(
                     "invoice_lines)")
         con.execute("UPDATE fx_rates SET month = '2024-13' WHERE ctid = (SELECT min(ctid) FROM fx_rates)")
         con.execute("ALTER TABLE plans ALTER COLUMN unit_price TYPE text")
+        # a score beyond any integer: PostgreSQL refuses the whole check of the table, reported as its problem
+        con.execute("ALTER TABLE nps ALTER COLUMN score TYPE double precision")
+        con.execute("UPDATE nps SET score = 1e30 WHERE ctid = (SELECT min(ctid) FROM nps)")
     text = " ".join(_invoke(["validate", url], monkeypatch, exit_code=2).split())
     lines = "invoice_lines (in " + url.split("://")[0]
     assert lines in text and "; rows by line_id)" in text
@@ -111,6 +114,7 @@ def test_bad_rows_in_a_warehouse_are_named_by_table_row_column_and_value(
     assert "amount" in text and "required" in text
     assert "fx_rates (in" in text and "2024-13" in text
     assert "unit_price" in text and "only DuckDB parses" in text and "--engine duckdb://" in text
+    assert "nps (in" in text and "the database refused to check the table" in text and "out of range" in text
     # a run refuses the same input, naming the same problems, and writes nothing
     run = " ".join(_invoke(["run", url, "--out", str(Path(url.rsplit("/", 1)[1]))], monkeypatch,
                            exit_code=2).split())

@@ -35,7 +35,7 @@ from upcurve.contract.schema import (
     Column,
     TableSchema,
 )
-from upcurve.engine import as_int
+from upcurve.engine import as_int, database_error
 from upcurve.errors import ConfigError, Problem
 from upcurve.pricing import price_model_from_json
 from upcurve.pricing.models import Percentage
@@ -558,6 +558,14 @@ def _money_total(folder: Mapping[str, RawTable], reporting_currency: str, quote:
                     hint="Check the decimal point and the unit of amount, and the rates in fx_rates")]
 
 
+def database_problem(table: str, exc: Exception) -> Problem:
+    """A database's refusal of a check on its table (a value out of its type's range) as a problem of the table."""
+    said = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return Problem(table, f"the database refused to check the table: {said}",
+                   hint="Fix the value the database names, or compute on DuckDB (--engine duckdb://: the tables are "
+                        "then copied and checked as files)")
+
+
 def _usable(raw: RawTable) -> set[str]:
     return set(raw.table.columns) - raw.unusable - {ROW}
 
@@ -610,6 +618,10 @@ def validate(data: DataFolder, *, reporting_currency: str = "USD",
             raise  # the engine's memory limit, not the file: reported as an engine failure
         except duckdb.Error as exc:
             problems.append(engine_problem(raw.file, raw.location, exc))
+        except Exception as exc:  # a database checked where it is refuses a value its own way
+            if not database_error(exc):
+                raise
+            problems.append(database_problem(raw.file, exc))
         else:
             read[name] = raw
     # checks across tables, on the tables read whole
@@ -638,6 +650,10 @@ def validate(data: DataFolder, *, reporting_currency: str = "USD",
             raise  # the engine's memory limit, not the file: reported as an engine failure
         except duckdb.Error as exc:
             problems.append(engine_problem(raw.file, raw.location, exc))
+        except Exception as exc:  # a database checked where it is refuses a value its own way
+            if not database_error(exc):
+                raise
+            problems.append(database_problem(raw.file, exc))
     return sorted(problems, key=lambda p: p.severity != "error")
 
 

@@ -338,7 +338,7 @@ _READER_ERRORS: tuple[tuple[str, Callable[[re.Match[str]], str], str], ...] = (
 )
 
 
-def engine_problem(file: str, location: str, exc: duckdb.Error) -> Problem:
+def engine_problem(file: str, location: str, exc: Exception) -> Problem:
     """A reader's error as a problem of the file: what is wrong and, when the reader says, on which line."""
     text = str(exc).strip()
     line = re.search(r"CSV Error on Line: (\d+)", text)

@@ -97,10 +97,12 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig, *, most: int | Non
     memory, without ever holding them all (a million accounts' month ends would not fit in memory)."""
     if most is not None and most <= config.max_training_rows:
         return snapshots.to_pyarrow(), None
+    if most is None:
+        labelled = snapshots.filter(snapshots.label_expansion.notnull())
+        if int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
+            return snapshots.to_pyarrow(), None
     held = cached(snapshots)  # its keys are read, then its sample's rows
     labelled = held.filter(held.label_expansion.notnull())
-    if most is None and int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
-        return held.to_pyarrow(), None
     keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
     keep = training_sample(keys.num_rows, config)
     if keep is None:
