@@ -201,8 +201,8 @@ def test_the_report_opens_offline_and_draws_every_chart(browser: Any, store: Sto
                                          if route.request.url.startswith("file:") else route.abort()))
     tab = context.new_page()
     tab.goto(report.as_uri())
-    assert all_drawn(tab) == 6
-    assert tab.locator(".main-svg").count() >= 6
+    assert all_drawn(tab) == 7  # the coupon chart too: the simulated company's enterprise coupon
+    assert tab.locator(".main-svg").count() >= 7 and tab.locator("#chart-coupons .main-svg").count() > 0
     assert all(url.startswith("file:") for url in requested)
     tab.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     context.close()

@@ -16,7 +16,7 @@ from upcurve.workspace import access as acc
 def test_report_is_one_self_contained_file(store: Store, tmp_path: Path) -> None:
     html = render_report(store)
     assert "<script src=" not in html and "<link" not in html and "http://" not in html.split("<script>")[0]
-    assert html.count('class="chart"') == 6 and "Top churn risks" in html
+    assert html.count('class="chart"') == 7 and "Top churn risks" in html and "by coupon" in html
     out = write_report(store, tmp_path / "board.html")
     assert out.read_text(encoding="utf-8") == html.replace(html[html.index("made "):html.index(" by upcurve")],
                                                            out.read_text(encoding="utf-8")[

@@ -53,6 +53,9 @@ def render_report(store: Store, *, run_id: str | None = None, top: int = 10) -> 
     }
     if "segment" in data.dimensions(record):
         figures["by_segment"] = charts.expansion_bars(data.expansion_by(record, "segment"), "segment", currency)
+    coupons = data.coupons(record)
+    if coupons:
+        figures["coupons"] = charts.coupon_bars(coupons, currency, last["month"])
     accounts = data.table(record, "accounts")
     opportunities = risks = []
     if accounts.num_rows and "expected_expansion_mrr" in accounts.column_names:
