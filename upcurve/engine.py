@@ -81,12 +81,12 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
             from None
     except ValueError as exc:
         if "Don't know how to connect" in str(exc) or not scheme:
-            raise EngineError(f"{url!r} is not an engine URL upcurve can open: use duckdb:// (the default), "
+            raise EngineError(f"{redacted(url)!r} is not an engine URL upcurve can open: use duckdb:// (the default), "
                               "duckdb://path/to/file.duckdb, sqlite://path.db, or another Ibis backend's URL") \
                 from None
-        raise EngineError(f"cannot open the engine {url!r}: {exc}") from None
+        raise EngineError(f"cannot open the engine {redacted(url)!r}: {exc}") from None
     except (duckdb.Error, OSError) as exc:
-        raise EngineError(f"cannot open the engine {url!r}: {_first_line(exc)}") from None
+        raise EngineError(f"cannot open the engine {redacted(url)!r}: {_first_line(exc)}") from None
     except Exception as exc:
         if _lost_connection(exc):  # no server there, a wrong password, no such database
             raise EngineError(f"cannot open the engine {redacted(url)}: {_first_line(exc)}") from None
@@ -258,23 +258,27 @@ def engine_errors() -> Iterator[None]:
         raise
 
 
-#: The database drivers whose errors :func:`database_error` recognises (DB-API modules).
-_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "MySQLdb", "snowflake", "pyodbc", "sqlite3"})
+#: The database drivers whose errors upcurve tells apart (DB-API modules). SQLite's is not among them: its
+#: ``OperationalError`` also stands for a query it cannot run, which would be upcurve's to fix.
+_DRIVERS = frozenset({"psycopg", "psycopg2", "pymysql", "MySQLdb", "snowflake", "pyodbc"})
+
+
+def _driver_error(exc: BaseException, kind: str) -> bool:
+    """Whether ``exc`` is a database driver's error of the DB-API class ``kind`` (or a subclass of it)."""
+    return any(cls.__name__ == kind and cls.__module__.split(".")[0] in _DRIVERS for cls in type(exc).__mro__)
 
 
 def database_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a database's own refusal of a query on its data (DB-API's ``DatabaseError``, as PostgreSQL
-    raises for a value out of a type's range), rather than a failure in upcurve: a warehouse checked where it is
-    reports it as a problem of the table, as DuckDB's errors on a file are."""
-    return any(cls.__name__ == "DatabaseError" and cls.__module__.split(".")[0] in _DRIVERS
-               for cls in type(exc).__mro__)
+    """Whether ``exc`` is a database's refusal of a value in its data (DB-API's ``DataError``: a value out of a
+    type's range, a division by zero), which a warehouse checked where it is reports as a problem of the table, as
+    DuckDB's errors on a file are. A query the database cannot run (``ProgrammingError``) is upcurve's: not this."""
+    return _driver_error(exc, "DataError")
 
 
 def _lost_connection(exc: BaseException) -> bool:
     """Whether ``exc`` is a database driver's failure to reach or stay connected to its server (DB-API's
-    ``OperationalError``: PostgreSQL's psycopg, and the drivers built like it), which a user fixes, not upcurve."""
-    return type(exc).__name__ == "OperationalError" and type(exc).__module__.split(".")[0] in {
-        "psycopg", "psycopg2", "pymysql", "MySQLdb", "snowflake", "pyodbc"}
+    ``OperationalError``), which a user fixes, not upcurve."""
+    return _driver_error(exc, "OperationalError")
 
 
 def redacted(url: str) -> str:

@@ -59,6 +59,7 @@ from upcurve.scoring import (
     account_context,
     check_saved_scorer,
     fit_scorer,
+    history_size,
     labelled_snapshots,
     model_decision,
     read_oracle,
@@ -502,8 +503,7 @@ def backtest(
     snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
     # a history that could exceed the training sample stays in the engine: each cutoff reads its accounts and its
     # sample only (a million accounts' month ends would not fit in memory)
-    accounts = int(loaded.tables["accounts"].count().to_pyarrow().as_py())
-    large = accounts * len(dates) > config.scoring.max_training_rows
+    large = history_size(loaded.tables, dates) > config.scoring.max_training_rows
     frame = cached(snaps) if large else snaps.to_pyarrow()
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)

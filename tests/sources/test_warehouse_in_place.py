@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import PostgresServer
 from upcurve import cli
 from upcurve.cli import app
 from upcurve.config import RevenuePolicy
@@ -40,7 +41,7 @@ def _warehouse(url: str, folder: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def warehouse(postgres_server, folder: Path) -> str:  # type: ignore[no-untyped-def]
+def warehouse(postgres_server: PostgresServer, folder: Path) -> str:
     return _warehouse(postgres_server.database("warehouse"), folder)
 
 
@@ -95,7 +96,7 @@ def test_another_engine_is_given_a_copy(warehouse: str, folder: Path, tmp_path: 
 
 
 def test_bad_rows_in_a_warehouse_are_named_by_table_row_column_and_value(
-        postgres_server, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        postgres_server: PostgresServer, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     url = _warehouse(postgres_server.database("bad_warehouse"), folder)
     with psycopg.connect(url, autocommit=True) as con:
         first = con.execute("SELECT min(line_id) FROM invoice_lines").fetchone()[0]

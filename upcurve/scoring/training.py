@@ -25,6 +25,7 @@ __all__ = [
     "ModelDecision",
     "check_saved_scorer",
     "fit_scorer",
+    "history_size",
     "labelled_snapshots",
     "model_decision",
     "saved_scorer_problem",
@@ -78,11 +79,16 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
         # held by the engine: the labels and the features both read it, and it must not be computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates))
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    accounts = int(tables["accounts"].count().to_pyarrow().as_py())
-    rows, sampled_from = training_rows(snapshots, config, most=accounts * len(dates))
+    rows, sampled_from = training_rows(snapshots, config, most=history_size(tables, dates))
     scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
+
+
+def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
+    """The most snapshots a history can hold, one per account and training date: beyond
+    ``scoring.max_training_rows`` it is sampled in the engine rather than read whole (one count of the accounts)."""
+    return int(tables["accounts"].count().to_pyarrow().as_py()) * len(dates)
 
 
 def training_rows(snapshots: ir.Table, config: ScoringConfig, *, most: int | None = None
