@@ -56,8 +56,8 @@ def import_stripe_command(
                                                       "the last import into this folder.")] = False,
     fx_rates: Annotated[Path | None, typer.Option(help="A CSV or Parquet file of exchange rates to copy in, used "
                                                        "instead of the rates Stripe converted charges at: monthly "
-                                                       "(month, currency, rate), or daily (day, currency, rate: each "
-                                                       "month's last rate is kept).")] = None,
+                                                       "(month, currency, rate), or daily (day or date, currency, "
+                                                       "rate).")] = None,
 ) -> None:
     """Read a Stripe account (customers, prices, subscriptions, invoices with every line, credit notes, the rates
     it converted charges at) and write it as a contract folder, then check it. Into a folder of an earlier import,

@@ -709,8 +709,8 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     folder holds (events and users, the CRM's renewals and tickets) is kept, as are the accounts' owner, segment,
     industry and region where Stripe has none (a CRM import's). ``fx_rates`` (a CSV or Parquet file of the
     contract's ``fx_rates``) is copied in as the folder's rates, and kept by later imports; daily rates (``day`` or
-    ``date`` instead of ``month``) are reduced to each month's last rate first. Without rates of the user's (now or
-    given to an earlier import), the rates Stripe converted charges at are the folder's ``fx_rates``
+    ``date`` instead of ``month``) are kept day by day, one rate per currency and day. Without rates of the user's
+    (now or given to an earlier import), the rates Stripe converted charges at are the folder's ``fx_rates``
     (:func:`upcurve.sources.stripe.stripe_rates`).
 
     Raises
@@ -775,10 +775,10 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
     if rates is not None and rate_file is not None:
         name, blob, daily = rate_file
         extra[name] = blob
-        info["fx_rates"] = f"{rates} (daily: each month's last rate)" if daily else str(rates)
+        info["fx_rates"] = f"{rates} (daily)" if daily else str(rates)
     elif stripe_fx is not None and not user_rates:
         tables["fx_rates"], settled = stripe_fx
-        info["fx_rates"] = f"{STRIPE_RATES}, quoted in {settled}"
+        info["fx_rates"] = f"{STRIPE_RATES} (each day's last rate), quoted in {settled}"
     if earlier is not None and earlier.get("kind") == "import":
         old_accounts = _read_contract_file(dest, "accounts")
         if old_accounts is not None:
@@ -800,25 +800,25 @@ def import_stripe(out_dir: str | Path, *, api_key: str, api_base: str | None = N
 
 
 def _rates_file(rates: Path) -> tuple[str, bytes, bool]:
-    """The folder's ``fx_rates`` file from a user's file of rates: a monthly one as it is, a daily one reduced to
-    each month's last rate (:func:`upcurve.sources.fx.monthly_rates`): its name, its bytes, and whether the rates
-    were daily."""
+    """The folder's ``fx_rates`` file from a user's file of rates: a monthly one as it is, a daily one as the
+    contract's daily rates (:func:`upcurve.sources.fx.daily_rates`): its name, its bytes, and whether the rates
+    are daily."""
     import io
 
     import pyarrow.csv as pacsv
 
-    from upcurve.sources.fx import monthly_rates
+    from upcurve.sources.fx import daily_rates
 
-    monthly = monthly_rates(rates)
-    if monthly is None:
+    daily = daily_rates(rates)
+    if daily is None:
         return f"fx_rates{rates.suffix.lower()}", rates.read_bytes(), False
     out = io.BytesIO()
-    pacsv.write_csv(monthly, out)
+    pacsv.write_csv(daily, out)
     return "fx_rates.csv", out.getvalue(), True
 
 
 #: What a Stripe import's manifest says of ``fx_rates`` it derived from Stripe's conversions (not the user's).
-STRIPE_RATES = "Stripe's own conversions (each month's last rate)"
+STRIPE_RATES = "Stripe's own conversions"
 
 #: Where a Stripe import keeps the objects it read and its cursor, for the next sync (hidden from the contract).
 STRIPE_OBJECTS = ".stripe-objects.json.gz"

@@ -46,8 +46,12 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {}
 @pytest.fixture(scope="module")
 def company(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small usage-led company with every table (product events, metered usage, renewals, tickets, NPS...), as
-    Parquet files."""
+    Parquet files; its exchange rates daily (each month's rate on the 1st, and another on the 17th)."""
     tables = simulate_tables(30, 24, seed=5, profile="usage_led", events=True)
+    monthly = tables["fx_rates"].to_pylist()
+    daily = [{"day": dt.date.fromisoformat(f"{r['month']}-{day:02d}"), "currency": r["currency"],
+              "rate": round(r["rate"] * factor, 6)} for r in monthly for day, factor in ((1, 1.0), (17, 1.013))]
+    tables["fx_rates"] = pa.Table.from_pylist(daily)
     return write_folder(tables, tmp_path_factory.mktemp("company"), "parquet")
 
 

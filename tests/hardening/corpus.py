@@ -205,6 +205,18 @@ VALUE_CASES = [
          "duplicate (month, currency)", "month, currency", 4),
     Case("fx-currency-in-lower-case", append("fx_rates", "2024-02, eur ,1.0\n"), "fx_rates.csv",
          "duplicate (month, currency)", "month, currency", 4),
+    # daily rates: a day is a key like a month
+    Case("fx-day-twice", content("fx_rates", b"day,currency,rate\n2024-01-05,EUR,1.1\n2024-01-06,EUR,1.2\n"
+                                 b"2024-01-05 , eur,1.3\n"), "fx_rates.csv", "duplicate (day, currency)",
+         "day, currency", 4),
+    Case("fx-day-not-a-date", content("fx_rates", b"day,currency,rate\n2024-01-05,EUR,1.1\n2024-02-30,EUR,1.2\n"),
+         "fx_rates.csv", "not a date", "day", 3),
+    Case("fx-day-empty", content("fx_rates", b"day,currency,rate\n2024-01-05,EUR,1.1\n,EUR,1.2\n"),
+         "fx_rates.csv", "a required value is empty", "day", 3),
+    Case("fx-month-and-day", content("fx_rates", b"month,day,currency,rate\n2024-01,2024-01-05,EUR,1.1\n"),
+         "fx_rates.csv", "both 'month' and 'day'", "month, day"),
+    Case("fx-neither-month-nor-day", content("fx_rates", b"currency,rate\nEUR,1.1\n"), "fx_rates.csv",
+         "a column 'month' or 'day' is required", "month"),
     # numbers
     Case("quantity-nan", cell("invoice_lines", 2, "quantity", "nan"), "invoice_lines.csv", "not a finite number",
          "quantity", 2),

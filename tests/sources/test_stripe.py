@@ -393,26 +393,29 @@ def test_exchange_rates_given_once_are_kept_by_every_later_import(stripe_api: fs
     assert missing.exit_code == 2 and "nope.csv" in "".join(missing.output.split())
 
 
-def test_daily_rates_become_each_month_s_last_rate(tmp_path: Path) -> None:
+def test_daily_rates_are_kept_day_by_day(tmp_path: Path) -> None:
     from upcurve.errors import ContractError
-    from upcurve.sources.fx import monthly_rates
+    from upcurve.sources.fx import daily_rates
 
     daily = tmp_path / "ecb.csv"
-    daily.write_text("date,currency,rate\n2024-01-15,JPY,0.0069\n2024-01-31,JPY,0.0068\n2024-01-02,JPY,0.0070\n"
-                     "2024-02-09,jpy,0.0067\n2024-02-09,EUR,1.08\n")
-    rates = monthly_rates(daily)
+    daily.write_text("date,currency,rate\n2024-01-15,JPY,0.0069\n2024-01-31T16:00:00,JPY,0.0068\n"
+                     "2024-01-31T09:00:00,JPY,0.0066\n2024-01-02,JPY,0.0070\n2024-02-09,jpy,0.0067\n"
+                     "2024-02-09,EUR,1.08\n2024-02-09,EUR,1.09\n")
+    rates = daily_rates(daily)
     assert rates is not None and rates.to_pylist() == [
-        {"month": "2024-01", "currency": "JPY", "rate": "0.0068"},  # the 31st, the month's last day with a rate
-        {"month": "2024-02", "currency": "EUR", "rate": "1.08"},
-        {"month": "2024-02", "currency": "JPY", "rate": "0.0067"}]
+        {"day": "2024-01-02", "currency": "JPY", "rate": "0.0070"},
+        {"day": "2024-01-15", "currency": "JPY", "rate": "0.0069"},
+        {"day": "2024-01-31", "currency": "JPY", "rate": "0.0068"},  # the day's later time, not the later line
+        {"day": "2024-02-09", "currency": "EUR", "rate": "1.09"},  # the same day twice: the later line
+        {"day": "2024-02-09", "currency": "JPY", "rate": "0.0067"}]
     monthly = tmp_path / "monthly.csv"
     monthly.write_text("month,currency,rate\n2024-01,JPY,0.0068\n")
-    assert monthly_rates(monthly) is None  # the contract's own table, taken as it is
+    assert daily_rates(monthly) is None  # the contract's own table, taken as it is
     broken = tmp_path / "broken.csv"
     broken.write_text("day,currency,rate\n2024-13-01,JPY,0.0068\n2024-01-02,,0.1\n2024-01-03,JPY,-1\n"
                       "2024-01-04,JPY,abc\n")
     with pytest.raises(ContractError) as caught:
-        monthly_rates(broken)
+        daily_rates(broken)
     found = {(p.column, p.rows, p.values) for p in caught.value.problems}
     assert found == {("day", (2,), ("2024-13-01",)), ("currency", (3,), ("",)),
                      ("rate", (4, 5), ("-1", "abc"))}
@@ -425,7 +428,7 @@ def test_an_import_with_daily_rates_meets_the_contract(stripe_api: fs.FakeStripe
     result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=stripe_api.url, fx_rates=daily)
     assert not result.validation.errors
     written = pacsv.read_csv(result.out_dir / "fx_rates.csv").to_pylist()
-    assert [r["month"] for r in written] == ["2023-12", *(f"2024-{m:02d}" for m in range(1, 7))]
+    assert [r["day"].isoformat() for r in written] == days
     manifest = json.loads((result.out_dir / MANIFEST).read_text())
     assert "daily" in manifest["fx_rates"]
 
@@ -456,16 +459,18 @@ def _euro_company() -> fs.FakeStripe:
     return f
 
 
-def test_stripe_s_own_exchange_rates_become_the_folder_s_monthly_rates(tmp_path: Path) -> None:
-    """Each month's rate is the one Stripe converted the month's last charge at, quoted in the settlement currency:
-    MRR in dollars is then €100 × 1.10, × 1.09 and × 1.12, plus the US customer's $50."""
+def test_stripe_s_own_exchange_rates_become_the_folder_s_daily_rates(tmp_path: Path) -> None:
+    """Each day's rate is the one Stripe converted the day's last charge at, quoted in the settlement currency; a
+    month's MRR is measured on its last day, at the latest rate by then: €100 × 1.10, × 1.09 (February 15th's, not
+    February 1st's 1.08) and × 1.12, plus the US customer's $50."""
     for api in fs.serve(_euro_company()):
         result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
         assert any("balance_transactions" in r and "expand" in r for r in api.requests)
     assert result.validation.errors == []
     rates = pacsv.read_csv(result.out_dir / "fx_rates.csv").to_pylist()
-    assert [(r["month"], r["currency"], D(str(r["rate"]))) for r in rates] == [
-        ("2024-01", "EUR", D("1.1")), ("2024-02", "EUR", D("1.09")), ("2024-03", "EUR", D("1.12"))]
+    assert [(r["day"].isoformat(), r["currency"], D(str(r["rate"]))) for r in rates] == [
+        ("2024-01-01", "EUR", D("1.1")), ("2024-02-01", "EUR", D("1.08")), ("2024-02-15", "EUR", D("1.09")),
+        ("2024-03-01", "EUR", D("1.12"))]
     manifest = json.loads((result.out_dir / MANIFEST).read_text())
     assert "Stripe" in manifest["fx_rates"] and "USD" in manifest["fx_rates"]
     metrics = {r["month"]: r["mrr"] for r in run_folder(result.out_dir, "2024-03-31").tables["metrics"].to_pylist()}
@@ -498,10 +503,10 @@ def test_a_sync_adds_the_conversions_since_its_cursor(tmp_path: Path) -> None:
         company.emit("charge.succeeded", paid)
         again = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
     assert again.mode == "sync"
-    rates = {(r["month"], r["currency"]): D(str(r["rate"]))
+    rates = {(r["day"].isoformat(), r["currency"]): D(str(r["rate"]))
              for r in pacsv.read_csv(again.out_dir / "fx_rates.csv").to_pylist()}
-    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
-    assert rates[(month, "EUR")] == D("1.2") and rates[("2024-03", "EUR")] == D("1.12")
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert rates[(today, "EUR")] == D("1.2") and rates[("2024-03-01", "EUR")] == D("1.12")
 
 
 def test_each_discounted_line_names_its_coupons_as_they_are_named_now(tmp_path: Path) -> None:

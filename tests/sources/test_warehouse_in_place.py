@@ -3,13 +3,16 @@ folder, every problem named by table, row, column and value, and nothing copied 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import shutil
 import socket
 from pathlib import Path
 
 import duckdb
 import ibis
 import psycopg
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -123,6 +126,30 @@ def test_bad_rows_in_a_warehouse_are_named_by_table_row_column_and_value(
     # on DuckDB, which parses text, the copy is checked as a folder is: the text prices are read as numbers
     copied = " ".join(_invoke(["validate", url, "--engine", "duckdb://"], monkeypatch, exit_code=2).split())
     assert "unit_price" not in copied and "duplicate line_id" in copied
+
+
+def test_daily_rates_in_a_warehouse_give_the_folders_results(
+        postgres_server: PostgresServer, folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daily rates (each month's rate on the 1st, another on the 17th) as a warehouse table and as a folder's file:
+    the same results; a day and currency given twice is named as the table's key."""
+    daily = tmp_path / "daily"
+    shutil.copytree(folder, daily)
+    monthly = pq.read_table(daily / "fx_rates.parquet").to_pylist()
+    pq.write_table(pa.Table.from_pylist([
+        {"day": dt.date.fromisoformat(f"{r['month']}-{day:02d}"), "currency": r["currency"],
+         "rate": round(r["rate"] * factor, 6)} for r in monthly for day, factor in ((1, 1.0), (17, 0.987))]),
+        daily / "fx_rates.parquet")
+    url = _warehouse(postgres_server.database("daily_rates"), daily)
+    _invoke(["run", str(daily), "--out", str(tmp_path / "from_folder")], monkeypatch)
+    _invoke(["run", url, "--out", str(tmp_path / "in_place")], monkeypatch)
+    for name in TABLES:
+        assert pq.read_table(tmp_path / "in_place" / f"{name}.parquet").equals(
+            pq.read_table(tmp_path / "from_folder" / f"{name}.parquet")), name
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("INSERT INTO fx_rates SELECT day, currency, rate * 2 FROM fx_rates WHERE ctid = "
+                    "(SELECT min(ctid) FROM fx_rates)")
+    text = " ".join(_invoke(["validate", url], monkeypatch, exit_code=2).split())
+    assert "rows by day, currency" in text and "duplicate (day, currency)" in text
 
 
 def test_a_duckdb_file_is_computed_where_it_is_and_never_written(

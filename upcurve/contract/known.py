@@ -7,10 +7,10 @@ import datetime as dt
 import ibis
 import ibis.expr.types as ir
 
-__all__ = ["known_at"]
+__all__ = ["known_at", "rate_day"]
 
 #: The column that dates each table's rows: a row dated after the as-of day was not known then.
-DATED = {"fx_rates": "month", "users": "invited_at", "events": "ts", "usage": "ts", "tickets": "opened_at",
+DATED = {"users": "invited_at", "events": "ts", "usage": "ts", "tickets": "opened_at",
          "nps": "ts", "outcomes": "as_of", "activities": "ts", "invoice_lines": "period_start"}
 
 
@@ -18,6 +18,9 @@ def known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]
     """Each table as it was known at the end of the as-of day: nothing dated later is used."""
     end = ibis.timestamp(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time()))
     out = dict(tables)
+    if "fx_rates" in out:  # a rate is dated by its day, or a monthly one by the first of its month
+        t = out["fx_rates"]
+        out["fx_rates"] = t.filter(rate_day(t) <= as_of)
     for name, column in DATED.items():
         if name in out:
             t = out[name]
@@ -35,3 +38,9 @@ def known_at(tables: dict[str, ir.Table], as_of: dt.date) -> dict[str, ir.Table]
             cancel_reason=ibis.ifelse(asked, t.cancel_reason, ibis.null("string")),
         )
     return out
+
+
+def rate_day(fx_rates: ir.Table) -> ir.DateValue:
+    """The day from which each rate of ``fx_rates`` is in force: its ``day``, or the first of its ``month``."""
+    month = fx_rates.month.cast("date") if "month" in fx_rates.columns else ibis.null("date")
+    return ibis.coalesce(fx_rates.day, month) if "day" in fx_rates.columns else month

@@ -165,7 +165,7 @@ def _column_rules(raw: RawTable, schema: TableSchema, present: set[str]) -> list
             continue
         value = raw.table[col.name]
         blank = _is_blank(raw, col.name)
-        if col.required:
+        if schema.required_in(col.name):
             rules.append(_Rule(blank, "a required value is empty", col.name, None, "Fill in every row"))
         if col.type != "string":
             parsed = _parsed(raw, col)
@@ -340,10 +340,10 @@ def _listed(pairs: list[tuple[str, int]], location: str) -> str:
     return ", ".join(said[:-1]) + " and " + said[-1]
 
 
-def _duplicate_keys(raw: RawTable, schema: TableSchema) -> list[Problem]:
-    """Rows whose key is taken by another row, compared as the key is joined (see :func:`_typed`)."""
+def _duplicate_keys(raw: RawTable, schema: TableSchema, key: tuple[str, ...]) -> list[Problem]:
+    """Rows whose ``key`` is taken by another row, compared as the key is joined (see :func:`_typed`)."""
     t = raw.table
-    keys = list(schema.key)
+    keys = list(key)
     shown = t[keys[0]].cast("string")
     for k in keys[1:]:
         shown = shown + ", " + t[k].cast("string")
@@ -578,6 +578,7 @@ def _table_problems(raw: RawTable) -> list[Problem]:
                 hint="Columns found: " + ", ".join(c for c in raw.table.columns if c != ROW))
         for col in schema.columns if col.required and col.name not in raw.table.columns
     ]
+    problems += _one_of_problems(raw, schema)
     checked = _prepared(raw, schema, present)
     rules = _column_rules(checked, schema, present)
     if raw.name == "invoice_lines":
@@ -591,9 +592,26 @@ def _table_problems(raw: RawTable) -> list[Problem]:
     problems += found
     if raw.name == "plans" and "price_model" in present:
         problems += _price_model_problems(raw, present)
-    if schema.key and set(schema.key) <= present:
-        problems += _duplicate_keys(raw, schema)
+    key = schema.key_of(present)
+    if key and set(key) <= present:
+        problems += _duplicate_keys(raw, schema, key)
     return problems
+
+
+def _one_of_problems(raw: RawTable, schema: TableSchema) -> list[Problem]:
+    """A file with none, or more than one, of the columns its table has one of (``fx_rates``' month or day)."""
+    if not schema.one_of:
+        return []
+    found = [c for c in schema.one_of if c in raw.table.columns]
+    if len(found) == 1:
+        return []
+    said = " or ".join(repr(c) for c in schema.one_of)
+    if not found:
+        return [Problem(raw.file, f"a column {said} is required", schema.one_of[0],
+                        hint="Columns found: " + ", ".join(c for c in raw.table.columns if c != ROW))]
+    return [Problem(raw.file, f"both {' and '.join(repr(c) for c in found)}: a file has only one of them",
+                    ", ".join(found), hint="Keep one of them: a monthly rate is in force from the first of its "
+                    "month, so it can be written as the rate of that day")]
 
 
 def validate(data: DataFolder, *, reporting_currency: str = "USD",

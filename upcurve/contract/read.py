@@ -441,7 +441,8 @@ def database_folder(tables: dict[str, tuple[str, ir.Table]], source: str) -> Dat
         schema = CONTRACT[name]
         types = dict(table.schema().items())
         present = [c.name for c in schema.columns if c.name in types]
-        order = list(schema.key) if schema.key and set(schema.key) <= set(present) else present
+        key = schema.key_of(set(present))
+        order = list(key) if key and set(key) <= set(present) else present
         label = f"{located} (in {source}; rows by {', '.join(order)})"
         found = _header_names(label, list(types), "row")
         if found:

@@ -71,6 +71,9 @@ class TableSchema:
     key: tuple[str, ...] = ()
     references: tuple[tuple[str, str, str], ...] = ()  # (column, table, column)
     description: str = ""
+    #: Columns of which a file has exactly one, filled in every row; the one it has stands in the key for the first
+    #: (``fx_rates`` are monthly, by ``month``, or daily, by ``day``).
+    one_of: tuple[str, ...] = ()
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -81,6 +84,18 @@ class TableSchema:
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    def key_of(self, present: set[str] | frozenset[str]) -> tuple[str, ...]:
+        """The key of a file with the columns ``present``: a column of :attr:`one_of` it lacks is replaced by the
+        one it has."""
+        chosen = next((c for c in self.one_of if c in present), None)
+        if chosen is None:
+            return self.key
+        return tuple(chosen if k in self.one_of else k for k in self.key)
+
+    def required_in(self, name: str) -> bool:
+        """Whether every row must fill ``name``: a required column, or the :attr:`one_of` column a file has."""
+        return self.column(name).required or name in self.one_of
 
 
 _ACCOUNT_REF = (("account_id", "accounts", "account_id"),)
@@ -153,12 +168,15 @@ CONTRACT: dict[str, TableSchema] = {
         TableSchema(
             "fx_rates",
             (
-                Column("month", "month", required=True),
+                Column("month", "month", description="the month a monthly rate is for; a file has month or day"),
+                Column("day", "date", description="the day a daily rate is for; a file has month or day"),
                 Column("currency", required=True),
                 Column("rate", "number", required=True, above=0, description="reporting-currency units per unit"),
             ),
             key=("month", "currency"),
-            description="Monthly exchange rates into the reporting currency.",
+            one_of=("month", "day"),
+            description="Exchange rates into the reporting currency, monthly or daily: a value is converted at the "
+                        "rate in force on the day it is counted.",
         ),
         TableSchema(
             "users",

@@ -9,6 +9,7 @@ from upcurve.revenue.cohorts import account_growth, cohort_retention, expansion_
 from upcurve.revenue.ledger import (
     coupon_mrr,
     fx_rates_by_month,
+    fx_rates_on_days,
     line_months,
     months_in_period,
     product_months,
@@ -50,6 +51,7 @@ __all__ = [
     "expansion_by_source",
     "fact_sums",
     "fx_rates_by_month",
+    "fx_rates_on_days",
     "line_months",
     "metrics_from_sums",
     "month_calendar",

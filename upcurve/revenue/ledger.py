@@ -10,10 +10,11 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
+from upcurve.contract.known import rate_day
 from upcurve.engine import as_int, round_half_away
 
-__all__ = ["coupon_mrr", "fx_rates_by_month", "line_months", "months_in_period", "plan_mrr", "product_months",
-           "proration_months", "services_revenue"]
+__all__ = ["coupon_mrr", "fx_rates_by_month", "fx_rates_on_days", "line_months", "months_in_period", "plan_mrr",
+           "product_months", "proration_months", "services_revenue"]
 
 #: Days in an average month, for periods that do not run from one day of the month to the same day of another.
 DAYS_PER_MONTH = 365.25 / 12
@@ -82,39 +83,52 @@ def proration_months(start: ir.DateValue, end: ir.DateValue, interval_months: ir
     return interval.cast("float64") * end.delta(start, unit="day").cast("float64") / full_days
 
 
+def fx_rates_on_days(fx_rates: ir.Table, days: ir.Table) -> ir.Table:
+    """The rate of every currency in force on each day of ``days`` (its column ``day``).
+
+    Formula
+    -------
+    ``rate``: the rate of the currency's latest rate day on or before the day. A daily rate is in force from its
+    ``day``, a monthly one from the first of its ``month`` (so every day of a month with a monthly rate takes it,
+    and a month without one the latest earlier month's); days before a currency's first rate take that first rate.
+
+    Returns
+    -------
+    Columns ``day``, ``currency``, ``rate``: a row per distinct day and currency of the rates.
+    """
+    fx = fx_rates.select(currency=fx_rates.currency, fx_day=rate_day(fx_rates), rate=fx_rates.rate.cast("float64"))
+    currencies = fx.select("currency").distinct()
+    pairs = days.select("day").distinct().cross_join(currencies)
+    known = pairs.left_join(fx, [pairs.currency == fx.currency, fx.fx_day <= pairs.day]).select(
+        pairs.day, pairs.currency, fx.fx_day, fx.rate
+    )
+    newest_first = ibis.window(group_by=[known.day, known.currency], order_by=ibis.desc(known.fx_day))
+    latest = known.mutate(_n=ibis.row_number().over(newest_first))
+    latest = latest.filter(latest._n == 0)
+    oldest_first = ibis.window(group_by=fx.currency, order_by=fx.fx_day)
+    first = fx.mutate(_n=ibis.row_number().over(oldest_first))
+    first = first.filter(first._n == 0).select("currency", first_rate=first.rate)
+    return latest.join(first, "currency").select("day", "currency", rate=ibis.coalesce(latest.rate, first.first_rate))
+
+
 def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
     """The rate of every currency for every calendar month, and the previous month's.
 
     Formula
     -------
-    ``rate``: the currency's rate for the month; a month without one takes the latest earlier rate, and months
-    before the first known rate take that first rate. ``prev_rate``: the same for the previous month (the month's
-    own rate in the calendar's first month).
+    ``rate``: the currency's rate in force on the month's measuring day (``measured_on``: its last day, the as-of
+    date in the as-of month; see :func:`fx_rates_on_days`): with monthly rates, the month's own rate, or the
+    latest earlier month's; with daily rates, the rate of that day or the latest earlier one. ``prev_rate``: the
+    same for the previous month (the month's own rate in the calendar's first month).
 
     Returns
     -------
     Columns ``month_idx``, ``currency``, ``rate``, ``prev_rate``. Reporting-currency lines need no row here, unless
     the rates are quoted in another currency: the reporting currency's own rows then make the cross rates.
     """
-    fx = fx_rates.select(
-        currency=fx_rates.currency,
-        fx_idx=(fx_rates.month.year() * 12 + fx_rates.month.month() - 1).cast("int64"),
-        rate=fx_rates.rate.cast("float64"),
-    )
-    currencies = fx.select("currency").distinct()
-    pairs = calendar.select("month_idx").cross_join(currencies)
-    known = pairs.left_join(fx, [pairs.currency == fx.currency, fx.fx_idx <= pairs.month_idx]).select(
-        pairs.month_idx, pairs.currency, fx.fx_idx, fx.rate
-    )
-    newest_first = ibis.window(group_by=[known.month_idx, known.currency], order_by=ibis.desc(known.fx_idx))
-    latest = known.mutate(_n=ibis.row_number().over(newest_first))
-    latest = latest.filter(latest._n == 0)
-    oldest_first = ibis.window(group_by=fx.currency, order_by=fx.fx_idx)
-    first = fx.mutate(_n=ibis.row_number().over(oldest_first))
-    first = first.filter(first._n == 0).select("currency", first_rate=first.rate)
-    rated = latest.join(first, "currency").select(
-        "month_idx", "currency", rate=ibis.coalesce(latest.rate, first.first_rate)
-    )
+    months = calendar.select("month_idx", day=calendar.measured_on)
+    on_days = fx_rates_on_days(fx_rates, months)
+    rated = months.join(on_days, "day").select("month_idx", "currency", "rate")
     before = rated.view()
     before = before.select(month_idx=before.month_idx + 1, currency=before.currency, prev_rate=before.rate)
     both = rated.left_join(before, [rated.month_idx == before.month_idx, rated.currency == before.currency])
@@ -124,32 +138,36 @@ def fx_rates_by_month(fx_rates: ir.Table, calendar: ir.Table) -> ir.Table:
 
 
 def _with_rates(
-    lines: ir.Table, rates: ir.Table, month_col: str, policy: RevenuePolicy
+    lines: ir.Table, rates: ir.Table, line_col: str, policy: RevenuePolicy, rate_col: str = "month_idx"
 ) -> ir.Table:
-    """Attach each line-month's ``rate`` and ``prev_rate`` into the reporting currency (1.0 for it).
+    """Attach each line's ``rate`` (and, when ``rates`` has them, ``prev_rate``) into the reporting currency (1.0
+    for it), matching the line's ``line_col`` with the rates' ``rate_col`` (a month or a day).
 
     When the reporting currency has rates of its own, ``fx_rates`` are quoted in another currency (the quote
     currency, see :class:`~upcurve.config.RevenuePolicy`) and each rate is a cross rate: the line currency's rate
-    divided by the reporting currency's, both for the same month (each with its month fallback). A line in a
+    divided by the reporting currency's, both for the same month or day (each with its fallback). A line in a
     currency without rates is then in the quote currency, whose rate in itself is 1.
     """
     home = policy.reporting_currency
     lines = lines.mutate(currency=ibis.coalesce(lines.currency, ibis.literal(home)))
+    has_prev = "prev_rate" in rates.columns
     own = rates.filter(rates.currency == home)
-    own = own.select(_own_idx=own.month_idx, _own_rate=own.rate, _own_prev=own.prev_rate)
+    own = own.select(_own_at=own[rate_col], _own_rate=own.rate,
+                     _own_prev=own.prev_rate if has_prev else ibis.literal(1.0))
     # one chained join, one select: SQLite's parser refuses a query nested a few levels deeper
     joined = lines.left_join(
-        rates, [lines.currency == rates.currency, lines[month_col] == rates.month_idx]
-    ).left_join(own, lines[month_col] == own._own_idx)
+        rates, [lines.currency == rates.currency, lines[line_col] == rates[rate_col]]
+    ).left_join(own, lines[line_col] == own._own_at)
     crossed = own._own_rate.notnull()
     quote = ibis.ifelse(crossed, 1.0, ibis.null("float64"))  # no rates: the quote currency, when not the home one
     is_home = lines.currency == home
+    out = {"rate": ibis.ifelse(is_home, 1.0, ibis.coalesce(rates.rate, quote) / ibis.coalesce(own._own_rate, 1.0))}
+    if has_prev:
+        out["prev_rate"] = ibis.ifelse(
+            is_home, 1.0, ibis.coalesce(rates.prev_rate, quote) / ibis.coalesce(own._own_prev, 1.0))
     return joined.select(
         *[lines[c] for c in lines.columns if c not in ("rate", "prev_rate")],  # an extra column may be named so
-        rate=ibis.ifelse(is_home, 1.0, ibis.coalesce(rates.rate, quote) / ibis.coalesce(own._own_rate, 1.0)),
-        prev_rate=ibis.ifelse(
-            is_home, 1.0, ibis.coalesce(rates.prev_rate, quote) / ibis.coalesce(own._own_prev, 1.0)
-        ),
+        **out,
     )
 
 
@@ -168,7 +186,8 @@ def line_months(
     -------
     ``mrr_cents = round(amount × rate(month) × 100 ÷ months_in_period(line))`` for every month whose
     ``measured_on`` day (its last day; the as-of date in the as-of month) falls in ``[period_start, period_end)``.
-    ``rate(month)`` converts the line's currency into the reporting one: its ``fx_rates`` rate, or, when the rates
+    ``rate(month)`` converts the line's currency into the reporting one: its ``fx_rates`` rate in force on the
+    measuring day (the month's rate, or with daily rates that day's; :func:`fx_rates_by_month`), or, when the rates
     are quoted in another currency (the reporting currency has rates of its own), the cross rate
     ``rate(currency) ÷ rate(reporting currency)``: €100 at 1.10 USD per EUR, reported in GBP at 1.25 USD per GBP,
     is 100 × 1.10 ÷ 1.25 = £88.00. ``cc_mrr_cents`` is the same at the previous month's rate (both legs of a cross
@@ -338,14 +357,15 @@ def services_revenue(
 
     Formula
     -------
-    ``Σ round(amount × rate(month) × 100)`` over ``one_time`` lines, booked in the month of ``period_start``, at
-    the same rate (or cross rate) as :func:`line_months`. Refunds are negative one-time lines and reduce it.
+    ``Σ round(amount × rate(period_start) × 100)`` over ``one_time`` lines, booked in the month of
+    ``period_start``, at the rate (or cross rate) in force on that day (:func:`fx_rates_on_days`: with monthly
+    rates, the month's). Refunds are negative one-time lines and reduce it.
 
     With ``policy.spread_one_time``, each line is spread over its service period ``[period_start, period_end)``
     by days: month *m*'s share is ``round(A × D≤m ÷ D) − round(A × D<m ÷ D)`` cents of the line's currency
     (``A`` the amount in cents, ``D`` the period's days, ``D≤m`` and ``D<m`` its days up to the end of *m* and
-    before *m*), converted at *m*'s rate. The shares add up to the line's amount to the cent: $1,000 over
-    January to March 2024 (91 days) is 340.66, 318.68, 340.66.
+    before *m*), converted at the rate of *m*'s measuring day, as its MRR is. The shares add up to the line's
+    amount to the cent: $1,000 over January to March 2024 (91 days) is 340.66, 318.68, 340.66.
 
     Edge cases
     ----------
@@ -355,16 +375,19 @@ def services_revenue(
     lines = invoice_lines.filter(invoice_lines.kind == "one_time")
     if policy.spread_one_time:
         lines = _spread_over_months(lines, calendar)
+        if fx_rates is not None:
+            lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
     else:
         lines = lines.mutate(
             month_idx=(lines.period_start.year() * 12 + lines.period_start.month() - 1).cast("int64"),
             cents=lines.amount.cast("float64") * 100,
         )
         lines = lines.join(calendar.select("month_idx"), "month_idx")
+        if fx_rates is not None:  # at the rate of the line's own day
+            days = lines.select(day=lines.period_start)
+            lines = _with_rates(lines, fx_rates_on_days(fx_rates, days), "period_start", policy, rate_col="day")
     if fx_rates is None:
         lines = lines.mutate(rate=ibis.literal(1.0))
-    else:
-        lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
     cents = round_half_away(lines.cents * lines.rate)
     return lines.group_by("month_idx").aggregate(services_cents=cents.sum())
 

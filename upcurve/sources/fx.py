@@ -1,11 +1,11 @@
-"""Exchange rates a user brings, as the contract's monthly ``fx_rates``.
+"""Exchange rates a user brings, as the contract's ``fx_rates``.
 
 A monthly file (``month``, ``currency``, ``rate``) is the contract's own table and is taken as it is (the contract
 checks it like any table). A daily file, as rate feeds publish them (the ECB's reference rates, a bank's, a
-finance system's export: ``day`` or ``date`` instead of ``month``), is reduced to one rate per currency and month:
-the rate of the latest day on or before the month's last day, the rate in force when the month's MRR is measured
-(the ledger measures a month on its last day). A month without a day of its own keeps the rule of ``fx_rates``:
-the latest earlier month's rate carries forward.
+finance system's export: ``day`` or ``date`` instead of ``month``, a date or a date and time), is kept day by day
+as the contract's daily ``fx_rates`` (``day``, ``currency``, ``rate``): one rate per currency and day, the day's
+latest (by its time when the file gives one, else its last line). The ledger converts each value at the rate in
+force on the day it is counted.
 
 A daily file's unreadable day, missing currency or rate that is not a number above 0 is a problem naming the file,
 the line, the column and the value; all of them at once, and nothing is written.
@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from upcurve.errors import ConfigError, ContractError, Problem
 
-__all__ = ["DAY_COLUMNS", "monthly_rates"]
+__all__ = ["DAY_COLUMNS", "daily_rates"]
 
 #: The column naming a daily file's day (the first one found).
 DAY_COLUMNS = ("day", "date")
@@ -42,9 +42,9 @@ def _text_rows(path: Path) -> tuple[list[str], list[dict[str, str | None]]]:
     return table.column_names, table.to_pylist()
 
 
-def monthly_rates(path: str | Path) -> pa.Table | None:
-    """The rates of ``path`` (CSV or Parquet) as monthly ``fx_rates``, or None when the file is monthly already
-    (it is then the contract's table as it is).
+def daily_rates(path: str | Path) -> pa.Table | None:
+    """The rates of a daily file ``path`` (CSV or Parquet) as the contract's daily ``fx_rates``, or None when the
+    file is monthly (it is then the contract's table as it is).
 
     Raises
     ------
@@ -67,7 +67,7 @@ def monthly_rates(path: str | Path) -> pa.Table | None:
                           + ", ".join(columns))
     first_line = 1 if path.suffix.lower() == ".parquet" else 2
     bad: dict[tuple[str, str], list[tuple[int, str]]] = {}
-    latest: dict[tuple[str, str], tuple[dt.date, Decimal]] = {}
+    latest: dict[tuple[str, str], tuple[str, Decimal]] = {}
     for line, row in enumerate(rows, start=first_line):
         text_day, currency, text_rate = row.get(day_column), (row.get("currency") or "").strip(), row.get("rate")
         try:
@@ -85,9 +85,10 @@ def monthly_rates(path: str | Path) -> pa.Table | None:
         if not rate.is_finite() or rate <= 0:
             bad.setdefault(("rate", "not a number above 0"), []).append((line, str(text_rate)))
             continue
-        key = (f"{day.year:04d}-{day.month:02d}", currency.upper())
-        if key not in latest or day >= latest[key][0]:
-            latest[key] = (day, rate)
+        key = (day.isoformat(), currency.upper())
+        when = (text_day or "").strip()  # a later time of the same day, or a later line, wins
+        if key not in latest or when >= latest[key][0]:
+            latest[key] = (when, rate)
     if bad:
         location = "row" if first_line == 1 else "line"
         raise ContractError([Problem(path.name, rule, column, len(found), tuple(n for n, _ in found[:5]),
@@ -95,6 +96,6 @@ def monthly_rates(path: str | Path) -> pa.Table | None:
                                      "Correct the value, or leave the line out")
                              for (column, rule), found in bad.items()])
     ordered = sorted(latest.items())
-    return pa.table({"month": pa.array([m for (m, _), _ in ordered], pa.string()),
+    return pa.table({"day": pa.array([d for (d, _), _ in ordered], pa.string()),
                      "currency": pa.array([c for (_, c), _ in ordered], pa.string()),
                      "rate": pa.array([str(r) for _, (_, r) in ordered], pa.string())})

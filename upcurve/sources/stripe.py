@@ -48,10 +48,10 @@ Mapping (:func:`stripe_tables`, pure):
   (``canceled_at``) and why (``cancellation_details.reason``).
 - ``fx_rates`` (:func:`stripe_rates`; the import writes them unless the user gives rates): the rates Stripe
   converted charges at. A balance transaction of a charge in another currency than the account's settlement
-  currency carries its ``exchange_rate`` (units of the settlement currency per unit of the charge's): each month's
-  rate of a currency is the one of its last conversion that month, quoted in the settlement currency (the one most
-  of the account's balance transactions are in). Months without a conversion take the latest rate before them, as
-  any ``fx_rates`` do.
+  currency carries its ``exchange_rate`` (units of the settlement currency per unit of the charge's): each day's
+  rate of a currency is the one of its last conversion that day, quoted in the settlement currency (the one most
+  of the account's balance transactions are in). Days without a conversion take the latest rate before them, as
+  any daily ``fx_rates`` do.
 
 Anything missing that a table needs (a line without a customer, a price that names no product) is an error naming
 the object and the field; nothing is written then.
@@ -552,14 +552,15 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
 
 
 def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | None:
-    """The monthly ``fx_rates`` of Stripe's conversions, and the settlement currency they are quoted in; None when
+    """The daily ``fx_rates`` of Stripe's conversions, and the settlement currency they are quoted in; None when
     there are none.
 
     Formula
     -------
     The settlement currency is the one most conversions were made into (ties: the first in alphabetical order);
-    conversions into another are left out. For each month (UTC) and charge currency, the rate of the month's last
-    conversion (by creation time; ties: the larger id), the rate as Stripe gives it.
+    conversions into another are left out. For each day (UTC) and charge currency, the rate of the day's last
+    conversion (by creation time; ties: the larger id), the rate as Stripe gives it. A day without a conversion
+    takes the latest earlier day's rate, as any daily ``fx_rates`` do.
     """
     if not conversions:
         return None
@@ -570,9 +571,9 @@ def stripe_rates(conversions: list[dict[str, Any]]) -> tuple[pa.Table, str] | No
     last: dict[tuple[str, str], dict[str, Any]] = {}
     for c in sorted(conversions, key=lambda c: (c["created"], c["id"])):
         if c["to"] == settled and c["from"] != settled:
-            last[(dt.datetime.fromtimestamp(c["created"], dt.UTC).strftime("%Y-%m"), c["from"])] = c
-    rows = [{"month": month, "currency": currency, "rate": float(c["rate"])}
-            for (month, currency), c in sorted(last.items())]
+            last[(dt.datetime.fromtimestamp(c["created"], dt.UTC).strftime("%Y-%m-%d"), c["from"])] = c
+    rows = [{"day": day, "currency": currency, "rate": float(c["rate"])}
+            for (day, currency), c in sorted(last.items())]
     return pa.Table.from_pylist(rows, schema=_RATES), settled
 
 
@@ -646,7 +647,7 @@ _LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("pla
                     ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
                     ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),
                     ("proration", pa.string()), ("coupon", pa.string()), ("discount", _MONEY)])
-_RATES = pa.schema([("month", pa.string()), ("currency", pa.string()), ("rate", pa.float64())])
+_RATES = pa.schema([("day", pa.string()), ("currency", pa.string()), ("rate", pa.float64())])
 _SUBSCRIPTIONS = pa.schema([("subscription_id", pa.string()), ("account_id", pa.string()), ("status", pa.string()),
                             ("started_on", pa.date32()), ("trial_end", pa.date32()), ("cancel_at", pa.date32()),
                             ("canceled_at", pa.date32()), ("cancel_reason", pa.string())])
