@@ -563,3 +563,56 @@ def test_a_discount_in_later_api_versions_names_its_coupon_by_source() -> None:
     assert _coupon_name({"id": "di_3", "coupon": {"id": "co_y", "name": "Old name"}}, {"co_y": "New name"}) == \
         "New name"
     assert _coupon_name({"id": "di_4"}, names) == "di_4"
+
+
+def test_a_change_mid_day_is_measured_by_the_share_stripe_charged(tmp_path: Path) -> None:
+    """S: Team, 10 seats at $200 a month, moved to Business ($400) at noon UTC on 14 April. Stripe prorates to the
+    second: 16.5 of April's 30 days, a share of 0.55: a credit of −$110.00 and a charge of $220.00. Measured by that
+    share they are −$200 and +$400 a month: April's MRR $400, $200 of tier expansion, nothing in May (read as 17
+    whole days they would be −$194.12 and +$388.24, April $394.12 and a false $5.88 of expansion in May).
+    Q: a quarterly plan ($30 a seat) anchored on the 31st, billed 31 January → 30 April (90 days), a seat added on
+    10 March for the 51 days left ($17.00): its share is 51/90, from the period its regular line billed (counted
+    back three months from 30 April the period would be 91 days: $10.11 a month, and a false −$0.11 in April)."""
+    f = fs.FakeStripe()
+    f.add("products", fs.product("prod_core", "Core"))
+    f.add("prices", fs.price("price_team", "prod_core", 2000, nickname="Team"))
+    f.add("prices", fs.price("price_biz", "prod_core", 4000, nickname="Business"))
+    quarterly = fs.price("price_q", "prod_core", 3000, nickname="Team quarterly")
+    quarterly["recurring"]["interval_count"] = 3
+    f.add("prices", quarterly)
+    f.add("customers", fs.customer("cus_S", "Sable"))
+    f.add("customers", fs.customer("cus_Q", "Quill"))
+    for i, (start, end) in enumerate(itertools.pairwise(["2024-02-01", "2024-03-01", "2024-04-01", "2024-05-01"])):
+        f.add("invoices", fs.invoice(f"in_s{i}", "cus_S", [
+            fs.line(f"il_s{i}", "price_team", 20000, start, end, quantity=10, subscription="sub_s")], created=start))
+    f.add("invoices", fs.invoice("in_s_change", "cus_S", [
+        fs.line("il_s_credit", "price_team", -11000, "2024-04-14T12:00:00", "2024-05-01", quantity=10,
+                proration=True, subscription="sub_s"),
+        fs.line("il_s_charge", "price_biz", 22000, "2024-04-14T12:00:00", "2024-05-01", quantity=10,
+                proration=True, subscription="sub_s")], created="2024-04-14T12:00:00"))
+    f.add("invoices", fs.invoice("in_s3", "cus_S", [
+        fs.line("il_s3", "price_biz", 40000, "2024-05-01", "2024-06-01", quantity=10, subscription="sub_s")],
+        created="2024-05-01"))
+    f.add("invoices", fs.invoice("in_q0", "cus_Q", [
+        fs.line("il_q0", "price_q", 15000, "2024-01-31", "2024-04-30", quantity=5, subscription="sub_q")],
+        created="2024-01-31"))
+    f.add("invoices", fs.invoice("in_q_seat", "cus_Q", [
+        fs.line("il_q_seat", "price_q", 1700, "2024-03-10", "2024-04-30", quantity=1, proration=True,
+                subscription="sub_q")], created="2024-03-10"))
+    f.add("invoices", fs.invoice("in_q1", "cus_Q", [
+        fs.line("il_q1", "price_q", 18000, "2024-04-30", "2024-07-31", quantity=6, subscription="sub_q")],
+        created="2024-04-30"))
+    for api in fs.serve(f):
+        result = import_stripe(tmp_path / "data", api_key=fs.KEY, api_base=api.url)
+    assert result.validation.errors == []
+    lines = {r["line_id"]: r for r in pacsv.read_csv(result.out_dir / "invoice_lines.csv").to_pylist()}
+    assert lines["il_s_credit"]["proration_share"] == pytest.approx(0.55, abs=1e-12)
+    assert lines["il_s_charge"]["proration_share"] == pytest.approx(0.55, abs=1e-12)
+    assert lines["il_q_seat"]["proration_share"] == pytest.approx(51 / 90, abs=1e-12)
+    assert lines["il_s0"]["proration_share"] is None  # a regular line has no share
+    run = run_folder(result.out_dir, "2024-05-31")
+    moves = sorted((r["month"], r["account_id"], r["type"], r["source"], r["amount"])
+                   for r in run.tables["movements"].to_pylist())
+    assert moves == [("2024-01", "cus_Q", "new", None, D("50.00")), ("2024-02", "cus_S", "new", None, D("200.00")),
+                     ("2024-03", "cus_Q", "expansion", "seat", D("10.00")),
+                     ("2024-04", "cus_S", "expansion", "tier", D("200.00"))]

@@ -155,6 +155,10 @@ CONTRACT: dict[str, TableSchema] = {
                 Column("proration", choices=("true", "false"),
                        description="true on a billing system's proration line: a credit (negative) for the unused "
                        "time of a plan changed mid-period, or a charge for the rest of the period"),
+                Column("proration_share", "number", above=0, maximum=1,
+                       description="on a proration line, the share of its full billing period it was charged for, "
+                       "as the billing system computed it (Stripe prorates to the second: 16 days and 6 hours of a "
+                       "30-day month are 0.5416…); empty, the share is counted in days"),
                 Column("coupon", description="the coupon or discount the amount is net of (its name; several "
                        "joined by ', ')"),
                 Column("discount", "number", money=True,

@@ -13,8 +13,8 @@ from upcurve.config import RevenuePolicy
 from upcurve.contract.known import rate_day
 from upcurve.engine import as_int, round_half_away
 
-__all__ = ["coupon_mrr", "fx_rates_by_month", "fx_rates_on_days", "line_months", "months_in_period", "plan_mrr",
-           "product_months", "proration_months", "services_revenue"]
+__all__ = ["counted_back", "coupon_mrr", "fx_rates_by_month", "fx_rates_on_days", "line_months",
+           "months_in_period", "plan_mrr", "product_months", "proration_months", "services_revenue"]
 
 #: Days in an average month, for periods that do not run from one day of the month to the same day of another.
 DAYS_PER_MONTH = 365.25 / 12
@@ -22,7 +22,11 @@ DAYS_PER_MONTH = 365.25 / 12
 
 def days_in_month(day: ir.DateValue) -> ir.IntegerValue:
     """The number of days of ``day``'s month, by arithmetic alone (every engine has it)."""
-    year, month = day.year(), day.month()
+    return _days_of(day.year(), day.month())
+
+
+def _days_of(year: ir.IntegerValue, month: ir.IntegerValue) -> ir.IntegerValue:
+    """The number of days of ``month`` (1–12) of ``year``."""
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     return ibis.cases(
         (month == 2, ibis.ifelse(leap, 29, 28)),
@@ -55,32 +59,43 @@ def months_in_period(start: ir.DateValue, end: ir.DateValue) -> ir.FloatingValue
     return ibis.ifelse(aligned, calendar_months.cast("float64"), days.cast("float64") / DAYS_PER_MONTH)
 
 
-def proration_months(start: ir.DateValue, end: ir.DateValue, interval_months: ir.IntegerValue
+def counted_back(end: ir.DateValue, interval_months: ir.IntegerValue) -> ir.DateValue:
+    """The day ``interval_months`` (1 when empty) before ``end``: the same day of that month, or its last day when
+    it has fewer days (Mar 31 − 1 month is Feb 28 or 29)."""
+    interval = interval_months.cast("int64").fill_null(1)
+    index = end.year().cast("int64") * 12 + end.month().cast("int64") - 1 - interval
+    year = (index // 12).cast("int32")
+    month = (index % 12 + 1).cast("int32")
+    # the year and month as numbers, not through a date: SQLite's parser refuses the deeper expression
+    day = ibis.least(end.day().cast("int32"), _days_of(year, month).cast("int32"))
+    return ibis.date(year, month, day)
+
+
+def proration_months(start: ir.DateValue, end: ir.DateValue, interval_months: ir.IntegerValue,
+                     full_start: ir.DateValue | None = None, share: ir.NumericValue | None = None
                      ) -> ir.FloatingValue:
     """How many months a proration line ``[start, end)`` stands for: its share of the full billing period it ends,
     in that period's months.
 
     Formula
     -------
-    ``interval × days(start, end) ÷ days(end − interval months, end)``, ``interval`` the plan's
-    ``interval_months`` (1 when empty). A billing system prorates by the days of the period it changes: 17 days of
-    a 31-day January are 17/31 of a month, so a credit of −50 × 17/31 is −50 a month, exactly the plan it takes
-    back (``days ÷ 30.44`` would leave −49.10 and a false movement).
+    ``interval × share``, ``interval`` the plan's ``interval_months`` (1 when empty) and ``share`` the line's
+    ``proration_share`` when the source gives it (the share its billing system charged: Stripe prorates to the
+    second), else ``days(start, end) ÷ days(full_start, end)``. A billing system prorates by the period it
+    changes: 17 days of a 31-day January are 17/31 of a month, so a credit of −50 × 17/31 is −50 a month, exactly
+    the plan it takes back (``days ÷ 30.44`` would leave −49.10 and a false movement).
 
     Edge cases
     ----------
-    The full period starts on the same day ``interval`` months before ``end`` (the month's last day when it has
-    fewer days: Mar 31 − 1 month is Feb 28 or 29).
+    ``full_start`` is the start of the billing period the line ends: :func:`line_months` gives the one the
+    account's regular line of the plan's interval ending the same day billed (a plan anchored on the 31st runs
+    Jan 31 → Feb 29), else :func:`counted_back` from ``end`` (also the default here).
     """
     interval = interval_months.cast("int64").fill_null(1)
-    index = end.year().cast("int64") * 12 + end.month().cast("int64") - 1 - interval
-    year = (index // 12).cast("int32")
-    month = (index % 12 + 1).cast("int32")
-    first = ibis.date(year, month, ibis.literal(1, "int32"))
-    day = ibis.least(end.day().cast("int32"), days_in_month(first).cast("int32"))
-    full_start = ibis.date(year, month, day)
-    full_days = end.delta(full_start, unit="day").cast("float64")
-    return interval.cast("float64") * end.delta(start, unit="day").cast("float64") / full_days
+    begun = counted_back(end, interval) if full_start is None else full_start
+    full_days = end.delta(begun, unit="day").cast("float64")
+    by_days = end.delta(start, unit="day").cast("float64") / full_days
+    return interval.cast("float64") * (by_days if share is None else ibis.coalesce(share.cast("float64"), by_days))
 
 
 def fx_rates_on_days(fx_rates: ir.Table, days: ir.Table) -> ir.Table:
@@ -203,7 +218,9 @@ def line_months(
     ``one_time`` lines are not MRR (see :func:`services_revenue`); ``usage`` lines count only while
     ``policy.usage_in_mrr``. A period shorter than a month (a proration) counts in the month whose measuring day
     it contains, at its monthly rate. With ``prorations`` (the data marks proration lines), a line marked
-    ``proration`` is measured against the full period it belongs to (:func:`proration_months`). A negative line
+    ``proration`` is measured against the full period it belongs to (:func:`proration_months`: by its
+    ``proration_share`` when given, else by days, the full period being the one the account's regular line
+    ending the same day billed). A negative line
     (a proration credit for unused time) counts its ``quantity`` negative, so an upgrade mid-period nets the plan it
     leaves to zero.
 
@@ -216,11 +233,24 @@ def line_months(
     kinds = ["subscription", "usage"] if policy.usage_in_mrr else ["subscription"]
     lines = invoice_lines.filter(invoice_lines.kind.isin(kinds))
     if prorations:
-        intervals = plans.select("plan_id", _interval=plans.interval_months)
+        intervals = plans.select("plan_id", _interval=plans.interval_months.cast("int64").fill_null(1))
         lines = lines.join(intervals, "plan_id")
+        marked = (lines.proration == "true").fill_null(False)
+        # the billing period a proration line ends: the one the account's regular line ending that day billed
+        regular = lines.filter(~marked)
+        periods = regular.group_by(
+            _p_account=regular.account_id, _p_end=regular.period_end, _p_interval=regular._interval
+        ).aggregate(_full_start=regular.period_start.min())
+        lines = lines.left_join(periods, [lines.account_id == periods._p_account,
+                                          lines.period_end == periods._p_end,
+                                          lines._interval == periods._p_interval]
+                                ).select(*[lines[c] for c in lines.columns],
+                                         _begun=ibis.coalesce(periods._full_start,
+                                                              counted_back(lines.period_end, lines._interval)))
+        share = lines.proration_share if "proration_share" in lines.columns else None
         lines = lines.mutate(months=ibis.ifelse(
             (lines.proration == "true").fill_null(False),
-            proration_months(lines.period_start, lines.period_end, lines._interval),
+            proration_months(lines.period_start, lines.period_end, lines._interval, lines._begun, share),
             months_in_period(lines.period_start, lines.period_end)))
     else:
         lines = lines.mutate(months=months_in_period(lines.period_start, lines.period_end))

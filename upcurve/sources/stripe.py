@@ -32,7 +32,9 @@ Mapping (:func:`stripe_tables`, pure):
   revenue). ``amount`` is the line's amount **net of its discounts and excluding tax** (a tax-inclusive price's
   tax taken out), in major units: 1000 is 10.00 USD but 1000 JPY (zero-decimal currencies are read as Stripe
   lists them). ``kind``: ``usage`` for a metered price, ``subscription`` for another recurring price, else
-  ``one_time``. ``proration`` as Stripe marks it; a prorated line's MRR is then read against its full period. A
+  ``one_time``. ``proration`` as Stripe marks it; a prorated line's MRR is then read against its full period, and
+  ``proration_share`` is the share of that period Stripe charged it for, to the second (the period being the one
+  the subscription's regular line ending the same second billed; empty when that line was not read). A
   discount larger than a recurring line is booked, not floored: the line at 0 and the excess as a ``one_time``
   credit (``<line id>:excess_discount``). A one-time line whose period is a single moment covers its day.
   ``coupon``: the names of the coupons whose discounts the line got (the coupon's ``name``, else its id; several
@@ -421,6 +423,44 @@ def _line_price(line: dict[str, Any]) -> str | None:
     return price.get("id") if isinstance(price, dict) else price
 
 
+def _line_subscription(line: dict[str, Any]) -> str | None:
+    """The subscription a line bills (``parent.subscription_item_details.subscription``; ``subscription`` before
+    2025-03-31)."""
+    parent = line.get("parent") or {}
+    found = (parent.get("subscription_item_details") or {}).get("subscription") or line.get("subscription")
+    return str(found["id"] if isinstance(found, dict) else found) if found else None
+
+
+def _billed_periods(invoices: list[dict[str, Any]]) -> dict[tuple[str, str, int], int]:
+    """The start (Unix seconds) of each billing period a subscription's regular lines billed, by customer,
+    subscription and the period's end: the full period a proration line ending the same second belongs to."""
+    starts: dict[tuple[str, str, int], int] = {}
+    for invoice in invoices:
+        for line in (invoice.get("lines") or {}).get("data") or []:
+            period = line.get("period") or {}
+            subscription = _line_subscription(line)
+            if _line_proration(line) or subscription is None or period.get("start") is None \
+                    or period.get("end") is None:
+                continue
+            key = (str(invoice.get("customer")), subscription, int(period["end"]))
+            starts[key] = min(int(period["start"]), starts.get(key, int(period["start"])))
+    return starts
+
+
+def _proration_share(line: dict[str, Any], customer: Any, periods: dict[tuple[str, str, int], int]) -> float | None:
+    """The share of its billing period a proration line was charged for, to the second as Stripe prorates
+    (``(end − start) ÷ (end − the period's start)``); None when the period's regular line was not read."""
+    period, subscription = line.get("period") or {}, _line_subscription(line)
+    if subscription is None or period.get("start") is None or period.get("end") is None:
+        return None
+    end = int(period["end"])
+    begun = periods.get((str(customer), subscription, end))
+    if begun is None or end <= begun:
+        return None
+    share = (end - int(period["start"])) / (end - begun)
+    return share if 0 < share <= 1 else None
+
+
 def _line_proration(line: dict[str, Any]) -> bool:
     parent = line.get("parent") or {}
     for key in ("subscription_item_details", "invoice_item_details"):
@@ -488,6 +528,7 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
             })
 
     coupon_names = {c["id"]: c.get("name") or c["id"] for c in account.coupons}
+    periods = _billed_periods(account.invoices)
     lines: list[dict[str, Any]] = []
     for invoice in account.invoices:
         customer = problems.need(invoice, "customer", "invoice")
@@ -498,7 +539,7 @@ def stripe_tables(account: StripeAccount) -> dict[str, pa.Table]:
                                *(d for line in invoice_lines for d in line.get("discounts") or [])]
                      if isinstance(d, dict) and d.get("id")}
         for line in invoice_lines:
-            lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems, discounts))
+            lines.extend(_invoice_line(line, invoice, customer, currency, prices, problems, discounts, periods))
     for note in account.credit_notes:
         if note.get("status") == "void":
             continue  # a voided credit note gave nothing back
@@ -593,10 +634,11 @@ def _coupon_name(discount: dict[str, Any], coupon_names: dict[str, str]) -> str:
 
 def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, currency: str,
                   prices: dict[str, dict[str, Any]], problems: _Problems,
-                  coupons: dict[str, str]) -> list[dict[str, Any]]:
+                  coupons: dict[str, str], periods: dict[tuple[str, str, int], int]) -> list[dict[str, Any]]:
     """One invoice line as contract lines: itself, and a discount's excess beyond a recurring line.
 
-    ``coupons``: the coupon's name of each discount of the invoice, by the discount's id."""
+    ``coupons``: the coupon's name of each discount of the invoice, by the discount's id; ``periods``: the billing
+    periods regular lines billed (:func:`_billed_periods`), for a proration line's share."""
     price_id = _line_price(line)
     price = prices.get(price_id or "")
     if price_id and price is None:
@@ -624,13 +666,15 @@ def _invoice_line(line: dict[str, Any], invoice: dict[str, Any], customer: Any, 
            "amount": _major(net, line_currency), "currency": line_currency, "period_start": start,
            "period_end": end if end > start else start + dt.timedelta(days=1),
            "proration": ("true" if proration else "false") if recurring else None,
+           "proration_share": _proration_share(line, customer, periods) if recurring and proration else None,
            "coupon": ", ".join(dict.fromkeys(n for n in named if n)) or None,
            "discount": _major(discounts, line_currency) if discounts else None}
     if kind == "one_time" or net >= 0 or proration:
         return [row]
     # a discount larger than its recurring line: the line at zero, the excess booked as a one-time credit
     excess = {**row, "line_id": f"{line['id']}:excess_discount", "plan_id": None, "kind": "one_time",
-              "quantity": None, "period_end": start + dt.timedelta(days=1), "proration": None}
+              "quantity": None, "period_end": start + dt.timedelta(days=1), "proration": None,
+              "proration_share": None}
     return [{**row, "amount": Decimal(0)}, excess]
 
 
@@ -646,7 +690,8 @@ _PLANS = pa.schema([("plan_id", pa.string()), ("product", pa.string()), ("tier",
 _LINES = pa.schema([("line_id", pa.string()), ("account_id", pa.string()), ("plan_id", pa.string()),
                     ("kind", pa.string()), ("quantity", pa.float64()), ("amount", _MONEY),
                     ("currency", pa.string()), ("period_start", pa.date32()), ("period_end", pa.date32()),
-                    ("proration", pa.string()), ("coupon", pa.string()), ("discount", _MONEY)])
+                    ("proration", pa.string()), ("proration_share", pa.float64()), ("coupon", pa.string()),
+                    ("discount", _MONEY)])
 _RATES = pa.schema([("day", pa.string()), ("currency", pa.string()), ("rate", pa.float64())])
 _SUBSCRIPTIONS = pa.schema([("subscription_id", pa.string()), ("account_id", pa.string()), ("status", pa.string()),
                             ("started_on", pa.date32()), ("trial_end", pa.date32()), ("cancel_at", pa.date32()),
