@@ -220,6 +220,16 @@ def cached(table: ir.Table) -> ir.Table:
     return table.cache()
 
 
+def strip_spaces(value: ir.StringValue, engine: str) -> ir.StringValue:
+    """``value`` without the white space around it (spaces, tabs, line breaks), on every engine.
+
+    Ibis writes TRIM's characters as escapes (``'\\f'``, ``'\\v'``) that Spark reads as the letters f and v, so
+    on Spark ``flat`` would lose its f and ``dev`` its v; there the white space is removed by a pattern."""
+    if engine == "pyspark":
+        return value.re_replace(r"^\s+|\s+$", "")
+    return value.strip()
+
+
 def as_int(flag: ir.BooleanValue) -> ir.IntegerValue:
     """``flag`` as 1 or 0 (``int64``; a null flag stays null), on every engine: PostgreSQL casts a boolean to a
     4-byte integer only, so the cast goes through one."""

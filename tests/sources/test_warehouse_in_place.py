@@ -178,3 +178,34 @@ def test_a_database_that_cannot_be_reached_is_a_message_without_its_password(
         assert f"cannot open the engine postgresql://ana:***@127.0.0.1:{port}/billing" in said
         assert "s3cret" not in said and "Traceback" not in said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_spark_catalogs_tables_are_checked_and_computed_where_they_are(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The company's tables as tables of a Spark session's catalog (views over their files, as a lake's tables
+    are): checked by Spark, bound to it, and the revenue tables computed there are the folder's. (Every table on
+    Spark against DuckDB: ``tests/conformance/test_engines.py``.)"""
+    from tests.conformance.test_engines import SPARK
+    from upcurve.engine import connect
+    from upcurve.outputs import money_columns
+    from upcurve.revenue import revenue_tables
+    from upcurve.sources import load_folder
+
+    session = connect(SPARK)._session  # the session a run at this URL computes in
+    for path in sorted(folder.glob("*.parquet")):
+        session.read.parquet(str(path)).createOrReplaceTempView(path.stem)
+    try:
+        assert "the input meets the contract" in _invoke(["validate", SPARK], monkeypatch)
+        loaded = load_in_place(SPARK, as_of=None, policy=RevenuePolicy())
+        assert {t._find_backend().name for t in loaded.tables.values()} == {"pyspark"}
+        assert "nothing was copied out" in loaded.notes[-1]
+        expected = load_folder(folder, ibis.duckdb.connect(), as_of=None, policy=RevenuePolicy())
+        assert (loaded.as_of, loaded.first) == (expected.as_of, expected.first)
+        tables = [revenue_tables(d.tables, as_of=d.as_of, first=d.first, policy=RevenuePolicy()).tables
+                  for d in (loaded, expected)]
+        for name in ("mrr", "movements", "metrics"):
+            got, want = (money_columns(t[name].to_pyarrow()) for t in tables)
+            assert sorted(got.to_pylist(), key=str) == sorted(want.to_pylist(), key=str), name
+    finally:
+        for path in folder.glob("*.parquet"):
+            session.catalog.dropTempView(path.stem)

@@ -35,7 +35,7 @@ from upcurve.contract.schema import (
     Column,
     TableSchema,
 )
-from upcurve.engine import as_int, database_error
+from upcurve.engine import as_int, database_error, strip_spaces
 from upcurve.errors import ConfigError, Problem
 from upcurve.pricing import price_model_from_json
 from upcurve.pricing.models import Percentage
@@ -55,11 +55,16 @@ def _derived(kind: str, name: str) -> str:
     return f"{ROW}:{kind}:{name}"
 
 
+def _strip(raw: RawTable, value: ir.StringValue) -> ir.StringValue:
+    """``value`` trimmed of white space as the engine holding ``raw`` can (:func:`upcurve.engine.strip_spaces`)."""
+    return strip_spaces(value, raw.table._find_backend().name)
+
+
 def _as_float(raw: RawTable, col: Column) -> ir.FloatingValue:
     if _derived("number", col.name) in raw.table.columns:
         return raw.table[_derived("number", col.name)]
     value = raw.table[col.name]
-    return (value.strip() if value.type().is_string() else value).try_cast("float64")
+    return (_strip(raw, value) if value.type().is_string() else value).try_cast("float64")
 
 
 def _parsed(raw: RawTable, col: Column) -> ir.Value:
@@ -67,7 +72,7 @@ def _parsed(raw: RawTable, col: Column) -> ir.Value:
     if _derived("parsed", col.name) in raw.table.columns:
         return raw.table[_derived("parsed", col.name)]
     value = raw.table[col.name]
-    text = value.strip() if value.type().is_string() else None
+    text = _strip(raw, value) if value.type().is_string() else None
     if col.type == "string":
         return value.cast("string")
     if col.money:
@@ -98,7 +103,7 @@ def _is_blank(raw: RawTable, name: str) -> ir.BooleanValue:
         return raw.table[_derived("blank", name)]
     value = raw.table[name]
     if value.type().is_string():
-        return value.isnull() | (value.strip() == "")
+        return value.isnull() | (_strip(raw, value) == "")
     return value.isnull()
 
 
@@ -109,7 +114,7 @@ def _typed(raw: RawTable, col: Column) -> ir.Value:
     them."""
     value = _parsed(raw, col)
     if col.type == "string":
-        value = value.strip().nullif("")
+        value = _strip(raw, value).nullif("")
         if col.name == "currency":
             value = value.upper()
     return value
@@ -193,7 +198,7 @@ def _column_rules(raw: RawTable, schema: TableSchema, present: set[str]) -> list
         if col.choices:
             rules.append(
                 _Rule(
-                    ~blank & ~value.cast("string").strip().isin(list(col.choices)),
+                    ~blank & ~_strip(raw, value.cast("string")).isin(list(col.choices)),
                     "not one of " + ", ".join(col.choices),
                     col.name,
                     value.cast("string"),
@@ -234,7 +239,7 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
             )
         )
     if {"plan_id", "kind"} <= present:
-        kind = t.kind.cast("string").strip()
+        kind = _strip(raw, t.kind.cast("string"))
         rules.append(
             _Rule(
                 _is_blank(raw, "plan_id") & (kind != "one_time"),
@@ -246,8 +251,8 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
         )
     if {"amount", "kind"} <= present:
         amount = _parsed(raw, schema.column("amount"))
-        kind = t.kind.cast("string").strip()
-        proration = (t.proration.cast("string").strip() == "true").fill_null(False) if "proration" in present \
+        kind = _strip(raw, t.kind.cast("string"))
+        proration = (_strip(raw, t.proration.cast("string")) == "true").fill_null(False) if "proration" in present \
             else ibis.literal(False)
         rules.append(
             _Rule(
