@@ -152,10 +152,23 @@ def run(
             data_dir, out, as_of=day, fmt=fmt, config=cfg, engine=engine_url, progress=say, models_dir=models,
             retrain=retrain, source_mapping=mapping))
     else:
-        store = _store(workspace, settings, create=True)
+        # the workspace is checked now and made once the input is read and checked: a run refused for its input
+        # leaves no workspace behind
+        location = workspace or settings.workspace
+        try:
+            Store.check(location)
+        except UpcurveError as exc:
+            raise _fail(exc) from None
+        opened: list[Store] = []
+
+        def open_store() -> Store:
+            opened.append(_store(workspace, settings, create=True))
+            return opened[-1]
+
         result = _with_progress(lambda say: _usecases().run_in_workspace(
-            store, data_dir, as_of=day, config=cfg, engine=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
+            open_store, data_dir, as_of=day, config=cfg, engine=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
             progress=say, source_mapping=mapping))
+        store = opened[-1]
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:

@@ -304,7 +304,7 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
 
 
 def run_in_workspace(
-    store: Store,
+    store: Store | Callable[[], Store],
     data_dir: str | Path,
     *,
     as_of: dt.date | None = None,
@@ -318,13 +318,17 @@ def run_in_workspace(
 ) -> RunResult:
     """Compute a run and keep it in the workspace, whole; score with the workspace's active model unless the
     retraining policy (:func:`upcurve.scoring.model_decision`) says to train one, and register what it trained.
-    With ``out_dir`` the tables are also written there as files."""
+    With ``out_dir`` the tables are also written there as files.
+
+    ``store`` is the workspace, or a function that opens it: called once the input is read and checked, so a run
+    refused for its input (or a database that cannot be reached) creates no workspace."""
     say = progress or _quiet
     if out_dir is not None:
         check_destination(out_dir, fmt, inputs=[data_dir])
     config = config or UpcurveConfig()
     started = dt.datetime.now(dt.UTC)
     loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
+    store = store() if callable(store) else store
     say("choosing the model")
     active = store.active_model()
     scorer, unusable = None, None

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import PostgresServer
+from tests.conftest import PostgresServer, write_folder
 from upcurve import cli
 from upcurve.cli import app
 from upcurve.config import RevenuePolicy
@@ -178,6 +178,38 @@ def test_a_database_that_cannot_be_reached_is_a_message_without_its_password(
         assert f"cannot open the engine postgresql://ana:***@127.0.0.1:{port}/billing" in said
         assert "s3cret" not in said and "Traceback" not in said
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_refused_before_it_computes_leaves_no_workspace(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workspace a run is kept in is made once its input is read and checked: a database that cannot be
+    reached, or a folder that breaks the contract, leaves none behind (a folder that cannot hold one is refused
+    before anything is read)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workspace = tmp_path / "ws"
+    _invoke(["run", f"postgresql://ana@127.0.0.1:{port}/billing", "--workspace", str(workspace)], monkeypatch,
+            exit_code=1)
+    bad = write_folder(tmp_path / "bad", {"invoice_lines": "line_id,account_id,plan_id,kind,quantity,amount,"
+                                          "currency,period_start,period_end\n1,A,team_m,subscription,1,,USD,"
+                                          "2024-01-01,2024-02-01\n"})
+    said = " ".join(_invoke(["run", str(bad), "--workspace", str(workspace)], monkeypatch, exit_code=2).split())
+    assert "a required value is empty" in said
+    assert not workspace.exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("the user's")
+    said = " ".join(_invoke(["run", str(bad), "--workspace", str(tmp_path / "taken")], monkeypatch,
+                            exit_code=1).split())
+    assert "holds other files" in said and "a required value is empty" not in said
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
+    good = write_folder(tmp_path / "good", {"invoice_lines": "line_id,account_id,plan_id,kind,quantity,amount,"
+                                            "currency,period_start,period_end\n1,A,team_m,subscription,1,10,USD,"
+                                            "2024-01-01,2024-02-01\n"})
+    _invoke(["run", str(good), "--workspace", str(workspace)], monkeypatch)
+    from upcurve.workspace import Store
+
+    assert len(Store.open(workspace, create=False).runs()) == 1
 
 
 def test_a_spark_catalogs_tables_are_checked_and_computed_where_they_are(

@@ -126,8 +126,12 @@ class Database(ABC):
     folder: Path | None = None
 
     @abstractmethod
+    def check(self, *, create: bool) -> None:
+        """Check the workspace can be opened (and, with ``create``, made) here, making nothing; raise why not."""
+
     def prepare(self, *, create: bool) -> None:
-        """Check the workspace can be opened (and, with ``create``, made) here; raise why not."""
+        """:meth:`check`, then make what the workspace needs to be opened."""
+        self.check(create=create)
 
     @abstractmethod
     def writing(self, wait_seconds: float) -> contextlib.AbstractContextManager[Connection]:
@@ -215,7 +219,7 @@ class DuckDBDatabase(Database):
         self.where = str(folder)
         self.path = folder / _DATABASE
 
-    def prepare(self, *, create: bool) -> None:
+    def check(self, *, create: bool) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise WorkspaceError(f"{self.root} is a file, not a workspace folder")
         if not self.path.exists():
@@ -223,6 +227,10 @@ class DuckDBDatabase(Database):
                 raise missing(self.where, "to create it")
             if self.root.exists() and any(p for p in self.root.iterdir() if p.name != _LOCK):
                 raise WorkspaceError(f"{self.root} holds other files; a workspace needs an empty or new folder")
+
+    def prepare(self, *, create: bool) -> None:
+        self.check(create=create)
+        if not self.path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager

@@ -197,7 +197,7 @@ class PostgresDatabase(Database):
         rows = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")
         return {r[0] for r in rows.fetchall()}
 
-    def prepare(self, *, create: bool) -> None:
+    def check(self, *, create: bool) -> None:
         with self._connection() as con:
             tables = self._tables(con)
         if "upcurve_schema" in tables:

@@ -174,6 +174,13 @@ class Store:
             store._migrate(con)
         return store
 
+    @classmethod
+    def check(cls, location: str | Path, *, create: bool = True) -> None:
+        """Raise why the workspace at ``location`` could not be opened (or, with ``create``, created), making
+        nothing: a command checks this before its long work and opens the workspace once there is something to
+        keep (:meth:`open`)."""
+        cls(location)._db.check(create=create)
+
     @property
     def database(self) -> Path | None:
         """The DuckDB file of an embedded workspace (None for PostgreSQL)."""
