@@ -159,16 +159,10 @@ def run(
             Store.check(location)
         except UpcurveError as exc:
             raise _fail(exc) from None
-        opened: list[Store] = []
-
-        def open_store() -> Store:
-            opened.append(_store(workspace, settings, create=True))
-            return opened[-1]
-
         result = _with_progress(lambda say: _usecases().run_in_workspace(
-            open_store, data_dir, as_of=day, config=cfg, engine=engine_url, retrain=retrain, out_dir=out, fmt=fmt,
-            progress=say, source_mapping=mapping))
-        store = opened[-1]
+            lambda: _store(workspace, settings, create=True), data_dir, as_of=day, config=cfg, engine=engine_url,
+            retrain=retrain, out_dir=out, fmt=fmt, progress=say, source_mapping=mapping))
+        store = Store(location)  # where the run was kept, as the workspace names itself
     render_summary(console, result.tables, result.policy.reporting_currency, result.as_of)
     render_worklist(console, result.tables["worklist"], currency=result.policy.reporting_currency, top=10)
     for note in result.notes:

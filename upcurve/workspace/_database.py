@@ -127,11 +127,8 @@ class Database(ABC):
 
     @abstractmethod
     def check(self, *, create: bool) -> None:
-        """Check the workspace can be opened (and, with ``create``, made) here, making nothing; raise why not."""
-
-    def prepare(self, *, create: bool) -> None:
-        """:meth:`check`, then make what the workspace needs to be opened."""
-        self.check(create=create)
+        """Check the workspace can be opened (and, with ``create``, made) here, making nothing; raise why not. The
+        first :meth:`writing` makes it."""
 
     @abstractmethod
     def writing(self, wait_seconds: float) -> contextlib.AbstractContextManager[Connection]:
@@ -227,11 +224,6 @@ class DuckDBDatabase(Database):
                 raise missing(self.where, "to create it")
             if self.root.exists() and any(p for p in self.root.iterdir() if p.name != _LOCK):
                 raise WorkspaceError(f"{self.root} holds other files; a workspace needs an empty or new folder")
-
-    def prepare(self, *, create: bool) -> None:
-        self.check(create=create)
-        if not self.path.exists():
-            self.root.mkdir(parents=True, exist_ok=True)
 
     @contextlib.contextmanager
     def writing(self, wait_seconds: float) -> Iterator[Connection]:

@@ -169,7 +169,7 @@ class Store:
     def open(cls, location: str | Path, *, create: bool = True, wait_seconds: float = 120.0) -> Store:
         """Open (and, with ``create``, create or migrate) the workspace at ``location``."""
         store = cls(location, wait_seconds=wait_seconds)
-        store._db.prepare(create=create)
+        store._db.check(create=create)
         with store._writing() as con:
             store._migrate(con)
         return store
