@@ -135,11 +135,16 @@ class PropensityModel:
     def _expand(self, X: np.ndarray) -> np.ndarray:
         """The logistic model's columns: the features with category codes zeroed (constant, so standardised to 0
         and weighed 0), then a yes/no column per category seen in training (:attr:`levels_`)."""
-        out = np.array(X, dtype=float)
         levels = getattr(self, "levels_", [])
+        out = np.empty((X.shape[0], X.shape[1] + sum(n for _, n in levels)))  # one array, filled in place
+        out[:, : X.shape[1]] = X
         out[:, [at for at, _ in levels]] = 0.0
-        indicators = [(X[:, at] == code).astype(float) for at, n in levels for code in range(n)]
-        return np.column_stack([out, *indicators]) if indicators else out
+        column = X.shape[1]
+        for at, n in levels:
+            for code in range(n):
+                out[:, column] = X[:, at] == code
+                column += 1
+        return out
 
     def _folded(self, parts: np.ndarray) -> np.ndarray:
         """Per-column contributions of :meth:`_expand`'s columns, each category's yes/no columns summed back into
@@ -155,8 +160,11 @@ class PropensityModel:
         filled = np.where(np.isfinite(X), X, self.median_)
         if fit:
             self.mean_ = filled.mean(axis=0)
-            self.scale_ = np.where(filled.std(axis=0) > 0, filled.std(axis=0), 1.0)
-        return (filled - self.mean_) / self.scale_
+            spread = filled.std(axis=0)
+            self.scale_ = np.where(spread > 0, spread, 1.0)
+        filled -= self.mean_  # in place: hundreds of thousands of rows are standardised many times in training
+        filled /= self.scale_
+        return filled
 
     def _check(self, X: np.ndarray) -> None:
         if not hasattr(self, "n_features_in_"):

@@ -175,16 +175,22 @@ probability: login trend -40% (last 30 days against the 30 before)']
     """
     out = []
     order = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :k]
+    # accounts share many values (a flag, a seat count, an empty signal): each feature and value is put in words once
+    said: dict[tuple[int, float, float], str] = {}
     for row, idx in enumerate(order):
         parts = []
         for j in idx:
             points = round(float(contributions[row, j]) * 100)
             if points == 0:
                 continue
-            value = values[row, j]
-            hint = FEATURE_HINTS.get(features[j]) if not math.isnan(value) else None
-            parts.append(f"{points:+d} {'point' if abs(points) == 1 else 'points'} of probability: "
-                         f"{describe(features[j], value, currency=currency, categories=categories)}"
-                         + (f" ({hint})" if hint else ""))
+            value = float(values[row, j])
+            empty = math.isnan(value)
+            key = (int(j), 0.0, 0.0) if empty else (int(j), value, math.copysign(1.0, value))  # −0 is not 0
+            text = said.get(key)
+            if text is None:
+                hint = None if empty else FEATURE_HINTS.get(features[j])
+                text = said[key] = (describe(features[j], value, currency=currency, categories=categories)
+                                    + (f" ({hint})" if hint else ""))
+            parts.append(f"{points:+d} {'point' if abs(points) == 1 else 'points'} of probability: {text}")
         out.append("; ".join(parts))
     return out
