@@ -87,6 +87,9 @@ class _Counting:
     def dump_model(self) -> dict[str, Any]:
         return self.booster.dump_model()
 
+    def num_model_per_iteration(self) -> int:
+        return self.booster.num_model_per_iteration()
+
     def predict(self, X: np.ndarray, **kwargs: Any) -> np.ndarray:
         self.explained += len(X)
         return self.booster.predict(X, **kwargs)
@@ -105,6 +108,14 @@ def test_each_tree_explains_one_row_per_cell() -> None:
     got = tree_contributions(counting, X)
     np.testing.assert_allclose(got, booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
     assert counting.explained <= 50 * 20  # LightGBM alone explains 50 trees × 20,000 rows
+
+
+def test_a_booster_of_many_classes_is_explained_by_lightgbm() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 3, (3_000, 2)).astype(float)
+    booster = lightgbm.train({"objective": "multiclass", "num_class": 3, "verbose": -1},
+                             lightgbm.Dataset(X, rng.integers(0, 3, 3_000)), num_boost_round=5)
+    np.testing.assert_array_equal(tree_contributions(booster, X), booster.predict(X, pred_contrib=True))
 
 
 def test_no_rows_give_no_values() -> None:
