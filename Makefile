@@ -68,6 +68,7 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_small.py
 	$(PY) benchmarks/bench_engines.py
 	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_reasons.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_ranking.py
 	$(PY) benchmarks/bench_telco.py
