@@ -4,8 +4,7 @@ Simulates a company's billing (--accounts accounts × --months months), runs it 
 the feature matrix each LightGBM model explained while scoring, then explains it again both ways, each timed:
 ``upcurve.scoring.treeshap.tree_contributions`` (once per cell of each tree) and LightGBM's ``pred_contrib`` over
 every row (the reference, and what upcurve did before). Prints, for each model in the order scoring explains them
-(expansion, then churn), seconds, rows per second, how far apart the values
-are, and peak RSS.
+(expansion, then churn), seconds, rows per second and how far apart the values are, and peak RSS.
 
     python benchmarks/bench_reasons.py [--accounts 100000] [--months 36]
 """
