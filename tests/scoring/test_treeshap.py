@@ -72,7 +72,7 @@ def test_values_are_lightgbms_own(kinds: list[str], seed: int, trees: int, leave
             scored.append(at)
     rows = np.vstack(scored)
     expected = booster.predict(rows, pred_contrib=True)
-    got = tree_contributions(booster, rows)
+    got = tree_contributions(booster, rows, cells_from=0)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(got.sum(axis=1), booster.predict(rows, raw_score=True), rtol=0, atol=1e-9)
@@ -105,7 +105,7 @@ def test_each_tree_explains_one_row_per_cell() -> None:
     booster = lightgbm.train({"objective": "binary", "num_leaves": 15, "verbose": -1}, lightgbm.Dataset(X, y),
                              num_boost_round=50)
     counting = _Counting(booster)
-    got = tree_contributions(counting, X)
+    got = tree_contributions(counting, X, cells_from=0)
     np.testing.assert_allclose(got, booster.predict(X, pred_contrib=True), rtol=0, atol=1e-9)
     assert counting.explained <= 50 * 20  # LightGBM alone explains 50 trees × 20,000 rows
 
@@ -115,11 +115,11 @@ def test_a_booster_of_many_classes_is_explained_by_lightgbm() -> None:
     X = rng.integers(0, 3, (3_000, 2)).astype(float)
     booster = lightgbm.train({"objective": "multiclass", "num_class": 3, "verbose": -1},
                              lightgbm.Dataset(X, rng.integers(0, 3, 3_000)), num_boost_round=5)
-    np.testing.assert_array_equal(tree_contributions(booster, X), booster.predict(X, pred_contrib=True))
+    np.testing.assert_array_equal(tree_contributions(booster, X, cells_from=0), booster.predict(X, pred_contrib=True))
 
 
 def test_no_rows_give_no_values() -> None:
     X = np.random.default_rng(0).normal(size=(100, 3))
     booster = lightgbm.train({"objective": "binary", "verbose": -1, "min_data_in_leaf": 5},
                              lightgbm.Dataset(X, (X[:, 0] > 0).astype(int)), num_boost_round=3)
-    assert tree_contributions(booster, np.empty((0, 3))).shape == (0, 4)
+    assert tree_contributions(booster, np.empty((0, 3)), cells_from=0).shape == (0, 4)

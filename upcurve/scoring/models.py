@@ -24,9 +24,6 @@ _SHOWN_ONLY = {"usage_30d", "usage_60d", "usage_90d"}
 #: The model's features: every numeric or yes/no signal, and the latest outcome as an ordinal.
 FEATURES: tuple[str, ...] = (*[c for c in SIGNAL_COLUMNS if c not in _TEXT | _SHOWN_ONLY], "outcome_level")
 _OUTCOME = {"behind": 0.0, "on_track": 1.0, "exceeded": 2.0}
-#: From this many rows, TreeSHAP once per cell of each tree is faster than LightGBM's single call over every row
-#: (measured 2026-12-06 on a model of 300 trees: 0.13 s against 0.08 s at 300 rows, 0.14 against 0.24 at 1,000)
-_CELLS_FROM = 1_000
 
 
 def column_values(frame: pa.Table, name: str) -> np.ndarray:
@@ -176,14 +173,12 @@ class PropensityModel:
         """Each feature's signed contribution to each row's log-odds, with the base value as the last column.
 
         A row's contributions and the base value sum to :meth:`log_odds`: TreeSHAP values for ``lightgbm``
-        (LightGBM's own; from :data:`_CELLS_FROM` rows on, computed once per cell of each tree, see
+        (LightGBM's own; from 1,000 rows on, computed once per cell of each tree, see
         :func:`upcurve.scoring.treeshap.tree_contributions`), ``coefficient × standardised value`` (base: the
         intercept) for ``logistic``.
         """
         self._check(X)
         if self.kind == "lightgbm":
-            if len(X) < _CELLS_FROM:
-                return np.asarray(self.booster_.predict(X, pred_contrib=True), dtype=float)
             return tree_contributions(self.booster_, X)
         Z = self._standardise(self._expand(X))
         return np.column_stack([self._folded(Z * self.coef_), np.full(len(Z), self.intercept_)])
