@@ -52,6 +52,19 @@ class EngineError(UpcurveError, RuntimeError):
     """The computing engine cannot be opened or could not finish; the message says what to change."""
 
 
+def _compile_unfused() -> None:
+    """Have Ibis compile each query as it is built, without fusing each chain of selects into one.
+
+    Fusing (``ibis.options.sql.fuse_selects``) is about a third of Ibis's compiling, the largest fixed cost of a
+    small company's run (docs/benchmarks.md), and buys nothing on the engines upcurve runs on: DuckDB, SQLite,
+    PostgreSQL and Spark each merge nested selects in their own planners. The results are the same row for row (the
+    engine conformance tests compare every table on every engine). Set when upcurve opens an engine or a file
+    reader; an Ibis option, so it holds for the rest of the process."""
+    import ibis
+
+    ibis.options.sql.fuse_selects = False
+
+
 def connect(url: str = "duckdb://") -> ibis.BaseBackend:
     """Open the computing engine named by an Ibis URL (``duckdb://``, ``duckdb://path.db``, ``sqlite://``, ...).
 
@@ -62,6 +75,7 @@ def connect(url: str = "duckdb://") -> ibis.BaseBackend:
     """
     import ibis
 
+    _compile_unfused()
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme == "pyspark":
         try:
@@ -301,6 +315,7 @@ def file_reader(engine: ibis.BaseBackend) -> DuckDBBackend:
     its URL sets), otherwise an embedded DuckDB capped at :data:`READER_MEMORY_LIMIT` of the machine's memory."""
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
+    _compile_unfused()
     if isinstance(engine, DuckDBBackend):
         return engine
     reader = _duckdb(f"duckdb://?memory_limit={READER_MEMORY_LIMIT}")  # spilling to a private folder, as the engine
