@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
 from pathlib import Path
 
+import ibis.expr.types as ir
 import pytest
 
 from tests.conftest import run_folder, write_folder
+from upcurve.config import RevenuePolicy
+from upcurve.contract import plan_features
+from upcurve.engine import cached, connect
+from upcurve.revenue import revenue_tables
+from upcurve.signals import account_signals_at
+from upcurve.simulate import simulate_tables
+from upcurve.simulate import write_folder as write_tables
+from upcurve.sources import LoadedData, load_folder
 
 PLANS = """\
 plan_id,product,tier,tier_rank,pricing,interval_months,unit_price,included_seats,usage_metric,usage_limit,features
@@ -197,3 +208,40 @@ def test_a_scheduled_cancellation_counts_from_the_day_it_was_asked_for(tmp_path:
     for other in "BC":
         assert (accounts[other]["days_to_cancellation"], accounts[other]["flag_cancellation_scheduled"]) == (
             None, False)
+
+
+def _signals_holding(loaded: LoadedData, dates: list[dt.date], hold_from: int,
+                     monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], int]:
+    """The signals at ``dates``, and how many tables the engine held to compute them."""
+    # the module, not the function of the same name that the package exports
+    module = importlib.import_module("upcurve.signals.account_signals")
+    held: list[ir.Table] = []
+
+    def hold(table: ir.Table) -> ir.Table:
+        held.append(table)
+        return cached(table)
+
+    monkeypatch.setattr(module, "cached", hold)
+    tables = loaded.tables
+    revenue = revenue_tables(tables, as_of=loaded.as_of, first=loaded.first, policy=RevenuePolicy())
+    expr = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates,
+                              hold_event_parts_from=hold_from)
+    rows = sorted(expr.to_pyarrow().to_pylist(), key=lambda row: (row["as_of"], row["account_id"]))
+    return rows, len(held)
+
+
+@pytest.mark.parametrize("url", ["duckdb://", "sqlite://"])
+def test_event_parts_held_apart_give_the_same_signals(tmp_path: Path, url: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """From ``hold_event_parts_from`` user-days on, each part read from events is computed and held on its own
+    before the one query of the signals (a large company's events): the same rows as computing them inside it."""
+    simulated = write_tables(simulate_tables(40, 14, seed=3, events=True), tmp_path / "simulated", "parquet")
+    for folder, dates in ((simulated, [dt.date(2023, 6, 30), dt.date(2023, 12, 31), dt.date(2024, 2, 29)]),
+                          (_company(tmp_path / "hand", _events()), [dt.date(2025, 5, 31), dt.date(2025, 6, 30)])):
+        loaded = load_folder(folder, connect(url), as_of=max(dates), policy=RevenuePolicy())
+        inline, held_inline = _signals_holding(loaded, dates, 10**12, monkeypatch)
+        held, held_apart = _signals_holding(loaded, dates, 0, monkeypatch)
+        assert held == inline
+        assert held_apart == held_inline + 7  # the five parts of adoption and the two of engagement
+        # the company's events reach the signals the held parts compute
+        assert any(r["categories_used_30d"] for r in held) and any(r["login_trend"] is not None for r in held)

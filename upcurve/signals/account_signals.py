@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from upcurve.engine import as_int, cached
 
-__all__ = ["SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
+__all__ = ["HOLD_EVENT_PARTS_FROM", "SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
 SIGNAL_COLUMNS = (
     "products_paid", "products_unowned", "tier_headroom",
@@ -38,6 +38,10 @@ SIGNAL_COLUMNS = (
     "nps_latest", "nps_12m", "outcome_status",
     "mrr_cents", "mrr_trend_3m", "mrr_contractions_3m", "mrr_trend_12m", "mrr_rises_12m",
 )
+#: From how many user-days (the events reduced to one row per account, user and day) the parts of the signals
+#: read from events are each computed on their own (:func:`account_signals_at`): below it, holding a part costs
+#: more than it saves (a fixed cost per table held).
+HOLD_EVENT_PARTS_FROM = 1_000_000
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
 _WINDOWS = (7, 14, 28, 30, 60, 90, 365)
 _KEY = ("as_of", "account_id")
@@ -298,8 +302,15 @@ def account_signals_at(
     account_months: ir.Table,
     plan_features: ir.Table,
     dates: Sequence[dt.date],
+    *,
+    hold_event_parts_from: int = HOLD_EVENT_PARTS_FROM,
 ) -> ir.Table:
     """Every account's signals at each of ``dates``, one row per account of ``accounts`` and date.
+
+    The parts read from events (adoption, engagement) are computed inside the one query of the signals, unless the
+    events come to ``hold_event_parts_from`` user-days or more over the dates' windows: each part is then computed
+    and held by the engine on its own first, so the engine works on one part's aggregates at a time. The same rows
+    either way.
 
     Formula
     -------
@@ -362,9 +373,13 @@ def account_signals_at(
         first_end = min(_end(d) for d in dates)
         days = cached(_feature_days(events, first_end - dt.timedelta(days=30), last_end))
         first, catalogue = _first_uses(events, last_end)
-        parts.extend((part, _KEY) for part in _adoption(days, cached(first), catalogue, plan_features, on, dates_t))
         user_days = cached(_user_days(events, first_end - dt.timedelta(days=60), last_end))
-        parts.extend((part, _KEY) for part in _engagement(user_days, dates_t))
+        from_events = [*_adoption(days, cached(first), catalogue, plan_features, on, dates_t),
+                       *_engagement(user_days, dates_t)]
+        if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
+            # inside the one query the engine would hold every part's working memory at once, and spill it
+            from_events = [cached(part) for part in from_events]
+        parts.extend((part, _KEY) for part in from_events)
     billed = lines.filter(lines.kind != "one_time")
     parts.append((billed.group_by("account_id").aggregate(_first=billed.period_start.min()), ["account_id"]))
     annual = on.filter((on.kind == "subscription") & (on.period_end.delta(on.period_start, unit="day") >= 360))
