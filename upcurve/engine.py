@@ -228,7 +228,7 @@ def cached(table: ir.Table) -> ir.Table:
     Ibis's PySpark backend compiles a cached table without first registering the in-memory tables it reads (a
     calendar, a list of dates), which Spark then cannot find; they are registered here, as any query would.
     """
-    backend = table._find_backend()
+    backend = table.get_backend()
     if backend.name == "pyspark":
         backend._run_pre_execute_hooks(table)
     return table.cache()
@@ -340,7 +340,7 @@ def hand_over(
 
     out = {}
     for name, table in tables.items():
-        if table._find_backend() is engine:
+        if table.get_backend() is engine:
             out[name] = table if name in in_place else table.cache()
         elif reads_parquet(engine):
             if stage is None:

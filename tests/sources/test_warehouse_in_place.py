@@ -79,7 +79,7 @@ def test_a_run_on_a_warehouse_computes_there_and_gives_the_folders_results(
 def test_every_table_is_bound_to_the_warehouse(warehouse: str) -> None:
     """Loaded in place, every table the later steps read is a table or query of the warehouse itself."""
     loaded = load_in_place(warehouse, as_of=None, policy=RevenuePolicy())
-    backends = {name: table._find_backend() for name, table in loaded.tables.items()}
+    backends = {name: table.get_backend() for name, table in loaded.tables.items()}
     assert {b.name for b in backends.values()} == {"postgres"}
     assert len({id(b) for b in backends.values()}) == 1
     # the largest tables are read where they are, by every query, not held
@@ -161,7 +161,7 @@ def test_a_duckdb_file_is_computed_where_it_is_and_never_written(
     digest = hashlib.sha256(database.read_bytes()).hexdigest()
     url = f"duckdb:///{database}"
     loaded = load_in_place(url, as_of=None, policy=RevenuePolicy())
-    assert {t._find_backend().name for t in loaded.tables.values()} == {"duckdb"}
+    assert {t.get_backend().name for t in loaded.tables.values()} == {"duckdb"}
     del loaded
     _invoke(["run", url, "--out", str(tmp_path / "out")], monkeypatch)
     assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
@@ -229,7 +229,7 @@ def test_a_spark_catalogs_tables_are_checked_and_computed_where_they_are(
     try:
         assert "the input meets the contract" in _invoke(["validate", SPARK], monkeypatch)
         loaded = load_in_place(SPARK, as_of=None, policy=RevenuePolicy())
-        assert {t._find_backend().name for t in loaded.tables.values()} == {"pyspark"}
+        assert {t.get_backend().name for t in loaded.tables.values()} == {"pyspark"}
         assert "nothing was copied out" in loaded.notes[-1]
         expected = load_folder(folder, ibis.duckdb.connect(), as_of=None, policy=RevenuePolicy())
         assert (loaded.as_of, loaded.first) == (expected.as_of, expected.first)

@@ -57,7 +57,7 @@ def _derived(kind: str, name: str) -> str:
 
 def _strip(raw: RawTable, value: ir.StringValue) -> ir.StringValue:
     """``value`` trimmed of white space as the engine holding ``raw`` can (:func:`upcurve.engine.strip_spaces`)."""
-    return strip_spaces(value, raw.table._find_backend().name)
+    return strip_spaces(value, raw.table.get_backend().name)
 
 
 def _as_float(raw: RawTable, col: Column) -> ir.FloatingValue:
@@ -86,7 +86,7 @@ def _parsed(raw: RawTable, col: Column) -> ir.Value:
         number = value.try_cast("float64")
         return ibis.ifelse(number == number.floor(), number, ibis.null("float64")).try_cast("int64")
     if col.type == "month":
-        if text is not None and raw.table._find_backend().name not in PARSES_TEXT:
+        if text is not None and raw.table.get_backend().name not in PARSES_TEXT:
             # an engine whose cast fails the query on a bad value casts only what has a month's shape
             as_date = ibis.ifelse(text.re_search(MONTH_TEXT), (text + "-01").cast("date"), ibis.null("date"))
         elif text is not None:

@@ -449,7 +449,7 @@ def database_folder(tables: dict[str, tuple[str, ir.Table]], source: str) -> Dat
             problems += found
             continue
         kinds = {c: _dtype_kind(t) for c, t in types.items()}
-        if table._find_backend().name not in PARSES_TEXT:
+        if table.get_backend().name not in PARSES_TEXT:
             # a month as text (YYYY-MM, as the contract writes it) is parsed safely by a pattern; other types not
             kinds = {c: "text-only" if k == "text" and c in schema.column_names
                      and schema.column(c).type not in {"string", "month"} else k for c, k in kinds.items()}
