@@ -173,8 +173,8 @@ class PropensityModel:
         """Each feature's signed contribution to each row's log-odds, with the base value as the last column.
 
         A row's contributions and the base value sum to :meth:`log_odds`: TreeSHAP values for ``lightgbm``
-        (LightGBM's own; from 1,000 rows on, computed once per cell of each tree, see
-        :func:`upcurve.scoring.treeshap.tree_contributions`), ``coefficient × standardised value`` (base: the
+        (LightGBM's own; from :data:`upcurve.scoring.treeshap.CELLS_FROM` rows on, computed once per cell of each
+        tree, see :func:`upcurve.scoring.treeshap.tree_contributions`), ``coefficient × standardised value`` (base: the
         intercept) for ``logistic``.
         """
         self._check(X)
