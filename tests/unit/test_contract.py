@@ -191,6 +191,23 @@ def test_cli_names_a_bad_price_model_with_exit_2(tmp_path: Path, monkeypatch: py
     assert "Traceback" not in result.output
 
 
+def test_a_share_of_the_period_belongs_on_a_proration_line(tmp_path: Path) -> None:
+    """A line not marked ``proration=true`` is measured over its whole period: a ``proration_share`` below 1 on it
+    would be ignored, so it is refused, naming the line; a share of 1 (the whole period) says nothing new and
+    passes, as does every share on a proration line."""
+    lines = ("line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end,proration,"
+             "proration_share\n"
+             "1,A,team_m,subscription,2,20,USD,2024-01-01,2024-02-01,,\n"
+             "2,A,team_m,subscription,2,-9.68,USD,2024-01-17,2024-02-01,true,0.4839\n"
+             "3,A,team_m,subscription,4,19.36,USD,2024-01-17,2024-02-01,,0.4839\n"
+             "4,A,team_m,subscription,4,40,USD,2024-02-01,2024-03-01,false,1\n"
+             "5,A,team_m,one_time,1,99,USD,2024-02-01,2024-02-02,false,0.5\n")
+    errors = _errors(write_folder(tmp_path / "d", {"invoice_lines": lines, "accounts": "account_id,name\nA,Acme\n"}))
+    assert [(p.column, p.rows, p.values) for p in errors] == [("proration_share", (4, 6), ("0.4839", "0.5"))], \
+        [p.describe() for p in errors]
+    assert "proration=true" in errors[0].hint
+
+
 def test_a_proration_credit_may_be_negative_and_only_it(tmp_path: Path) -> None:
     lines = ("line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end,proration\n"
              "1,A,team_m,subscription,2,20,USD,2024-01-01,2024-02-01,\n"

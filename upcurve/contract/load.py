@@ -264,6 +264,21 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
                 "and refunds as one_time lines",
             )
         )
+    if "proration_share" in present:
+        # a line not marked as a proration is measured over its whole period: a smaller share would be ignored
+        share = _as_float(raw, schema.column("proration_share"))
+        marked = (_strip(raw, t.proration.cast("string")) == "true").fill_null(False) if "proration" in present \
+            else ibis.literal(False)
+        rules.append(
+            _Rule(
+                (share > 0) & (share < 1) & ~marked,
+                "a share of the period on a line that is not a proration",
+                "proration_share",
+                t.proration_share.cast("string"),
+                "Mark the line proration=true (it was charged for that share of its billing period), or leave "
+                "proration_share empty: a line that is not a proration is measured over its whole period",
+            )
+        )
     return rules
 
 
@@ -627,9 +642,10 @@ def validate(data: DataFolder, *, reporting_currency: str = "USD",
     present, required values filled, values of their type (finite numbers, whole numbers where whole, plausible
     dates and amounts), values among the allowed choices and within bounds, unique keys, references to known
     accounts and plans; for invoice lines also ``period_end > period_start`` within 10 years, a plan on every
-    recurring line, no negative recurring amounts and a known currency (the reporting one, the one ``fx_rates`` are
-    quoted in, ``fx_quote_currency`` or inferred, or one with rates; a note says when amounts go through cross
-    rates). A file the reader cannot finish is one problem naming its line, and the other files are still checked.
+    recurring line, no negative recurring amounts (but a proration's), a share of the period (``proration_share``
+    below 1) on proration lines only and a known currency (the reporting one, the one ``fx_rates`` are quoted in,
+    ``fx_quote_currency`` or inferred, or one with rates; a note says when amounts go through cross rates).
+    A file the reader cannot finish is one problem naming its line, and the other files are still checked.
     """
     problems: list[Problem] = [*data.problems, *data.notes]
     read: dict[str, RawTable] = {}
