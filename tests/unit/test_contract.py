@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from tests.conftest import write_folder
 from upcurve.cli import app
 from upcurve.cli_support import err
+from upcurve.contract import CONTRACT
 from upcurve.errors import ContractError
 from upcurve.usecases import check_folder, run
 
@@ -217,3 +218,12 @@ def test_a_proration_credit_may_be_negative_and_only_it(tmp_path: Path) -> None:
     errors = _errors(write_folder(tmp_path / "d", {"invoice_lines": lines, "accounts": "account_id,name\nA,Acme\n"}))
     by_rule = {(p.column, p.rows) for p in errors}
     assert by_rule == {("amount", (4,)), ("proration", (5,))}, [p.describe() for p in errors]
+
+
+def test_rates_by_month_and_by_day_in_one_file_are_refused_with_how_to_choose(tmp_path: Path) -> None:
+    rates = "month,day,currency,rate\n2024-01,2024-01-01,EUR,1.1\n"
+    errors = _errors(write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES, "fx_rates": rates}))
+    assert [(p.file, p.column) for p in errors] == [("fx_rates.csv", "month, day")], [p.describe() for p in errors]
+    assert "only one of them" in errors[0].rule
+    assert errors[0].hint == CONTRACT["fx_rates"].one_of_hint and "in force from the first of its month" in \
+        errors[0].hint

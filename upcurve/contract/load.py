@@ -630,8 +630,7 @@ def _one_of_problems(raw: RawTable, schema: TableSchema) -> list[Problem]:
         return [Problem(raw.file, f"a column {said} is required", schema.one_of[0],
                         hint="Columns found: " + ", ".join(c for c in raw.table.columns if c != ROW))]
     return [Problem(raw.file, f"both {' and '.join(repr(c) for c in found)}: a file has only one of them",
-                    ", ".join(found), hint="Keep one of them: a monthly rate is in force from the first of its "
-                    "month, so it can be written as the rate of that day")]
+                    ", ".join(found), hint=schema.one_of_hint or "Keep one of them")]
 
 
 def validate(data: DataFolder, *, reporting_currency: str = "USD",

@@ -74,6 +74,8 @@ class TableSchema:
     #: Columns of which a file has exactly one, filled in every row; the one it has stands in the key for the first
     #: (``fx_rates`` are monthly, by ``month``, or daily, by ``day``).
     one_of: tuple[str, ...] = ()
+    #: How to choose between the :attr:`one_of` columns, said to a file that has more than one of them.
+    one_of_hint: str = ""
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -179,6 +181,8 @@ CONTRACT: dict[str, TableSchema] = {
             ),
             key=("month", "currency"),
             one_of=("month", "day"),
+            one_of_hint="Keep one of them: a monthly rate is in force from the first of its month, so it can be "
+                        "written as the rate of that day",
             description="Exchange rates into the reporting currency, monthly or daily: a value is converted at the "
                         "rate in force on the day it is counted.",
         ),
