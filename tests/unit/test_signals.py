@@ -245,3 +245,25 @@ def test_event_parts_held_apart_give_the_same_signals(tmp_path: Path, url: str,
         assert held_apart == held_inline + 7  # the five parts of adoption and the two of engagement
         # the company's events reach the signals the held parts compute
         assert any(r["categories_used_30d"] for r in held) and any(r["login_trend"] is not None for r in held)
+
+
+def test_the_accounts_table_computes_the_signals_it_is_not_given(tmp_path: Path) -> None:
+    """``accounts_table`` without ``signals`` computes them itself at the as-of date and ``TREND_DAYS`` before: the
+    same rows as reading them from the signals a run holds for every date (as ``compute_run`` gives them)."""
+    from upcurve.signals import TREND_DAYS, accounts_table
+    from upcurve.signals.health import HealthConfig
+
+    folder = write_tables(simulate_tables(40, 14, seed=3, events=True), tmp_path / "simulated", "parquet")
+    as_of = dt.date(2024, 2, 29)
+    loaded = load_folder(folder, connect("duckdb://"), as_of=as_of, policy=RevenuePolicy())
+    revenue = revenue_tables(loaded.tables, as_of=as_of, first=loaded.first, policy=RevenuePolicy())
+    dates = [dt.date(2023, 6, 30), as_of - dt.timedelta(days=TREND_DAYS), as_of]
+    held = cached(account_signals_at(loaded.tables, revenue.account_months,
+                                     plan_features(loaded.tables["plans"]), dates))
+    given = accounts_table(loaded.tables, revenue.account_months, HealthConfig(), as_of=as_of, signals=held)
+    computed = accounts_table(loaded.tables, revenue.account_months, HealthConfig(), as_of=as_of)
+    rows = [sorted(t.to_pyarrow().to_pylist(), key=lambda r: r["account_id"]) for t in (given, computed)]
+    assert rows[0] == rows[1]
+    # the trend compares two scores, so both dates reached the health scores
+    assert any(r["health_score_30d_ago"] is not None for r in rows[1])
+    assert any(r["health_trend"] is not None for r in rows[1])
