@@ -212,13 +212,19 @@ def _feature_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> 
     return ev.select("account_id", "user_id", "feature", "category", day=ev.ts.truncate("D")).distinct()
 
 
-def _first_uses(events: ir.Table, before: dt.datetime) -> tuple[ir.Table, ir.Table]:
-    """The first day each account used each feature, and the first day each feature reported each category."""
+def _first_days(events: ir.Table, before: dt.datetime) -> ir.Table:
+    """Events that name a feature, reduced to the first day of each account, feature and category: the one pass
+    over every event before ``before`` that :func:`_first_uses` reads."""
     ev = events.filter(events.feature.notnull() & (events.ts < ibis.timestamp(before)))
-    day = ev.ts.truncate("D")
-    first = ev.group_by(["account_id", "feature"]).aggregate(first=day.min())
-    seen = ev.filter(ev.category.notnull())
-    catalogue = seen.group_by(["feature", "category"]).aggregate(first=seen.ts.truncate("D").min())
+    return ev.group_by(["account_id", "feature", "category"]).aggregate(first=ev.ts.truncate("D").min())
+
+
+def _first_uses(first_days: ir.Table) -> tuple[ir.Table, ir.Table]:
+    """The first day each account used each feature, and the first day each feature reported each category, from
+    :func:`_first_days` (the earliest of its days over the categories, and over the accounts)."""
+    first = first_days.group_by(["account_id", "feature"]).aggregate(first=first_days.first.min())
+    seen = first_days.filter(first_days.category.notnull())
+    catalogue = seen.group_by(["feature", "category"]).aggregate(first=seen.first.min())
     return first, catalogue
 
 
@@ -372,9 +378,10 @@ def account_signals_at(
         # each reduction feeds several signals: computed once, held by the engine
         first_end = min(_end(d) for d in dates)
         days = cached(_feature_days(events, first_end - dt.timedelta(days=30), last_end))
-        first, catalogue = _first_uses(events, last_end)
+        # every event before the last date is read once, for both the accounts' first uses and the catalogue
+        first, catalogue = _first_uses(cached(_first_days(events, last_end)))
         user_days = cached(_user_days(events, first_end - dt.timedelta(days=60), last_end))
-        from_events = [*_adoption(days, cached(first), catalogue, plan_features, on, dates_t),
+        from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t),
                        *_engagement(user_days, dates_t)]
         if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
             # inside the one query the engine would hold every part's working memory at once, and spill it
