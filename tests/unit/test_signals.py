@@ -14,7 +14,8 @@ from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
 from upcurve.engine import cached, connect
 from upcurve.revenue import revenue_tables
-from upcurve.signals import account_signals_at
+from upcurve.signals import TREND_DAYS, account_signals_at, accounts_table
+from upcurve.signals.health import HealthConfig
 from upcurve.simulate import simulate_tables
 from upcurve.simulate import write_folder as write_tables
 from upcurve.sources import LoadedData, load_folder
@@ -250,9 +251,6 @@ def test_event_parts_held_apart_give_the_same_signals(tmp_path: Path, url: str,
 def test_the_accounts_table_computes_the_signals_it_is_not_given(tmp_path: Path) -> None:
     """``accounts_table`` without ``signals`` computes them itself at the as-of date and ``TREND_DAYS`` before: the
     same rows as reading them from the signals a run holds for every date (as ``compute_run`` gives them)."""
-    from upcurve.signals import TREND_DAYS, accounts_table
-    from upcurve.signals.health import HealthConfig
-
     folder = write_tables(simulate_tables(40, 14, seed=3, events=True), tmp_path / "simulated", "parquet")
     as_of = dt.date(2024, 2, 29)
     loaded = load_folder(folder, connect("duckdb://"), as_of=as_of, policy=RevenuePolicy())

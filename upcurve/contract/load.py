@@ -249,11 +249,12 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
                 "Every recurring line names its plan; only one_time lines may leave it empty",
             )
         )
+    # a line marked as a billing system's proration (read as the ledger reads it)
+    proration = (_strip(raw, t.proration.cast("string")) == "true").fill_null(False) if "proration" in present \
+        else ibis.literal(False)
     if {"amount", "kind"} <= present:
         amount = _parsed(raw, schema.column("amount"))
         kind = _strip(raw, t.kind.cast("string"))
-        proration = (_strip(raw, t.proration.cast("string")) == "true").fill_null(False) if "proration" in present \
-            else ibis.literal(False)
         rules.append(
             _Rule(
                 (amount < 0) & (kind != "one_time") & ~proration,
@@ -267,11 +268,9 @@ def _invoice_line_rules(raw: RawTable, present: set[str]) -> list[_Rule]:
     if "proration_share" in present:
         # a line not marked as a proration is measured over its whole period: a smaller share would be ignored
         share = _as_float(raw, schema.column("proration_share"))
-        marked = (_strip(raw, t.proration.cast("string")) == "true").fill_null(False) if "proration" in present \
-            else ibis.literal(False)
         rules.append(
             _Rule(
-                (share > 0) & (share < 1) & ~marked,
+                (share > 0) & (share < 1) & ~proration,
                 "a share of the period on a line that is not a proration",
                 "proration_share",
                 t.proration_share.cast("string"),
