@@ -113,6 +113,18 @@ def test_adoption_engagement_and_premium_gap(signals) -> None:
     assert a["stickiness"] is not None and 0 < a["stickiness"] <= 1
 
 
+def test_each_users_categories_are_counted_as_pairs_whatever_their_text(tmp_path: Path) -> None:
+    # user "a|b" in category "c" and user "a" in category "b|c": two (user, category) pairs, though the same text
+    # once joined with "|" (user ids such as "auth0|5f7c…" are common)
+    events = ("ts,account_id,user_id,event,feature,category\n"
+              "2025-06-10 10:00:00,A,a|b,feature_used,projects,c\n"
+              "2025-06-11 10:00:00,A,a,feature_used,dashboards,b|c\n")
+    a = {r["account_id"]: r for r in run_folder(_company(tmp_path / "d", events), "2025-06-30")
+         .tables["accounts"].to_pylist()}["A"]
+    assert a["categories_used_30d"] == 2 and a["active_users"] == 8
+    assert a["categories_per_active_user"] == pytest.approx(2 / 8)
+
+
 def test_lifecycle(signals) -> None:
     a = signals["A"]
     assert a["tenure_days"] == 180  # 2025-01-01 to 2025-06-30

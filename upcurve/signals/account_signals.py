@@ -256,8 +256,9 @@ def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_feature
     # (`owned` and `sold` are distinct on their keys, so an inner join keeps exactly a semi join's rows; SQLite
     # has no semi join.)
     used = recent.join(owned, key)
-    # distinct counts in two groupings (each user's categories, then the account's) rather than a distinct count
-    # of a joined text: the same numbers, a tenth faster on 100 M events
+    # distinct counts in two groupings (each user's categories, then the account's): exact where a distinct count
+    # of "user|category" text took user "a|b" in "c" and user "a" in "b|c" for one pair, and a tenth faster on
+    # 100 M events
     pairs = used.select(*_KEY, "user_id", "category").distinct()
     breadth = pairs.group_by(list(_KEY)).aggregate(
         categories_used_30d=pairs.category.nunique(),
