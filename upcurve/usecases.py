@@ -275,7 +275,7 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     for n, (name, expr) in enumerate(revenue.tables.items(), start=1):
         say(f"computing {name}: {n} of {len(revenue.tables)} revenue tables")
         results[name] = money_columns(expr.to_pyarrow())
-    say("computing each account's health and signals")
+    say("scoring each account's health")  # read from the signals held above
     scored = accounts.to_pyarrow()
     if scorer is None:
         say("learning expansion and churn from the company's history")
