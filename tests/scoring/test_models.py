@@ -7,10 +7,12 @@ import math
 import numpy as np
 import pyarrow as pa
 import pytest
+from joblib import cpu_count
+from threadpoolctl import threadpool_limits
 
 from upcurve.errors import UpcurveError
 from upcurve.scoring.backtest import ranking_metrics
-from upcurve.scoring.models import FEATURES, PropensityModel, feature_matrix
+from upcurve.scoring.models import FEATURES, PropensityModel, feature_matrix, tree_threads
 
 
 def test_ranking_metrics_by_hand() -> None:
@@ -74,3 +76,18 @@ def test_calibration_table_by_hand() -> None:
     assert [(r["bin"], r["rows"]) for r in rows] == [(1, 2), (2, 2)]
     assert rows[0]["mean_predicted"] == pytest.approx(0.15) and rows[0]["observed_rate"] == 0.0
     assert rows[1]["mean_predicted"] == pytest.approx(0.85) and rows[1]["observed_rate"] == 0.5
+
+
+def test_the_trees_learn_with_no_more_threads_than_openmp_allows() -> None:
+    """LightGBM's scikit-learn classes pick their own thread count; upcurve keeps it within OpenMP's limit (a
+    ``threadpool_limits`` block here, ``OMP_NUM_THREADS`` for a process) and the machine's physical cores."""
+    X, y = _data()
+    with threadpool_limits(limits=1, user_api="openmp"):
+        assert tree_threads() == 1
+        alone = PropensityModel(n_estimators=20).fit(X, y).booster_
+    assert alone.params["num_threads"] == 1
+    assert 1 <= tree_threads() <= cpu_count(only_physical_cores=True)
+    # and the same trees whatever the thread count (the parameters written after them name the count)
+    shared = PropensityModel(n_estimators=20).fit(X, y).booster_
+    assert shared.params["num_threads"] == tree_threads()
+    assert shared.model_to_string().split("parameters:")[0] == alone.model_to_string().split("parameters:")[0]

@@ -34,6 +34,7 @@ from upcurve.scoring.models import (
     categories_of,
     column_values,
     feature_matrix,
+    tree_threads,
 )
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.saved import parse_saved
@@ -403,6 +404,7 @@ class AccountScorer:
             self.lever_model_ = lightgbm.LGBMClassifier(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
                 random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
+                n_jobs=tree_threads(),
             ).fit(X[rows], target, categorical_feature=self._categorical or "auto").booster_
             self.lever_classes_ = classes
         else:
@@ -411,6 +413,7 @@ class AccountScorer:
             self.size_model_ = lightgbm.LGBMRegressor(
                 n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=20,
                 random_state=cfg.random_state, verbose=-1, deterministic=True, force_col_wise=True,
+                n_jobs=tree_threads(),
             ).fit(X[grew], np.log(net[grew]), categorical_feature=self._categorical or "auto").booster_
         positive = grew & (mrr > 0)
         if positive.any():
