@@ -33,8 +33,8 @@ def tree_threads() -> int:
     as scikit-learn's own models do.
 
     LightGBM's scikit-learn classes set their thread count themselves and so ignore both. Two processes on two cores
-    (two test workers, or two runs side by side) then ran two threads each, each spinning while it waited on the
-    other: the scoring tests took 95 s instead of 63 s (2026-12-06).
+    (two test workers, or two runs side by side) then ran two threads each, one spinning while the other process held
+    the second core: the scorer's tests took 79–92 s instead of 48–53 s (2026-12-06, docs/benchmarks.md).
     """
     import lightgbm  # noqa: F401  (loads the OpenMP runtime whose limit is read below)
     from joblib import cpu_count
