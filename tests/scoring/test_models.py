@@ -91,3 +91,25 @@ def test_the_trees_learn_with_no_more_threads_than_openmp_allows() -> None:
     shared = PropensityModel(n_estimators=20).fit(X, y).booster_
     assert shared.params["num_threads"] == tree_threads()
     assert shared.model_to_string().split("parameters:")[0] == alone.model_to_string().split("parameters:")[0]
+
+
+def test_predictions_and_reasons_keep_within_openmps_limit_too() -> None:
+    """LightGBM's predictions take OpenMP's default (every CPU the process may run on, more than a container's share)
+    unless told: each of the model's calls names the threads, and the values do not depend on them."""
+    X, y = _data()
+    model = PropensityModel(n_estimators=20).fit(X, y)
+    asked: list[object] = []
+    predict = model.booster_.predict
+
+    def recorded(*args: object, **kwargs: object) -> object:  # the real booster's calls, with the threads asked for
+        asked.append(kwargs.get("num_threads"))
+        return predict(*args, **kwargs)
+
+    model.booster_.predict = recorded
+    free = model.log_odds(X), model.contributions(X)
+    assert asked and set(asked) == {tree_threads()}
+    asked.clear()
+    with threadpool_limits(limits=1, user_api="openmp"):
+        limited = model.log_odds(X), model.contributions(X)
+    assert asked and set(asked) == {1}
+    assert np.array_equal(free[0], limited[0]) and np.array_equal(free[1], limited[1])

@@ -28,13 +28,15 @@ _OUTCOME = {"behind": 0.0, "on_track": 1.0, "exceeded": 2.0}
 
 
 def tree_threads() -> int:
-    """The threads LightGBM learns with: its own default, the machine's physical cores (within a container's CPU
-    limit), but no more than OpenMP is allowed: ``OMP_NUM_THREADS``, or a ``threadpoolctl.threadpool_limits`` block,
-    as scikit-learn's own models do.
+    """The threads LightGBM learns and predicts with: its own default for learning, the machine's physical cores
+    (within a container's CPU limit), but no more than OpenMP is allowed: ``OMP_NUM_THREADS``, or a
+    ``threadpoolctl.threadpool_limits`` block, as scikit-learn's own models do.
 
     LightGBM's scikit-learn classes set their thread count themselves and so ignore both. Two processes on two cores
     (two test workers, or two runs side by side) then ran two threads each, one spinning while the other process held
-    the second core: the scorer's tests took 79–92 s instead of 48–53 s (2026-12-06, docs/benchmarks.md).
+    the second core: the scorer's tests took 79–92 s instead of 48–53 s (2026-12-06, docs/benchmarks.md). Its
+    predictions take OpenMP's default unless told: every CPU the process may run on, which in a container with a
+    CPU quota is more than its share.
     """
     import lightgbm  # noqa: F401  (loads the OpenMP runtime whose limit is read below)
     from joblib import cpu_count
@@ -197,7 +199,7 @@ class PropensityModel:
         """
         self._check(X)
         if self.kind == "lightgbm":
-            return tree_contributions(self.booster_, X)
+            return tree_contributions(self.booster_, X, threads=tree_threads())
         Z = self._standardise(self._expand(X))
         return np.column_stack([self._folded(Z * self.coef_), np.full(len(Z), self.intercept_)])
 
@@ -205,7 +207,7 @@ class PropensityModel:
         """The model's raw output: the log-odds of the outcome for each row."""
         self._check(X)
         if self.kind == "lightgbm":
-            return np.asarray(self.booster_.predict(X, raw_score=True), dtype=float)
+            return np.asarray(self.booster_.predict(X, raw_score=True, num_threads=tree_threads()), dtype=float)
         return np.asarray(self._standardise(self._expand(X)) @ self.coef_ + self.intercept_, dtype=float)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -479,8 +479,8 @@ class AccountScorer:
             # a rule score is a rank, not a probability: it gives no expected amount
             cols["expected_expansion_mrr_cents"] = pa.nulls(frame.num_rows, pa.int64())
         else:
-            size = (np.exp(np.asarray(self.size_model_.predict(X), dtype=float)) if self.size_model_ is not None
-                    else mrr * self.size_ratio_)
+            size = (np.exp(np.asarray(self.size_model_.predict(X, num_threads=tree_threads()), dtype=float))
+                    if self.size_model_ is not None else mrr * self.size_ratio_)
             expected = np.rint(np.asarray(cols["expansion_propensity"]) * size).astype(np.int64)
             cols["expected_expansion_mrr_cents"] = np.where(mrr > 0, expected, 0)
         cols["recommended_lever"] = self._levers(X, rules["lever"])
@@ -490,7 +490,7 @@ class AccountScorer:
     def _levers(self, X: np.ndarray, from_signals: list[str | None]) -> list[str | None]:
         if self.lever_model_ is None:
             return from_signals
-        probs = np.asarray(self.lever_model_.predict(X), dtype=float)
+        probs = np.asarray(self.lever_model_.predict(X, num_threads=tree_threads()), dtype=float)
         if probs.ndim == 1:  # two levers only: the model gives the second one's probability
             probs = np.column_stack([1 - probs, probs])
         best = [self.lever_classes_[i] for i in probs.argmax(axis=1)]

@@ -25,11 +25,11 @@ _FAR = 1e300
 CELLS_FROM = 1_000
 
 
-def tree_contributions(booster: Any, X: np.ndarray, *, cells_from: int = CELLS_FROM) -> np.ndarray:
+def tree_contributions(booster: Any, X: np.ndarray, *, cells_from: int = CELLS_FROM, threads: int = 0) -> np.ndarray:
     """``booster.predict(X, pred_contrib=True)``: each feature's TreeSHAP value for each row, and the base value as
     the last column; computed tree by tree, once per cell, for ``cells_from`` rows or more and a booster of one
     tree per iteration (binary or regression); fewer rows, or any other booster, are explained by LightGBM's
-    single call.
+    single call. ``threads``: LightGBM's ``num_threads`` for its calls (0: OpenMP's default).
 
     Formula
     -------
@@ -56,7 +56,7 @@ def tree_contributions(booster: Any, X: np.ndarray, *, cells_from: int = CELLS_F
     rows, width = X.shape
     # a tree per class and iteration is not numbered as iterations are
     if rows < cells_from or booster.num_model_per_iteration() != 1:
-        return np.asarray(booster.predict(X, pred_contrib=True), dtype=float)
+        return np.asarray(booster.predict(X, pred_contrib=True, num_threads=threads), dtype=float)
     if rows == 0:
         return np.zeros((0, width + 1))
     trees = [_splits(tree["tree_structure"]) for tree in booster.dump_model()["tree_info"]]
@@ -73,7 +73,8 @@ def tree_contributions(booster: Any, X: np.ndarray, *, cells_from: int = CELLS_F
                 space = int(key.max()) + 1
             key, space = key * size + local, space * size
         one_per_cell, cell_of_row = _group(key, space, everywhere)
-        values = booster.predict(X[one_per_cell], start_iteration=at, num_iteration=1, pred_contrib=True)
+        values = booster.predict(X[one_per_cell], start_iteration=at, num_iteration=1, pred_contrib=True,
+                                 num_threads=threads)
         base += float(values[0, width])
         for feature in splits:
             out[feature] += values[cell_of_row, feature]
