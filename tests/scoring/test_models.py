@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import lightgbm
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -80,12 +81,13 @@ def test_calibration_table_by_hand() -> None:
 
 def test_the_trees_learn_with_no_more_threads_than_openmp_allows() -> None:
     """LightGBM's scikit-learn classes pick their own thread count; upcurve keeps it within OpenMP's limit (a
-    ``threadpool_limits`` block here, ``OMP_NUM_THREADS`` for a process) and the machine's physical cores."""
+    ``threadpool_limits`` block here, ``OMP_NUM_THREADS`` for a process) and the machine's physical cores. (LightGBM is
+    imported at the top, so its OpenMP runtime is loaded before the first limit is read, as in a fit.)"""
     X, y = _data()
     with threadpool_limits(limits=1, user_api="openmp"):
         assert tree_threads() == 1
         alone = PropensityModel(n_estimators=20).fit(X, y).booster_
-    assert alone.params["num_threads"] == 1
+    assert isinstance(alone, lightgbm.Booster) and alone.params["num_threads"] == 1
     assert 1 <= tree_threads() <= cpu_count(only_physical_cores=True)
     # and the same trees whatever the thread count (the parameters written after them name the count)
     shared = PropensityModel(n_estimators=20).fit(X, y).booster_

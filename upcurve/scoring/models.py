@@ -37,8 +37,10 @@ def tree_threads() -> int:
     the second core: the scorer's tests took 79–92 s instead of 48–53 s (2026-12-06, docs/benchmarks.md). Its
     predictions take OpenMP's default unless told: every CPU the process may run on, which in a container with a
     CPU quota is more than its share.
+
+    Called where LightGBM is imported (a fit, or a booster to predict with): its OpenMP runtime is then loaded, and
+    threadpoolctl reads the limits of the runtimes loaded.
     """
-    import lightgbm  # noqa: F401  (loads the OpenMP runtime whose limit is read below)
     from joblib import cpu_count
     from threadpoolctl import threadpool_info
 

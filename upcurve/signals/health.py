@@ -267,18 +267,19 @@ def health_scores(signals: ir.Table, config: HealthConfig, *, as_of: dt.date,
         weights[c.name] = w
     # each group's score, missing and weakest as columns first: the choice between the groups below reads each of
     # them several times, and as expressions they were written out again at every read (19 KB of one select)
-    groups = {"_product": config.components, **({"_billing": config.billing_components}
-                                                if config.billing_components else {})}
-    t = t.mutate(**{f"{group}_{part}": value for group, components in groups.items()
-                    for part, value in zip(("score", "missing", "weakest"),
-                                           _group(t, components, weights, config.missing), strict=True)})
-    score, missing, weakest = t._product_score, t._product_missing, t._product_weakest
+    parts = ("score", "missing", "weakest")
+    columns = dict(zip([f"_product_{p}" for p in parts], _group(t, config.components, weights, config.missing),
+                       strict=True))
+    if config.billing_components:
+        columns.update(zip([f"_billing_{p}" for p in parts],
+                           _group(t, config.billing_components, weights, config.missing), strict=True))
+    t = t.mutate(**columns)
+    score, missing, weakest = (t[f"_product_{p}"] for p in parts)
     basis = ibis.ifelse(score.isnull(), ibis.null("string"), ibis.literal("product"))
-    if "_billing" in groups:
-        billing = (t._billing_score, t._billing_missing, t._billing_weakest)
+    if config.billing_components:
         by_billing = score.isnull() & t._billing_score.notnull()
-        score, missing, weakest = (ibis.ifelse(by_billing, b, p)
-                                   for p, b in zip((score, missing, weakest), billing, strict=True))
+        score, missing, weakest = (ibis.ifelse(by_billing, t[f"_billing_{p}"], value)
+                                   for p, value in zip(parts, (score, missing, weakest), strict=True))
         basis = ibis.ifelse(by_billing, ibis.literal("billing"), basis)
     t = t.mutate(health_score=score.round(2), health_basis=basis, health_missing=missing, health_weakest=weakest,
                  health_override=ibis.null("string"))
