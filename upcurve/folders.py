@@ -142,8 +142,20 @@ def check_destination(dest: str | Path, *, inputs: Iterable[str | Path] = (), wh
     (everything in it listed in its manifest, unchanged). It must not be, hold or lie inside any of ``inputs``
     (the data a command reads), and its parent must be writable. Called before anything is computed, so a wrong
     option costs nothing, and again just before the swap.
+
+    An existing folder is read under the lock every swap holds: another upcurve process replacing it meanwhile
+    would otherwise show this check its old manifest beside its new files, each then "changed since upcurve wrote
+    it" (two processes saving a model into one folder were refused so).
     """
     out = Path(dest).expanduser().resolve()
+    if out.exists() and out.parent.is_dir():
+        with _locked(out.parent):
+            return _checked_destination(out, inputs=inputs, what=what)
+    return _checked_destination(out, inputs=inputs, what=what)
+
+
+def _checked_destination(out: Path, *, inputs: Iterable[str | Path], what: str) -> Path:
+    """:func:`check_destination` on a resolved path, the caller holding the lock when the folder exists."""
     for source in inputs:
         src = Path(source).expanduser().resolve()
         if _within(out, src) or _within(src, out):
@@ -357,7 +369,7 @@ def _write_folder(out: Path, fill: Callable[[Path], object], *, kind: str, input
         fill(stage)
         _sealed(stage, kind, info)
         with _locked(out.parent):
-            check_destination(out, inputs=inputs, what=what)  # nothing foreign arrived while we computed
+            _checked_destination(out, inputs=inputs, what=what)  # nothing foreign arrived while we computed
             if not out.exists():
                 stage.rename(out)
             elif _exchange(stage, out):
