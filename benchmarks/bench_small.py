@@ -7,21 +7,26 @@ Simulates a company of --accounts accounts × --months months (every contract ta
   from): building the Ibis expression, compiling it to SQL, and executing that SQL in DuckDB to Arrow, each
   separately.
 
+The garbage collector is set as the ``upcurve`` command sets it (``upcurve.cli.collect_garbage_less_often``);
+``--python-gc`` keeps Python's default thresholds instead, as a program calling the Python API has them.
+
 Prints seconds per step, the totals and peak RSS.
 
-    python benchmarks/bench_small.py [--accounts 300] [--months 24]
+    python benchmarks/bench_small.py [--accounts 300] [--months 24] [--python-gc]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import resource
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from upcurve.cli import collect_garbage_less_often
 from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
 from upcurve.engine import connect
@@ -50,7 +55,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--months", type=int, default=24)
+    parser.add_argument("--python-gc", action="store_true", help="keep Python's garbage collector thresholds")
     args = parser.parse_args()
+    if not args.python_gc:
+        collect_garbage_less_often()
+    print(f"garbage collector thresholds {gc.get_threshold()}")
     with tempfile.TemporaryDirectory() as tmp:
         data = write_folder(simulate_tables(args.accounts, args.months, seed=7), Path(tmp) / "data", "parquet")
         models = Path(tmp) / "models"

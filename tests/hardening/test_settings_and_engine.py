@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import tomllib
 from pathlib import Path
 
 import ibis
@@ -17,7 +18,8 @@ from ibis.backends.duckdb import Backend as DuckDBBackend
 from typer.testing import CliRunner
 
 from tests.conftest import write_folder
-from upcurve.cli import app
+from upcurve import cli
+from upcurve.cli import YOUNG_COLLECTION_THRESHOLD, app
 from upcurve.engine import DUCKDB_MEMORY_LIMIT, connect
 from upcurve.errors import ConfigError
 from upcurve.settings_file import load_config
@@ -236,3 +238,20 @@ def test_a_killed_runs_spill_folder_is_removed_by_the_next_engine_and_a_running_
         running.wait()
     assert sweep_spill_folders(tmp_path) == [used]
     assert [p.name for p in tmp_path.iterdir()] == [stranger.name]
+
+
+def test_the_command_line_collects_young_garbage_less_often_than_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``upcurve`` command (its console script and ``python -m upcurve``) raises the garbage collector's first
+    threshold before it parses its arguments, keeping the older generations' thresholds."""
+    seen: list[tuple[int, ...]] = []
+    monkeypatch.setattr(cli, "app", lambda: seen.append(gc.get_threshold()))
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's defaults, whatever the test process set
+    try:
+        cli.main()
+    finally:
+        gc.set_threshold(*before)
+    assert seen == [(YOUNG_COLLECTION_THRESHOLD, 10, 10)]
+    scripts = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["upcurve"] == "upcurve.cli:main"
+    assert "from upcurve.cli import main" in (Path(cli.__file__).parent / "__main__.py").read_text()
