@@ -39,13 +39,34 @@ from upcurve.sources import load_folder
 from upcurve.usecases import run
 
 
-def _steps(label: str, call: Callable[[Callable[[str], None]], object]) -> float:
-    """Run ``call`` with a progress callback; print how long each announced step took, and the total."""
+class _CollectorClock:
+    """The garbage collector's passes and the seconds they took (``gc.callbacks``), since the last ``reset``."""
+
+    def __init__(self) -> None:
+        self.passes, self.seconds, self._started = 0, 0.0, 0.0
+        gc.callbacks.append(self._tick)
+
+    def _tick(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.passes += 1
+            self.seconds += time.perf_counter() - self._started
+
+    def reset(self) -> None:
+        self.passes, self.seconds = 0, 0.0
+
+
+def _steps(label: str, call: Callable[[Callable[[str], None]], object], collector: _CollectorClock) -> float:
+    """Run ``call`` with a progress callback; print how long each announced step took, the total and the garbage
+    collector's share of it."""
     marks: list[tuple[float, str]] = []
+    collector.reset()
     start = time.perf_counter()
     call(lambda message: marks.append((time.perf_counter(), message)))
     end = time.perf_counter()
-    print(f"\n{label}: {end - start:.2f} s")
+    print(f"\n{label}: {end - start:.2f} s (the garbage collector: {collector.passes:,} passes, "
+          f"{collector.seconds:.2f} s)")
     for (t, message), (t_next, _) in zip(marks, [*marks[1:], (end, "")], strict=True):
         print(f"  {t_next - t:6.2f} s  {message}")
     return end - start
@@ -60,13 +81,15 @@ def main() -> None:
     if not args.python_gc:
         collect_garbage_less_often()
     print(f"garbage collector thresholds {gc.get_threshold()}")
+    collector = _CollectorClock()
     with tempfile.TemporaryDirectory() as tmp:
         data = write_folder(simulate_tables(args.accounts, args.months, seed=7), Path(tmp) / "data", "parquet")
         models = Path(tmp) / "models"
         print(f"{args.accounts:,} accounts × {args.months} months, every contract table")
-        first = _steps("run, learning the models", lambda say: run(data, None, models_dir=models, progress=say))
+        first = _steps("run, learning the models", lambda say: run(data, None, models_dir=models, progress=say),
+                       collector)
         saved = _steps("run, scoring with the saved model", lambda say: run(data, None, models_dir=models,
-                                                                             progress=say))
+                                                                             progress=say), collector)
 
         con = connect("duckdb://")
         policy = RevenuePolicy()

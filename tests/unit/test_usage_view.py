@@ -55,11 +55,14 @@ def _view(usage: list[dict[str, Any]], *, plans: pa.Table | None = None, held: d
         "period_end": [dt.date(2024, 4, 1)] * len(held)}, schema=LINES)
     schema = pa.schema([("ts", pa.timestamp("us")), ("account_id", pa.string()), ("metric", pa.string()),
                         ("quantity", pa.float64()), ("user_id", pa.string())])
-    tables = {"usage": ibis.memtable(pa.Table.from_pylist(usage, schema)),
-              "plans": ibis.memtable(plans if plans is not None else _plans()), "invoice_lines": ibis.memtable(lines)}
-    if users is not None:
-        tables["users"] = ibis.memtable(users)
+    # the tables in the engine, as a run gives them: the view holds a part of itself there for its two tables
     con = ibis.duckdb.connect()
+    arrow = {"usage": pa.Table.from_pylist(usage, schema), "plans": plans if plans is not None else _plans(),
+             "invoice_lines": lines, **({} if users is None else {"users": users})}
+    # a column with no value at all is text, as it reads from a file (an engine holds no column without a type)
+    tables = {name: con.create_table(name, rows.cast(pa.schema([
+        f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in rows.schema])))
+        for name, rows in arrow.items()}
     return {name: con.to_pyarrow(expr).to_pylist() for name, expr in usage_view(tables, as_of=AS_OF,
                                                                                  config=config).items()}
 

@@ -41,6 +41,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from upcurve.engine import cached
 from upcurve.errors import ConfigError
 from upcurve.pricing import PriceModel, minor_unit_digits, price_model_from_json
 from upcurve.pricing.bulk import charge_expression
@@ -209,8 +210,10 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
         else_=root,
     )
     this_period = rows.used_this_period + _integral(rows._c, rows._s, 0.0, days_left)
-    rows = rows.mutate(days_until_limit=ibis.ifelse(days <= days_left, days, ibis.null("float64")),
-                       projected_this_period=this_period)
+    # held by the engine: the usage and the projection (a copy per period ahead) both read it, and its joins and
+    # the 90 days' sums would otherwise be compiled and computed for each
+    rows = cached(rows.mutate(days_until_limit=ibis.ifelse(days <= days_left, days, ibis.null("float64")),
+                              projected_this_period=this_period))
     share_projected = ibis.ifelse(rows.usage_limit > 0, rows.projected_this_period / rows.usage_limit,
                                   ibis.null("float64"))
     account_usage = rows.mutate(
@@ -225,7 +228,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     periods = []
     for k in range(config.periods_ahead + 1):
         start, stop = _month_start(as_of, k), _month_start(as_of, k + 1)
-        use = this_period if k == 0 else _integral(rows._c, rows._s, float((start - as_of).days - 1),
+        use = rows.projected_this_period if k == 0 else _integral(rows._c, rows._s, float((start - as_of).days - 1),
                                                    float((stop - as_of).days - 1))
         periods.append(rows.select("account_id", "metric", "plan_id", "usage_limit", period_start=ibis.date(start),
                                    periods_ahead=ibis.literal(k, "int64"), projected_use=use))
