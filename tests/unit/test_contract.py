@@ -227,3 +227,18 @@ def test_rates_by_month_and_by_day_in_one_file_are_refused_with_how_to_choose(tm
     assert "only one of them" in errors[0].rule
     assert errors[0].hint == CONTRACT["fx_rates"].one_of_hint and "in force from the first of its month" in \
         errors[0].hint
+
+
+def test_a_billing_csv_is_read_once_so_every_check_sees_the_same_file(tmp_path: Path) -> None:
+    """A billing table's CSV file (of up to ``HELD_CSV_BYTES``) is parsed once when read and held by the engine:
+    the checks after it (each a pass over the table) see the file as it was read, even when it is rewritten
+    meanwhile (by an export still running, say), and none of them parses it again."""
+    from upcurve.contract import read_folder, validate
+    from upcurve.engine import connect
+
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES, "accounts": "account_id,name\nA,Acme\n"})
+    data = read_folder(folder, connect("duckdb://"))
+    (folder / "invoice_lines.csv").write_text(GOOD_LINES.replace(",20,USD,2024-02-01", ",twenty,USD,2024-02-01"))
+    assert [p.describe() for p in validate(data) if p.severity == "error"] == []
+    rules = [p.rule for p in _errors(folder)]
+    assert len(rules) == 1 and rules[0].startswith("not a number"), "read again, the rewritten file is checked"

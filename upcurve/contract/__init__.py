@@ -4,10 +4,11 @@ from upcurve.contract.features import plan_features
 from upcurve.contract.known import known_at
 from upcurve.contract.load import typed_tables, validate
 from upcurve.contract.read import DataFolder, RawTable, database_folder, read_folder
-from upcurve.contract.schema import CONTRACT, Column, TableSchema, table_schema
+from upcurve.contract.schema import CONTRACT, EVENT_SCALE, Column, TableSchema, table_schema
 
 __all__ = [
     "CONTRACT",
+    "EVENT_SCALE",
     "Column",
     "DataFolder",
     "RawTable",

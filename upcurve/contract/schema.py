@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "CONTRACT",
     "EARLIEST",
+    "EVENT_SCALE",
     "LATEST",
     "MAX_COLUMNS",
     "MAX_PERIOD_YEARS",
@@ -101,6 +102,10 @@ class TableSchema:
 
 
 _ACCOUNT_REF = (("account_id", "accounts", "account_id"),)
+
+#: Tables at the scale of product events, which can hold hundreds of millions of rows: read from their files by
+#: every pass over them (each check, each query) instead of being held by the engine.
+EVENT_SCALE = ("events", "usage")
 
 CONTRACT: dict[str, TableSchema] = {
     t.name: t

@@ -13,16 +13,12 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
-from upcurve.contract import DataFolder, known_at, read_folder, typed_tables, validate
+from upcurve.contract import EVENT_SCALE, DataFolder, known_at, read_folder, typed_tables, validate
 from upcurve.engine import file_reader, hand_over, reads_parquet, tune_for_compute
 from upcurve.errors import ContractError, Problem, UpcurveError
 
 __all__ = ["EVENT_SCALE", "LoadedData", "as_of_bounds", "check_folder", "check_tables", "folder_fingerprint",
            "load_checked", "load_folder"]
-
-#: Tables read from their files by every query instead of being held in the engine: they are the largest.
-EVENT_SCALE = ("events", "usage")
-
 
 @dataclass
 class LoadedData:
