@@ -469,10 +469,10 @@ app.command("levers")(levers_command)
 
 #: How many net allocations of container objects Python's garbage collector lets pass before it looks at the young
 #: ones (Python's default is 700). Importing Ibis, sqlglot, pandas and scikit-learn and building a run's queries make
-#: millions of short-lived objects: at 700 the collector ran about 1,000 times in one `upcurve run` of a 300-account
-#: company and took about 1 s of its 6–7 s, at 10,000 about 60 times and 0.3 s, and higher thresholds gave no more
-#: (benchmarks/bench_small.py, docs/benchmarks.md). Objects are still freed by their reference counts at once; only
-#: a cycle among them waits for the next collection.
+#: many short-lived objects: at 700 the collector ran about 1,000 times in one process importing upcurve and running
+#: a 300-account company (6.3–8.1 s) and took 0.9–1.1 s of it, at 10,000 about 60 times and 0.3–0.4 s, and higher
+#: thresholds gave no more (benchmarks/bench_small.py, docs/benchmarks.md). Objects are still freed by their
+#: reference counts at once; only a cycle among them waits for the next collection.
 YOUNG_COLLECTION_THRESHOLD = 10_000
 
 
@@ -483,7 +483,7 @@ def collect_garbage_less_often() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """The ``upcurve`` command."""
+def main() -> None:
+    """The ``upcurve`` command (its console script and ``python -m upcurve``)."""
     collect_garbage_less_often()
     app()

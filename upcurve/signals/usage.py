@@ -141,6 +141,9 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
                currency: str = "USD") -> dict[str, ir.Table]:
     """The usage view's tables (:data:`USAGE_TABLES`) at ``as_of``; none when the data has no ``usage`` table.
 
+    Their shared rows (one per account and metric: the windows' sums, the held plan, the limit and the pace) are
+    computed here and held by the tables' engine, so ``tables`` must be bound to one (as a run's are).
+
     Raises
     ------
     ConfigError
@@ -229,7 +232,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     for k in range(config.periods_ahead + 1):
         start, stop = _month_start(as_of, k), _month_start(as_of, k + 1)
         use = rows.projected_this_period if k == 0 else _integral(rows._c, rows._s, float((start - as_of).days - 1),
-                                                   float((stop - as_of).days - 1))
+                                                                  float((stop - as_of).days - 1))
         periods.append(rows.select("account_id", "metric", "plan_id", "usage_limit", period_start=ibis.date(start),
                                    periods_ahead=ibis.literal(k, "int64"), projected_use=use))
     projection = ibis.union(*periods) if len(periods) > 1 else periods[0]
