@@ -242,3 +242,16 @@ def test_a_billing_csv_is_read_once_so_every_check_sees_the_same_file(tmp_path: 
     assert [p.describe() for p in validate(data) if p.severity == "error"] == []
     rules = [p.rule for p in _errors(folder)]
     assert len(rules) == 1 and rules[0].startswith("not a number"), "read again, the rewritten file is checked"
+
+
+def test_what_was_held_for_the_checks_is_dropped_once_the_tables_are_handed_over(tmp_path: Path) -> None:
+    """The CSV files parsed once for the checks are not kept beside the typed tables the run reads."""
+    from upcurve.config import RevenuePolicy
+    from upcurve.engine import connect
+    from upcurve.sources import load_folder
+
+    folder = write_folder(tmp_path / "d", {"invoice_lines": GOOD_LINES, "accounts": "account_id,name\nA,Acme\n"})
+    engine = connect("duckdb://")
+    loaded = load_folder(folder, engine, as_of=None, policy=RevenuePolicy())
+    held = {row[0] for row in engine.raw_sql("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert held == {table.get_name().rsplit(".", 1)[-1] for table in loaded.tables.values()}, "held for the checks"

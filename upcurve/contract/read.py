@@ -89,6 +89,15 @@ class DataFolder:
     notes: tuple[Problem, ...] = ()
     problems: tuple[Problem, ...] = ()
 
+    def release(self) -> None:
+        """Drop the tables the engine holds for the checks (a CSV file parsed once, a database's table with its rows
+        numbered). Call it once the checked tables are handed over: the steps after read those, and a held table
+        would otherwise stay beside them for the whole run (Ibis keeps a held table while a table held from it
+        lives)."""
+        for raw in self.tables.values():
+            if isinstance(raw.table, ir.CachedTable):
+                raw.table.release()
+
 
 def _discover(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
     problems: list[Problem] = []
@@ -359,8 +368,8 @@ def engine_problem(file: str, location: str, exc: Exception) -> Problem:
 #: The largest CSV file (bytes) of a table not at the scale of events that is parsed once and held by DuckDB for the
 #: checks. Measured 2026-12-07, alternating with the code before: a two-account folder's checks 0.35–0.41 s →
 #: 0.30–0.40 s (compiling their 17 queries 0.104–0.115 s → 0.068–0.091 s), 30,000 accounts' billing
-#: (a 52 MB invoice_lines.csv) 3.72–4.02 s → 3.12–3.43 s; at 100,000 accounts (170 MB) no faster (9.1 s against
-#: 8.7 s), its text then taking DuckDB memory the computing after it needs. A larger file is parsed by each check.
+#: (a 52 MB invoice_lines.csv) 3.72–4.02 s → 3.12–3.43 s; at 100,000 accounts (170 MB) held checks were no faster
+#: (9.1 s against 8.7 s, one run each), so a larger file is parsed by each check.
 HELD_CSV_BYTES = 64 * 1024**2
 
 
@@ -373,9 +382,9 @@ def _read(con: DuckDBBackend, name: str, path: Path, header: _Header) -> RawTabl
         # DuckDB keeps the file's order when reading (preserve_insertion_order), so the row number is the position.
         table = table.mutate(**{ROW: ibis.row_number() + 2})
         if name not in EVENT_SCALE and path.stat().st_size <= HELD_CSV_BYTES:
-            # parsed once and held by the engine (until the table is no longer used): every check is a pass over
-            # the file, and each pass over a CSV view parsed it again and numbered its lines again
-            table = table.cache()
+            # parsed once and held by the engine until the checked tables are handed over (DataFolder.release):
+            # every check is a pass over the file, and each pass over a CSV view parsed it and numbered its lines again
+            table = cached(table)
         return RawTable(name, path, table, "line", header.unusable)
     table = con.read_parquet(path, table_name=f"raw_{name}", file_row_number=True)
     table = table.mutate(**{ROW: table.file_row_number + 1}).drop("file_row_number")

@@ -204,7 +204,9 @@ def _weighted(scores: list[tuple[ir.FloatingValue, ir.FloatingValue]], missing: 
 
 def _signals_read(c: Component) -> set[str]:
     """The signals a component scores from: its own, or its parts'."""
-    return set().union(*map(_signals_read, c.parts)) if c.parts else {c.signal} if c.signal else set()
+    if c.parts:
+        return set().union(*map(_signals_read, c.parts))
+    return {c.signal} if c.signal else set()
 
 
 def _component_score(signals: ir.Table, c: Component, missing: str) -> ir.FloatingValue:

@@ -142,6 +142,7 @@ def load_checked(folder: DataFolder, engine: ibis.BaseBackend, *, as_of: dt.date
     # an engine that reads files (Spark) is given typed Parquet files, kept as long as the tables that read them
     stage = tempfile.TemporaryDirectory(prefix="upcurve-stage-") if reads_parquet(engine) else None
     tables = hand_over(engine, typed, in_place=EVENT_SCALE, stage=stage.name if stage else None)
+    folder.release()  # what was held for the checks: the steps after read the tables handed over
     tune_for_compute(engine)
     return LoadedData(as_of, first, tables, notes, source=source, fingerprint=fingerprint,
                       keep_alive=(stage, keep_alive))
