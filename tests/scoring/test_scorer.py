@@ -12,6 +12,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.conftest import run_folder, write_folder
@@ -36,7 +38,14 @@ from upcurve.scoring import (
     snapshot_health,
 )
 from upcurve.scoring.context import context_columns, context_label
-from upcurve.scoring.reasons import FEATURE_LABELS, WHEN_EMPTY, probability_contributions, top_reasons
+from upcurve.scoring.reasons import (
+    FEATURE_HINTS,
+    FEATURE_LABELS,
+    WHEN_EMPTY,
+    describe,
+    probability_contributions,
+    top_reasons,
+)
 from upcurve.signals.health import HealthConfig
 from upcurve.simulate import simulate_company
 from upcurve.sources import load_folder
@@ -108,6 +117,48 @@ def test_reasons_name_real_features_in_words() -> None:
     assert top_reasons(["days_to_renewal", "seat_saturation", "tickets_30d"], np.array([[np.nan, np.nan, 1.0]]),
                        np.array([[-0.012, 0.3, 0.004]])) == [
         "+30 points of probability: seats not priced on its plans; -1 point of probability: no renewal date"]
+
+
+_SIZES = st.sampled_from([0.0, -0.0, 0.004, 0.005, 0.015, -0.015, 0.21, -0.21, 0.3, 1.0])
+_VALUES = st.sampled_from([np.nan, 0.0, -0.0, 1.0, 12.0, 0.96, -40.0, 123456.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), rows=st.integers(0, 6), width=st.integers(1, 5), k=st.integers(1, 4))
+def test_reasons_are_each_rows_largest_contributions_in_words(data: st.DataObject, rows: int, width: int,
+                                                              k: int) -> None:
+    """Row by row as a person would pick them: the ``k`` largest contributions by size, the first of equal sizes
+    first, each rounded to whole points and left out at zero; the same value in words wherever it appears."""
+    names = data.draw(st.lists(st.sampled_from([*FEATURE_LABELS, "outcome_level", "seat_saturation", "an_input"]),
+                               min_size=width, max_size=width))
+    contrib = np.array(data.draw(st.lists(st.lists(st.one_of(_SIZES, st.floats(-1, 1)), min_size=width,
+                                                   max_size=width), min_size=rows, max_size=rows)),
+                       dtype=float).reshape(rows, width)
+    values = np.array(data.draw(st.lists(st.lists(st.one_of(_VALUES, st.floats(-1e6, 1e6)), min_size=width,
+                                                  max_size=width), min_size=rows, max_size=rows)),
+                      dtype=float).reshape(rows, width)
+    expected = []
+    for row in range(rows):
+        largest = sorted(range(width), key=lambda j: -abs(contrib[row, j]))[:k]  # sorted() keeps ties in order
+        parts = []
+        for j in largest:
+            points = round(contrib[row, j] * 100)
+            if points:
+                value = values[row, j]
+                hint = FEATURE_HINTS.get(names[j]) if not np.isnan(value) else None
+                parts.append(f"{points:+d} {'point' if abs(points) == 1 else 'points'} of probability: "
+                             f"{describe(names[j], value, currency='EUR')}{f' ({hint})' if hint else ''}")
+        expected.append("; ".join(parts))
+    assert top_reasons(names, values, contrib, k, currency="EUR") == expected
+    # probability points: each row as it would be alone, and they add up to its probability
+    with_base = np.column_stack([contrib, np.full(rows, -0.7)])
+    points, base = probability_contributions(with_base, 0.9, 0.1)
+    for row in range(rows):
+        alone, alone_base = probability_contributions(with_base[row:row + 1], 0.9, 0.1)
+        np.testing.assert_allclose(points[row], alone[0], rtol=1e-12, atol=1e-15)
+        assert base[row] == alone_base[0]
+    np.testing.assert_allclose(base + points.sum(axis=1),
+                               PlattCalibration(0.9, 0.1)(with_base.sum(axis=1)), atol=1e-12)
 
 
 def test_cold_start_rules_by_hand() -> None:
