@@ -143,9 +143,7 @@ class PropensityModel:
             codes = np.asarray(X, dtype=float)[:, list(categorical)]
             seen = np.nan_to_num(np.nanmax(codes, axis=0, initial=-1), nan=-1).astype(int) + 1
             self.levels_ = [(int(at), int(n)) for at, n in zip(categorical, seen, strict=True) if n > 0]
-            X = self._expand(X)
-            self.median_ = _finite_medians(X)
-            Z = self._standardise(X, fit=True)
+            Z = self._standardised(X, fit=True)
             fitted = LogisticRegression(max_iter=2000, C=0.5).fit(Z, y, sample_weight=sample_weight)
             self.coef_ = np.asarray(fitted.coef_[0], dtype=float)
             self.intercept_ = float(fitted.intercept_[0])
@@ -175,15 +173,24 @@ class PropensityModel:
             at_column += n
         return out
 
-    def _standardise(self, X: np.ndarray, *, fit: bool = False) -> np.ndarray:
-        filled = np.where(np.isfinite(X), X, self.median_)
+    def _standardised(self, X: np.ndarray, *, fit: bool = False) -> np.ndarray:
+        """The logistic model's input: :meth:`_expand`'s columns, an empty or infinite value replaced by its
+        column's training median, then each column less its training mean over its spread (a constant column's
+        spread taken as 1). ``fit``: learn the medians, means and spreads from ``X`` first.
+
+        Filled and scaled in place in the one array :meth:`_expand` makes: hundreds of thousands of rows are
+        standardised many times in training, and each new array of that size costs as much as the arithmetic."""
+        out = self._expand(X)
         if fit:
-            self.mean_ = filled.mean(axis=0)
-            spread = filled.std(axis=0)
+            self.median_ = _finite_medians(out)
+        np.copyto(out, self.median_, where=~np.isfinite(out))
+        if fit:
+            self.mean_ = out.mean(axis=0)
+            spread = out.std(axis=0)
             self.scale_ = np.where(spread > 0, spread, 1.0)
-        filled -= self.mean_  # in place: hundreds of thousands of rows are standardised many times in training
-        filled /= self.scale_
-        return filled
+        out -= self.mean_
+        out /= self.scale_
+        return out
 
     def _check(self, X: np.ndarray) -> None:
         if not hasattr(self, "n_features_in_"):
@@ -202,7 +209,7 @@ class PropensityModel:
         self._check(X)
         if self.kind == "lightgbm":
             return tree_contributions(self.booster_, X, threads=tree_threads())
-        Z = self._standardise(self._expand(X))
+        Z = self._standardised(X)
         return np.column_stack([self._folded(Z * self.coef_), np.full(len(Z), self.intercept_)])
 
     def log_odds(self, X: np.ndarray) -> np.ndarray:
@@ -210,7 +217,7 @@ class PropensityModel:
         self._check(X)
         if self.kind == "lightgbm":
             return np.asarray(self.booster_.predict(X, raw_score=True, num_threads=tree_threads()), dtype=float)
-        return np.asarray(self._standardise(self._expand(X)) @ self.coef_ + self.intercept_, dtype=float)
+        return np.asarray(self._standardised(X) @ self.coef_ + self.intercept_, dtype=float)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """The probability of the outcome for each row (before any calibration)."""
@@ -301,9 +308,12 @@ class PlattCalibration:
 def _finite_medians(X: np.ndarray) -> np.ndarray:
     """Each column's median over its finite values; 0 for a column with none (a signal no snapshot has, such as
     product usage in billing data), without numpy's warning about an all-missing column on the user's screen."""
-    finite = np.isfinite(X)
     medians = np.zeros(X.shape[1])
-    seen = finite.any(axis=0)
-    if seen.any():
-        medians[seen] = np.nanmedian(np.where(finite, X, np.nan)[:, seen], axis=0)
+    # column by column: numpy's nanmedian over a whole matrix copied it twice and took each column apart in Python
+    # anyway (about three times slower on a training sample of 400,000 rows)
+    for j in range(X.shape[1]):
+        column = X[:, j]
+        finite = column[np.isfinite(column)]
+        if finite.size:
+            medians[j] = np.median(finite)
     return medians
