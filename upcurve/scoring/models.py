@@ -186,9 +186,10 @@ class PropensityModel:
         np.copyto(out, self.median_, where=~np.isfinite(out))
         if fit:
             self.mean_ = out.mean(axis=0)
-            spread = out.std(axis=0)
-            self.scale_ = np.where(spread > 0, spread, 1.0)
         out -= self.mean_
+        if fit:  # numpy's std, without the copy it makes: the root of the centred columns' mean square
+            spread = np.sqrt(np.einsum("ij,ij->j", out, out) / len(out))
+            self.scale_ = np.where(spread > 0, spread, 1.0)
         out /= self.scale_
         return out
 
