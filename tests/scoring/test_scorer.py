@@ -161,6 +161,20 @@ def test_reasons_are_each_rows_largest_contributions_in_words(data: st.DataObjec
                                PlattCalibration(0.9, 0.1)(with_base.sum(axis=1)), atol=1e-12)
 
 
+def test_snapshots_are_learnt_from_labelled_and_in_training_order_whatever_order_they_come_in() -> None:
+    from upcurve.scoring.scorer import TRAINING_ORDER, _in_training_order
+
+    rng = np.random.default_rng(3)
+    rows = [{"snapshot_idx": int(m), "account_id": f"A{a}", "label_expansion": None if rng.random() < 0.2 else 1}
+            for m in range(4) for a in rng.permutation(30)]
+    shuffled = pa.Table.from_pylist([rows[i] for i in rng.permutation(len(rows))])
+    expected = shuffled.filter(pc.is_valid(shuffled["label_expansion"])).sort_by(TRAINING_ORDER)
+    assert _in_training_order(shuffled).equals(expected)
+    labelled = expected.filter(pc.is_valid(expected["label_expansion"]))
+    assert _in_training_order(labelled) is labelled  # as the engine returns a sample: taken as it comes
+    assert _in_training_order(labelled.take(list(range(labelled.num_rows))[::-1])).equals(labelled)
+
+
 def test_cold_start_rules_by_hand() -> None:
     frame = pa.table({
         "flag_usage_limit": [True, False, False], "flag_seat_saturation": [True, True, False],

@@ -114,7 +114,8 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig, *, most: int | Non
     if keep is None:
         return held.to_pyarrow(), None
     sample = labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"])
-    return sample.to_pyarrow(), keys.num_rows
+    # in the order they are learnt from, by the engine: the scorer then takes them as they come
+    return sample.order_by([name for name, _ in TRAINING_ORDER]).to_pyarrow(), keys.num_rows
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
