@@ -5,8 +5,8 @@ the feature matrix each LightGBM model explained while scoring, then explains it
 ``upcurve.scoring.treeshap.tree_contributions`` (once per cell of each tree) and LightGBM's ``pred_contrib`` over
 every row (the reference, and what upcurve did before). Prints, for each model in the order scoring explains them
 (expansion, then churn), seconds, rows per second and how far apart the values are; then the same rows' reasons in
-words, timed again from the values scoring had (``probability_contributions``, then ``top_reasons``: the three
-largest of each row, each put in words); and peak RSS.
+words from those values and the model card's calibration, as scoring puts them (``probability_contributions``,
+then ``top_reasons``: the three largest of each row, each put in words); and peak RSS.
 
     python benchmarks/bench_reasons.py [--accounts 100000] [--months 36]
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from upcurve.scoring import models, scorer
+from upcurve.scoring import TARGETS, models
 from upcurve.scoring.reasons import probability_contributions, top_reasons
 from upcurve.scoring.treeshap import tree_contributions
 from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
@@ -43,46 +43,41 @@ def main() -> None:
         return original(self, X)
 
     models.PropensityModel.contributions = keep
-    worded: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    points: list[tuple[np.ndarray, float, float]] = []
-
-    def keep_points(contrib: np.ndarray, scale: float, offset: float) -> tuple[np.ndarray, np.ndarray]:
-        points.append((contrib.copy(), scale, offset))
-        return probability_contributions(contrib, scale, offset)
-
-    def keep_words(*args: Any, **kwargs: Any) -> list[str]:
-        worded.append((args, kwargs))
-        return top_reasons(*args, **kwargs)
-
-    scorer.probability_contributions, scorer.top_reasons = keep_points, keep_words  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         tables = simulate_tables(args.accounts, args.months, seed=1)
         data = write_folder({k: v for k, v in tables.items() if k in BILLING_TABLES}, Path(tmp) / "data", "parquet")
         started = time.perf_counter()
-        run(data, None)
+        result = run(data, None)
         print(f"{args.accounts:,} accounts × {args.months} months: run in {time.perf_counter() - started:.1f} s")
     models.PropensityModel.contributions = original
-    scorer.probability_contributions, scorer.top_reasons = probability_contributions, top_reasons
-    print(f"{'model':<6} {'rows':>8} {'trees':>6} {'by cell':>9} {'rows/s':>10} {'LightGBM':>9} {'rows/s':>10} "
+    card = result.model_card or {}
+    # the targets LightGBM scored, in the order scoring explains them: each one's calibration turns its values to points
+    targets = [t for t in TARGETS if card.get("targets", {}).get(t, {}).get("model") == "lightgbm"]
+    print(f"{'model':<9} {'rows':>8} {'trees':>6} {'by cell':>9} {'rows/s':>10} {'LightGBM':>9} {'rows/s':>10} "
           f"{'faster':>7} {'largest difference':>19}")
-    for n, (booster, X) in enumerate(explained, start=1):
+    explanations = []
+    for target, (booster, X) in zip(targets, explained, strict=True):
         t0 = time.perf_counter()
         by_cell = tree_contributions(booster, X)
         t1 = time.perf_counter()
         reference = booster.predict(X, pred_contrib=True)
         t2 = time.perf_counter()
         rows = len(X)
-        print(f"{n:<6} {rows:>8,} {booster.num_trees():>6} {t1 - t0:>8.2f}s {rows / (t1 - t0):>10,.0f} "
+        print(f"{target:<9} {rows:>8,} {booster.num_trees():>6} {t1 - t0:>8.2f}s {rows / (t1 - t0):>10,.0f} "
               f"{t2 - t1:>8.2f}s {rows / (t2 - t1):>10,.0f} {(t2 - t1) / (t1 - t0):>6.1f}× "
               f"{float(np.abs(by_cell - reference).max()):>19.1e}")
-    print(f"{'model':<6} {'rows':>8} {'points':>9} {'in words':>9} {'rows/s':>10}")
-    for n, ((contrib, scale, offset), (args, kwargs)) in enumerate(zip(points, worded, strict=True), start=1):
+        explanations.append((target, X, by_cell))
+    # the same rows' reasons in words, from the values just computed, as scoring puts them
+    print(f"{'model':<9} {'rows':>8} {'points':>9} {'in words':>9} {'rows/s':>10}")
+    for target, X, contrib in explanations:
+        calibration = card["targets"][target]["calibration"]
         t0 = time.perf_counter()
-        probability_contributions(contrib, scale, offset)
+        points, _ = probability_contributions(contrib, calibration["a"], calibration["b"])
         t1 = time.perf_counter()
-        top_reasons(*args, **kwargs)
+        top_reasons(card["features"], X, points, currency=result.policy.reporting_currency,
+                    categories=card["categories"])
         t2 = time.perf_counter()
-        print(f"{n:<6} {len(contrib):>8,} {t1 - t0:>8.2f}s {t2 - t1:>8.2f}s {len(contrib) / (t2 - t0):>10,.0f}")
+        print(f"{target:<9} {len(X):>8,} {t1 - t0:>8.2f}s {t2 - t1:>8.2f}s {len(X) / (t2 - t0):>10,.0f}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:,.0f} MB")
 
