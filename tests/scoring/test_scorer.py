@@ -659,3 +659,34 @@ def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memo
     assert in_engine.card_["rows"] == config.max_training_rows
     assert in_engine.card_["snapshot_rows"] == in_memory.card_["snapshot_rows"] == labelled
     assert in_engine.learned and in_engine.to_files()["models.json"] == in_memory.to_files()["models.json"]
+
+
+def test_only_the_sampled_snapshots_are_labelled_and_read(company: Path) -> None:
+    """The sample is drawn from the labelled snapshots' keys before any label is computed: the signals it keeps are
+    exactly the snapshots sampling every labelled one in training order would keep, and it counts them all."""
+    from upcurve.contract import plan_features
+    from upcurve.scoring.scorer import TRAINING_ORDER, training_sample
+    from upcurve.scoring.training import _sampled_signals, training_dates
+    from upcurve.signals import account_signals_at
+
+    policy = RevenuePolicy()
+    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
+    config = ScoringConfig(max_training_rows=1_000)
+    dates = training_dates(loaded.first, loaded.as_of, config)
+    signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
+                                        [*dates, loaded.as_of]))  # a run's signals hold the as-of date too
+    everything = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of,
+                                    signals=signals).to_pyarrow()
+    labelled = everything.filter(pc.is_valid(everything["label_expansion"])).sort_by(TRAINING_ORDER)
+    expected = labelled.take(training_sample(labelled.num_rows, config)).select(["snapshot", "account_id"])
+
+    sample, sampled_from = _sampled_signals(signals, dates, revenue, config)
+    kept = sample.select(snapshot=sample.as_of, account_id=sample.account_id).to_pyarrow()
+    assert sampled_from == labelled.num_rows > 3 * config.max_training_rows
+    assert kept.num_rows == config.max_training_rows
+    assert kept.sort_by([("snapshot", "ascending"), ("account_id", "ascending")]).equals(
+        expected.sort_by([("snapshot", "ascending"), ("account_id", "ascending")]))
+    # few enough to learn from all: the signals as they are, nothing sampled
+    whole, counted = _sampled_signals(signals, dates, revenue, ScoringConfig(max_training_rows=10**6))
+    assert whole is signals and counted is None

@@ -18,7 +18,8 @@ from upcurve.revenue import month_end, month_index
 from upcurve.scoring.config import LEVERS
 from upcurve.signals import account_signals_at
 
-__all__ = ["labels_after", "premium_add_ons", "snapshot_dates", "training_snapshots"]
+__all__ = ["labels_after", "outcome_known", "premium_add_ons", "snapshot_dates", "snapshot_features",
+           "training_snapshots"]
 
 
 def snapshot_dates(first: dt.date, last: dt.date, *, warmup_months: int = 3) -> list[dt.date]:
@@ -110,7 +111,7 @@ def labels_after(snapshots: ir.Table, movements: ir.Table, calendar: ir.Table, *
     out = out.left_join(top, ["account_id", "snapshot_idx"]).select(out, top.expansion_source)
     out = out.left_join(lever, ["account_id", "snapshot_idx"]).select(out, lever.expansion_lever)
     out = out.left_join(every, ["account_id", "snapshot_idx"]).select(out, every.expansion_levers)
-    known = (out.snapshot_idx + horizon_months) <= calendar.month_idx.max().as_scalar()
+    known = outcome_known(out.snapshot_idx, calendar, horizon_months)
     net = out.net_expansion_cents.fill_null(0)
     grew = net > 0
     return out.select(
@@ -130,6 +131,21 @@ def premium_add_ons(plans: ir.Table) -> ir.Table:
     one-column table ``product``."""
     t = plans.group_by("product").aggregate(premium=as_int(plans.tier.lower() == "premium").min())
     return t.filter(t.premium == 1).select("product")
+
+
+def outcome_known(snapshot_idx: ir.IntegerValue, calendar: ir.Table, horizon_months: int) -> ir.BooleanValue:
+    """Whether a snapshot's whole outcome window has passed: its last month is within the calendar. A snapshot
+    has labels exactly where this holds (:func:`labels_after`)."""
+    return (snapshot_idx + horizon_months) <= calendar.month_idx.max().as_scalar()
+
+
+def snapshot_features(signals: ir.Table, dates: Sequence[dt.date]) -> ir.Table:
+    """The snapshots' features: the signals of every paying account at each of ``dates`` (``signals`` may hold
+    other dates too), the date as ``snapshot`` and its month as ``snapshot_idx``."""
+    feats = signals.filter(signals.as_of.isin(list(dates)) & (signals.mrr_cents > 0))
+    return feats.mutate(
+        snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")
+    ).rename(snapshot="as_of")
 
 
 def training_snapshots(
@@ -156,13 +172,8 @@ def training_snapshots(
     ``snapshot`` (date), ``snapshot_idx``, ``account_id``, the signal columns, then the label columns.
     """
     if signals is None:
-        feats = account_signals_at(tables, account_months, plan_features, dates)
-    else:  # already computed, at these dates among others
-        feats = signals.filter(signals.as_of.isin(list(dates)))
-    feats = feats.filter(feats.mrr_cents > 0)
-    features = feats.mutate(
-        snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")
-    ).rename(snapshot="as_of")
+        signals = account_signals_at(tables, account_months, plan_features, dates)
+    features = snapshot_features(signals, dates)
     labels = labels_after(features, movements, calendar, horizon_months=horizon_months,
                           product_months=product_months, premium=premium)
     out = features.left_join(labels, ["account_id", "snapshot_idx"]).select(

@@ -18,7 +18,13 @@ from upcurve.revenue import RevenueTables, month_end, month_index
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.context import account_context, context_columns
 from upcurve.scoring.scorer import TRAINING_ORDER, AccountScorer, training_sample
-from upcurve.scoring.snapshots import premium_add_ons, snapshot_dates, training_snapshots
+from upcurve.scoring.snapshots import (
+    outcome_known,
+    premium_add_ons,
+    snapshot_dates,
+    snapshot_features,
+    training_snapshots,
+)
 from upcurve.signals import account_signals_at
 
 __all__ = [
@@ -71,18 +77,46 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``.
 
     When the history could hold more than ``config.max_training_rows`` snapshots (accounts × training dates), the
-    engine holds them and the sample the scorer learns from (:func:`~upcurve.scoring.scorer.training_sample`) is
-    chosen from their keys: only its rows are read, the same rows as sampling them all in memory, without holding
-    them all (a million accounts' month ends would not fit in memory). A smaller history is read whole."""
+    sample the scorer learns from (:func:`~upcurve.scoring.scorer.training_sample`) is chosen from the labelled
+    snapshots' keys, and only its snapshots are labelled and read: the same rows as sampling them all in memory,
+    without computing or holding them all (a million accounts' month ends would not fit in memory). A smaller
+    history is read whole."""
     dates = training_dates(first, as_of, config)
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates))
+    sampled_from = None
+    if history_size(tables, dates) > config.max_training_rows:
+        signals, sampled_from = _sampled_signals(signals, dates, revenue, config)
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    rows, sampled_from = training_rows(snapshots, config, most=history_size(tables, dates))
+    if sampled_from is not None:  # in the order they are learnt from, by the engine: the scorer takes them as they come
+        rows = snapshots.order_by([name for name, _ in TRAINING_ORDER]).to_pyarrow()
+    else:
+        rows = snapshots.to_pyarrow()
     scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
+
+
+def _sampled_signals(signals: ir.Table, dates: list[dt.date], revenue: RevenueTables, config: ScoringConfig
+                     ) -> tuple[ir.Table, int | None]:
+    """The signals of the snapshots a scorer learns from, and how many labelled snapshots they were sampled from
+    (None, and ``signals`` as they are, when they are few enough to learn from all).
+
+    The sample (:func:`~upcurve.scoring.scorer.training_sample`) is drawn from the labelled snapshots' keys alone,
+    read from the signals (a paying account at a training date whose outcome window has passed, as
+    :func:`~upcurve.scoring.snapshots.labels_after` labels it), before any label or context is computed: only the
+    sample's snapshots are then labelled and read: at 100,000 accounts 400,000 of 1.7 million, instead of labelling
+    and holding them all to read under a quarter of them."""
+    feats = snapshot_features(signals, dates)
+    labelled = feats.filter(outcome_known(feats.snapshot_idx, revenue.calendar, config.horizon_months))
+    keys = labelled.select("snapshot_idx", "account_id", "snapshot").to_pyarrow().sort_by(TRAINING_ORDER)
+    keep = training_sample(keys.num_rows, config)
+    if keep is None:
+        return signals, None
+    chosen = ibis.memtable(keys.take(keep).select(["account_id", "snapshot"]))
+    sample = signals.semi_join(chosen, [signals.account_id == chosen.account_id, signals.as_of == chosen.snapshot])
+    return sample, keys.num_rows
 
 
 def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
