@@ -661,7 +661,7 @@ def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memo
     assert in_engine.learned and in_engine.to_files()["models.json"] == in_memory.to_files()["models.json"]
 
 
-def test_only_the_sampled_snapshots_are_labelled_and_read(company: Path) -> None:
+def test_the_sample_drawn_from_keys_keeps_the_snapshots_sampling_every_labelled_one_would(company: Path) -> None:
     """The sample is drawn from the labelled snapshots' keys before any label is computed: the signals it keeps are
     exactly the snapshots sampling every labelled one in training order would keep, and it counts them all."""
     from upcurve.contract import plan_features

@@ -125,22 +125,19 @@ def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
     return int(tables["accounts"].count().to_pyarrow().as_py()) * len(dates)
 
 
-def training_rows(snapshots: ir.Table, config: ScoringConfig, *, most: int | None = None
-                  ) -> tuple[pa.Table, int | None]:
-    """The snapshots a scorer learns from, read from the engine, and how many labelled ones they were sampled from
-    (None: not sampled here; :meth:`AccountScorer.fit` then learns from them all, or samples them itself).
+def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table, int | None]:
+    """The snapshots a scorer learns from, read from the engine (``snapshots``: labelled and unlabelled ones, such as
+    a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
+    here; :meth:`AccountScorer.fit` then learns from them all).
 
-    ``most``: how many snapshots the history can hold at most (one per account and training date), when known:
-    within the sample's size they are read whole without a query more. Otherwise the labelled snapshots are counted
-    in the engine first. Beyond the sample's size the engine holds them, their keys are read, and only the rows of
-    the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as sampling them all in
-    memory, without ever holding them all (a million accounts' month ends would not fit in memory)."""
-    if most is not None and most <= config.max_training_rows:
+    The labelled snapshots are counted in the engine first: within the sample's size they are read whole. Beyond
+    it the engine holds them, their keys are read, and only the rows of the sample
+    (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as sampling them all in memory,
+    without ever holding them all (a million accounts' month ends would not fit in memory). A run's learning
+    samples before labelling instead (:func:`fit_scorer`)."""
+    labelled = snapshots.filter(snapshots.label_expansion.notnull())
+    if int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
         return snapshots.to_pyarrow(), None
-    if most is None:
-        labelled = snapshots.filter(snapshots.label_expansion.notnull())
-        if int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
-            return snapshots.to_pyarrow(), None
     held = cached(snapshots)  # its keys are read, then its sample's rows
     labelled = held.filter(held.label_expansion.notnull())
     keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
