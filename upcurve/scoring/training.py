@@ -89,10 +89,7 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     if history_size(tables, dates) > config.max_training_rows:
         signals, sampled_from = _sampled_signals(signals, dates, revenue, config)
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    if sampled_from is not None:  # in the order they are learnt from, by the engine: the scorer takes them as they come
-        rows = snapshots.order_by([name for name, _ in TRAINING_ORDER]).to_pyarrow()
-    else:
-        rows = snapshots.to_pyarrow()
+    rows = (snapshots if sampled_from is None else _in_training_order(snapshots)).to_pyarrow()
     scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
@@ -110,13 +107,26 @@ def _sampled_signals(signals: ir.Table, dates: list[dt.date], revenue: RevenueTa
     and holding them all to read under a quarter of them."""
     feats = snapshot_features(signals, dates)
     labelled = feats.filter(outcome_known(feats.snapshot_idx, revenue.calendar, config.horizon_months))
-    keys = labelled.select("snapshot_idx", "account_id", "snapshot").to_pyarrow().sort_by(TRAINING_ORDER)
-    keep = training_sample(keys.num_rows, config)
-    if keep is None:
+    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id", "snapshot"), config)
+    if chosen is None:
         return signals, None
-    chosen = ibis.memtable(keys.take(keep).select(["account_id", "snapshot"]))
     sample = signals.semi_join(chosen, [signals.account_id == chosen.account_id, signals.as_of == chosen.snapshot])
-    return sample, keys.num_rows
+    return sample, labelled_count
+
+
+def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]:
+    """The sample (:func:`~upcurve.scoring.scorer.training_sample`) drawn from the labelled snapshots' ``keys``
+    (``snapshot_idx``, ``account_id`` and any other column the caller joins on) in training order, as an in-memory
+    table for the engine to join, and how many keys there were; None when there are few enough to learn from all.
+    Only the keys are read: the same sample as drawing from every snapshot read whole."""
+    found = keys.to_pyarrow().sort_by(TRAINING_ORDER)
+    keep = training_sample(found.num_rows, config)
+    return (None if keep is None else ibis.memtable(found.take(keep))), found.num_rows
+
+
+def _in_training_order(snapshots: ir.Table) -> ir.Table:
+    """``snapshots`` ordered by the engine as the scorer learns from them, which then takes them as they come."""
+    return snapshots.order_by([name for name, _ in TRAINING_ORDER])
 
 
 def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
@@ -130,23 +140,16 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table,
     a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
     here; :meth:`AccountScorer.fit` then learns from them all).
 
-    The labelled snapshots are counted in the engine first: within the sample's size they are read whole. Beyond
-    it the engine holds them, their keys are read, and only the rows of the sample
-    (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as sampling them all in memory,
-    without ever holding them all (a million accounts' month ends would not fit in memory). A run's learning
-    samples before labelling instead (:func:`fit_scorer`)."""
+    The labelled snapshots' keys are read first: within the sample's size the snapshots are read whole. Beyond it
+    only the rows of the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as
+    sampling them all in memory, without ever reading them all (a million accounts' month ends would not fit in
+    memory). ``snapshots`` is read twice, so a caller holds it in the engine (a backtest holds its history once for
+    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`)."""
     labelled = snapshots.filter(snapshots.label_expansion.notnull())
-    if int(labelled.count().to_pyarrow().as_py()) <= config.max_training_rows:
+    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
+    if chosen is None:
         return snapshots.to_pyarrow(), None
-    held = cached(snapshots)  # its keys are read, then its sample's rows
-    labelled = held.filter(held.label_expansion.notnull())
-    keys = labelled.select("snapshot_idx", "account_id").to_pyarrow().sort_by(TRAINING_ORDER)
-    keep = training_sample(keys.num_rows, config)
-    if keep is None:
-        return held.to_pyarrow(), None
-    sample = labelled.join(ibis.memtable(keys.take(keep)), ["snapshot_idx", "account_id"])
-    # in the order they are learnt from, by the engine: the scorer then takes them as they come
-    return sample.order_by([name for name, _ in TRAINING_ORDER]).to_pyarrow(), keys.num_rows
+    return _in_training_order(labelled.semi_join(chosen, ["snapshot_idx", "account_id"])).to_pyarrow(), labelled_count
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
