@@ -89,7 +89,7 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     if history_size(tables, dates) > config.max_training_rows:
         signals, sampled_from = _sampled_signals(signals, dates, revenue, config)
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    rows = (snapshots if sampled_from is None else _in_training_order(snapshots)).to_pyarrow()
+    rows = (snapshots if sampled_from is None else _ordered_for_learning(snapshots)).to_pyarrow()
     scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
@@ -124,7 +124,7 @@ def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]
     return (None if keep is None else ibis.memtable(found.take(keep))), found.num_rows
 
 
-def _in_training_order(snapshots: ir.Table) -> ir.Table:
+def _ordered_for_learning(snapshots: ir.Table) -> ir.Table:
     """``snapshots`` ordered by the engine as the scorer learns from them, which then takes them as they come."""
     return snapshots.order_by([name for name, _ in TRAINING_ORDER])
 
@@ -149,7 +149,8 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table,
     chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
     if chosen is None:
         return snapshots.to_pyarrow(), None
-    return _in_training_order(labelled.semi_join(chosen, ["snapshot_idx", "account_id"])).to_pyarrow(), labelled_count
+    sample = labelled.semi_join(chosen, ["snapshot_idx", "account_id"])
+    return _ordered_for_learning(sample).to_pyarrow(), labelled_count
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
