@@ -58,6 +58,7 @@ from upcurve.scoring import (
     AccountScorer,
     account_context,
     check_saved_scorer,
+    draw_training_sample,
     fit_scorer,
     history_size,
     labelled_snapshots,
@@ -264,12 +265,15 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     say("computing MRR, movements and metrics")
     revenue = revenue_tables(tables, as_of=as_of, first=loaded.first, policy=config.revenue)
     say("computing account signals and health")
-    # the signals now, 30 days ago and, to learn from, at every past month end: one query, kept by the engine
-    dates = {as_of, as_of - dt.timedelta(days=TREND_DAYS)}
-    if scorer is None:
-        dates.update(training_dates(loaded.first, as_of, config.scoring))
-    signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
-                                        sorted(dates)))
+    # the signals now, 30 days ago and, to learn from, at every past month end (of the training sample's accounts
+    # alone, when the history is too large to learn from whole): one query, kept by the engine
+    own_dates = [as_of - dt.timedelta(days=TREND_DAYS), as_of]
+    sample = None if scorer else draw_training_sample(tables, revenue, config.scoring, first=loaded.first,
+                                                      as_of=as_of)
+    dates = sorted({*own_dates, *(sample.dates if sample else [])})
+    only = sample.signal_pairs(tables["accounts"], also_at=own_dates) if sample else None
+    signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates,
+                                        only=only))
     accounts = accounts_table(tables, revenue.account_months, config.health, as_of=as_of, signals=signals)
     results: dict[str, pa.Table] = {}
     for n, (name, expr) in enumerate(revenue.tables.items(), start=1):
@@ -279,7 +283,8 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     scored = accounts.to_pyarrow()
     if scorer is None:
         say("learning expansion and churn from the company's history")
-        scorer = fit_scorer(tables, revenue, config.scoring, first=loaded.first, as_of=as_of, signals=signals)
+        scorer = fit_scorer(tables, revenue, config.scoring, first=loaded.first, as_of=as_of, signals=signals,
+                            sample=sample)
         scorer.card_["data_dir"] = loaded.source
     else:
         say("scoring with the saved model")

@@ -661,32 +661,75 @@ def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memo
     assert in_engine.learned and in_engine.to_files()["models.json"] == in_memory.to_files()["models.json"]
 
 
-def test_the_sample_drawn_from_keys_keeps_the_snapshots_sampling_every_labelled_one_would(company: Path) -> None:
-    """The sample is drawn from the labelled snapshots' keys before any label is computed: the signals it keeps are
-    exactly the snapshots sampling every labelled one in training order would keep, and it counts them all."""
+def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company: Path) -> None:
+    """The sample is drawn from the labelled snapshots' keys, read from the ledger, before any signal is computed:
+    exactly the snapshots sampling every labelled one in training order would keep, counted from all of them. The
+    signals then computed for them alone (and for every account at a run's own dates) are the ones computing every
+    account at every date gives them."""
     from upcurve.contract import plan_features
     from upcurve.scoring.scorer import TRAINING_ORDER, training_sample
-    from upcurve.scoring.training import _sampled_signals, training_dates
-    from upcurve.signals import account_signals_at
+    from upcurve.scoring.training import draw_training_sample, training_dates
+    from upcurve.signals import TREND_DAYS, account_signals_at
 
     policy = RevenuePolicy()
     loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
     config = ScoringConfig(max_training_rows=1_000)
     dates = training_dates(loaded.first, loaded.as_of, config)
+    own = [loaded.as_of - dt.timedelta(days=TREND_DAYS), loaded.as_of]
+    every_date = sorted({*dates, *own})
     signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
-                                        [*dates, loaded.as_of]))  # a run's signals hold the as-of date too
+                                        every_date))
     everything = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of,
                                     signals=signals).to_pyarrow()
     labelled = everything.filter(pc.is_valid(everything["label_expansion"])).sort_by(TRAINING_ORDER)
     expected = labelled.take(training_sample(labelled.num_rows, config)).select(["snapshot", "account_id"])
 
-    sample, sampled_from = _sampled_signals(signals, dates, revenue, config)
-    kept = sample.select(snapshot=sample.as_of, account_id=sample.account_id).to_pyarrow()
-    assert sampled_from == labelled.num_rows > 3 * config.max_training_rows
-    assert kept.num_rows == config.max_training_rows
-    assert kept.sort_by([("snapshot", "ascending"), ("account_id", "ascending")]).equals(
-        expected.sort_by([("snapshot", "ascending"), ("account_id", "ascending")]))
-    # few enough to learn from all: the signals as they are, nothing sampled
-    whole, counted = _sampled_signals(signals, dates, revenue, ScoringConfig(max_training_rows=10**6))
-    assert whole is signals and counted is None
+    sample = draw_training_sample(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    assert sample.dates == dates and sample.keys is not None
+    assert sample.drawn_from == labelled.num_rows > 3 * config.max_training_rows
+    kept = sample.keys.select("snapshot", "account_id").to_pyarrow()
+    by_key = [("snapshot", "ascending"), ("account_id", "ascending")]
+    assert kept.num_rows == config.max_training_rows and kept.sort_by(by_key).equals(expected.sort_by(by_key))
+
+    pairs = sample.signal_pairs(loaded.tables["accounts"], also_at=own)
+    computed = account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
+                                  every_date, only=pairs).to_pyarrow()
+    whole = signals.to_pyarrow()
+    drawn = set(zip(kept["snapshot"].to_pylist(), kept["account_id"].to_pylist(), strict=True))
+    wanted = pa.array([(d, a) in drawn or d in own
+                       for d, a in zip(whole["as_of"].to_pylist(), whole["account_id"].to_pylist(), strict=True)])
+    by_pair = [("as_of", "ascending"), ("account_id", "ascending")]
+    assert computed.num_rows < whole.num_rows / 3  # a small part of every account at every date
+    assert computed.sort_by(by_pair).equals(whole.filter(wanted).sort_by(by_pair))
+
+    # few enough to learn from all, whether the bound (accounts × dates) or the labelled count says so: nothing
+    # drawn, every account at every date
+    for most in (10**6, labelled.num_rows):
+        whole_history = draw_training_sample(loaded.tables, revenue, ScoringConfig(max_training_rows=most),
+                                             first=loaded.first, as_of=loaded.as_of)
+        assert whole_history.keys is None and whole_history.drawn_from is None
+        assert whole_history.signal_pairs(loaded.tables["accounts"], also_at=own) is None
+
+
+def test_a_run_learning_from_a_sample_computes_the_tables_and_models_of_one_computing_every_snapshot(
+        company: Path, scored: RunResult, tmp_path: Path) -> None:
+    """A first run whose history is sampled computes only the sample's signals beside its own dates': its accounts
+    table (signals, health and all) is a run's that learns from every snapshot, and its models are what sampling
+    every labelled snapshot in memory learns, to the byte."""
+    from upcurve.settings_file import UpcurveConfig
+
+    config = ScoringConfig(max_training_rows=1_000)
+    sampled = run(company, config=UpcurveConfig(scoring=config), models_dir=tmp_path / "models")
+    policy = RevenuePolicy()
+    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
+    everything = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    in_memory = AccountScorer(config).fit(everything.to_pyarrow())
+    assert sampled.model_card["rows"] == config.max_training_rows
+    assert sampled.model_card["snapshot_rows"] == in_memory.card_["snapshot_rows"] > 3 * config.max_training_rows
+    assert (tmp_path / "models" / "models.json").read_bytes() == in_memory.to_files()["models.json"]
+    # the accounts table before the models' columns: attributes, signals, health
+    mine, theirs = sampled.tables["accounts"], scored.tables["accounts"]
+    kept = theirs.column_names[:theirs.column_names.index("health_trend") + 1]
+    assert len(kept) > 40 and mine.select(kept).equals(theirs.select(kept))

@@ -260,6 +260,42 @@ def test_event_parts_held_apart_give_the_same_signals(tmp_path: Path, url: str,
         assert any(r["categories_used_30d"] for r in held) and any(r["login_trend"] is not None for r in held)
 
 
+@pytest.mark.parametrize("url", ["duckdb://", "sqlite://"])
+def test_the_signals_of_some_accounts_at_some_dates_are_theirs_among_every_accounts(tmp_path: Path, url: str) -> None:
+    """Given pairs of dates and accounts (``only``: a training sample's snapshots), the signals are computed for
+    those pairs alone, each the same as computing every account at every date gives it; every source table,
+    events and a scheduled cancellation included."""
+    import ibis
+    import pyarrow as pa
+
+    simulated = write_tables(simulate_tables(40, 14, seed=3, events=True), tmp_path / "simulated", "parquet")
+    subscriptions = ("subscription_id,account_id,status,started_on,trial_end,cancel_at,canceled_at,cancel_reason\n"
+                     "sa,A,active,2025-01-01,,2025-07-01,2025-06-10,too_expensive\n")
+    hand = _company(tmp_path / "hand", _events())
+    (hand / "subscriptions.csv").write_text(subscriptions)
+    by_pair = [("as_of", "ascending"), ("account_id", "ascending")]
+    hand_pairs = {(dt.date(2025, 6, 16), "A"), (dt.date(2025, 6, 30), "A"), (dt.date(2025, 5, 31), "B")}
+    for folder, dates in ((simulated, [dt.date(2023, 6, 30), dt.date(2023, 12, 31), dt.date(2024, 2, 29)]),
+                          (hand, [dt.date(2025, 5, 31), dt.date(2025, 6, 16), dt.date(2025, 6, 30)])):
+        loaded = load_folder(folder, connect(url), as_of=max(dates), policy=RevenuePolicy())
+        tables = loaded.tables
+        revenue = revenue_tables(tables, as_of=loaded.as_of, first=loaded.first, policy=RevenuePolicy())
+        every = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates)
+        every = every.to_pyarrow().sort_by(by_pair)
+        keys = zip(every["as_of"].to_pylist(), every["account_id"].to_pylist(), strict=True)
+        # the simulated company: every third account and date; the hand-written one: A twice, B once
+        wanted = pa.array([key in hand_pairs if folder == hand else i % 3 == 0 for i, key in enumerate(keys)])
+        some = account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates,
+                                  only=ibis.memtable(every.filter(wanted).select(["as_of", "account_id"])))
+        some = some.to_pyarrow().sort_by(by_pair)
+        assert 0 < some.num_rows < every.num_rows and some.equals(every.filter(wanted))
+        # what the pairs hold reaches them: the events' parts; A's cancellation asked for on the 10th of June
+        rows = some.to_pylist()
+        assert any(r["categories_used_30d"] for r in rows) and any(r["login_trend"] is not None for r in rows)
+        if folder == hand:
+            assert [r["days_to_cancellation"] for r in rows] == [None, 15, 1]
+
+
 def test_the_accounts_table_computes_the_signals_it_is_not_given(tmp_path: Path) -> None:
     """``accounts_table`` without ``signals`` computes them itself at the as-of date and ``TREND_DAYS`` before: the
     same rows as reading them from the signals a run holds for every date (as ``compute_run`` gives them)."""

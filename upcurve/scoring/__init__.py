@@ -9,7 +9,9 @@ from upcurve.scoring.scorer import SCORE_COLUMNS, TARGETS, AccountScorer, rule_s
 from upcurve.scoring.snapshots import labels_after, premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.scoring.training import (
     ModelDecision,
+    TrainingSample,
     check_saved_scorer,
+    draw_training_sample,
     fit_scorer,
     history_size,
     labelled_snapshots,
@@ -32,10 +34,12 @@ __all__ = [
     "PropensityModel",
     "Replay",
     "ScoringConfig",
+    "TrainingSample",
     "account_context",
     "backtest_sentence",
     "calibration_table",
     "check_saved_scorer",
+    "draw_training_sample",
     "feature_matrix",
     "fit_scorer",
     "history_size",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,14 +23,15 @@ from upcurve.scoring.snapshots import (
     outcome_known,
     premium_add_ons,
     snapshot_dates,
-    snapshot_features,
     training_snapshots,
 )
 from upcurve.signals import account_signals_at
 
 __all__ = [
     "ModelDecision",
+    "TrainingSample",
     "check_saved_scorer",
+    "draw_training_sample",
     "fit_scorer",
     "history_size",
     "labelled_snapshots",
@@ -72,46 +74,83 @@ def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, conf
     return joined.select(s, *[c[name] for name in context_columns(context.columns)])
 
 
-def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
-               as_of: dt.date, signals: ir.Table | None = None) -> AccountScorer:
-    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``.
+@dataclass(frozen=True)
+class TrainingSample:
+    """The month ends a scorer learns from and, when its history is too large to learn from whole, the snapshots
+    drawn from it (:func:`draw_training_sample`): chosen from their keys, before any of their signals is computed.
+    """
+
+    #: the training dates (:func:`training_dates`)
+    dates: list[dt.date]
+    #: the drawn snapshots' ``snapshot_idx``, ``account_id`` and ``snapshot``, an in-memory table for the engine to
+    #: join; None when the scorer learns from every labelled snapshot
+    keys: ir.Table | None = None
+    #: how many labelled snapshots they were drawn from (None: not drawn)
+    drawn_from: int | None = None
+
+    def signal_pairs(self, accounts: ir.Table, also_at: Sequence[dt.date] = ()) -> ir.Table | None:
+        """The dates and accounts (``as_of``, ``account_id``) whose signals the scorer needs: the drawn snapshots,
+        and every account of ``accounts`` at ``also_at`` (a run's own dates, computed in the same query); None
+        when nothing was drawn (every account at every date, :func:`~upcurve.signals.account_signals_at`)."""
+        if self.keys is None:
+            return None
+        drawn = self.keys.select(as_of=self.keys.snapshot, account_id=self.keys.account_id)
+        if not also_at:
+            return drawn
+        when = ibis.memtable(pa.table({"as_of": pa.array(sorted(set(also_at)), pa.date32())}))
+        every = accounts.select("account_id").cross_join(when).select("as_of", "account_id")
+        return drawn.union(every, distinct=True)  # a drawn snapshot may fall on one of a run's dates
+
+
+def draw_training_sample(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *,
+                         first: dt.date, as_of: dt.date) -> TrainingSample:
+    """The snapshots a scorer learns from at ``as_of``, drawn before any of their signals is computed.
 
     When the history could hold more than ``config.max_training_rows`` snapshots (accounts × training dates), the
-    sample the scorer learns from (:func:`~upcurve.scoring.scorer.training_sample`) is chosen from the labelled
-    snapshots' keys, and only its snapshots are labelled and read: the same rows as sampling them all in memory,
-    without computing or holding them all (a million accounts' month ends would not fit in memory). A smaller
-    history is read whole."""
+    sample (:func:`~upcurve.scoring.scorer.training_sample`) is drawn from the labelled snapshots' keys alone,
+    read from the ledger's account months: an account of ``accounts`` paying in a training date's month (where
+    its signals' ``mrr_cents`` is above 0, :func:`~upcurve.scoring.snapshots.snapshot_features`) whose outcome
+    window has passed (:func:`~upcurve.scoring.snapshots.outcome_known`). The same rows as sampling every
+    labelled snapshot read whole; only the sample's signals are then computed (at 100,000 accounts 400,000
+    snapshots of 1.7 million labelled, and 3 million accounts × dates). A smaller history is learnt from whole.
+    """
     dates = training_dates(first, as_of, config)
+    if history_size(tables, dates) <= config.max_training_rows:
+        return TrainingSample(dates)
+    when = ibis.memtable(pa.table({"snapshot_idx": pa.array([month_index(d) for d in dates], pa.int64()),
+                                   "snapshot": pa.array(dates, pa.date32())}))
+    am = revenue.account_months
+    paying = am.filter(am.cur_mrr_cents > 0).semi_join(tables["accounts"], "account_id")
+    keys = paying.join(when, paying.month_idx == when.snapshot_idx).select(
+        when.snapshot_idx, paying.account_id, when.snapshot)
+    labelled = keys.filter(outcome_known(keys.snapshot_idx, revenue.calendar, config.horizon_months))
+    chosen, labelled_count = _drawn(labelled, config)
+    return TrainingSample(dates) if chosen is None else TrainingSample(dates, chosen, labelled_count)
+
+
+def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
+               as_of: dt.date, signals: ir.Table | None = None, sample: TrainingSample | None = None
+               ) -> AccountScorer:
+    """An :class:`AccountScorer` trained on the snapshots whose outcomes are known at ``as_of``: every labelled
+    one, or the sample drawn from them (:func:`draw_training_sample`), whose signals alone are computed and read
+    (a million accounts' month ends would not fit in memory).
+
+    ``sample`` and ``signals``: drawn, and computed for (at least) its pairs
+    (:meth:`TrainingSample.signal_pairs`), by a run that computes them with its own dates' in one query."""
+    if sample is None:
+        sample = draw_training_sample(tables, revenue, config, first=first, as_of=as_of)
     if signals is None:
         # held by the engine: the labels and the features both read it, and it must not be computed twice
-        signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates))
-    sampled_from = None
-    if history_size(tables, dates) > config.max_training_rows:
-        signals, sampled_from = _sampled_signals(signals, dates, revenue, config)
+        signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
+                                            sample.dates, only=sample.signal_pairs(tables["accounts"])))
+    if sample.keys is not None:
+        keys = sample.keys
+        signals = signals.semi_join(keys, [signals.account_id == keys.account_id, signals.as_of == keys.snapshot])
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
-    rows = (snapshots if sampled_from is None else _ordered_for_learning(snapshots)).to_pyarrow()
-    scorer = AccountScorer(config).fit(rows, sampled_from=sampled_from)
+    rows = (snapshots if sample.keys is None else _ordered_for_learning(snapshots)).to_pyarrow()
+    scorer = AccountScorer(config).fit(rows, sampled_from=sample.drawn_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer
-
-
-def _sampled_signals(signals: ir.Table, dates: list[dt.date], revenue: RevenueTables, config: ScoringConfig
-                     ) -> tuple[ir.Table, int | None]:
-    """The signals of the snapshots a scorer learns from, and how many labelled snapshots they were sampled from
-    (None, and ``signals`` as they are, when they are few enough to learn from all).
-
-    The sample (:func:`~upcurve.scoring.scorer.training_sample`) is drawn from the labelled snapshots' keys alone,
-    read from the signals (a paying account at a training date whose outcome window has passed, as
-    :func:`~upcurve.scoring.snapshots.labels_after` labels it), before any label or context is computed: only the
-    sample's snapshots are then labelled and read: at 100,000 accounts 400,000 of 1.7 million, instead of labelling
-    and holding them all to read under a quarter of them."""
-    feats = snapshot_features(signals, dates)
-    labelled = feats.filter(outcome_known(feats.snapshot_idx, revenue.calendar, config.horizon_months))
-    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id", "snapshot"), config)
-    if chosen is None:
-        return signals, None
-    sample = signals.semi_join(chosen, [signals.account_id == chosen.account_id, signals.as_of == chosen.snapshot])
-    return sample, labelled_count
 
 
 def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]:

@@ -92,10 +92,19 @@ Where = Callable[[ir.Table, ir.Table], ir.BooleanValue]
 
 
 def _at(table: ir.Table, dates: ir.Table, where: Where) -> ir.Table:
-    """``table``'s rows beside each as-of date they meet ``where(rows, dates)`` at, with the dates' columns."""
+    """``table``'s rows beside each as-of date they meet ``where(rows, dates)`` at, with the dates' columns.
+
+    ``dates`` with an ``account_id`` (some accounts at each date, :func:`account_signals_at`'s ``only``) meets only
+    the rows of its own account: the rows of the accounts and dates to compute, and no others."""
     t, d = table.view(), dates.view()
-    joined = t.join(d, where(t, d))
+    on = [where(t, d), *_same_account(t, d)]
+    joined = t.join(d, on)
     return joined.select(t, *[d[c] for c in d.columns if c not in t.columns])
+
+
+def _same_account(t: ir.Table, dates: ir.Table) -> list[ir.BooleanValue]:
+    """The join condition keeping each of ``t``'s rows to its own account's dates (none for every account)."""
+    return [t.account_id == dates.account_id] if "account_id" in dates.columns else []
 
 
 def _active_lines(lines: ir.Table, dates: ir.Table) -> ir.Table:
@@ -238,20 +247,22 @@ def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.
 
 
 def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
-              dates: ir.Table) -> tuple[ir.Table, ...]:
+              dates: ir.Table, at: ir.Table) -> tuple[ir.Table, ...]:
     """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account.
 
     ``days``: :func:`_feature_days` over the 30 days before each date; ``first`` and ``catalogue``:
-    :func:`_first_uses`.
+    :func:`_first_uses`; ``dates``: :func:`as_of_dates`; ``at``: the dates, or the accounts at each date, to
+    compute.
     """
     key = [*_KEY, "feature"]
-    # a feature's category is the one events report for it, known from the first day it was reported
+    # a feature's category is the one events report for it, known from the first day it was reported (by any
+    # account: the catalogue's dates are every account's)
     catalogue = _at(catalogue, dates, lambda t, d: t.first < d.end).select("as_of", "feature", "category")
     owned = on.filter(on.plan_id.notnull()).select("as_of", "account_id", "plan_id").distinct()
     owned = owned.join(plan_features, "plan_id").select(*key).distinct()
     av = owned.join(catalogue, ["as_of", "feature"])
     available = av.group_by(list(_KEY)).aggregate(categories_available=av.category.nunique())
-    recent = _at(days, dates, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
+    recent = _at(days, at, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
     # breadth counts only what the account's plans include: trials and previews of other plans are premium gaps.
     # (`owned` and `sold` are distinct on their keys, so an inner join keeps exactly a semi join's rows; SQLite
     # has no semi join.)
@@ -264,13 +275,13 @@ def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_feature
         categories_used_30d=pairs.category.nunique(),
         _user_categories=pairs.count(where=pairs.user_id.notnull() & pairs.category.notnull()),
     )
-    newly = _at(first, dates, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).join(owned, key)
+    newly = _at(first, at, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).join(owned, key)
     newly = newly.group_by(list(_KEY)).aggregate(features_first_used_7d=newly.count())
     sold = plan_features.select("feature").distinct()
     touched = recent.select(*key).distinct()
     outside = touched.anti_join(owned, key).join(sold, "feature")
     gap = outside.group_by(list(_KEY)).aggregate(premium_gap_features=outside.count())
-    ever = _at(first, dates, lambda t, d: t.first < d.end).select(*key)
+    ever = _at(first, at, lambda t, d: t.first < d.end).select(*key)
     ever_outside = ever.anti_join(owned, key).join(sold, "feature").select(*_KEY).distinct()
     return breadth, available, newly, gap, ever_outside.mutate(_outside=ibis.literal(True))
 
@@ -316,9 +327,15 @@ def account_signals_at(
     plan_features: ir.Table,
     dates: Sequence[dt.date],
     *,
+    only: ir.Table | None = None,
     hold_event_parts_from: int = HOLD_EVENT_PARTS_FROM,
 ) -> ir.Table:
-    """Every account's signals at each of ``dates``, one row per account of ``accounts`` and date.
+    """Every account's signals at each of ``dates``, one row per account of ``accounts`` and date; or, given
+    ``only`` (``as_of`` among ``dates`` and ``account_id`` of ``accounts``, distinct pairs), one row per pair.
+
+    ``only`` computes the signals of those accounts at those dates alone, the same values as computing every
+    account at every date: each part's rows meet only their own account's dates (a training sample's snapshots,
+    a few of a million accounts' month ends, cost their share of the work, not the whole history's).
 
     The parts read from events (adoption, engagement) are computed inside the one query of the signals, unless the
     events come to ``hold_event_parts_from`` user-days or more over the dates' windows: each part is then computed
@@ -369,17 +386,20 @@ def account_signals_at(
     ``as_of``, ``account_id`` and :data:`SIGNAL_COLUMNS`.
     """
     dates_t = as_of_dates(dates)
+    # the accounts and dates to compute, with the dates' window boundaries: every account's rows meet every date,
+    # or, given pairs, only their own account's
+    at = dates_t if only is None else only.select("as_of", "account_id").join(dates_t, "as_of")
     last_end = _end(max(dates))
     lines = tables["invoice_lines"]
     plans = tables["plans"]
-    on = _active_lines(lines, dates_t)
+    on = _active_lines(lines, at)
     # Every part is a table keyed by date and account (or account alone), joined to the accounts in one chain and
     # read by one select: a flat query compiles in a fraction of the time of a join, a select and a mutate per part.
     parts: list[tuple[ir.Table, Sequence[str]]] = [(_seats(on, plans), _KEY)]
     if "users" in tables:
-        parts.append((_users(tables["users"], dates_t), _KEY))
+        parts.append((_users(tables["users"], at), _KEY))
     if "usage" in tables:
-        parts.append((_usage(tables["usage"], on, plans, dates_t), _KEY))
+        parts.append((_usage(tables["usage"], on, plans, at), _KEY))
     if "events" in tables:
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine
@@ -388,8 +408,8 @@ def account_signals_at(
         # every event before the last date is read once, for both the accounts' first uses and the catalogue
         first, catalogue = _first_uses(cached(_first_days(events, last_end)))
         user_days = cached(_user_days(events, first_end - dt.timedelta(days=60), last_end))
-        from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t),
-                       *_engagement(user_days, dates_t)]
+        from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t, at),
+                       *_engagement(user_days, at)]
         if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
             # inside the one query the engine would hold every part's working memory at once, and spill it
             from_events = [cached(part) for part in from_events]
@@ -399,17 +419,17 @@ def account_signals_at(
     annual = on.filter((on.kind == "subscription") & (on.period_end.delta(on.period_start, unit="day") >= 360))
     parts.append((annual.group_by(list(_KEY)).aggregate(_term_end=annual.period_end.min()), _KEY))
     if "renewals" in tables:
-        r = _at(tables["renewals"], dates_t, lambda t, d: t.renewal_date >= d.as_of)
+        r = _at(tables["renewals"], at, lambda t, d: t.renewal_date >= d.as_of)
         parts.append((r.group_by(list(_KEY)).aggregate(_next=r.renewal_date.min()), _KEY))
     if "subscriptions" in tables:
         # a cancellation counts from the day it was asked for until the day it takes effect
-        c = _at(tables["subscriptions"], dates_t, lambda t, d: (t.canceled_at <= d.as_of) & (t.cancel_at > d.as_of))
+        c = _at(tables["subscriptions"], at, lambda t, d: (t.canceled_at <= d.as_of) & (t.cancel_at > d.as_of))
         parts.append((c.group_by(list(_KEY)).aggregate(_cancels=c.cancel_at.min()), _KEY))
     if "tickets" in tables:
-        t = _at(tables["tickets"], dates_t, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
+        t = _at(tables["tickets"], at, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
         parts.append((t.group_by(list(_KEY)).aggregate(tickets_30d=t.count()), _KEY))
     if "nps" in tables:
-        n = _at(tables["nps"], dates_t, lambda t, d: t.ts < d.end)
+        n = _at(tables["nps"], at, lambda t, d: t.ts < d.end)
         year = n.filter(n.ts >= n.ago_365)
         score = year.score
         parts.append((_latest(n, "ts", "score", "nps_latest"), _KEY))
@@ -418,11 +438,14 @@ def account_signals_at(
                     * 100), _KEY))
     if "outcomes" in tables:
         o = tables["outcomes"].rename(_dated="as_of")
-        o = _at(o, dates_t, lambda t, d: t._dated <= d.as_of)
+        o = _at(o, at, lambda t, d: t._dated <= d.as_of)
         parts.append((_latest(o, "_dated", "status", "outcome_status"), _KEY))
-    parts.extend((part, _KEY) for part in _mrr_history(account_months, dates_t))
+    parts.extend((part, _KEY) for part in _mrr_history(account_months, at))
 
-    base = tables["accounts"].select("account_id").cross_join(dates_t.select("as_of")).view()
+    if only is None:
+        base = tables["accounts"].select("account_id").cross_join(dates_t.select("as_of")).view()
+    else:
+        base = at.select("account_id", "as_of").view()
     joined: ir.Table = base
     col: dict[str, ir.Value] = {"as_of": base.as_of, "account_id": base.account_id}
     for part, key in parts:
@@ -435,25 +458,25 @@ def account_signals_at(
 def _mrr_history(account_months: ir.Table, dates: ir.Table) -> list[ir.Table]:
     """MRR now, three and twelve months before, and the months of contraction and of growth before each date."""
     am = account_months.select("account_id", "month_idx", "cur_mrr_cents")
-    d = dates.select("as_of", "month_idx")
-    now = am.join(d, "month_idx").select("as_of", "account_id", mrr_cents="cur_mrr_cents")
-    then = am.view()
-    then = then.join(d, then.month_idx == d.month_idx - 3).select(d.as_of, then.account_id,
-                                                                  _then=then.cur_mrr_cents)
-    year = am.view()
-    year = year.join(d, year.month_idx == d.month_idx - 12).select(d.as_of, year.account_id,
-                                                                   _year=year.cur_mrr_cents)
+    d = dates.select("as_of", "month_idx", *(["account_id"] if "account_id" in dates.columns else []))
+
+    def months_before(table: ir.Table, name: str, months: int) -> ir.Table:
+        t = table.view()
+        joined = t.join(d, [t.month_idx == d.month_idx - months, *_same_account(t, d)])
+        return joined.select(d.as_of, t.account_id, **{name: t.cur_mrr_cents})
+
     # a contraction as the revenue movements classify one: this month's lines at last month's rates below last
     # month's MRR, so an exchange rate moving never counts
     paired = account_months
     fell = paired.filter((paired.prev_mrr_cents > 0) & (paired.cur_mrr_cents > 0)
                          & (paired.cur_cc_mrr_cents < paired.prev_mrr_cents)).select("account_id", "month_idx")
-    recent = fell.join(d, (fell.month_idx <= d.month_idx) & (fell.month_idx > d.month_idx - 3))
+    recent = _at(fell, d, lambda t, d: (t.month_idx <= d.month_idx) & (t.month_idx > d.month_idx - 3))
     rose = account_months.view()
     rose = rose.filter((rose.prev_mrr_cents > 0) & (rose.cur_mrr_cents > 0)
                        & (rose.cur_cc_mrr_cents > rose.prev_mrr_cents)).select("account_id", "month_idx")
-    grew = rose.join(d, (rose.month_idx <= d.month_idx) & (rose.month_idx > d.month_idx - 12))
-    return [now, then, year, recent.group_by(list(_KEY)).aggregate(_fell=recent.count()),
+    grew = _at(rose, d, lambda t, d: (t.month_idx <= d.month_idx) & (t.month_idx > d.month_idx - 12))
+    return [months_before(am, "mrr_cents", 0), months_before(am, "_then", 3), months_before(am, "_year", 12),
+            recent.group_by(list(_KEY)).aggregate(_fell=recent.count()),
             grew.group_by(list(_KEY)).aggregate(_rose=grew.count())]
 
 
