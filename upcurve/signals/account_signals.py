@@ -45,6 +45,9 @@ HOLD_EVENT_PARTS_FROM = 1_000_000
 #: Window boundaries, in days before the end of the as-of day, that the signals read.
 _WINDOWS = (7, 14, 28, 30, 60, 90, 365)
 _KEY = ("as_of", "account_id")
+#: How many days up to an as-of date (that day included) the signals read events day by day: the engagement
+#: windows, the last 30 days against the 30 before.
+_EVENT_DAYS = 60
 
 
 def _end(as_of: dt.date) -> dt.datetime:
@@ -246,6 +249,22 @@ def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.
     )
 
 
+def _events_reached(events: ir.Table, at: ir.Table, dates: Sequence[dt.date]) -> ir.Table:
+    """The events of each account's calendar months that the day-by-day windows of its dates in ``at`` reach
+    (:data:`_EVENT_DAYS` days up to a date): a few of an account's dates read a few of its months' events, and
+    every window they read is whole."""
+    def month(day: dt.date) -> int:
+        return day.year * 12 + day.month - 1
+
+    # the months back from a date's to its window's first day (that day is _EVENT_DAYS - 1 days before it)
+    reach = max(month(d) - month(d - dt.timedelta(days=_EVENT_DAYS - 1)) for d in dates)
+    back = ibis.memtable(pa.table({"_back": pa.array(range(reach + 1), pa.int64())}))
+    months = at.select("account_id", "month_idx").cross_join(back)
+    months = months.select("account_id", _month=months.month_idx - months._back).distinct()
+    month = events.ts.year().cast("int64") * 12 + events.ts.month().cast("int64") - 1
+    return events.semi_join(months, [events.account_id == months.account_id, month == months._month])
+
+
 def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
               dates: ir.Table, at: ir.Table) -> tuple[ir.Table, ...]:
     """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account.
@@ -404,10 +423,12 @@ def account_signals_at(
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine
         first_end = min(_end(d) for d in dates)
-        days = cached(_feature_days(events, first_end - dt.timedelta(days=30), last_end))
+        # some accounts at each date: only the events of the months their windows reach are reduced day by day
+        recent = events if only is None else _events_reached(events, at, dates)
+        days = cached(_feature_days(recent, first_end - dt.timedelta(days=30), last_end))
         # every event before the last date is read once, for both the accounts' first uses and the catalogue
         first, catalogue = _first_uses(cached(_first_days(events, last_end)))
-        user_days = cached(_user_days(events, first_end - dt.timedelta(days=60), last_end))
+        user_days = cached(_user_days(recent, first_end - dt.timedelta(days=_EVENT_DAYS), last_end))
         from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t, at),
                        *_engagement(user_days, at)]
         if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
