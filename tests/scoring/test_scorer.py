@@ -640,11 +640,15 @@ def test_a_large_history_is_replayed_from_the_engine_as_from_memory(company: Pat
         assert in_engine.tables[name].schema == table.schema and rows(in_engine.tables[name]) == rows(table), name
 
 
-def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memory_would_learn_from(
-        company: Path) -> None:
-    """Beyond ``max_training_rows`` labelled snapshots, ``fit_scorer`` reads only the sample's rows from the engine
-    (a million accounts' month ends would not fit in memory), and learns exactly what sampling all of them in memory
-    learns: the same models, to the byte, and a card that counts every labelled snapshot."""
+def test_a_large_history_sampled_in_the_engine_learns_what_sampling_in_memory_would(
+        company: Path, scored: RunResult, tmp_path: Path) -> None:
+    """Beyond ``max_training_rows`` labelled snapshots, ``fit_scorer`` (as ``train`` calls it) and a first run
+    compute and read only the sample's snapshots from the engine (a million accounts' month ends would not fit in
+    memory), and learn exactly what sampling all of them in memory learns: the same models, to the byte, and a card
+    that counts every labelled snapshot. The run's accounts table (signals, health and all, computed beside the
+    sample's signals in one query) is a run's that learns from every snapshot."""
+    from upcurve.settings_file import UpcurveConfig
+
     policy = RevenuePolicy()
     loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
@@ -653,12 +657,21 @@ def test_a_large_history_is_sampled_in_the_engine_into_the_rows_sampling_in_memo
     everything = everything.to_pyarrow()
     labelled = int(pc.sum(pc.is_valid(everything["label_expansion"])).as_py())
     assert labelled > 3 * config.max_training_rows  # the sample is a small part of the history
-
     in_memory = AccountScorer(config).fit(everything)
+    expected = in_memory.to_files()["models.json"]
+
     in_engine = fit_scorer(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
     assert in_engine.card_["rows"] == config.max_training_rows
     assert in_engine.card_["snapshot_rows"] == in_memory.card_["snapshot_rows"] == labelled
-    assert in_engine.learned and in_engine.to_files()["models.json"] == in_memory.to_files()["models.json"]
+    assert in_engine.learned and in_engine.to_files()["models.json"] == expected
+
+    sampled = run(company, config=UpcurveConfig(scoring=config), models_dir=tmp_path / "models")
+    assert (sampled.model_card["rows"], sampled.model_card["snapshot_rows"]) == (config.max_training_rows, labelled)
+    assert (tmp_path / "models" / "models.json").read_bytes() == expected
+    # the accounts table before the models' columns: attributes, signals, health
+    mine, theirs = sampled.tables["accounts"], scored.tables["accounts"]
+    kept = theirs.column_names[:theirs.column_names.index("health_trend") + 1]
+    assert len(kept) > 40 and mine.select(kept).equals(theirs.select(kept))
 
 
 def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company: Path) -> None:
@@ -710,26 +723,3 @@ def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company
                                              first=loaded.first, as_of=loaded.as_of)
         assert whole_history.keys is None and whole_history.drawn_from is None
         assert whole_history.signal_pairs(loaded.tables["accounts"], also_at=own) is None
-
-
-def test_a_run_learning_from_a_sample_computes_the_tables_and_models_of_one_computing_every_snapshot(
-        company: Path, scored: RunResult, tmp_path: Path) -> None:
-    """A first run whose history is sampled computes only the sample's signals beside its own dates': its accounts
-    table (signals, health and all) is a run's that learns from every snapshot, and its models are what sampling
-    every labelled snapshot in memory learns, to the byte."""
-    from upcurve.settings_file import UpcurveConfig
-
-    config = ScoringConfig(max_training_rows=1_000)
-    sampled = run(company, config=UpcurveConfig(scoring=config), models_dir=tmp_path / "models")
-    policy = RevenuePolicy()
-    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
-    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
-    everything = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
-    in_memory = AccountScorer(config).fit(everything.to_pyarrow())
-    assert sampled.model_card["rows"] == config.max_training_rows
-    assert sampled.model_card["snapshot_rows"] == in_memory.card_["snapshot_rows"] > 3 * config.max_training_rows
-    assert (tmp_path / "models" / "models.json").read_bytes() == in_memory.to_files()["models.json"]
-    # the accounts table before the models' columns: attributes, signals, health
-    mine, theirs = sampled.tables["accounts"], scored.tables["accounts"]
-    kept = theirs.column_names[:theirs.column_names.index("health_trend") + 1]
-    assert len(kept) > 40 and mine.select(kept).equals(theirs.select(kept))
