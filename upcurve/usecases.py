@@ -268,10 +268,11 @@ def compute_run(loaded: LoadedData, config: UpcurveConfig, *, scorer: AccountSco
     # the signals now, 30 days ago and, to learn from, at every past month end (of the training sample's accounts
     # alone, when the history is too large to learn from whole): one query, kept by the engine
     own_dates = [as_of - dt.timedelta(days=TREND_DAYS), as_of]
-    sample = None if scorer else draw_training_sample(tables, revenue, config.scoring, first=loaded.first,
-                                                      as_of=as_of)
-    dates = sorted({*own_dates, *(sample.dates if sample else [])})
-    only = sample.signal_pairs(tables["accounts"], also_at=own_dates) if sample else None
+    dates, only, sample = own_dates, None, None
+    if scorer is None:
+        sample = draw_training_sample(tables, revenue, config.scoring, first=loaded.first, as_of=as_of)
+        dates = sorted({*own_dates, *sample.dates})
+        only = sample.signal_pairs(tables["accounts"], also_at=own_dates)
     signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]), dates,
                                         only=only))
     accounts = accounts_table(tables, revenue.account_months, config.health, as_of=as_of, signals=signals)

@@ -253,6 +253,7 @@ def _events_reached(events: ir.Table, at: ir.Table, dates: Sequence[dt.date]) ->
     """The events of each account's calendar months that the day-by-day windows of its dates in ``at`` reach
     (:data:`_EVENT_DAYS` days up to a date): a few of an account's dates read a few of its months' events, and
     every window they read is whole."""
+
     def month(day: dt.date) -> int:
         return day.year * 12 + day.month - 1
 
@@ -261,8 +262,8 @@ def _events_reached(events: ir.Table, at: ir.Table, dates: Sequence[dt.date]) ->
     back = ibis.memtable(pa.table({"_back": pa.array(range(reach + 1), pa.int64())}))
     months = at.select("account_id", "month_idx").cross_join(back)
     months = months.select("account_id", _month=months.month_idx - months._back).distinct()
-    month = events.ts.year().cast("int64") * 12 + events.ts.month().cast("int64") - 1
-    return events.semi_join(months, [events.account_id == months.account_id, month == months._month])
+    event_month = events.ts.year().cast("int64") * 12 + events.ts.month().cast("int64") - 1
+    return events.semi_join(months, [events.account_id == months.account_id, event_month == months._month])
 
 
 def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
