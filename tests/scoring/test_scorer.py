@@ -716,6 +716,12 @@ def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company
     assert computed.num_rows < whole.num_rows / 3  # a small part of every account at every date
     assert computed.sort_by(by_pair).equals(whole.filter(wanted).sort_by(by_pair))
 
+    # a run's own date on a drawn snapshot's date is one pair per account, not two
+    on_a_drawn_date = sample.signal_pairs(loaded.tables["accounts"], also_at=[kept["snapshot"][0].as_py()])
+    pairs_there = on_a_drawn_date.to_pyarrow()
+    keys_there = set(zip(pairs_there["as_of"].to_pylist(), pairs_there["account_id"].to_pylist(), strict=True))
+    assert len(keys_there) == pairs_there.num_rows >= loaded.tables["accounts"].count().to_pyarrow().as_py()
+
     # few enough to learn from all, whether the bound (accounts × dates) or the labelled count says so: nothing
     # drawn, every account at every date
     for most in (10**6, labelled.num_rows):

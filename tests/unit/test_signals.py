@@ -271,7 +271,8 @@ def test_the_signals_of_some_accounts_at_some_dates_are_theirs_among_every_accou
     simulated = write_tables(simulate_tables(40, 14, seed=3, events=True), tmp_path / "simulated", "parquet")
     subscriptions = ("subscription_id,account_id,status,started_on,trial_end,cancel_at,canceled_at,cancel_reason\n"
                      "sa,A,active,2025-01-01,,2025-07-01,2025-06-10,too_expensive\n")
-    hand = _company(tmp_path / "hand", _events())
+    # A's 16 June window (60 days) begins on 18 April, two months back: a login that day counts, the day before not
+    hand = _company(tmp_path / "hand", _events("2025-04-17 10:00:00,A,u1,login,,\n2025-04-18 10:00:00,A,u1,login,,\n"))
     (hand / "subscriptions.csv").write_text(subscriptions)
     by_pair = [("as_of", "ascending"), ("account_id", "ascending")]
     hand_pairs = {(dt.date(2025, 6, 16), "A"), (dt.date(2025, 6, 30), "A"), (dt.date(2025, 5, 31), "B")}
@@ -294,6 +295,9 @@ def test_the_signals_of_some_accounts_at_some_dates_are_theirs_among_every_accou
         assert any(r["categories_used_30d"] for r in rows) and any(r["login_trend"] is not None for r in rows)
         if folder == hand:
             assert [r["days_to_cancellation"] for r in rows] == [None, 15, 1]
+            # 16 June: 10 logins in June's first ten days in its last 30 days; 5 in May and the one of 18 April in the
+            # 30 before
+            assert rows[1]["login_trend"] == pytest.approx((10 - 6) / 6 * 100)
 
 
 def test_the_accounts_table_computes_the_signals_it_is_not_given(tmp_path: Path) -> None:

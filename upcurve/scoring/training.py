@@ -135,8 +135,14 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     one, or the sample drawn from them (:func:`draw_training_sample`), whose signals alone are computed and read
     (a million accounts' month ends would not fit in memory).
 
-    ``sample`` and ``signals``: drawn, and computed for (at least) its pairs
-    (:meth:`TrainingSample.signal_pairs`), by a run that computes them with its own dates' in one query."""
+    ``sample`` and ``signals``: drawn already, and the signals computed for (at least) the sample's pairs
+    (:meth:`TrainingSample.signal_pairs`), as a run does to compute them in the same query as its own dates'.
+
+    Raises
+    ------
+    ValueError
+        When ``signals`` lack some of the sample's snapshots (a caller's mistake: the models would learn from
+        fewer rows than the sample without saying so)."""
     if sample is None:
         sample = draw_training_sample(tables, revenue, config, first=first, as_of=as_of)
     if signals is None:
@@ -148,6 +154,10 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
         signals = signals.semi_join(keys, [signals.account_id == keys.account_id, signals.as_of == keys.snapshot])
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)
     rows = (snapshots if sample.keys is None else _ordered_for_learning(snapshots)).to_pyarrow()
+    if sample.keys is not None and rows.num_rows != config.max_training_rows:
+        raise ValueError(f"the signals given hold {rows.num_rows:,} of the training sample's "
+                         f"{config.max_training_rows:,} snapshots: compute them for its pairs "
+                         "(TrainingSample.signal_pairs)")
     scorer = AccountScorer(config).fit(rows, sampled_from=sample.drawn_from)
     scorer.card_["as_of"] = as_of.isoformat()
     return scorer

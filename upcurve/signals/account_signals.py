@@ -5,9 +5,10 @@ table is absent is null, never an error. Windows end at the end of the as-of day
 to and including the as-of date.
 
 All dates are computed in one query: each table is joined once to a small table of the dates and their window
-boundaries (computed here, so no engine needs date arithmetic), and the event tables are first reduced to one row
-per account, user and day. Signals at a single date are the same query with one date, so what a model learned
-from at past dates is exactly what it is shown today.
+boundaries (computed here, so no engine needs date arithmetic), or, for some accounts at each date, to those pairs
+with their dates' boundaries, and the event tables are first reduced to one row per account, user and day. Signals
+at a single date are the same query with one date, so what a model learned from at past dates is exactly what it
+is shown today.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from upcurve.engine import as_int, cached
+from upcurve.revenue import month_index
 
 __all__ = ["HOLD_EVENT_PARTS_FROM", "SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
@@ -46,7 +48,7 @@ HOLD_EVENT_PARTS_FROM = 1_000_000
 _WINDOWS = (7, 14, 28, 30, 60, 90, 365)
 _KEY = ("as_of", "account_id")
 #: How many days up to an as-of date (that day included) the signals read events day by day: the engagement
-#: windows, the last 30 days against the 30 before.
+#: windows, the last 30 days against the 30 before (the widest window over events; adoption reads 30).
 _EVENT_DAYS = 60
 
 
@@ -249,30 +251,26 @@ def _user_days(events: ir.Table, since: dt.datetime, before: dt.datetime) -> ir.
     )
 
 
-def _events_reached(events: ir.Table, at: ir.Table, dates: Sequence[dt.date]) -> ir.Table:
-    """The events of each account's calendar months that the day-by-day windows of its dates in ``at`` reach
+def _events_reached(events: ir.Table, to_compute: ir.Table, dates: Sequence[dt.date]) -> ir.Table:
+    """The events of each account's calendar months that the day-by-day windows of its dates in ``to_compute`` reach
     (:data:`_EVENT_DAYS` days up to a date): a few of an account's dates read a few of its months' events, and
     every window they read is whole."""
-
-    def month(day: dt.date) -> int:
-        return day.year * 12 + day.month - 1
-
     # the months back from a date's to its window's first day (that day is _EVENT_DAYS - 1 days before it)
-    reach = max(month(d) - month(d - dt.timedelta(days=_EVENT_DAYS - 1)) for d in dates)
+    reach = max(month_index(d) - month_index(d - dt.timedelta(days=_EVENT_DAYS - 1)) for d in dates)
     back = ibis.memtable(pa.table({"_back": pa.array(range(reach + 1), pa.int64())}))
-    months = at.select("account_id", "month_idx").cross_join(back)
+    months = to_compute.select("account_id", "month_idx").cross_join(back)
     months = months.select("account_id", _month=months.month_idx - months._back).distinct()
     event_month = events.ts.year().cast("int64") * 12 + events.ts.month().cast("int64") - 1
     return events.semi_join(months, [events.account_id == months.account_id, event_month == months._month])
 
 
 def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
-              dates: ir.Table, at: ir.Table) -> tuple[ir.Table, ...]:
+              dates: ir.Table, to_compute: ir.Table) -> tuple[ir.Table, ...]:
     """Feature breadth, features newly adopted, and premium gaps: tables keyed by as-of date and account.
 
     ``days``: :func:`_feature_days` over the 30 days before each date; ``first`` and ``catalogue``:
-    :func:`_first_uses`; ``dates``: :func:`as_of_dates`; ``at``: the dates, or the accounts at each date, to
-    compute.
+    :func:`_first_uses`; ``dates``: :func:`as_of_dates`; ``to_compute``: the dates, or the accounts at each
+    date, to compute.
     """
     key = [*_KEY, "feature"]
     # a feature's category is the one events report for it, known from the first day it was reported (by any
@@ -282,10 +280,9 @@ def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_feature
     owned = owned.join(plan_features, "plan_id").select(*key).distinct()
     av = owned.join(catalogue, ["as_of", "feature"])
     available = av.group_by(list(_KEY)).aggregate(categories_available=av.category.nunique())
-    recent = _at(days, at, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
+    recent = _at(days, to_compute, lambda t, d: (t.day >= d.ago_30) & (t.day < d.end))
     # breadth counts only what the account's plans include: trials and previews of other plans are premium gaps.
-    # (`owned` and `sold` are distinct on their keys, so an inner join keeps exactly a semi join's rows; SQLite
-    # has no semi join.)
+    # (`owned` and `sold` are distinct on their keys, so an inner join keeps exactly a semi join's rows.)
     used = recent.join(owned, key)
     # distinct counts in two groupings (each user's categories, then the account's): exact where a distinct count
     # of "user|category" text took user "a|b" in "c" and user "a" in "b|c" for one pair, and a tenth faster on
@@ -295,19 +292,19 @@ def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_feature
         categories_used_30d=pairs.category.nunique(),
         _user_categories=pairs.count(where=pairs.user_id.notnull() & pairs.category.notnull()),
     )
-    newly = _at(first, at, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).join(owned, key)
+    newly = _at(first, to_compute, lambda t, d: (t.first >= d.ago_7) & (t.first < d.end)).join(owned, key)
     newly = newly.group_by(list(_KEY)).aggregate(features_first_used_7d=newly.count())
     sold = plan_features.select("feature").distinct()
     touched = recent.select(*key).distinct()
     outside = touched.anti_join(owned, key).join(sold, "feature")
     gap = outside.group_by(list(_KEY)).aggregate(premium_gap_features=outside.count())
-    ever = _at(first, at, lambda t, d: t.first < d.end).select(*key)
+    ever = _at(first, to_compute, lambda t, d: t.first < d.end).select(*key)
     ever_outside = ever.anti_join(owned, key).join(sold, "feature").select(*_KEY).distinct()
     return breadth, available, newly, gap, ever_outside.mutate(_outside=ibis.literal(True))
 
 
 def _engagement(user_days: ir.Table, dates: ir.Table) -> tuple[ir.Table, ir.Table]:
-    ev = _at(user_days, dates, lambda t, d: (t.day >= d.ago_60) & (t.day < d.end))
+    ev = _at(user_days, dates, lambda t, d: (t.day >= d[f"ago_{_EVENT_DAYS}"]) & (t.day < d.end))
     last = ev.day >= ev.ago_30
     zero = ibis.literal(0, "int64")
     counts = ev.group_by(list(_KEY)).aggregate(
@@ -351,7 +348,8 @@ def account_signals_at(
     hold_event_parts_from: int = HOLD_EVENT_PARTS_FROM,
 ) -> ir.Table:
     """Every account's signals at each of ``dates``, one row per account of ``accounts`` and date; or, given
-    ``only`` (``as_of`` among ``dates`` and ``account_id`` of ``accounts``, distinct pairs), one row per pair.
+    ``only`` (``as_of`` and ``account_id`` of ``accounts``), one row per distinct pair whose date is among
+    ``dates`` (a pair at another date is not computed).
 
     ``only`` computes the signals of those accounts at those dates alone, the same values as computing every
     account at every date: each part's rows meet only their own account's dates (a training sample's snapshots,
@@ -408,30 +406,30 @@ def account_signals_at(
     dates_t = as_of_dates(dates)
     # the accounts and dates to compute, with the dates' window boundaries: every account's rows meet every date,
     # or, given pairs, only their own account's
-    at = dates_t if only is None else only.select("as_of", "account_id").join(dates_t, "as_of")
+    to_compute = dates_t if only is None else only.select("as_of", "account_id").distinct().join(dates_t, "as_of")
     last_end = _end(max(dates))
     lines = tables["invoice_lines"]
     plans = tables["plans"]
-    on = _active_lines(lines, at)
+    on = _active_lines(lines, to_compute)
     # Every part is a table keyed by date and account (or account alone), joined to the accounts in one chain and
     # read by one select: a flat query compiles in a fraction of the time of a join, a select and a mutate per part.
     parts: list[tuple[ir.Table, Sequence[str]]] = [(_seats(on, plans), _KEY)]
     if "users" in tables:
-        parts.append((_users(tables["users"], at), _KEY))
+        parts.append((_users(tables["users"], to_compute), _KEY))
     if "usage" in tables:
-        parts.append((_usage(tables["usage"], on, plans, at), _KEY))
+        parts.append((_usage(tables["usage"], on, plans, to_compute), _KEY))
     if "events" in tables:
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine
         first_end = min(_end(d) for d in dates)
         # some accounts at each date: only the events of the months their windows reach are reduced day by day
-        recent = events if only is None else _events_reached(events, at, dates)
-        days = cached(_feature_days(recent, first_end - dt.timedelta(days=30), last_end))
+        events_read = events if only is None else _events_reached(events, to_compute, dates)
+        days = cached(_feature_days(events_read, first_end - dt.timedelta(days=30), last_end))
         # every event before the last date is read once, for both the accounts' first uses and the catalogue
         first, catalogue = _first_uses(cached(_first_days(events, last_end)))
-        user_days = cached(_user_days(recent, first_end - dt.timedelta(days=_EVENT_DAYS), last_end))
-        from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t, at),
-                       *_engagement(user_days, at)]
+        user_days = cached(_user_days(events_read, first_end - dt.timedelta(days=_EVENT_DAYS), last_end))
+        from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t, to_compute),
+                       *_engagement(user_days, to_compute)]
         if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
             # inside the one query the engine would hold every part's working memory at once, and spill it
             from_events = [cached(part) for part in from_events]
@@ -441,17 +439,18 @@ def account_signals_at(
     annual = on.filter((on.kind == "subscription") & (on.period_end.delta(on.period_start, unit="day") >= 360))
     parts.append((annual.group_by(list(_KEY)).aggregate(_term_end=annual.period_end.min()), _KEY))
     if "renewals" in tables:
-        r = _at(tables["renewals"], at, lambda t, d: t.renewal_date >= d.as_of)
+        r = _at(tables["renewals"], to_compute, lambda t, d: t.renewal_date >= d.as_of)
         parts.append((r.group_by(list(_KEY)).aggregate(_next=r.renewal_date.min()), _KEY))
     if "subscriptions" in tables:
         # a cancellation counts from the day it was asked for until the day it takes effect
-        c = _at(tables["subscriptions"], at, lambda t, d: (t.canceled_at <= d.as_of) & (t.cancel_at > d.as_of))
+        c = _at(tables["subscriptions"], to_compute,
+                lambda t, d: (t.canceled_at <= d.as_of) & (t.cancel_at > d.as_of))
         parts.append((c.group_by(list(_KEY)).aggregate(_cancels=c.cancel_at.min()), _KEY))
     if "tickets" in tables:
-        t = _at(tables["tickets"], at, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
+        t = _at(tables["tickets"], to_compute, lambda t, d: (t.opened_at >= d.ago_30) & (t.opened_at < d.end))
         parts.append((t.group_by(list(_KEY)).aggregate(tickets_30d=t.count()), _KEY))
     if "nps" in tables:
-        n = _at(tables["nps"], at, lambda t, d: t.ts < d.end)
+        n = _at(tables["nps"], to_compute, lambda t, d: t.ts < d.end)
         year = n.filter(n.ts >= n.ago_365)
         score = year.score
         parts.append((_latest(n, "ts", "score", "nps_latest"), _KEY))
@@ -460,14 +459,14 @@ def account_signals_at(
                     * 100), _KEY))
     if "outcomes" in tables:
         o = tables["outcomes"].rename(_dated="as_of")
-        o = _at(o, at, lambda t, d: t._dated <= d.as_of)
+        o = _at(o, to_compute, lambda t, d: t._dated <= d.as_of)
         parts.append((_latest(o, "_dated", "status", "outcome_status"), _KEY))
-    parts.extend((part, _KEY) for part in _mrr_history(account_months, at))
+    parts.extend((part, _KEY) for part in _mrr_history(account_months, to_compute))
 
     if only is None:
         base = tables["accounts"].select("account_id").cross_join(dates_t.select("as_of")).view()
     else:
-        base = at.select("account_id", "as_of").view()
+        base = to_compute.select("account_id", "as_of").view()
     joined: ir.Table = base
     col: dict[str, ir.Value] = {"as_of": base.as_of, "account_id": base.account_id}
     for part, key in parts:
@@ -482,10 +481,9 @@ def _mrr_history(account_months: ir.Table, dates: ir.Table) -> list[ir.Table]:
     am = account_months.select("account_id", "month_idx", "cur_mrr_cents")
     d = dates.select("as_of", "month_idx", *(["account_id"] if "account_id" in dates.columns else []))
 
-    def months_before(table: ir.Table, name: str, months: int) -> ir.Table:
-        t = table.view()
-        joined = t.join(d, [t.month_idx == d.month_idx - months, *_same_account(t, d)])
-        return joined.select(d.as_of, t.account_id, **{name: t.cur_mrr_cents})
+    def months_before(name: str, months: int) -> ir.Table:
+        then = _at(am, d, lambda t, d: t.month_idx == d.month_idx - months)
+        return then.select("as_of", "account_id", **{name: then.cur_mrr_cents})
 
     # a contraction as the revenue movements classify one: this month's lines at last month's rates below last
     # month's MRR, so an exchange rate moving never counts
@@ -497,7 +495,7 @@ def _mrr_history(account_months: ir.Table, dates: ir.Table) -> list[ir.Table]:
     rose = rose.filter((rose.prev_mrr_cents > 0) & (rose.cur_mrr_cents > 0)
                        & (rose.cur_cc_mrr_cents > rose.prev_mrr_cents)).select("account_id", "month_idx")
     grew = _at(rose, d, lambda t, d: (t.month_idx <= d.month_idx) & (t.month_idx > d.month_idx - 12))
-    return [months_before(am, "mrr_cents", 0), months_before(am, "_then", 3), months_before(am, "_year", 12),
+    return [months_before("mrr_cents", 0), months_before("_then", 3), months_before("_year", 12),
             recent.group_by(list(_KEY)).aggregate(_fell=recent.count()),
             grew.group_by(list(_KEY)).aggregate(_rose=grew.count())]
 
