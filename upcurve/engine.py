@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # Ibis is imported when an engine is opened: reading a worksp
     from ibis.backends.duckdb import Backend as DuckDBBackend
 
 __all__ = ["DUCKDB_MEMORY_LIMIT", "READER_MEMORY_LIMIT", "EngineError", "as_int", "cached", "connect",
-           "database_error", "engine_errors", "file_reader", "hand_over", "reads_parquet", "redacted",
-           "round_half_away", "sweep_spill_folders", "tune_for_compute"]
+           "database_error", "engine_errors", "file_reader", "hand_over", "month_idx_of", "reads_parquet",
+           "redacted", "round_half_away", "sweep_spill_folders", "tune_for_compute"]
 
 #: The memory DuckDB may hold when it only reads files for another engine (it spills beyond it).
 READER_MEMORY_LIMIT = "50%"
@@ -242,6 +242,12 @@ def strip_spaces(value: ir.StringValue, engine: str) -> ir.StringValue:
     if engine == "pyspark":
         return value.re_replace(r"^\s+|\s+$", "")
     return value.strip()
+
+
+def month_idx_of(value: ir.DateValue | ir.TimestampValue) -> ir.IntegerValue:
+    """The month of a date or timestamp as one integer, ``year × 12 + month − 1`` (``int64``; the numbering of
+    :func:`upcurve.revenue.month_index`, so the next month is ``+ 1``), on every engine."""
+    return value.year().cast("int64") * 12 + value.month().cast("int64") - 1
 
 
 def as_int(flag: ir.BooleanValue) -> ir.IntegerValue:

@@ -674,6 +674,11 @@ def test_a_large_history_sampled_in_the_engine_learns_what_sampling_in_memory_wo
     assert len(kept) > 40 and mine.select(kept).equals(theirs.select(kept))
 
 
+def _date_account_pairs(table: pa.Table, date: str) -> list[tuple[dt.date, str]]:
+    """Each row's date (the column ``date``) and account, in the table's order."""
+    return list(zip(table[date].to_pylist(), table["account_id"].to_pylist(), strict=True))
+
+
 def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company: Path) -> None:
     """The sample is drawn from the labelled snapshots' keys, read from the ledger, before any signal is computed:
     exactly the snapshots sampling every labelled one in training order would keep, counted from all of them. The
@@ -709,9 +714,8 @@ def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company
     computed = account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
                                   every_date, only=pairs).to_pyarrow()
     whole = signals.to_pyarrow()
-    drawn = set(zip(kept["snapshot"].to_pylist(), kept["account_id"].to_pylist(), strict=True))
-    wanted = pa.array([(d, a) in drawn or d in own
-                       for d, a in zip(whole["as_of"].to_pylist(), whole["account_id"].to_pylist(), strict=True)])
+    drawn = set(_date_account_pairs(kept, "snapshot"))
+    wanted = pa.array([(d, a) in drawn or d in own for d, a in _date_account_pairs(whole, "as_of")])
     by_pair = [("as_of", "ascending"), ("account_id", "ascending")]
     assert computed.num_rows < whole.num_rows / 3  # a small part of every account at every date
     assert computed.sort_by(by_pair).equals(whole.filter(wanted).sort_by(by_pair))
@@ -719,7 +723,7 @@ def test_the_sample_is_drawn_from_keys_and_only_its_signals_are_computed(company
     # a run's own date on a drawn snapshot's date is one pair per account, not two
     on_a_drawn_date = sample.signal_pairs(loaded.tables["accounts"], also_at=[kept["snapshot"][0].as_py()])
     pairs_there = on_a_drawn_date.to_pyarrow()
-    keys_there = set(zip(pairs_there["as_of"].to_pylist(), pairs_there["account_id"].to_pylist(), strict=True))
+    keys_there = set(_date_account_pairs(pairs_there, "as_of"))
     assert len(keys_there) == pairs_there.num_rows >= loaded.tables["accounts"].count().to_pyarrow().as_py()
 
     # few enough to learn from all, whether the bound (accounts × dates) or the labelled count says so: nothing

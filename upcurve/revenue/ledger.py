@@ -11,7 +11,7 @@ import ibis.expr.types as ir
 
 from upcurve.config import RevenuePolicy
 from upcurve.contract.known import rate_day
-from upcurve.engine import as_int, round_half_away
+from upcurve.engine import as_int, month_idx_of, round_half_away
 
 __all__ = ["counted_back", "coupon_mrr", "fx_rates_by_month", "fx_rates_on_days", "line_months",
            "months_in_period", "plan_mrr", "product_months", "proration_months", "services_revenue"]
@@ -63,7 +63,7 @@ def counted_back(end: ir.DateValue, interval_months: ir.IntegerValue) -> ir.Date
     """The day ``interval_months`` (1 when empty) before ``end``: the same day of that month, or its last day when
     it has fewer days (Mar 31 − 1 month is Feb 28 or 29)."""
     interval = interval_months.cast("int64").fill_null(1)
-    index = end.year().cast("int64") * 12 + end.month().cast("int64") - 1 - interval
+    index = month_idx_of(end) - interval
     year = (index // 12).cast("int32")
     month = (index % 12 + 1).cast("int32")
     # the year and month as numbers, not through a date: SQLite's parser refuses the deeper expression
@@ -409,7 +409,7 @@ def services_revenue(
             lines = _with_rates(lines, fx_rates_by_month(fx_rates, calendar), "month_idx", policy)
     else:
         lines = lines.mutate(
-            month_idx=(lines.period_start.year() * 12 + lines.period_start.month() - 1).cast("int64"),
+            month_idx=month_idx_of(lines.period_start),
             cents=lines.amount.cast("float64") * 100,
         )
         lines = lines.join(calendar.select("month_idx"), "month_idx")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import ibis
 import ibis.expr.types as ir
 
-from upcurve.engine import as_int
+from upcurve.engine import as_int, month_idx_of
 from upcurve.revenue import month_end, month_index
 from upcurve.scoring.config import LEVERS
 from upcurve.signals import account_signals_at
@@ -143,9 +143,7 @@ def snapshot_features(signals: ir.Table, dates: Sequence[dt.date]) -> ir.Table:
     """The snapshots' features: the signals of every paying account at each of ``dates`` (``signals`` may hold
     other dates too), the date as ``snapshot`` and its month as ``snapshot_idx``."""
     feats = signals.filter(signals.as_of.isin(list(dates)) & (signals.mrr_cents > 0))
-    return feats.mutate(
-        snapshot_idx=(feats.as_of.year() * 12 + feats.as_of.month() - 1).cast("int64")
-    ).rename(snapshot="as_of")
+    return feats.mutate(snapshot_idx=month_idx_of(feats.as_of)).rename(snapshot="as_of")
 
 
 def training_snapshots(

@@ -146,10 +146,12 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     if sample is None:
         sample = draw_training_sample(tables, revenue, config, first=first, as_of=as_of)
     if signals is None:
-        # held by the engine: the labels and the features both read it, and it must not be computed twice
+        # the sample's alone, held by the engine: the labels and the features both read it, and it must not be
+        # computed twice
         signals = cached(account_signals_at(tables, revenue.account_months, plan_features(tables["plans"]),
                                             sample.dates, only=sample.signal_pairs(tables["accounts"])))
-    if sample.keys is not None:
+    elif sample.keys is not None:
+        # given with a run's own dates beside the sample (one of which may be a training date): the sample's only
         keys = sample.keys
         signals = signals.semi_join(keys, [signals.account_id == keys.account_id, signals.as_of == keys.snapshot])
     snapshots = labelled_snapshots(tables, revenue, config, first=first, as_of=as_of, signals=signals)

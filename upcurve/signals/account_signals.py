@@ -20,7 +20,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
-from upcurve.engine import as_int, cached
+from upcurve.engine import as_int, cached, month_idx_of
 from upcurve.revenue import month_index
 
 __all__ = ["HOLD_EVENT_PARTS_FROM", "SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
@@ -260,8 +260,8 @@ def _events_reached(events: ir.Table, to_compute: ir.Table, dates: Sequence[dt.d
     back = ibis.memtable(pa.table({"_back": pa.array(range(reach + 1), pa.int64())}))
     months = to_compute.select("account_id", "month_idx").cross_join(back)
     months = months.select("account_id", _month=months.month_idx - months._back).distinct()
-    event_month = events.ts.year().cast("int64") * 12 + events.ts.month().cast("int64") - 1
-    return events.semi_join(months, [events.account_id == months.account_id, event_month == months._month])
+    return events.semi_join(months, [events.account_id == months.account_id,
+                                     month_idx_of(events.ts) == months._month])
 
 
 def _adoption(days: ir.Table, first: ir.Table, catalogue: ir.Table, plan_features: ir.Table, on: ir.Table,
