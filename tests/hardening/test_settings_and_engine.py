@@ -20,9 +20,11 @@ from typer.testing import CliRunner
 from tests.conftest import write_folder
 from upcurve import cli
 from upcurve.cli import YOUNG_COLLECTION_THRESHOLD, app
-from upcurve.engine import DUCKDB_MEMORY_LIMIT, connect
+from upcurve.config import RevenuePolicy
+from upcurve.engine import DUCKDB_MEMORY_LIMIT, HELD_CATALOG, cached, connect, release
 from upcurve.errors import ConfigError
 from upcurve.settings_file import load_config
+from upcurve.sources import load_folder
 
 LINES = textwrap.dedent("""\
     line_id,account_id,plan_id,kind,quantity,amount,currency,period_start,period_end
@@ -162,6 +164,52 @@ def test_duckdb_holds_at_most_upcurves_limit_and_spills_to_a_folder_removed_with
     del engine
     gc.collect()
     assert not spill.exists(), "the spill folder goes with the connection"
+
+
+def _held_tables(engine: DuckDBBackend) -> set[str]:
+    return {name for (name,) in engine.con.execute(
+        f"SELECT table_name FROM duckdb_tables() WHERE database_name = '{HELD_CATALOG}'").fetchall()}
+
+
+def test_duckdb_holds_a_cached_table_compressed_until_it_is_released_or_no_longer_read() -> None:
+    engine = connect("duckdb://")
+    engine.raw_sql("CREATE TABLE numbers AS SELECT i, 'acct_' || (i % 1000) AS account_id FROM range(300000) t(i)")
+    numbers = engine.table("numbers")
+    held = cached(numbers)
+    name = held.op().name
+    assert _held_tables(engine) == {name}
+    assert held.aggregate(rows=held.count(), total=held.i.sum(), accounts=held.account_id.nunique()).to_pyarrow(
+        ).to_pylist() == [{"rows": 300_000, "total": 299_999 * 300_000 // 2, "accounts": 1000}]
+    methods = {method for (method,) in engine.con.execute(
+        f"SELECT DISTINCT compression FROM pragma_storage_info('{HELD_CATALOG}.main.{name}')").fetchall()}
+    assert methods - {"Uncompressed"}, f"held uncompressed: {methods}"
+    release(held)
+    assert _held_tables(engine) == set(), "released at once"
+    again = cached(numbers)
+    assert _held_tables(engine) == {again.op().name}
+    del again
+    gc.collect()
+    assert _held_tables(engine) == set(), "dropped once no expression reads it"
+
+
+def test_the_files_parsed_for_the_checks_are_dropped_once_the_checked_tables_are_handed_over(tmp_path: Path
+                                                                                           ) -> None:
+    data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
+    engine = connect("duckdb://")
+    loaded = load_folder(data, engine, as_of=None, policy=RevenuePolicy(), say=lambda _msg: None)
+    held = _held_tables(engine)
+    assert len(held) == len(loaded.tables) == 3, "the checked tables alone, not the parsed files beside them"
+    assert held == {table.op().name for table in loaded.tables.values()}
+
+
+def test_a_duckdb_file_opened_read_only_holds_a_cached_table_as_a_temporary_one(tmp_path: Path) -> None:
+    ibis.duckdb.connect(tmp_path / "company.duckdb").raw_sql("CREATE TABLE accounts AS SELECT 'A' AS account_id")
+    engine = connect(f"duckdb:///{tmp_path}/company.duckdb?read_only=true")
+    held = cached(engine.table("accounts"))
+    assert held.to_pyarrow().to_pylist() == [{"account_id": "A"}]
+    assert _held_tables(engine) == set()
+    release(held)
+    assert engine.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchall() == [(0,)]
 
 
 def test_duckdb_settings_on_the_url_are_kept_and_the_users_folder_too(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from upcurve.contract.schema import (
     MAX_COLUMNS,
     TableSchema,
 )
-from upcurve.engine import cached
+from upcurve.engine import cached, release
 from upcurve.errors import ContractError, Problem
 
 __all__ = ["EXAMPLES", "MONEY", "MONTH_TEXT", "PARSES_TEXT", "ROW", "DataFolder", "RawTable", "database_folder",
@@ -95,8 +95,7 @@ class DataFolder:
         would otherwise stay beside them for the whole run (Ibis keeps a held table while a table held from it
         lives)."""
         for raw in self.tables.values():
-            if isinstance(raw.table, ir.CachedTable):
-                raw.table.release()
+            release(raw.table)
 
 
 def _discover(folder: Path) -> tuple[dict[str, Path], list[Problem]]:
