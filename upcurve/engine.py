@@ -234,9 +234,9 @@ def cached(table: ir.Table) -> ir.Table:
     ``COMPRESS``): a run's ledger at 100,000 accounts (five tables, 9 million rows) holds about a seventh of the
     memory it holds uncompressed, and is read faster (docs/benchmarks.md). DuckDB compresses an in-memory table
     when its catalog is checkpointed, so each table is checkpointed once written. Any other engine, and a DuckDB
-    file opened read-only (which cannot attach a catalog), keeps it as Ibis does (``Table.cache``). Ibis's PySpark backend compiles a cached table without first registering the in-memory
-    tables it reads (a calendar, a list of dates), which Spark then cannot find; they are registered here, as any
-    query would.
+    file opened read-only (which cannot attach a catalog), keeps it as Ibis does (``Table.cache``). Ibis's PySpark
+    backend compiles a cached table without first registering the in-memory tables it reads (a calendar, a list of
+    dates), which Spark then cannot find; they are registered here, as any query would.
     """
     backend = table.get_backend()
     if backend.name == "duckdb" and not _read_only(backend):
