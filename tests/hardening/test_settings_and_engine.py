@@ -192,6 +192,20 @@ def test_duckdb_holds_a_cached_table_compressed_until_it_is_released_or_no_longe
     assert _held_tables(engine) == set(), "dropped once no expression reads it"
 
 
+def test_a_table_cached_while_another_write_is_under_way_is_held_whole() -> None:
+    """DuckDB refuses to checkpoint (to compress) while another transaction writes: the table is held anyway."""
+    engine = connect("duckdb://")
+    engine.raw_sql("CREATE TABLE numbers AS SELECT range AS i FROM range(1000)")
+    first = cached(engine.table("numbers"))
+    writer = engine.con.cursor()
+    writer.execute("BEGIN")
+    writer.execute(f"CREATE TABLE {HELD_CATALOG}.main.scratch AS SELECT 1 AS x")
+    second = cached(engine.table("numbers").filter(ibis._.i < 10))
+    assert second.i.sum().to_pyarrow().as_py() == 45
+    writer.execute("COMMIT")
+    assert first.count().to_pyarrow().as_py() == 1000
+
+
 def test_the_files_parsed_for_the_checks_are_dropped_once_the_checked_tables_are_handed_over(tmp_path: Path
                                                                                            ) -> None:
     data = write_folder(tmp_path / "d", {"invoice_lines": LINES})
