@@ -231,12 +231,13 @@ def cached(table: ir.Table) -> ir.Table:
     refers to it any more or it is :func:`released <release>`.
 
     DuckDB keeps it compressed, in an in-memory catalog of its own (:data:`HELD_CATALOG`, attached with DuckDB's
-    ``COMPRESS``): a run's ledger at 100,000 accounts (five tables, 9 million rows) holds about a seventh of the
-    memory it holds uncompressed, and is read faster (docs/benchmarks.md). DuckDB compresses an in-memory table
-    when its catalog is checkpointed, so each table is checkpointed once written. Any other engine, and a DuckDB
-    file opened read-only (which cannot attach a catalog), keeps it as Ibis does (``Table.cache``). Ibis's PySpark
-    backend compiles a cached table without first registering the in-memory tables it reads (a calendar, a list of
-    dates), which Spark then cannot find; they are registered here, as any query would.
+    ``COMPRESS``): a run's typed invoice lines and MRR ledger at 100,000 accounts (six tables, 11 million rows) hold
+    about a seventh of the memory they hold uncompressed, and are read faster (docs/benchmarks.md). DuckDB
+    compresses an in-memory table when its catalog is checkpointed, so each table is checkpointed once written. Any
+    other engine, and a DuckDB file opened read-only (which cannot attach a catalog), keeps it as Ibis does
+    (``Table.cache``). Ibis's PySpark backend compiles a cached table without first registering the in-memory tables
+    it reads (a calendar, a list of dates), which Spark then cannot find; they are registered here, as any query
+    would.
     """
     backend = table.get_backend()
     if backend.name == "duckdb" and not _read_only(backend):
@@ -272,22 +273,21 @@ def _held_compressed(engine: DuckDBBackend, table: ir.Table) -> ir.Table:
 
     import ibis
 
-    engine.raw_sql(f"ATTACH IF NOT EXISTS ':memory:' AS {HELD_CATALOG} (COMPRESS)")
     name = ibis.util.gen_name("held")
-    where = (HELD_CATALOG, "main")
-    engine.create_table(name, table, database=where)
+    engine.raw_sql(f"ATTACH IF NOT EXISTS ':memory:' AS {HELD_CATALOG} (COMPRESS)")
+    held = engine.create_table(name, table, database=(HELD_CATALOG, "main"))
     # refused while another write is under way (a caller's own transaction): the table is whole, only not
     # compressed until the next checkpoint
     with contextlib.suppress(duckdb.TransactionException):
         engine.raw_sql(f"CHECKPOINT {HELD_CATALOG}")
-    held = engine.table(name, database=where)
     weakref.finalize(held.op(), _drop_held, engine, name)
     return held
 
 
 def _drop_held(engine: DuckDBBackend, name: str) -> None:
-    """Drop a held table (again: a no-op), unless its engine is closed already (then so is its memory)."""
-    with contextlib.suppress(duckdb.ConnectionException):
+    """Drop a held table (again: a no-op), unless its engine is closed or broken already (then so is its memory);
+    also called when the interpreter exits, after a run that may have failed, where it must not raise."""
+    with contextlib.suppress(duckdb.Error):
         engine.raw_sql(f'DROP TABLE IF EXISTS {HELD_CATALOG}.main."{name}"')
 
 

@@ -92,8 +92,8 @@ class DataFolder:
     def release(self) -> None:
         """Drop the tables the engine holds for the checks (a CSV file parsed once, a database's table with its rows
         numbered). Call it once the checked tables are handed over: the steps after read those, and a held table
-        would otherwise stay beside them for the whole run (Ibis keeps a held table while a table held from it
-        lives)."""
+        would otherwise stay beside them for as long as this folder is referred to (and, on an engine where Ibis
+        holds it, while a table held from it lives)."""
         for raw in self.tables.values():
             release(raw.table)
 
@@ -450,7 +450,8 @@ def database_folder(tables: dict[str, tuple[str, ir.Table]], source: str) -> Dat
 
     Each table's rows are numbered by its key (by all its contract columns when it has none), so that a problem's
     row numbers name the same rows whenever it is checked; the numbered table is held by the database
-    (:func:`upcurve.engine.cached`: a temporary table there) for the checks, never copied out; the steps after them
+    (:func:`upcurve.engine.cached`: a temporary table there; a DuckDB file opened for writing holds it in its
+    compressed catalog) for the checks, never copied out; the steps after them
     read the table itself (:attr:`RawTable.source`).
     Problems name the table as ``name (in SOURCE; rows by KEY)``. A contract column whose type cannot hold
     its contract type is reported, as a Parquet file's is; so is one kept as text where a number, date or amount is
