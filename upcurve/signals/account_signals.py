@@ -60,8 +60,9 @@ def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
     """The dates to compute signals at, with the boundaries of every window (days: a timestamp is compared with
     the day's midnight).
 
-    Columns: ``as_of``, ``month_idx`` (year × 12 + month − 1), ``end`` (the end of the as-of day), ``ago_N`` for
-    each window of N days, ``month_start`` and ``month_elapsed`` (the share of the as-of month that has passed).
+    Columns: ``as_of``, ``month_idx`` (:func:`upcurve.revenue.month_index`), ``end`` (the end of the as-of day),
+    ``ago_N`` for each window of N days, ``month_start`` and ``month_elapsed`` (the share of the as-of month that
+    has passed).
     """
     if not dates:
         raise ValueError("account signals need at least one as-of date")
@@ -70,7 +71,7 @@ def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
     # text form an engine that stores timestamps as text (SQLite) gives the timestamp.
     cols: dict[str, pa.Array] = {
         "as_of": pa.array(days, pa.date32()),
-        "month_idx": pa.array([d.year * 12 + d.month - 1 for d in days], pa.int64()),
+        "month_idx": pa.array([month_index(d) for d in days], pa.int64()),
         "end": pa.array([_end(d).date() for d in days], pa.date32()),
     }
     for n in _WINDOWS:
