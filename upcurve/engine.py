@@ -303,7 +303,7 @@ def strip_spaces(value: ir.StringValue, engine: str) -> ir.StringValue:
 
 def month_idx_of(value: ir.DateValue | ir.TimestampValue) -> ir.IntegerValue:
     """The month of a date or timestamp as one integer, ``year × 12 + month − 1`` (``int64``; the numbering of
-    :func:`upcurve.revenue.month_index`, so the next month is ``+ 1``), on every engine."""
+    :func:`upcurve.months.month_index`, so the next month is ``+ 1``), on every engine."""
     return value.year().cast("int64") * 12 + value.month().cast("int64") - 1
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from upcurve.contract import table_schema
 from upcurve.errors import ContractError, Problem
+from upcurve.months import month_start_after
 from upcurve.plays.uplift import outcomes
 
 __all__ = ["FUNNEL_COLUMNS", "STAGES", "FunnelConfig", "expansion_funnel", "funnel_schema"]
@@ -118,8 +119,7 @@ class FunnelConfig(BaseModel):
         >>> FunnelConfig().period(dt.date(2024, 6, 20))
         (datetime.date(2024, 4, 1), datetime.date(2024, 6, 20))
         """
-        index = as_of.year * 12 + as_of.month - 1 - (self.months - 1)
-        return dt.date(index // 12, index % 12 + 1, 1), as_of
+        return month_start_after(as_of, -(self.months - 1)), as_of
 
 
 #: The columns of :func:`expansion_funnel`'s table, in order.

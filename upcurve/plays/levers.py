@@ -15,6 +15,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from upcurve.months import month_index, month_label
 from upcurve.plays.engine import PlayAction
 from upcurve.plays.uplift import outcomes
 
@@ -23,11 +24,6 @@ __all__ = ["LEVER_OF_SOURCE", "lever_yield"]
 #: The lever behind each expansion source of the revenue engine (a premium add-on is counted as cross-sell here:
 #: the movements do not tell the two apart).
 LEVER_OF_SOURCE = {"usage": "usage", "seat": "seat", "tier": "tier", "cross_sell": "cross_sell", "price": "price"}
-
-
-def _months_back(as_of: dt.date, months: int) -> str:
-    index = as_of.year * 12 + as_of.month - 1 - (months - 1)
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def lever_yield(movements: pa.Table, actions: Sequence[PlayAction], *, as_of: dt.date, months: int = 12) -> pa.Table:
@@ -66,7 +62,7 @@ def lever_yield(movements: pa.Table, actions: Sequence[PlayAction], *, as_of: dt
     >>> [(r["lever"], str(r["expansion_mrr"]), r["accounts"], r["share"]) for r in t.to_pylist()]
     [('tier', '60.00', 1, 0.6), ('seat', '40.00', 2, 0.4)]
     """
-    since = _months_back(as_of, months)
+    since = month_label(month_index(as_of) - (months - 1))
     until = f"{as_of:%Y-%m}"
     money = movements["amount"].type if "amount" in movements.column_names else pa.decimal128(20, 2)
     produced: dict[str, _Produced] = {}

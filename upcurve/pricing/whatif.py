@@ -44,6 +44,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from upcurve.errors import ConfigError
+from upcurve.months import month_start_after
 from upcurve.pricing.bulk import charge_expression
 from upcurve.pricing.models import PriceModel, field_location, parse_price_model, read_exact_document
 from upcurve.pricing.quote import quote
@@ -154,11 +155,6 @@ class PricingImpact:
     notes: list[str] = field(default_factory=list)
 
 
-def _month_start(day: dt.date, ahead: int = 0) -> dt.date:
-    index = day.year * 12 + day.month - 1 + ahead
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
 def _selected(scenario: PricingScenario, plan_products: dict[str, str]) -> tuple[dict[str, PriceChange], list[str]]:
     """Which change applies to each plan of the book; a plan two changes name is an error naming both."""
     found: dict[str, PriceChange] = {}
@@ -210,8 +206,8 @@ def _change_date(renews_on: dt.date, interval: int, start: dt.date, scenario: Pr
 def _add_months(day: dt.date, months: int) -> dt.date:
     """``day`` ``months`` later, on the same day of the month or the month's last (Jan 31 + 1 month: Feb 29 in a
     leap year)."""
-    first = _month_start(day, months)
-    last = (_month_start(first, 1) - dt.timedelta(days=1)).day
+    first = month_start_after(day, months)
+    last = (month_start_after(first, 1) - dt.timedelta(days=1)).day
     return first.replace(day=min(day.day, last))
 
 
@@ -225,7 +221,7 @@ def _subscription_parts(book: pa.Table, chosen: dict[str, PriceChange], start: d
         old = Decimal(r["mrr"])
         new = (old * (1 + change.list_price_pct / 100)).quantize(_CENT, ROUND_HALF_UP)
         on = _change_date(r["renews_on"], int(r["interval_months"] or 1), start, scenario)
-        parts.append(_Part(r["account_id"], r["plan_id"], "subscription", on, _month_start(on),
+        parts.append(_Part(r["account_id"], r["plan_id"], "subscription", on, month_start_after(on),
                            dict.fromkeys(months, old), dict.fromkeys(months, new)))
     return parts
 
@@ -252,7 +248,7 @@ def _usage_parts(usage: pa.Table, chosen: dict[str, PriceChange], start: dt.date
     parts = []
     for (account, plan, _metric), periods in sorted(by_key.items()):
         on = start if scenario.grandfathering != "months" else _add_months(start, scenario.grandfather_months or 0)
-        first = on if on.day == 1 else _month_start(on, 1)
+        first = on if on.day == 1 else month_start_after(on, 1)
         last_projected = max(periods)
         old, new = {}, {}
         for month in months:
@@ -305,7 +301,7 @@ def simulate_pricing(scenario: PricingScenario, *, book: pa.Table, usage: pa.Tab
             plan_products.setdefault(row["plan_id"], row.get("product") or "")
     chosen, notes = _selected(scenario, plan_products)
     start = max(scenario.effective or as_of + dt.timedelta(days=1), as_of + dt.timedelta(days=scenario.notice_days))
-    months = [_month_start(as_of, k) for k in range(1, scenario.months + 1)]
+    months = [month_start_after(as_of, k) for k in range(1, scenario.months + 1)]
     parts = _subscription_parts(book, chosen, start, months, scenario) + \
         _usage_parts(usage, chosen, start, months, scenario, currency, notes)
 

@@ -9,23 +9,9 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+from upcurve.months import month_end, month_index, month_label
+
 __all__ = ["month_calendar", "month_end", "month_index", "month_label"]
-
-
-def month_index(day: dt.date) -> int:
-    """A month as one integer (``year * 12 + month - 1``), so that the next month is ``+ 1`` on every engine."""
-    return day.year * 12 + day.month - 1
-
-
-def month_end(index: int) -> dt.date:
-    """The last day of a month index."""
-    year, month = divmod(index + 1, 12)
-    return dt.date(year, month + 1, 1) - dt.timedelta(days=1)
-
-
-def month_label(index: int) -> str:
-    """``YYYY-MM`` for a month index."""
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def month_calendar(first: dt.date, as_of: dt.date) -> ir.Table:

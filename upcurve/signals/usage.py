@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from upcurve.engine import cached
 from upcurve.errors import ConfigError
+from upcurve.months import month_start_after
 from upcurve.pricing import PriceModel, minor_unit_digits, price_model_from_json
 from upcurve.pricing.bulk import charge_expression
 from upcurve.pricing.models import PerUnit
@@ -78,11 +79,6 @@ class UsageConfig(BaseModel):
         if list(alerts) != sorted(set(alerts)):
             raise ValueError("list the alert shares once each, ascending")
         return alerts
-
-
-def _month_start(day: dt.date, ahead: int = 0) -> dt.date:
-    index = day.year * 12 + day.month - 1 + ahead
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def plan_price_models(plans: pa.Table, currency: str) -> dict[str, PriceModel]:
@@ -154,7 +150,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     config = config or UsageConfig()
     usage, plans, lines = tables["usage"], tables["plans"], tables["invoice_lines"]
     end = dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time())
-    period_start = _month_start(as_of)
+    period_start = month_start_after(as_of)
 
     def ago(days: int) -> ir.TimestampScalar:
         return ibis.timestamp(end - dt.timedelta(days=days))
@@ -190,7 +186,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     r = rows.used_30d / 30.0
     s = (rows.used_30d - rows.used_prev_30d) / 900.0
     c = r + 15.0 * s  # the rate at the end of the as-of day
-    days_left = float((_month_start(as_of, 1) - as_of).days - 1)  # whole days after the as-of day this month
+    days_left = float((month_start_after(as_of, 1) - as_of).days - 1)  # whole days after the as-of day this month
     rows = rows.mutate(
         usage_limit=limit,
         limit_source=ibis.cases((rows.own_limit.notnull(), "plan"), (rows.entry_limit.notnull(), "entry plan"),
@@ -220,7 +216,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     share_projected = ibis.ifelse(rows.usage_limit > 0, rows.projected_this_period / rows.usage_limit,
                                   ibis.null("float64"))
     account_usage = rows.mutate(
-        period_start=ibis.date(period_start), period_end=ibis.date(_month_start(as_of, 1)),
+        period_start=ibis.date(period_start), period_end=ibis.date(month_start_after(as_of, 1)),
         alert=_highest_reached(rows.share_used, config.alerts),
         projected_alert=_highest_reached(share_projected, config.alerts),
     ).select("account_id", "metric", "plan_id", "usage_limit", "limit_source", "period_start", "period_end",
@@ -230,7 +226,7 @@ def usage_view(tables: Mapping[str, ir.Table], *, as_of: dt.date, config: UsageC
     # each period's projected use, share and cost: one row per account, metric and period
     periods = []
     for k in range(config.periods_ahead + 1):
-        start, stop = _month_start(as_of, k), _month_start(as_of, k + 1)
+        start, stop = month_start_after(as_of, k), month_start_after(as_of, k + 1)
         use = rows.projected_this_period if k == 0 else _integral(rows._c, rows._s, float((start - as_of).days - 1),
                                                                   float((stop - as_of).days - 1))
         periods.append(rows.select("account_id", "metric", "plan_id", "usage_limit", period_start=ibis.date(start),

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from upcurve.errors import UpcurveError
+from upcurve.months import month_index, month_label
 from upcurve.present.terminal import nrr_verdict
 from upcurve.web._lists import Keys, Ordered, Picked, both
 from upcurve.workspace import ModelRecord, RunDiff, RunRecord, Store, WorkspaceError, diff_runs
@@ -79,12 +80,6 @@ def headline(metrics: dict[str, Any] | None) -> str:
     nrr = metrics.get("nrr_12m")
     retention = f"NRR {nrr * 100:.0f}%, {nrr_verdict(nrr)}" if nrr is not None else "NRR needs 12 months of history"
     return f"In {metrics['month']} {cover}; {retention}."
-
-
-def _months_back(month: str, count: int) -> str:
-    year, mon = int(month[:4]), int(month[5:7])
-    index = year * 12 + mon - 1 - count
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 #: How old a token's or session's answer may be and still be used while the workspace is busy.
@@ -430,7 +425,7 @@ class Reader:
         last = self.month(run)
         if last is None:
             return []
-        since = _months_back(last["month"], months - 1)
+        since = month_label(month_index(dt.date.fromisoformat(last["month"] + "-01")) - (months - 1))
         if dimension == "source":
             table = self.table(run, "expansion_by_source")
             rows = [dict(r, value=r["source"]) for r in table.to_pylist() if r["month"] >= since]
