@@ -297,11 +297,22 @@ def _prepared(raw: RawTable, schema: TableSchema, present: set[str]) -> RawTable
     return replace(raw, table=raw.table.mutate(**derived))
 
 
-def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str]) -> tuple[list[Problem], int]:
+@dataclass(frozen=True)
+class _Summary:
+    """What the one pass over a table found: its broken rules, its rows, and whether its key may repeat."""
+
+    problems: list[Problem]
+    rows: int
+    key_may_repeat: bool
+
+
+def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str], key: ir.Value | None = None) -> _Summary:
     """Count every rule in one pass, then fetch a few examples of each broken rule; and the table's row count.
 
     The pass also counts the values of every column of the file (``columns``), so the whole file is read (and a line
-    that cannot be read is found) here, not later in a run."""
+    that cannot be read is found) here, not later in a run. Given the values of a one-column ``key`` as it is joined,
+    it also counts them and their distinct values: when the two agree no key repeats, and the rows need not be
+    partitioned by key to look for one (a query fewer, and on a large file the costliest of the checks)."""
     t = raw.table
     counts = t.aggregate(
         _rows=t.count(),
@@ -309,6 +320,7 @@ def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str]) -> tupl
         # Ibis to compile than summing the flag made an integer
         **{f"f{i}": t.count(where=r.flag) for i, r in enumerate(rules)},
         **{f"c{i}": t[c].count() for i, c in enumerate(columns)},
+        **({} if key is None else {"_keyed": key.count(), "_keys": key.nunique()}),
     ).to_pyarrow()
     problems = []
     for i, rule in enumerate(rules):
@@ -324,7 +336,8 @@ def _fail_summary(raw: RawTable, rules: list[_Rule], columns: list[str]) -> tupl
         problems.append(
             Problem(raw.file, rule.message, rule.column, count, rows, values, raw.location, rule.hint)
         )
-    return problems, int(counts["_rows"][0].as_py())
+    repeats = key is None or counts["_keyed"][0].as_py() != counts["_keys"][0].as_py()
+    return _Summary(problems, int(counts["_rows"][0].as_py()), repeats)
 
 
 def _price_model_problems(raw: RawTable, present: set[str]) -> list[Problem]:
@@ -604,17 +617,20 @@ def _table_problems(raw: RawTable) -> list[Problem]:
     rules = _column_rules(checked, schema, present)
     if raw.name == "invoice_lines":
         rules += _invoice_line_rules(checked, present)
-    found, rows = _fail_summary(checked, rules, [c for c in raw.table.columns if c != ROW])
-    if not rows:
+    key = schema.key_of(present)
+    keyed = key and set(key) <= present
+    # a one-column key is counted in the one pass (a key of several columns is looked for row by row)
+    key_values = _typed(checked, schema.column(key[0])) if keyed and len(key) == 1 else None
+    summary = _fail_summary(checked, rules, [c for c in raw.table.columns if c != ROW], key_values)
+    if not summary.rows:
         problems.append(Problem(raw.file, "the file has a header but no rows", severity="error" if schema.required
                                 else "note", hint="Add the table's rows" if schema.required else
                                 "An optional table may be empty: nothing from it is used"))
         return problems
-    problems += found
+    problems += summary.problems
     if raw.name == "plans" and "price_model" in present:
         problems += _price_model_problems(raw, present)
-    key = schema.key_of(present)
-    if key and set(key) <= present:
+    if keyed and summary.key_may_repeat:
         problems += _duplicate_keys(raw, schema, key)
     return problems
 
