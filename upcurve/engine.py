@@ -226,21 +226,23 @@ def reads_parquet(engine: ibis.BaseBackend) -> bool:
 HELD_CATALOG = "upcurve_held"
 
 
-def cached(table: ir.Table) -> ir.Table:
+def cached(table: ir.Table, *, compress: bool = True) -> ir.Table:
     """``table`` computed once and kept by its engine for the queries that read it again, until no expression
     refers to it any more or it is :func:`released <release>`.
 
     DuckDB keeps it compressed, in an in-memory catalog of its own (:data:`HELD_CATALOG`, attached with DuckDB's
     ``COMPRESS``): a run's typed invoice lines and MRR ledger at 100,000 accounts (six tables, 11 million rows) hold
     about a seventh of the memory they hold uncompressed, and are read faster (docs/benchmarks.md). DuckDB
-    compresses an in-memory table when its catalog is checkpointed, so each table is checkpointed once written. Any
-    other engine, and a DuckDB file opened read-only (which cannot attach a catalog), keeps it as Ibis does
+    compresses an in-memory table when its catalog is checkpointed, so each table is checkpointed once written.
+    ``compress=False`` holds it as it is: for a table read once or twice soon after it is written (the events'
+    day-by-day reductions), compressing costs more time than the memory it saves (docs/benchmarks.md). Any other
+    engine, and a DuckDB file opened read-only (which cannot attach a catalog), keeps it as Ibis does
     (``Table.cache``). Ibis's PySpark backend compiles a cached table without first registering the in-memory tables
     it reads (a calendar, a list of dates), which Spark then cannot find; they are registered here, as any query
     would.
     """
     backend = table.get_backend()
-    if backend.name == "duckdb" and not _read_only(backend):
+    if compress and backend.name == "duckdb" and not _read_only(backend):
         return _held_compressed(backend, table)
     if backend.name == "pyspark":
         backend._run_pre_execute_hooks(table)

@@ -192,6 +192,20 @@ def test_duckdb_holds_a_cached_table_compressed_until_it_is_released_or_no_longe
     assert _held_tables(engine) == set(), "dropped once no expression reads it"
 
 
+def test_a_table_cached_uncompressed_is_held_as_it_is_until_released() -> None:
+    """``compress=False`` (the events' day-by-day reductions): the same rows, held as a temporary table, not
+    checkpointed into the compressed catalog, and dropped by ``release`` as a compressed one is."""
+    engine = connect("duckdb://")
+    engine.raw_sql("CREATE TABLE numbers AS SELECT i FROM range(1000) t(i)")
+    held = cached(engine.table("numbers").filter(ibis._.i % 2 == 0), compress=False)
+    assert held.i.sum().to_pyarrow().as_py() == sum(range(0, 1000, 2))
+    assert _held_tables(engine) == set(), "not in the compressed catalog"
+    temporary = "SELECT count(*) FROM duckdb_tables() WHERE temporary"
+    assert engine.con.execute(temporary).fetchall() == [(1,)]
+    release(held)
+    assert engine.con.execute(temporary).fetchall() == [(0,)]
+
+
 def test_a_table_cached_while_another_write_is_under_way_is_held_whole() -> None:
     """DuckDB refuses to checkpoint (to compress) while another transaction writes: the table is held anyway."""
     engine = connect("duckdb://")

@@ -230,9 +230,9 @@ def _signals_holding(loaded: LoadedData, dates: list[dt.date], hold_from: int,
     module = importlib.import_module("upcurve.signals.account_signals")
     held: list[ir.Table] = []
 
-    def hold(table: ir.Table) -> ir.Table:
+    def hold(table: ir.Table, *, compress: bool = True) -> ir.Table:
         held.append(table)
-        return cached(table)
+        return cached(table, compress=compress)
 
     monkeypatch.setattr(module, "cached", hold)
     tables = loaded.tables

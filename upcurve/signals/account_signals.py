@@ -421,19 +421,21 @@ def account_signals_at(
         parts.append((_usage(tables["usage"], on, plans, to_compute), _KEY))
     if "events" in tables:
         events = tables["events"]
-        # each reduction feeds several signals: computed once, held by the engine
+        # each reduction feeds several signals: computed once, held by the engine (uncompressed: each is read soon
+        # and little, and compressing the day-by-day reductions of 100 million events cost seconds, no memory)
         first_end = min(_end(d) for d in dates)
         # some accounts at each date: only the events of the months their windows reach are reduced day by day
         events_read = events if only is None else _events_reached(events, to_compute, dates)
-        days = cached(_feature_days(events_read, first_end - dt.timedelta(days=30), last_end))
+        days = cached(_feature_days(events_read, first_end - dt.timedelta(days=30), last_end), compress=False)
         # every event before the last date is read once, for both the accounts' first uses and the catalogue
-        first, catalogue = _first_uses(cached(_first_days(events, last_end)))
-        user_days = cached(_user_days(events_read, first_end - dt.timedelta(days=_EVENT_DAYS), last_end))
+        first, catalogue = _first_uses(cached(_first_days(events, last_end), compress=False))
+        user_days = cached(_user_days(events_read, first_end - dt.timedelta(days=_EVENT_DAYS), last_end),
+                           compress=False)
         from_events = [*_adoption(days, first, catalogue, plan_features, on, dates_t, to_compute),
                        *_engagement(user_days, to_compute)]
         if int(user_days.count().to_pyarrow().as_py()) >= hold_event_parts_from:
             # inside the one query the engine would hold every part's working memory at once, and spill it
-            from_events = [cached(part) for part in from_events]
+            from_events = [cached(part, compress=False) for part in from_events]
         parts.extend((part, _KEY) for part in from_events)
     billed = lines.filter(lines.kind != "one_time")
     parts.append((billed.group_by("account_id").aggregate(_first=billed.period_start.min()), ["account_id"]))
