@@ -110,13 +110,23 @@ _PAIRED = (
 )
 
 
+#: The sides of :data:`_PAIRED` no reader of :func:`product_pairs` takes: what a change is measured in is this
+#: month's lines at last month's rates against last month's value (``cur_*_cc``, ``prev_*``).
+_UNREAD_SIDES = ("cur_sub_cents", "cur_usage_cents", "prev_cc_mrr_cents", "prev_sub_cc_cents", "prev_usage_cc_cents")
+
+
 def product_pairs(product_months: ir.Table, calendar: ir.Table) -> ir.Table:
     """Each account's position in each product this month beside last month's (see :func:`paired_months`).
 
-    The one pairing that both the sources of movements and the product-level views read.
+    The one pairing that both the sources of movements and the product-level views read. It keeps the sides they
+    read: each value's ``cur_`` and ``prev_`` side, except ``cur_sub_cents`` and ``cur_usage_cents`` (this month's
+    at this month's rates: a change is measured at last month's, ``cur_sub_cc_cents`` and ``cur_usage_cc_cents``)
+    and the ``prev_`` side of those three ``_cc`` values (``prev_mrr_cents``, ``prev_sub_cents`` and
+    ``prev_usage_cents`` are last month's). Eighteen columns rather than twenty-three: a run holds this table, the
+    largest of its ledger, and at a million accounts spills it.
     """
     pm = product_months.select("account_id", "product", "month_idx", *_PAIRED)
-    return paired_months(pm, calendar, ["account_id", "product"])
+    return paired_months(pm, calendar, ["account_id", "product"]).drop(*_UNREAD_SIDES)
 
 
 _product_pairs = product_pairs  # the name the parameters of movements() shadow
