@@ -234,8 +234,8 @@ def cached(table: ir.Table, *, compress: bool = True) -> ir.Table:
     ``COMPRESS``): a run's typed invoice lines and MRR ledger at 100,000 accounts (six tables, 11 million rows) hold
     about a seventh of the memory they hold uncompressed, and are read faster (docs/benchmarks.md). DuckDB
     compresses an in-memory table when its catalog is checkpointed, so each table is checkpointed once written.
-    ``compress=False`` holds it as it is: for a table read once or twice soon after it is written (the events'
-    day-by-day reductions), compressing costs more time than the memory it saves (docs/benchmarks.md). Any other
+    ``compress=False`` holds it as it is: for a table read once or twice soon after it is written (what the signals
+    read from events), compressing costs more time than the memory it saves (docs/benchmarks.md). Any other
     engine, and a DuckDB file opened read-only (which cannot attach a catalog), keeps it as Ibis does
     (``Table.cache``). Ibis's PySpark backend compiles a cached table without first registering the in-memory tables
     it reads (a calendar, a list of dates), which Spark then cannot find; they are registered here, as any query

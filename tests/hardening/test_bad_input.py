@@ -9,6 +9,7 @@ and dates are in ``test_bad_input_types.py``; files that cannot be read, empty o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +37,34 @@ def test_collision_shows_the_raw_values(tmp_path: Path) -> None:
     VALUE_CASES[0].defect(folder)
     output = invoke(["validate", str(folder)]).output
     assert "'team_m' (line 2) and 'team_m ' (line 8) are the same plan_id" in output
+
+
+def test_only_a_table_whose_keys_may_repeat_is_searched_row_by_row(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one pass over a table counts its one-column key's values and distinct values as they are joined: a table
+    where they agree is not searched for repeats (blank keys are left out of both counts), one where two values are
+    one key once read ('team_m' and 'team_m ') is."""
+    import upcurve.contract.load as load
+
+    searched: list[str] = []
+
+    def search(raw: Any, schema: Any, key: tuple[str, ...]) -> Any:
+        searched.append(raw.name)
+        return duplicate_keys(raw, schema, key)
+
+    duplicate_keys = load._duplicate_keys
+    monkeypatch.setattr(load, "_duplicate_keys", search)
+    folder = base_folder(tmp_path / "data")
+    assert invoke(["validate", str(folder)]).exit_code == 0
+    assert searched == ["fx_rates"]  # its key has two columns: always searched
+    searched.clear()
+    (folder / "accounts.csv").write_text((folder / "accounts.csv").read_text() + " ,no id,smb,ann\n,none,smb,ann\n")
+    invoke(["validate", str(folder)])
+    assert "accounts" not in searched, "two blank account_ids are not a repeated key"
+    searched.clear()
+    VALUE_CASES[0].defect(folder)
+    assert invoke(["validate", str(folder)]).exit_code == 2
+    assert "plans" in searched
 
 
 def test_wide_amounts_reach_the_ledger_exactly(tmp_path: Path) -> None:

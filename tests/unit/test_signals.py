@@ -225,12 +225,14 @@ def test_a_scheduled_cancellation_counts_from_the_day_it_was_asked_for(tmp_path:
 
 def _signals_holding(loaded: LoadedData, dates: list[dt.date], hold_from: int,
                      monkeypatch: pytest.MonkeyPatch) -> tuple[list[dict], int]:
-    """The signals at ``dates``, and how many tables the engine held to compute them."""
+    """The signals at ``dates``, and how many tables the engine held to compute them (each read from events, so
+    each held uncompressed: read soon and little, compressing them costs more time than it saves memory)."""
     # the module, not the function of the same name that the package exports
     module = importlib.import_module("upcurve.signals.account_signals")
     held: list[ir.Table] = []
 
     def hold(table: ir.Table, *, compress: bool = True) -> ir.Table:
+        assert not compress, "a table read from events is held uncompressed"
         held.append(table)
         return cached(table, compress=compress)
 

@@ -210,6 +210,9 @@ def test_the_accounts_behind_a_product_bar_match_a_hand_computation(client: Test
     bars = client.get("/api/expansion", params={"by": "product"}, headers=headers).json()["items"]
     assert bars
     for bar in bars:
+        # twelve months by default, the last one included: from eleven months before the last month
+        year, mon = int(bar["until"][:4]), int(bar["until"][5:])
+        assert bar["since"] == f"{year - (mon < 12):04d}-{mon % 12 + 1:02d}"
         expected = _by_hand(store, run.run_id, bar["value"], bar["since"], bar["until"])
         found = client.get("/api/expansion/accounts", headers=headers, params={
             "product": bar["value"], "month_from": bar["since"], "month_to": bar["until"], "limit": 1000}).json()

@@ -618,7 +618,7 @@ def _table_problems(raw: RawTable) -> list[Problem]:
     if raw.name == "invoice_lines":
         rules += _invoice_line_rules(checked, present)
     key = schema.key_of(present)
-    keyed = key and set(key) <= present
+    keyed = bool(key) and set(key) <= present
     # a one-column key is counted in the one pass (a key of several columns is looked for row by row)
     key_values = _typed(checked, schema.column(key[0])) if keyed and len(key) == 1 else None
     summary = _fail_summary(checked, rules, [c for c in raw.table.columns if c != ROW], key_values)

@@ -44,7 +44,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from upcurve.errors import ConfigError
-from upcurve.months import month_start_after
+from upcurve.months import month_end, month_index, month_start, month_start_after
 from upcurve.pricing.bulk import charge_expression
 from upcurve.pricing.models import PriceModel, field_location, parse_price_model, read_exact_document
 from upcurve.pricing.quote import quote
@@ -206,9 +206,8 @@ def _change_date(renews_on: dt.date, interval: int, start: dt.date, scenario: Pr
 def _add_months(day: dt.date, months: int) -> dt.date:
     """``day`` ``months`` later, on the same day of the month or the month's last (Jan 31 + 1 month: Feb 29 in a
     leap year)."""
-    first = month_start_after(day, months)
-    last = (month_start_after(first, 1) - dt.timedelta(days=1)).day
-    return first.replace(day=min(day.day, last))
+    index = month_index(day) + months
+    return month_start(index).replace(day=min(day.day, month_end(index).day))
 
 
 def _subscription_parts(book: pa.Table, chosen: dict[str, PriceChange], start: dt.date, months: list[dt.date],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar as _cal
 import datetime as dt
 
 import ibis
@@ -25,10 +24,8 @@ def month_calendar(first: dt.date, as_of: dt.date) -> ir.Table:
         raise ValueError(f"as-of date {as_of} is before the first billed day {first}")
     rows: dict[str, list] = {"month_idx": [], "month": [], "measured_on": []}
     for idx in range(month_index(first), month_index(as_of) + 1):
-        year, month = divmod(idx, 12)
-        last = dt.date(year, month + 1, _cal.monthrange(year, month + 1)[1])
         rows["month_idx"].append(idx)
         rows["month"].append(month_label(idx))
-        rows["measured_on"].append(min(last, as_of))
+        rows["measured_on"].append(min(month_end(idx), as_of))
     schema = pa.schema([("month_idx", pa.int64()), ("month", pa.string()), ("measured_on", pa.date32())])
     return ibis.memtable(pa.table(rows, schema=schema))

@@ -21,7 +21,7 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from upcurve.engine import as_int, cached, month_idx_of
-from upcurve.revenue import month_index
+from upcurve.months import month_index, month_start_after
 
 __all__ = ["HOLD_EVENT_PARTS_FROM", "SIGNAL_COLUMNS", "account_signals", "account_signals_at"]
 
@@ -60,7 +60,7 @@ def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
     """The dates to compute signals at, with the boundaries of every window (days: a timestamp is compared with
     the day's midnight).
 
-    Columns: ``as_of``, ``month_idx`` (:func:`upcurve.revenue.month_index`), ``end`` (the end of the as-of day),
+    Columns: ``as_of``, ``month_idx`` (:func:`upcurve.months.month_index`), ``end`` (the end of the as-of day),
     ``ago_N`` for each window of N days, ``month_start`` and ``month_elapsed`` (the share of the as-of month that
     has passed).
     """
@@ -76,8 +76,8 @@ def as_of_dates(dates: Sequence[dt.date]) -> ir.Table:
     }
     for n in _WINDOWS:
         cols[f"ago_{n}"] = pa.array([(_end(d) - dt.timedelta(days=n)).date() for d in days], pa.date32())
-    starts = [dt.datetime(d.year, d.month, 1) for d in days]
-    nexts = [dt.datetime(d.year + d.month // 12, d.month % 12 + 1, 1) for d in days]
+    starts = [dt.datetime.combine(month_start_after(d), dt.time()) for d in days]
+    nexts = [dt.datetime.combine(month_start_after(d, 1), dt.time()) for d in days]
     cols["month_start"] = pa.array([s.date() for s in starts], pa.date32())
     cols["month_elapsed"] = pa.array(
         [(_end(d) - s) / (n - s) for d, s, n in zip(days, starts, nexts, strict=True)], pa.float64()
