@@ -110,7 +110,8 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
         moved = levers_moved(test)
         fitted = {kind: AccountScorer(cfg.model_copy(update={"model": kind})).fit(train, sampled_from=sampled_from)
                   for kind in MODEL_KINDS}
-        scored_as = {kind: scorer.score(test) for kind, scorer in fitted.items()}
+        # the ranking is measured, not the reasons: each probability from a plain prediction
+        scored_as = {kind: scorer.score(test, explain=False) for kind, scorer in fitted.items()}
         if cfg.model == "auto":
             scored_as["auto"] = _auto_scores(fitted, scored_as, cfg, train, test)
         for kind, scores in scored_as.items():
@@ -185,7 +186,7 @@ def _auto_scores(fitted: dict[str, AccountScorer], scored_as: dict[str, pa.Table
     from the fixed kinds' scores rather than trained a third time (the lever and size models do not depend on the
     kind). Without ``choose_history`` the fixed kinds try nothing to choose by, so auto is trained itself."""
     if not cfg.choose_history:
-        return AccountScorer(cfg).fit(train).score(test)
+        return AccountScorer(cfg).fit(train).score(test, explain=False)
     columns = {"expansion": ("expansion_propensity", "expected_expansion_mrr_cents", "reasons", "expansion_scored_by"),
                "churn": ("churn_risk", "churn_reasons", "churn_scored_by")}
     out = scored_as[MODEL_KINDS[0]]
