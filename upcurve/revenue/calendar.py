@@ -8,6 +8,7 @@ import ibis
 import ibis.expr.types as ir
 import pyarrow as pa
 
+# the month arithmetic lives below every package (upcurve.months); revenue re-exports it, as it always has
 from upcurve.months import month_end, month_index, month_label
 
 __all__ = ["month_calendar", "month_end", "month_index", "month_label"]

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from upcurve.errors import ContractError, Problem
-from upcurve.revenue import month_end, month_label
+from upcurve.months import month_end, month_label
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import (

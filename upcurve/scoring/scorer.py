@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from upcurve import __version__
 from upcurve.errors import UpcurveError
 from upcurve.folders import read_verified, write_folder
-from upcurve.revenue import month_label
+from upcurve.months import month_label
 from upcurve.scoring.backtest import auc_difference, ranking_metrics
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.context import context_columns

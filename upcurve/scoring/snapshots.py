@@ -14,7 +14,7 @@ import ibis
 import ibis.expr.types as ir
 
 from upcurve.engine import as_int, month_idx_of
-from upcurve.revenue import month_end, month_index
+from upcurve.months import month_end, month_index
 from upcurve.scoring.config import LEVERS
 from upcurve.signals import account_signals_at
 

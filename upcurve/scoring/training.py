@@ -15,7 +15,8 @@ import pyarrow.compute as pc
 from upcurve.contract import plan_features
 from upcurve.engine import cached
 from upcurve.errors import UpcurveError
-from upcurve.revenue import RevenueTables, month_end, month_index
+from upcurve.months import month_end, month_index
+from upcurve.revenue import RevenueTables
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.context import account_context, context_columns
 from upcurve.scoring.scorer import TRAINING_ORDER, AccountScorer, training_sample

@@ -422,7 +422,7 @@ def account_signals_at(
     if "events" in tables:
         events = tables["events"]
         # each reduction feeds several signals: computed once, held by the engine (uncompressed: each is read soon
-        # and little, and compressing the day-by-day reductions of 100 million events cost seconds, no memory)
+        # and little; compressing the day-by-day reductions of 100 million events cost seconds and saved ~0.1 GB)
         first_end = min(_end(d) for d in dates)
         # some accounts at each date: only the events of the months their windows reach are reduced day by day
         events_read = events if only is None else _events_reached(events, to_compute, dates)
