@@ -58,9 +58,9 @@ from upcurve.scoring import (
     AccountScorer,
     account_context,
     check_saved_scorer,
+    draw_backtest,
     draw_training_sample,
     fit_scorer,
-    history_size,
     labelled_snapshots,
     model_decision,
     read_oracle,
@@ -507,16 +507,18 @@ def backtest(
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")
     dates = training_dates(loaded.first, loaded.as_of, config.scoring)
+    # a history that could exceed the training sample: each cutoff's sample and accounts are drawn from the
+    # snapshots' keys first, and only their signals are computed and held (a million accounts' month ends would
+    # not fit in memory)
+    drawn = draw_backtest(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
+                          cutoffs=cutoffs)
     signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
-                                        dates))
+                                        dates, only=None if drawn is None else ibis.memtable(drawn.pairs)))
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
     snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
-    # a history that could exceed the training sample stays in the engine: each cutoff reads its accounts and its
-    # sample only (a million accounts' month ends would not fit in memory)
-    large = history_size(loaded.tables, dates) > config.scoring.max_training_rows
-    frame = cached(snaps) if large else snaps.to_pyarrow()
-    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say)
+    frame = snaps.to_pyarrow() if drawn is None else cached(snaps)
+    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, drawn=drawn)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

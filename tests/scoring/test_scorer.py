@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +22,7 @@ from upcurve.cli import app
 from upcurve.config import RevenuePolicy
 from upcurve.engine import cached, connect
 from upcurve.errors import UpcurveError
+from upcurve.months import month_end
 from upcurve.plays import weekly_worklist
 from upcurve.revenue import revenue_tables
 from upcurve.scoring import (
@@ -31,6 +33,7 @@ from upcurve.scoring import (
     PlattCalibration,
     PropensityModel,
     ScoringConfig,
+    draw_backtest,
     fit_scorer,
     labelled_snapshots,
     replay,
@@ -660,6 +663,57 @@ def test_a_large_history_is_replayed_from_the_engine_as_from_memory(company: Pat
 
     for name, table in in_memory.tables.items():
         assert in_engine.tables[name].schema == table.schema and rows(in_engine.tables[name]) == rows(table), name
+
+
+def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond ``max_training_rows``, a backtest draws each cutoff's training sample and accounts from the labelled
+    snapshots' keys before any signal is computed (``draw_backtest``), and computes only those snapshots' signals:
+    it measures exactly what replaying every snapshot measures, the same models on the same rows."""
+    import ibis.expr.types as ir
+
+    import upcurve.usecases
+    from upcurve.settings_file import UpcurveConfig
+    from upcurve.signals import account_signals_at
+
+    policy = RevenuePolicy()
+    loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
+    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
+    config = ScoringConfig(max_training_rows=1_000)
+    every = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
+    every = snapshot_health(every, loaded.tables["accounts"], HealthConfig(), as_of=loaded.as_of)
+    expected = replay(cached(every), config, cutoffs=2)
+
+    drawn = draw_backtest(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of, cutoffs=2)
+    assert drawn is not None and [month_end(c) for c in drawn.cutoffs] == expected.cutoffs
+    for cutoff, (keys, labelled) in drawn.samples.items():  # sampled: more labelled snapshots than the sample
+        assert keys is not None and keys.num_rows == config.max_training_rows < labelled
+        assert pc.max(keys["snapshot_idx"]).as_py() + config.horizon_months <= cutoff
+    # the pairs are exactly the samples' snapshots and every account at each cutoff: 2,012 of 3,367 here
+    at_cutoffs = every.filter(every.snapshot_idx.isin(drawn.cutoffs)).select(as_of="snapshot", account_id="account_id")
+    wanted = {(r["snapshot"], r["account_id"]) for keys, _ in drawn.samples.values() for r in keys.to_pylist()}
+    wanted |= {(r["as_of"], r["account_id"]) for r in at_cutoffs.to_pyarrow().to_pylist()}
+    assert {(r["as_of"], r["account_id"]) for r in drawn.pairs.to_pylist()} == wanted
+    assert len(wanted) < int(every.count().to_pyarrow().as_py())
+
+    computed_for: list[int] = []  # the pairs whose signals the backtest command computes
+
+    def signals_at(*args: Any, only: ir.Table | None = None, **kwargs: Any) -> ir.Table:
+        computed_for.append(-1 if only is None else int(only.count().to_pyarrow().as_py()))
+        return account_signals_at(*args, only=only, **kwargs)
+
+    monkeypatch.setattr(upcurve.usecases, "account_signals_at", signals_at)
+    result = backtest(company, cutoffs=2, config=UpcurveConfig(scoring=config))
+    assert computed_for == [len(wanted)]
+
+    def rows(table: pa.Table) -> list[dict]:  # NaN (an undefined measure) is no value, on both sides
+        return [{k: None if v != v else v for k, v in row.items()} for row in table.to_pylist()]
+
+    metrics = expected.tables["backtest_metrics"]
+    assert {"lightgbm", "logistic"} <= set(metrics["model"].to_pylist())  # models learned at each cutoff
+    assert result.cutoffs == expected.cutoffs and result.notes == expected.notes
+    for name, table in expected.tables.items():
+        assert result.tables[name].schema == table.schema and rows(result.tables[name]) == rows(table), name
 
 
 def test_a_large_history_sampled_in_the_engine_learns_what_sampling_in_memory_would(

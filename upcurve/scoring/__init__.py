@@ -4,7 +4,15 @@ from upcurve.scoring.backtest import backtest_sentence, calibration_table, model
 from upcurve.scoring.config import LEVERS, ColdStartRules, ScoringConfig
 from upcurve.scoring.context import account_context
 from upcurve.scoring.models import FEATURES, PlattCalibration, PropensityModel, feature_matrix
-from upcurve.scoring.replay import BACKTEST_METRICS, Replay, read_oracle, replay, snapshot_health
+from upcurve.scoring.replay import (
+    BACKTEST_METRICS,
+    BacktestDraw,
+    Replay,
+    draw_backtest,
+    read_oracle,
+    replay,
+    snapshot_health,
+)
 from upcurve.scoring.scorer import SCORE_COLUMNS, TARGETS, AccountScorer, rule_scores
 from upcurve.scoring.snapshots import labels_after, premium_add_ons, snapshot_dates, training_snapshots
 from upcurve.scoring.training import (
@@ -28,6 +36,7 @@ __all__ = [
     "SCORE_COLUMNS",
     "TARGETS",
     "AccountScorer",
+    "BacktestDraw",
     "ColdStartRules",
     "ModelDecision",
     "PlattCalibration",
@@ -39,6 +48,7 @@ __all__ = [
     "backtest_sentence",
     "calibration_table",
     "check_saved_scorer",
+    "draw_backtest",
     "draw_training_sample",
     "feature_matrix",
     "fit_scorer",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,21 +17,24 @@ import pyarrow.compute as pc
 
 from upcurve.errors import ContractError, Problem
 from upcurve.months import month_end, month_label
+from upcurve.revenue import RevenueTables
 from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import (
     MODEL_KINDS,
+    TRAINING_ORDER,
     AccountScorer,
     chosen_kind,
     levers_moved,
     rule_scores,
     scored_by_summary,
 )
-from upcurve.scoring.training import training_rows
+from upcurve.scoring.training import drawn_keys, history_size, labelled_keys, training_dates, training_rows
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
 
-__all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "Replay", "read_oracle", "replay", "snapshot_health"]
+__all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "BacktestDraw", "Replay", "cutoff_months", "draw_backtest",
+           "read_oracle", "replay", "snapshot_health"]
 
 #: The columns an oracle file must hold, and the Arrow type each must read as: the simulator's own schema (its
 #: ``lever``, which the backtest does not read, may be absent).
@@ -40,6 +43,56 @@ ORACLE_COLUMNS = {field.name: field.type for field in ORACLE_SCHEMA if field.nam
 #: The columns of ``backtest_metrics``.
 BACKTEST_METRICS = ["cutoff", "target", "model", "auc", "log_loss", "brier", "precision_at_k", "lift_top_decile",
                     "base_rate", "rows", "lever_match", "share_of_oracle"]
+
+
+@dataclass(frozen=True)
+class BacktestDraw:
+    """The snapshots a backtest of a large history reads, drawn from the labelled snapshots' keys (read from the
+    revenue ledger, :func:`~upcurve.scoring.training.labelled_keys`) before any signal is computed: at each cutoff
+    the training sample (the same rows :func:`~upcurve.scoring.training.training_rows` would draw from every
+    labelled snapshot before it) and every account at the cutoff. Only their signals are computed
+    (:attr:`pairs`); the other month ends' accounts are never read."""
+
+    #: the months (``snapshot_idx``) of the labelled snapshots
+    months: list[int]
+    #: the cutoffs replayed (:func:`cutoff_months`)
+    cutoffs: list[int]
+    #: each cutoff's drawn keys (``snapshot_idx``, ``account_id``, ``snapshot``), None where every labelled
+    #: snapshot before it is learnt from, and how many labelled snapshots there were before it
+    samples: dict[int, tuple[pa.Table | None, int]]
+    #: the dates and accounts (``as_of``, ``account_id``) whose signals the backtest reads
+    pairs: pa.Table
+
+
+def cutoff_months(months: Sequence[int], config: ScoringConfig, cutoffs: int) -> list[int]:
+    """The last ``cutoffs`` of the snapshot ``months`` (``snapshot_idx``, ascending), ``horizon_months`` apart so
+    that their outcome windows do not overlap, in ascending order."""
+    return [m for m in list(months)[::-1][::config.horizon_months]][:cutoffs][::-1]
+
+
+def draw_backtest(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
+                  as_of: dt.date, cutoffs: int) -> BacktestDraw | None:
+    """What a backtest of the history up to ``as_of`` reads (:class:`BacktestDraw`), when the history could hold
+    more than ``config.max_training_rows`` snapshots (accounts × training dates); None when it is read whole.
+
+    Only the keys of the labelled snapshots are read (at 100,000 accounts 1.7 million of them, two numbers and a
+    date each): a million accounts' month ends are never computed whole."""
+    dates = training_dates(first, as_of, config)
+    if history_size(tables, dates) <= config.max_training_rows:
+        return None
+    keys = labelled_keys(tables, revenue, config, dates).to_pyarrow().sort_by(TRAINING_ORDER)
+    month = keys["snapshot_idx"]
+    months = sorted(pc.unique(month).to_pylist())
+    picked = cutoff_months(months, config, cutoffs)
+    samples: dict[int, tuple[pa.Table | None, int]] = {}
+    read = []
+    for cutoff in picked:
+        before = keys.filter(pc.less_equal(pc.add(month, config.horizon_months), cutoff))
+        samples[cutoff] = drawn_keys(before, config)
+        drawn_rows = samples[cutoff][0]
+        read += [before if drawn_rows is None else drawn_rows, keys.filter(pc.equal(month, cutoff))]
+    pairs = pa.concat_tables(read).group_by(["snapshot", "account_id"]).aggregate([])
+    return BacktestDraw(months, picked, samples, pairs.rename_columns(["as_of", "account_id"]))
 
 
 @dataclass
@@ -68,13 +121,15 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
 
 
 def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
-           say: Callable[[str], None] = lambda _msg: None) -> Replay:
+           say: Callable[[str], None] = lambda _msg: None, drawn: BacktestDraw | None = None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
 
     ``frame`` in memory, or held by the engine (:func:`upcurve.engine.cached`) for a company too large to read
     whole: then each cutoff's accounts are read, and of its training rows only the sample the models learn from
     (:func:`~upcurve.scoring.training.training_rows`): the same rows, the same models and the same measures.
+    ``drawn``: what :func:`draw_backtest` drew, when ``frame`` holds only those snapshots (their signals alone
+    computed): the cutoffs and each one's sample are taken from it.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
@@ -87,11 +142,13 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
     cutoff and target gets ``share_of_oracle`` = its AUC ÷ the oracle's (1.0: as good as knowing the odds).
     """
     cfg = config
-    if isinstance(frame, pa.Table):
+    if drawn is not None:
+        months = drawn.months
+    elif isinstance(frame, pa.Table):
         months = sorted(set(frame["snapshot_idx"].to_pylist()))
     else:
         months = sorted(frame.select("snapshot_idx").distinct().to_pyarrow()["snapshot_idx"].to_pylist())
-    picked = [m for m in months[::-1][::cfg.horizon_months]][:cutoffs][::-1]
+    picked = drawn.cutoffs if drawn is not None else cutoff_months(months, cfg, cutoffs)
     notes: list[str] = []
     needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
     rows: list[dict[str, Any]] = []
@@ -103,7 +160,7 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
                      "Accounts are ranked by the cold-start rules until then.")
     for n, cutoff in enumerate(picked, start=1):
         say(f"replaying {month_label(cutoff)}: {n} of {len(picked)}")
-        train, sampled_from = _training_at(frame, cutoff, cfg)
+        train, sampled_from = _training_at(frame, cutoff, cfg, None if drawn is None else drawn.samples[cutoff])
         test = _accounts_at(frame, cutoff)
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
@@ -155,12 +212,13 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
 
 
-def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig) -> tuple[pa.Table, int | None]:
+def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig,
+                 drawn: tuple[pa.Table | None, int] | None = None) -> tuple[pa.Table, int | None]:
     """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then (and how many
-    labelled rows they were sampled from, when the engine sampled them)."""
+    labelled rows they were sampled from, when the engine sampled them; ``drawn``: sampled already)."""
     if isinstance(frame, pa.Table):
         return frame.filter(pc.less_equal(pc.add(frame["snapshot_idx"], cfg.horizon_months), cutoff)), None
-    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg)
+    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg, drawn=drawn)
 
 
 def _accounts_at(frame: pa.Table | ir.Table, cutoff: int) -> pa.Table:

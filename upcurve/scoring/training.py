@@ -33,8 +33,10 @@ __all__ = [
     "TrainingSample",
     "check_saved_scorer",
     "draw_training_sample",
+    "drawn_keys",
     "fit_scorer",
     "history_size",
+    "labelled_keys",
     "labelled_snapshots",
     "model_decision",
     "saved_scorer_problem",
@@ -118,15 +120,23 @@ def draw_training_sample(tables: dict[str, ir.Table], revenue: RevenueTables, co
     dates = training_dates(first, as_of, config)
     if history_size(tables, dates) <= config.max_training_rows:
         return TrainingSample(dates)
+    chosen, labelled_count = _drawn(labelled_keys(tables, revenue, config, dates), config)
+    return TrainingSample(dates) if chosen is None else TrainingSample(dates, chosen, labelled_count)
+
+
+def labelled_keys(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig,
+                  dates: Sequence[dt.date]) -> ir.Table:
+    """The keys (``snapshot_idx``, ``account_id``, ``snapshot``) of the labelled snapshots at ``dates``, read from
+    the ledger's account months, before any signal is computed: an account of ``accounts`` paying in a date's month
+    (where its signals' ``mrr_cents`` is above 0, :func:`~upcurve.scoring.snapshots.snapshot_features`) whose
+    outcome window has passed (:func:`~upcurve.scoring.snapshots.outcome_known`)."""
     when = ibis.memtable(pa.table({"snapshot_idx": pa.array([month_index(d) for d in dates], pa.int64()),
-                                   "snapshot": pa.array(dates, pa.date32())}))
+                                   "snapshot": pa.array(list(dates), pa.date32())}))
     am = revenue.account_months
     paying = am.filter(am.cur_mrr_cents > 0).semi_join(tables["accounts"], "account_id")
     keys = paying.join(when, paying.month_idx == when.snapshot_idx).select(
         when.snapshot_idx, paying.account_id, when.snapshot)
-    labelled = keys.filter(outcome_known(keys.snapshot_idx, revenue.calendar, config.horizon_months))
-    chosen, labelled_count = _drawn(labelled, config)
-    return TrainingSample(dates) if chosen is None else TrainingSample(dates, chosen, labelled_count)
+    return keys.filter(outcome_known(keys.snapshot_idx, revenue.calendar, config.horizon_months))
 
 
 def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
@@ -171,9 +181,16 @@ def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]
     (``snapshot_idx``, ``account_id`` and any other column the caller joins on) in training order, as an in-memory
     table for the engine to join, and how many keys there were; None when there are few enough to learn from all.
     Only the keys are read: the same sample as drawing from every snapshot read whole."""
-    found = keys.to_pyarrow().sort_by(TRAINING_ORDER)
-    keep = training_sample(found.num_rows, config)
-    return (None if keep is None else ibis.memtable(found.take(keep))), found.num_rows
+    chosen, found = drawn_keys(keys.to_pyarrow().sort_by(TRAINING_ORDER), config)
+    return (None if chosen is None else ibis.memtable(chosen)), found
+
+
+def drawn_keys(keys: pa.Table, config: ScoringConfig) -> tuple[pa.Table | None, int]:
+    """The rows of ``keys`` (labelled snapshots' keys in :data:`~upcurve.scoring.scorer.TRAINING_ORDER`) a scorer
+    learns from: the sample (:func:`~upcurve.scoring.scorer.training_sample`), or None when it learns from every
+    one; and how many keys there were."""
+    keep = training_sample(keys.num_rows, config)
+    return (None if keep is None else keys.take(keep)), keys.num_rows
 
 
 def _ordered_for_learning(snapshots: ir.Table) -> ir.Table:
@@ -187,7 +204,8 @@ def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
     return int(tables["accounts"].count().to_pyarrow().as_py()) * len(dates)
 
 
-def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table, int | None]:
+def training_rows(snapshots: ir.Table, config: ScoringConfig, *,
+                  drawn: tuple[pa.Table | None, int] | None = None) -> tuple[pa.Table, int | None]:
     """The snapshots a scorer learns from, read from the engine (``snapshots``: labelled and unlabelled ones, such as
     a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
     here; :meth:`AccountScorer.fit` then learns from them all).
@@ -196,9 +214,16 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table,
     only the rows of the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as
     sampling them all in memory, without ever reading them all (a million accounts' month ends would not fit in
     memory). ``snapshots`` is read twice, so a caller holds it in the engine (a backtest holds its history once for
-    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`)."""
+    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`).
+
+    ``drawn``: the sample's keys drawn already from the labelled snapshots' keys (None: learn from every one), and
+    how many there were (:func:`drawn_keys`), as a backtest draws each cutoff's before computing any signal."""
     labelled = snapshots.filter(snapshots.label_expansion.notnull())
-    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
+    if drawn is None:
+        chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
+    else:
+        keys, labelled_count = drawn
+        chosen = None if keys is None else ibis.memtable(keys.select(["snapshot_idx", "account_id"]))
     if chosen is None:
         return snapshots.to_pyarrow(), None
     sample = labelled.semi_join(chosen, ["snapshot_idx", "account_id"])
