@@ -8,6 +8,7 @@ without them fails those tests with a message saying so, it never skips them."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import glob
 import itertools
@@ -25,6 +26,7 @@ from pathlib import Path
 import ibis
 import psycopg
 import pytest
+import typer.testing
 
 from upcurve.cli import collect_garbage_less_often
 from upcurve.config import RevenuePolicy
@@ -34,8 +36,13 @@ from upcurve.usecases import RunResult, run
 
 def pytest_configure(config: pytest.Config) -> None:
     """The garbage collector as the ``upcurve`` command sets it: the suite runs what users run, and the collector's
-    full passes over a test process's objects took about a tenth of its time at Python's default."""
+    full passes over a test process's objects took about a tenth of its time at Python's default.
+
+    Typer's test runner builds the command line from the app at every ``invoke`` (about 60 ms for upcurve's
+    commands, each one's signature read again); a process of the ``upcurve`` command builds it once, and so does
+    the suite now: the app does not change while the tests run."""
     collect_garbage_less_often()
+    typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
