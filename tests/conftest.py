@@ -42,6 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     commands, each one's signature read again); a process of the ``upcurve`` command builds it once, and so does
     the suite now: the app does not change while the tests run."""
     collect_garbage_less_often()
+    # Typer's own name for the step (typer.testing): were it renamed, every test would build the command line again
+    assert hasattr(typer.testing, "_get_command"), "typer.testing._get_command is gone: build the app once another way"
     typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 

@@ -510,15 +510,15 @@ def backtest(
     # a history that could exceed the training sample: each cutoff's sample and accounts are drawn from the
     # snapshots' keys first, and only their signals are computed and held (a million accounts' month ends would
     # not fit in memory)
-    drawn = draw_backtest(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
+    draw = draw_backtest(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                           cutoffs=cutoffs)
     signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
-                                        dates, only=None if drawn is None else ibis.memtable(drawn.pairs)))
+                                        dates, only=None if draw is None else ibis.memtable(draw.pairs)))
     snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
                                signals=signals)
     snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
-    frame = snaps.to_pyarrow() if drawn is None else cached(snaps)
-    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, drawn=drawn)
+    frame = snaps.to_pyarrow() if draw is None else cached(snaps)
+    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

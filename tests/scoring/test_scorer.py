@@ -317,6 +317,11 @@ def test_short_history_falls_back_to_rules_and_says_so(tmp_path: Path) -> None:
     assert result.tables["worklist"].num_rows == 1
     bt = backtest(folder)
     assert any("history too short" in n for n in bt.notes)
+    # two months: no snapshot's outcome is known yet, so there is no cutoff; the backtest says so, never a traceback
+    two = write_folder(tmp_path / "two", {"invoice_lines": "\n".join(lines.splitlines()[:3])})
+    said = CliRunner().invoke(app, ["backtest", str(two)])
+    assert said.exit_code == 0 and said.exception is None, said.output
+    assert "history too short for a model: 0 months" in " ".join(said.output.split())
     # training saves nothing, and says why for each outcome (not for the lever, which is no outcome)
     with pytest.raises(UpcurveError, match=r"no model was saved: expansion: history too short.*; churn: history "
                                            r"too short[^;]*\. Runs rank accounts by the cold-start rules"):
@@ -669,7 +674,8 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond ``max_training_rows``, a backtest draws each cutoff's training sample and accounts from the labelled
     snapshots' keys before any signal is computed (``draw_backtest``), and computes only those snapshots' signals:
-    it measures exactly what replaying every snapshot measures, the same models on the same rows."""
+    it measures exactly what replaying every snapshot measures, the same models on the same rows. Here the first
+    cutoff learns from every snapshot before it and the second from a sample."""
     import ibis.expr.types as ir
 
     import upcurve.usecases
@@ -679,22 +685,29 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
     policy = RevenuePolicy()
     loaded = load_folder(company, connect("duckdb://"), as_of=None, policy=policy)
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=policy)
-    config = ScoringConfig(max_training_rows=1_000)
+    # as many rows as the first cutoff has before it: it learns from them all, the second from a sample
+    counted = draw_backtest(loaded.tables, revenue, ScoringConfig(max_training_rows=1_000), first=loaded.first,
+                            as_of=loaded.as_of, cutoffs=2)
+    assert counted is not None
+    config = ScoringConfig(max_training_rows=counted.samples[counted.cutoffs[0]].labelled)
     every = labelled_snapshots(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of)
     every = snapshot_health(every, loaded.tables["accounts"], HealthConfig(), as_of=loaded.as_of)
     expected = replay(cached(every), config, cutoffs=2)
 
-    drawn = draw_backtest(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of, cutoffs=2)
-    assert drawn is not None and [month_end(c) for c in drawn.cutoffs] == expected.cutoffs
-    for cutoff, (keys, labelled) in drawn.samples.items():  # sampled: more labelled snapshots than the sample
-        assert keys is not None and keys.num_rows == config.max_training_rows < labelled
-        assert pc.max(keys["snapshot_idx"]).as_py() + config.horizon_months <= cutoff
-    # the pairs are exactly the samples' snapshots and every account at each cutoff: 2,012 of 3,367 here
-    at_cutoffs = every.filter(every.snapshot_idx.isin(drawn.cutoffs)).select(as_of="snapshot", account_id="account_id")
-    wanted = {(r["snapshot"], r["account_id"]) for keys, _ in drawn.samples.values() for r in keys.to_pylist()}
-    wanted |= {(r["as_of"], r["account_id"]) for r in at_cutoffs.to_pyarrow().to_pylist()}
-    assert {(r["as_of"], r["account_id"]) for r in drawn.pairs.to_pylist()} == wanted
+    draw = draw_backtest(loaded.tables, revenue, config, first=loaded.first, as_of=loaded.as_of, cutoffs=2)
+    assert draw is not None and [month_end(c) for c in draw.cutoffs] == expected.cutoffs
+    first, last = draw.cutoffs
+    assert draw.samples[first].keys is None
+    sample = draw.samples[last].keys
+    assert sample is not None and sample.num_rows == config.max_training_rows < draw.samples[last].labelled
+    assert pc.max(sample["snapshot_idx"]).as_py() + config.horizon_months <= last
+    # the pairs: every snapshot before the first cutoff, the second's sample and every paying account at both
+    read = every.filter((every.snapshot_idx + config.horizon_months <= first) | every.snapshot_idx.isin([first, last]))
+    wanted = {(r["snapshot"], r["account_id"]) for table in (read.to_pyarrow(), sample) for r in table.to_pylist()}
+    assert {(r["as_of"], r["account_id"]) for r in draw.pairs.to_pylist()} == wanted
     assert len(wanted) < int(every.count().to_pyarrow().as_py())
+    with pytest.raises(ValueError, match="not a table in memory"):  # it would learn from every row it holds
+        replay(every.to_pyarrow(), config, cutoffs=2, draw=draw)
 
     computed_for: list[int] = []  # the pairs whose signals the backtest command computes
 

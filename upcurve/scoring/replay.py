@@ -22,14 +22,20 @@ from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import (
     MODEL_KINDS,
-    TRAINING_ORDER,
     AccountScorer,
     chosen_kind,
     levers_moved,
     rule_scores,
     scored_by_summary,
 )
-from upcurve.scoring.training import drawn_keys, history_size, labelled_keys, training_dates, training_rows
+from upcurve.scoring.training import (
+    DrawnKeys,
+    drawn_keys,
+    history_size,
+    labelled_keys,
+    training_dates,
+    training_rows,
+)
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
 
@@ -50,16 +56,16 @@ class BacktestDraw:
     """The snapshots a backtest of a large history reads, drawn from the labelled snapshots' keys (read from the
     revenue ledger, :func:`~upcurve.scoring.training.labelled_keys`) before any signal is computed: at each cutoff
     the training sample (the same rows :func:`~upcurve.scoring.training.training_rows` would draw from every
-    labelled snapshot before it) and every account at the cutoff. Only their signals are computed
-    (:attr:`pairs`); the other month ends' accounts are never read."""
+    labelled snapshot before it) and every paying account at the cutoff. Only their signals are computed
+    (:attr:`pairs`); the other snapshots are never computed or read."""
 
     #: the months (``snapshot_idx``) of the labelled snapshots
     months: list[int]
     #: the cutoffs replayed (:func:`cutoff_months`)
     cutoffs: list[int]
-    #: each cutoff's drawn keys (``snapshot_idx``, ``account_id``, ``snapshot``), None where every labelled
-    #: snapshot before it is learnt from, and how many labelled snapshots there were before it
-    samples: dict[int, tuple[pa.Table | None, int]]
+    #: each cutoff's training sample: its keys (``snapshot_idx``, ``account_id``, ``snapshot``; None where every
+    #: labelled snapshot before the cutoff is learnt from) and how many labelled snapshots there were before it
+    samples: dict[int, DrawnKeys]
     #: the dates and accounts (``as_of``, ``account_id``) whose signals the backtest reads
     pairs: pa.Table
 
@@ -72,25 +78,33 @@ def cutoff_months(months: Sequence[int], config: ScoringConfig, cutoffs: int) ->
 
 def draw_backtest(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
                   as_of: dt.date, cutoffs: int) -> BacktestDraw | None:
-    """What a backtest of the history up to ``as_of`` reads (:class:`BacktestDraw`), when the history could hold
-    more than ``config.max_training_rows`` snapshots (accounts × training dates); None when it is read whole.
+    """What a backtest of the history up to ``as_of`` with ``cutoffs`` cutoffs reads (:class:`BacktestDraw`), when
+    the history could hold more than ``config.max_training_rows`` snapshots (accounts × training dates).
 
-    Only the keys of the labelled snapshots are read (at 100,000 accounts 1.7 million of them, two numbers and a
-    date each): a million accounts' month ends are never computed whole."""
+    Only the keys of the labelled snapshots are read (at 100,000 accounts 1.7 million of them: a month, an account
+    id and a date each): a million accounts' month ends are never computed whole.
+
+    Edge cases
+    ----------
+    None when the history is read whole: when it holds few enough snapshots, and when none is labelled (no account
+    paid at a month end whose outcome is known; the backtest then says the history is too short).
+    """
     dates = training_dates(first, as_of, config)
     if history_size(tables, dates) <= config.max_training_rows:
         return None
-    keys = labelled_keys(tables, revenue, config, dates).to_pyarrow().sort_by(TRAINING_ORDER)
+    keys = labelled_keys(tables, revenue, config, dates)
+    if not keys.num_rows:
+        return None
     month = keys["snapshot_idx"]
     months = sorted(pc.unique(month).to_pylist())
     picked = cutoff_months(months, config, cutoffs)
-    samples: dict[int, tuple[pa.Table | None, int]] = {}
-    read = []
+    samples: dict[int, DrawnKeys] = {}
+    read: list[pa.Table] = []
     for cutoff in picked:
         before = keys.filter(pc.less_equal(pc.add(month, config.horizon_months), cutoff))
         samples[cutoff] = drawn_keys(before, config)
-        drawn_rows = samples[cutoff][0]
-        read += [before if drawn_rows is None else drawn_rows, keys.filter(pc.equal(month, cutoff))]
+        sampled = samples[cutoff].keys
+        read += [before if sampled is None else sampled, keys.filter(pc.equal(month, cutoff))]
     pairs = pa.concat_tables(read).group_by(["snapshot", "account_id"]).aggregate([])
     return BacktestDraw(months, picked, samples, pairs.rename_columns(["as_of", "account_id"]))
 
@@ -121,15 +135,15 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
 
 
 def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
-           say: Callable[[str], None] = lambda _msg: None, drawn: BacktestDraw | None = None) -> Replay:
+           say: Callable[[str], None] = lambda _msg: None, draw: BacktestDraw | None = None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
 
     ``frame`` in memory, or held by the engine (:func:`upcurve.engine.cached`) for a company too large to read
     whole: then each cutoff's accounts are read, and of its training rows only the sample the models learn from
     (:func:`~upcurve.scoring.training.training_rows`): the same rows, the same models and the same measures.
-    ``drawn``: what :func:`draw_backtest` drew, when ``frame`` holds only those snapshots (their signals alone
-    computed): the cutoffs and each one's sample are taken from it.
+    ``draw``: what :func:`draw_backtest` drew for these ``cutoffs``, when ``frame`` (held by the engine) holds only
+    those snapshots (their signals alone computed): the months and each cutoff's sample are taken from it.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
@@ -142,13 +156,19 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
     cutoff and target gets ``share_of_oracle`` = its AUC ÷ the oracle's (1.0: as good as knowing the odds).
     """
     cfg = config
-    if drawn is not None:
-        months = drawn.months
-    elif isinstance(frame, pa.Table):
-        months = sorted(set(frame["snapshot_idx"].to_pylist()))
+    if draw is not None:
+        if isinstance(frame, pa.Table):  # its rows would all be learnt from, not the samples drawn
+            raise ValueError("a drawn backtest replays the snapshots the engine holds for it, not a table in memory")
+        months = draw.months
+    elif isinstance(frame, pa.Table):  # a cutoff's outcomes must be known: a history too short has none
+        labelled = frame.filter(pc.is_valid(frame["label_expansion"]))
+        months = sorted(set(labelled["snapshot_idx"].to_pylist()))
     else:
-        months = sorted(frame.select("snapshot_idx").distinct().to_pyarrow()["snapshot_idx"].to_pylist())
-    picked = drawn.cutoffs if drawn is not None else cutoff_months(months, cfg, cutoffs)
+        labelled = frame.filter(frame.label_expansion.notnull()).select("snapshot_idx").distinct()
+        months = sorted(labelled.to_pyarrow()["snapshot_idx"].to_pylist())
+    picked = cutoff_months(months, cfg, cutoffs)
+    if draw is not None and picked != draw.cutoffs:
+        raise ValueError(f"drawn for the cutoffs {draw.cutoffs}, not {picked}: draw it with cutoffs={cutoffs}")
     notes: list[str] = []
     needed = cfg.min_training_months + cfg.horizon_months + cfg.calibration_months
     rows: list[dict[str, Any]] = []
@@ -160,7 +180,7 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
                      "Accounts are ranked by the cold-start rules until then.")
     for n, cutoff in enumerate(picked, start=1):
         say(f"replaying {month_label(cutoff)}: {n} of {len(picked)}")
-        train, sampled_from = _training_at(frame, cutoff, cfg, None if drawn is None else drawn.samples[cutoff])
+        train, sampled_from = _training_at(frame, cutoff, cfg, None if draw is None else draw.samples[cutoff])
         test = _accounts_at(frame, cutoff)
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
@@ -213,7 +233,7 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
 
 
 def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig,
-                 drawn: tuple[pa.Table | None, int] | None = None) -> tuple[pa.Table, int | None]:
+                 drawn: DrawnKeys | None = None) -> tuple[pa.Table, int | None]:
     """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then (and how many
     labelled rows they were sampled from, when the engine sampled them; ``drawn``: sampled already)."""
     if isinstance(frame, pa.Table):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import ibis
 import ibis.expr.types as ir
@@ -29,6 +29,7 @@ from upcurve.scoring.snapshots import (
 from upcurve.signals import account_signals_at
 
 __all__ = [
+    "DrawnKeys",
     "ModelDecision",
     "TrainingSample",
     "check_saved_scorer",
@@ -120,23 +121,27 @@ def draw_training_sample(tables: dict[str, ir.Table], revenue: RevenueTables, co
     dates = training_dates(first, as_of, config)
     if history_size(tables, dates) <= config.max_training_rows:
         return TrainingSample(dates)
-    chosen, labelled_count = _drawn(labelled_keys(tables, revenue, config, dates), config)
-    return TrainingSample(dates) if chosen is None else TrainingSample(dates, chosen, labelled_count)
+    drawn = drawn_keys(labelled_keys(tables, revenue, config, dates), config)
+    if drawn.keys is None:
+        return TrainingSample(dates)
+    return TrainingSample(dates, ibis.memtable(drawn.keys), drawn.labelled)
 
 
 def labelled_keys(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig,
-                  dates: Sequence[dt.date]) -> ir.Table:
+                  dates: Sequence[dt.date]) -> pa.Table:
     """The keys (``snapshot_idx``, ``account_id``, ``snapshot``) of the labelled snapshots at ``dates``, read from
-    the ledger's account months, before any signal is computed: an account of ``accounts`` paying in a date's month
-    (where its signals' ``mrr_cents`` is above 0, :func:`~upcurve.scoring.snapshots.snapshot_features`) whose
-    outcome window has passed (:func:`~upcurve.scoring.snapshots.outcome_known`)."""
+    the ledger's account months before any signal is computed, in :data:`~upcurve.scoring.scorer.TRAINING_ORDER`:
+    an account of ``accounts`` paying in a date's month (where its signals' ``mrr_cents`` is above 0,
+    :func:`~upcurve.scoring.snapshots.snapshot_features`) whose outcome window has passed
+    (:func:`~upcurve.scoring.snapshots.outcome_known`). The keys of the rows :func:`labelled_snapshots` gives."""
     when = ibis.memtable(pa.table({"snapshot_idx": pa.array([month_index(d) for d in dates], pa.int64()),
                                    "snapshot": pa.array(list(dates), pa.date32())}))
     am = revenue.account_months
     paying = am.filter(am.cur_mrr_cents > 0).semi_join(tables["accounts"], "account_id")
     keys = paying.join(when, paying.month_idx == when.snapshot_idx).select(
         when.snapshot_idx, paying.account_id, when.snapshot)
-    return keys.filter(outcome_known(keys.snapshot_idx, revenue.calendar, config.horizon_months))
+    labelled = keys.filter(outcome_known(keys.snapshot_idx, revenue.calendar, config.horizon_months))
+    return labelled.to_pyarrow().sort_by(TRAINING_ORDER)
 
 
 def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
@@ -181,16 +186,25 @@ def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]
     (``snapshot_idx``, ``account_id`` and any other column the caller joins on) in training order, as an in-memory
     table for the engine to join, and how many keys there were; None when there are few enough to learn from all.
     Only the keys are read: the same sample as drawing from every snapshot read whole."""
-    chosen, found = drawn_keys(keys.to_pyarrow().sort_by(TRAINING_ORDER), config)
-    return (None if chosen is None else ibis.memtable(chosen)), found
+    drawn = drawn_keys(keys.to_pyarrow().sort_by(TRAINING_ORDER), config)
+    return (None if drawn.keys is None else ibis.memtable(drawn.keys)), drawn.labelled
 
 
-def drawn_keys(keys: pa.Table, config: ScoringConfig) -> tuple[pa.Table | None, int]:
+class DrawnKeys(NamedTuple):
+    """The keys of the labelled snapshots a scorer learns from (:func:`drawn_keys`)."""
+
+    #: the sample's keys, in training order; None when the scorer learns from every labelled snapshot
+    keys: pa.Table | None
+    #: how many labelled snapshots there were to draw from
+    labelled: int
+
+
+def drawn_keys(keys: pa.Table, config: ScoringConfig) -> DrawnKeys:
     """The rows of ``keys`` (labelled snapshots' keys in :data:`~upcurve.scoring.scorer.TRAINING_ORDER`) a scorer
-    learns from: the sample (:func:`~upcurve.scoring.scorer.training_sample`), or None when it learns from every
-    one; and how many keys there were."""
+    learns from: the sample (:func:`~upcurve.scoring.scorer.training_sample`), or None within
+    ``config.max_training_rows`` (it learns from every one)."""
     keep = training_sample(keys.num_rows, config)
-    return (None if keep is None else keys.take(keep)), keys.num_rows
+    return DrawnKeys(None if keep is None else keys.take(keep), keys.num_rows)
 
 
 def _ordered_for_learning(snapshots: ir.Table) -> ir.Table:
@@ -205,7 +219,7 @@ def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
 
 
 def training_rows(snapshots: ir.Table, config: ScoringConfig, *,
-                  drawn: tuple[pa.Table | None, int] | None = None) -> tuple[pa.Table, int | None]:
+                  drawn: DrawnKeys | None = None) -> tuple[pa.Table, int | None]:
     """The snapshots a scorer learns from, read from the engine (``snapshots``: labelled and unlabelled ones, such as
     a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
     here; :meth:`AccountScorer.fit` then learns from them all).
@@ -216,14 +230,14 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig, *,
     memory). ``snapshots`` is read twice, so a caller holds it in the engine (a backtest holds its history once for
     every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`).
 
-    ``drawn``: the sample's keys drawn already from the labelled snapshots' keys (None: learn from every one), and
-    how many there were (:func:`drawn_keys`), as a backtest draws each cutoff's before computing any signal."""
+    ``drawn``: drawn already from the labelled snapshots' keys (:func:`drawn_keys`), as a backtest draws each
+    cutoff's sample before computing any signal; ``snapshots`` then need hold only the sample's rows."""
     labelled = snapshots.filter(snapshots.label_expansion.notnull())
     if drawn is None:
         chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
     else:
-        keys, labelled_count = drawn
-        chosen = None if keys is None else ibis.memtable(keys.select(["snapshot_idx", "account_id"]))
+        chosen = None if drawn.keys is None else ibis.memtable(drawn.keys.select(["snapshot_idx", "account_id"]))
+        labelled_count = drawn.labelled
     if chosen is None:
         return snapshots.to_pyarrow(), None
     sample = labelled.semi_join(chosen, ["snapshot_idx", "account_id"])
