@@ -20,7 +20,7 @@ import pyarrow as pa
 from upcurve import __version__
 from upcurve.config import RevenuePolicy
 from upcurve.contract import plan_features
-from upcurve.engine import cached, connect
+from upcurve.engine import cached, connect, release
 from upcurve.errors import ConfigError, Problem, UpcurveError
 from upcurve.folders import MANIFEST, write_folder
 from upcurve.folders import check_destination as check_folder_destination
@@ -505,6 +505,10 @@ def backtest(
     loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    # a backtest reads no revenue table: what only they read leaves the engine's memory to the snapshots (at a
+    # million accounts the product pairs alone hold hundreds of megabytes, compressed)
+    for table in revenue.product_ledger:
+        release(table)
     say("computing point-in-time snapshots")
     dates = training_dates(loaded.first, loaded.as_of, config.scoring)
     # a history that could exceed the training sample: each cutoff's sample and accounts are drawn from the

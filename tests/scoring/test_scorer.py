@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
 from upcurve.config import RevenuePolicy
-from upcurve.engine import cached, connect
+from upcurve.engine import cached, connect, release
 from upcurve.errors import UpcurveError
 from upcurve.months import month_end
 from upcurve.plays import weekly_worklist
@@ -715,9 +715,17 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
         computed_for.append(-1 if only is None else int(only.count().to_pyarrow().as_py()))
         return account_signals_at(*args, only=only, **kwargs)
 
+    released: list[str] = []  # what only the revenue tables read leaves the engine's memory first
+
+    def release_and_say(table: ir.Table) -> None:
+        released.append(table.op().name)
+        release(table)
+
     monkeypatch.setattr(upcurve.usecases, "account_signals_at", signals_at)
+    monkeypatch.setattr(upcurve.usecases, "release", release_and_say)
     result = backtest(company, cutoffs=2, config=UpcurveConfig(scoring=config))
     assert computed_for == [len(wanted)]
+    assert len(released) == 2 and len(set(released)) == 2  # the product pairs and the products' movements
 
     def rows(table: pa.Table) -> list[dict]:  # NaN (an undefined measure) is no value, on both sides
         return [{k: None if v != v else v for k, v in row.items()} for row in table.to_pylist()]

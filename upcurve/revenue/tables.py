@@ -38,6 +38,9 @@ class RevenueTables:
     account_months: ir.Table
     movements: ir.Table
     tables: dict[str, ir.Table]
+    #: the ledger's tables only the revenue tables read (the product pairs, the products' movements): a caller that
+    #: reads none of :attr:`tables` may :func:`~upcurve.engine.release` them
+    product_ledger: tuple[ir.Table, ...] = ()
 
 
 def revenue_tables(tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.date,
@@ -81,4 +84,4 @@ def revenue_tables(tables: dict[str, ir.Table], *, as_of: dt.date, first: dt.dat
         "plan_mrr": plan_mrr(lm, cal, plans),
         "coupon_mrr": coupon_mrr(lm, cal),
     }
-    return RevenueTables(cal, pm, am, mv, out)
+    return RevenueTables(cal, pm, am, mv, out, (pairs, pmv))
