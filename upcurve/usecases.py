@@ -52,7 +52,7 @@ from upcurve.plays.crm_fields import (
     planned_changes,
 )
 from upcurve.pricing.whatif import PricingImpact, load_scenario, simulate_pricing
-from upcurve.revenue import revenue_tables
+from upcurve.revenue import revenue_ledger, revenue_tables
 from upcurve.scoring import (
     TARGETS,
     AccountScorer,
@@ -450,7 +450,7 @@ def train(
     config = config or UpcurveConfig()
     loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
-    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
+    revenue = revenue_ledger(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("learning expansion and churn from point-in-time snapshots")
     scorer = fit_scorer(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of)
     scorer.card_["data_dir"] = loaded.source
@@ -504,11 +504,7 @@ def backtest(
     truth = None if oracle is None else read_oracle(oracle, horizon_months=config.scoring.horizon_months)
     loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
-    revenue = revenue_tables(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
-    # a backtest reads no revenue table: what only they read leaves the engine's memory to the snapshots (at a
-    # million accounts the product pairs alone hold hundreds of megabytes, compressed)
-    for table in revenue.product_ledger:
-        release(table)
+    revenue = revenue_ledger(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
     say("computing point-in-time snapshots")
     dates = training_dates(loaded.first, loaded.as_of, config.scoring)
     # a history that could exceed the training sample: each cutoff's sample and accounts are drawn from the
@@ -522,6 +518,7 @@ def backtest(
                                signals=signals)
     snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
     frame = snaps.to_pyarrow() if draw is None else cached(snaps)
+    release(signals)  # the frame holds what the replays read
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ from typer.testing import CliRunner
 from tests.conftest import run_folder, write_folder
 from upcurve.cli import app
 from upcurve.config import RevenuePolicy
-from upcurve.engine import cached, connect, release
+from upcurve.engine import HELD_CATALOG, cached, connect
 from upcurve.errors import UpcurveError
 from upcurve.months import month_end
 from upcurve.plays import weekly_worklist
-from upcurve.revenue import revenue_tables
+from upcurve.revenue import REVENUE_TABLES, revenue_tables
 from upcurve.scoring import (
     FEATURES,
     SCORE_COLUMNS,
@@ -670,6 +671,34 @@ def test_a_large_history_is_replayed_from_the_engine_as_from_memory(company: Pat
         assert in_engine.tables[name].schema == table.schema and rows(in_engine.tables[name]) == rows(table), name
 
 
+def test_the_ledger_alone_is_the_revenue_tables_ledger_and_holds_less(company: Path) -> None:
+    """``revenue_ledger`` (what learning and a backtest read, no revenue table) gives the same calendar, product
+    months, account months and movements as ``revenue_tables``, and leaves the engine holding only those: the
+    product pairs released once what is computed from them is held, the products' movements never computed."""
+    from upcurve.revenue import revenue_ledger
+
+    ledger_tables = ("calendar", "product_months", "account_months", "movements")
+
+    def built(build: Callable[..., Any]) -> tuple[int, dict[str, pa.Table], dict[str, Any]]:
+        """How many tables ``build`` left held, its ledger's rows in order, and its revenue tables."""
+        engine = connect("duckdb://")
+        loaded = load_folder(company, engine, as_of=None, policy=RevenuePolicy())
+        sql = f"SELECT count(*) FROM duckdb_tables() WHERE database_name = '{HELD_CATALOG}'"
+        before = engine.con.execute(sql).fetchall()[0][0]
+        revenue = build(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=RevenuePolicy())
+        rows = {}
+        for name in ledger_tables:
+            table = getattr(revenue, name)
+            rows[name] = table.to_pyarrow().sort_by([(c, "ascending") for c in table.columns])
+        return engine.con.execute(sql).fetchall()[0][0] - before, rows, revenue.tables
+
+    every_held, every, tables = built(revenue_tables)
+    ledger_held, ledger, no_tables = built(revenue_ledger)
+    assert ledger == every and every["movements"].num_rows > 0
+    assert set(tables) == set(REVENUE_TABLES) and no_tables == {}
+    assert (every_held, ledger_held) == (5, 3)  # the product pairs and the products' movements are not held
+
+
 def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond ``max_training_rows``, a backtest draws each cutoff's training sample and accounts from the labelled
@@ -715,17 +744,9 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
         computed_for.append(-1 if only is None else int(only.count().to_pyarrow().as_py()))
         return account_signals_at(*args, only=only, **kwargs)
 
-    released: list[str] = []  # what only the revenue tables read leaves the engine's memory first
-
-    def release_and_say(table: ir.Table) -> None:
-        released.append(table.op().name)
-        release(table)
-
     monkeypatch.setattr(upcurve.usecases, "account_signals_at", signals_at)
-    monkeypatch.setattr(upcurve.usecases, "release", release_and_say)
     result = backtest(company, cutoffs=2, config=UpcurveConfig(scoring=config))
     assert computed_for == [len(wanted)]
-    assert len(released) == 2 and len(set(released)) == 2  # the product pairs and the products' movements
 
     def rows(table: pa.Table) -> list[dict]:  # NaN (an undefined measure) is no value, on both sides
         return [{k: None if v != v else v for k, v in row.items()} for row in table.to_pylist()]

@@ -33,7 +33,7 @@ from upcurve.revenue.movements import (
     product_pairs,
 )
 from upcurve.revenue.segments import segment_columns, segment_metrics
-from upcurve.revenue.tables import REVENUE_TABLES, RevenueTables, revenue_tables
+from upcurve.revenue.tables import REVENUE_TABLES, RevenueTables, revenue_ledger, revenue_tables
 
 __all__ = [
     "FACT_COLUMNS",
@@ -64,6 +64,7 @@ __all__ = [
     "product_account_months",
     "product_months",
     "product_pairs",
+    "revenue_ledger",
     "revenue_tables",
     "segment_columns",
     "segment_metrics",

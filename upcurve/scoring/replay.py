@@ -73,7 +73,7 @@ class BacktestDraw:
 def cutoff_months(months: Sequence[int], config: ScoringConfig, cutoffs: int) -> list[int]:
     """The last ``cutoffs`` of the snapshot ``months`` (``snapshot_idx``, ascending), ``horizon_months`` apart so
     that their outcome windows do not overlap, in ascending order."""
-    return [m for m in list(months)[::-1][::config.horizon_months]][:cutoffs][::-1]
+    return list(months)[::-1][::config.horizon_months][:cutoffs][::-1]
 
 
 def draw_backtest(tables: dict[str, ir.Table], revenue: RevenueTables, config: ScoringConfig, *, first: dt.date,
