@@ -60,6 +60,7 @@ $(VENV)/.bench: $(VENV)/.dev pyproject.toml
 ## bench: the benchmark of every hot path (not part of the test suite)
 bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_run.py
+	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_workspace.py
 	$(PY) benchmarks/bench_web.py
 	$(PY) benchmarks/bench_plays.py
@@ -68,11 +69,13 @@ bench: $(VENV)/.bench
 	$(PY) benchmarks/bench_small.py
 	$(PY) benchmarks/bench_engines.py
 	$(PY) benchmarks/bench_scoring.py
+	$(PY) benchmarks/bench_backtest.py
 	$(PY) benchmarks/bench_reasons.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_ranking.py
 	$(PY) benchmarks/bench_telco.py
 	$(PY) benchmarks/bench_pricing.py
+	$(PY) benchmarks/bench_usage.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -56,6 +56,7 @@ from upcurve.revenue import revenue_ledger, revenue_tables
 from upcurve.scoring import (
     TARGETS,
     AccountScorer,
+    SnapshotsAt,
     account_context,
     check_saved_scorer,
     draw_backtest,
@@ -89,6 +90,8 @@ from upcurve.workspace.actions import apply_plays
 from upcurve.workspace.backtests import save_backtest
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+
     from upcurve.sources.crm import CrmFacts
 
 __all__ = [
@@ -514,12 +517,23 @@ def backtest(
                           cutoffs=cutoffs)
     signals = cached(account_signals_at(loaded.tables, revenue.account_months, plan_features(loaded.tables["plans"]),
                                         dates, only=None if draw is None else ibis.memtable(draw.pairs)))
-    snaps = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
-                               signals=signals)
-    snaps = snapshot_health(snaps, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
-    frame = snaps.to_pyarrow() if draw is None else cached(snaps)
-    release(signals)  # the frame holds what the replays read
+
+    def snapshots(of: ir.Table) -> ir.Table:
+        """The labelled snapshots of the signals ``of``, each with its health score."""
+        labelled = labelled_snapshots(loaded.tables, revenue, config.scoring, first=loaded.first, as_of=loaded.as_of,
+                                      signals=of)
+        return snapshot_health(labelled, loaded.tables["accounts"], config.health, as_of=loaded.as_of)
+
+    def snapshots_at(cutoff: int) -> pa.Table:
+        """A cutoff's drawn snapshots, computed as it is replayed: a million accounts' drawn snapshots (four
+        cutoffs' accounts and samples, a hundred columns each) would not fit in the engine's memory at once."""
+        assert draw is not None
+        pairs = ibis.memtable(draw.pairs_at[cutoff])
+        return snapshots(signals.semi_join(pairs, ["as_of", "account_id"])).to_pyarrow()
+
+    frame: pa.Table | SnapshotsAt = snapshots(signals).to_pyarrow() if draw is None else snapshots_at
     replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
+    release(signals)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

@@ -702,9 +702,10 @@ def test_the_ledger_alone_is_the_revenue_tables_ledger_and_holds_less(company: P
 def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Beyond ``max_training_rows``, a backtest draws each cutoff's training sample and accounts from the labelled
-    snapshots' keys before any signal is computed (``draw_backtest``), and computes only those snapshots' signals:
-    it measures exactly what replaying every snapshot measures, the same models on the same rows. Here the first
-    cutoff learns from every snapshot before it and the second from a sample."""
+    snapshots' keys before any signal is computed (``draw_backtest``), computes only those snapshots' signals, and
+    each cutoff's snapshots only as it replays it: it measures exactly what replaying every snapshot measures, the
+    same models on the same rows. Here the first cutoff learns from every snapshot before it and the second from a
+    sample."""
     import ibis.expr.types as ir
 
     import upcurve.usecases
@@ -730,13 +731,23 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
     sample = draw.samples[last].keys
     assert sample is not None and sample.num_rows == config.max_training_rows < draw.samples[last].labelled
     assert pc.max(sample["snapshot_idx"]).as_py() + config.horizon_months <= last
-    # the pairs: every snapshot before the first cutoff, the second's sample and every paying account at both
-    read = every.filter((every.snapshot_idx + config.horizon_months <= first) | every.snapshot_idx.isin([first, last]))
-    wanted = {(r["snapshot"], r["account_id"]) for table in (read.to_pyarrow(), sample) for r in table.to_pylist()}
-    assert {(r["as_of"], r["account_id"]) for r in draw.pairs.to_pylist()} == wanted
+    # each cutoff's pairs: the first's every snapshot before it and its accounts, the second's sample and accounts
+    def keys(table: pa.Table, date: str = "snapshot") -> set[tuple[Any, str]]:
+        return {(r[date], r["account_id"]) for r in table.to_pylist()}
+
+    at = {c: keys(every.filter(every.snapshot_idx == c).to_pyarrow()) for c in draw.cutoffs}
+    before_first = keys(every.filter(every.snapshot_idx + config.horizon_months <= first).to_pyarrow())
+    assert keys(draw.pairs_at[first], "as_of") == before_first | at[first]
+    assert keys(draw.pairs_at[last], "as_of") == keys(sample) | at[last]
+    wanted = before_first | at[first] | keys(sample) | at[last]
+    assert keys(draw.pairs, "as_of") == wanted and draw.pairs.num_rows == len(wanted)  # the signals: each pair once
     assert len(wanted) < int(every.count().to_pyarrow().as_py())
-    with pytest.raises(ValueError, match="not a table in memory"):  # it would learn from every row it holds
+    with pytest.raises(ValueError, match="not a table"):  # it would learn from every row it holds
         replay(every.to_pyarrow(), config, cutoffs=2, draw=draw)
+    with pytest.raises(ValueError, match="give the draw"):
+        replay(lambda cutoff: every.to_pyarrow(), config, cutoffs=2)
+    with pytest.raises(ValueError, match="training rows of the"):  # every snapshot, not the sample
+        replay(lambda cutoff: every.to_pyarrow(), config, cutoffs=2, draw=draw)
 
     computed_for: list[int] = []  # the pairs whose signals the backtest command computes
 
@@ -744,9 +755,21 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
         computed_for.append(-1 if only is None else int(only.count().to_pyarrow().as_py()))
         return account_signals_at(*args, only=only, **kwargs)
 
+    replayed: list[int] = []  # the snapshots the command computes at each cutoff, as it replays it
+    real_replay = upcurve.usecases.replay
+
+    def replay_counting(frame: Any, *args: Any, **kwargs: Any) -> Any:
+        def snapshots_at(cutoff: int) -> pa.Table:
+            rows = frame(cutoff)
+            replayed.append(rows.num_rows)
+            return rows
+        return real_replay(snapshots_at if callable(frame) else frame, *args, **kwargs)
+
     monkeypatch.setattr(upcurve.usecases, "account_signals_at", signals_at)
+    monkeypatch.setattr(upcurve.usecases, "replay", replay_counting)
     result = backtest(company, cutoffs=2, config=UpcurveConfig(scoring=config))
     assert computed_for == [len(wanted)]
+    assert replayed == [draw.pairs_at[first].num_rows, draw.pairs_at[last].num_rows]
 
     def rows(table: pa.Table) -> list[dict]:  # NaN (an undefined measure) is no value, on both sides
         return [{k: None if v != v else v for k, v in row.items()} for row in table.to_pylist()]

@@ -22,6 +22,7 @@ from upcurve.scoring.backtest import calibration_table, ranking_metrics
 from upcurve.scoring.config import ScoringConfig
 from upcurve.scoring.scorer import (
     MODEL_KINDS,
+    TRAINING_ORDER,
     AccountScorer,
     chosen_kind,
     levers_moved,
@@ -39,8 +40,8 @@ from upcurve.scoring.training import (
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
 
-__all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "BacktestDraw", "Replay", "cutoff_months", "draw_backtest",
-           "read_oracle", "replay", "snapshot_health"]
+__all__ = ["BACKTEST_METRICS", "ORACLE_COLUMNS", "BacktestDraw", "Replay", "SnapshotsAt", "cutoff_months",
+           "draw_backtest", "read_oracle", "replay", "snapshot_health"]
 
 #: The columns an oracle file must hold, and the Arrow type each must read as: the simulator's own schema (its
 #: ``lever``, which the backtest does not read, may be absent).
@@ -57,7 +58,8 @@ class BacktestDraw:
     revenue ledger, :func:`~upcurve.scoring.training.labelled_keys`) before any signal is computed: at each cutoff
     the training sample (the same rows :func:`~upcurve.scoring.training.training_rows` would draw from every
     labelled snapshot before it) and every paying account at the cutoff. Only their signals are computed
-    (:attr:`pairs`); the other snapshots are never computed or read."""
+    (:attr:`pairs`), and each cutoff's snapshots only when it is replayed (:attr:`pairs_at`); the other snapshots
+    are never computed or read."""
 
     #: the months (``snapshot_idx``) of the labelled snapshots
     months: list[int]
@@ -66,8 +68,14 @@ class BacktestDraw:
     #: each cutoff's training sample: its keys (``snapshot_idx``, ``account_id``, ``snapshot``; None where every
     #: labelled snapshot before the cutoff is learnt from) and how many labelled snapshots there were before it
     samples: dict[int, DrawnKeys]
-    #: the dates and accounts (``as_of``, ``account_id``) whose signals the backtest reads
-    pairs: pa.Table
+    #: each cutoff's snapshots, as dates and accounts (``as_of``, ``account_id``): its sample and its accounts
+    pairs_at: dict[int, pa.Table]
+
+    @property
+    def pairs(self) -> pa.Table:
+        """The dates and accounts (``as_of``, ``account_id``) whose signals the backtest reads: every cutoff's, each
+        once."""
+        return pa.concat_tables(self.pairs_at.values()).group_by(["as_of", "account_id"]).aggregate([])
 
 
 def cutoff_months(months: Sequence[int], config: ScoringConfig, cutoffs: int) -> list[int]:
@@ -99,14 +107,14 @@ def draw_backtest(tables: dict[str, ir.Table], revenue: RevenueTables, config: S
     months = sorted(pc.unique(month).to_pylist())
     picked = cutoff_months(months, config, cutoffs)
     samples: dict[int, DrawnKeys] = {}
-    read: list[pa.Table] = []
+    pairs_at: dict[int, pa.Table] = {}
     for cutoff in picked:
         before = keys.filter(pc.less_equal(pc.add(month, config.horizon_months), cutoff))
         samples[cutoff] = drawn_keys(before, config)
         sampled = samples[cutoff].keys
-        read += [before if sampled is None else sampled, keys.filter(pc.equal(month, cutoff))]
-    pairs = pa.concat_tables(read).group_by(["snapshot", "account_id"]).aggregate([])
-    return BacktestDraw(months, picked, samples, pairs.rename_columns(["as_of", "account_id"]))
+        read = pa.concat_tables([before if sampled is None else sampled, keys.filter(pc.equal(month, cutoff))])
+        pairs_at[cutoff] = read.select(["snapshot", "account_id"]).rename_columns(["as_of", "account_id"])
+    return BacktestDraw(months, picked, samples, pairs_at)
 
 
 @dataclass
@@ -134,16 +142,24 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
     return keyed.left_join(scored, "_key").select(keyed, scored.health_score).drop("_key")
 
 
-def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, oracle: pa.Table | None = None,
-           say: Callable[[str], None] = lambda _msg: None, draw: BacktestDraw | None = None) -> Replay:
+#: The snapshots a drawn backtest reads at a cutoff (``snapshot_idx``): the cutoff's training sample and its
+#: accounts (:attr:`BacktestDraw.pairs_at`), labelled and with ``health_score``, computed when the cutoff is replayed.
+SnapshotsAt = Callable[[int], pa.Table]
+
+
+def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, cutoffs: int,
+           oracle: pa.Table | None = None, say: Callable[[str], None] = lambda _msg: None,
+           draw: BacktestDraw | None = None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
 
     ``frame`` in memory, or held by the engine (:func:`upcurve.engine.cached`) for a company too large to read
     whole: then each cutoff's accounts are read, and of its training rows only the sample the models learn from
     (:func:`~upcurve.scoring.training.training_rows`): the same rows, the same models and the same measures.
-    ``draw``: what :func:`draw_backtest` drew for these ``cutoffs``, when ``frame`` (held by the engine) holds only
-    those snapshots (their signals alone computed): the months and each cutoff's sample are taken from it.
+    ``draw``: what :func:`draw_backtest` drew for these ``cutoffs``; ``frame`` is then a function computing the
+    snapshots drawn for a cutoff (:data:`SnapshotsAt`), called once per cutoff as it is replayed, so that only one
+    cutoff's snapshots are held at a time (a million accounts' drawn snapshots would not fit in memory at once).
+    The months and each cutoff's sample are taken from the draw.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
@@ -157,9 +173,12 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
     """
     cfg = config
     if draw is not None:
-        if isinstance(frame, pa.Table):  # its rows would all be learnt from, not the samples drawn
-            raise ValueError("a drawn backtest replays the snapshots the engine holds for it, not a table in memory")
+        if not callable(frame):  # its rows would all be learnt from, not the samples drawn
+            raise ValueError("a drawn backtest replays the snapshots computed for each cutoff (a function of the "
+                             "cutoff), not a table")
         months = draw.months
+    elif callable(frame):
+        raise ValueError("the snapshots of each cutoff are computed for a draw: give the draw (draw_backtest)")
     elif isinstance(frame, pa.Table):  # a cutoff's outcomes must be known: a history too short has none
         labelled = frame.filter(pc.is_valid(frame["label_expansion"]))
         months = sorted(set(labelled["snapshot_idx"].to_pylist()))
@@ -180,8 +199,12 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
                      "Accounts are ranked by the cold-start rules until then.")
     for n, cutoff in enumerate(picked, start=1):
         say(f"replaying {month_label(cutoff)}: {n} of {len(picked)}")
-        train, sampled_from = _training_at(frame, cutoff, cfg, None if draw is None else draw.samples[cutoff])
-        test = _accounts_at(frame, cutoff)
+        if callable(frame):
+            assert draw is not None  # a function of the cutoff comes with its draw (checked above)
+            train, sampled_from, test = _drawn_at(frame(cutoff), cutoff, cfg, draw.samples[cutoff])
+        else:
+            train, sampled_from = _training_at(frame, cutoff, cfg)
+            test = _accounts_at(frame, cutoff)
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
         moved = levers_moved(test)
@@ -232,13 +255,37 @@ def replay(frame: pa.Table | ir.Table, config: ScoringConfig, *, cutoffs: int, o
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
 
 
-def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig,
-                 drawn: DrawnKeys | None = None) -> tuple[pa.Table, int | None]:
+def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig) -> tuple[pa.Table, int | None]:
     """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then (and how many
-    labelled rows they were sampled from, when the engine sampled them; ``drawn``: sampled already)."""
+    labelled rows they were sampled from, when the engine sampled them)."""
     if isinstance(frame, pa.Table):
-        return frame.filter(pc.less_equal(pc.add(frame["snapshot_idx"], cfg.horizon_months), cutoff)), None
-    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg, drawn=drawn)
+        return _before(frame, cutoff, cfg), None
+    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg)
+
+
+def _before(frame: pa.Table, cutoff: int, cfg: ScoringConfig) -> pa.Table:
+    """The rows of ``frame`` whose outcome window had passed by ``cutoff``."""
+    return frame.filter(pc.less_equal(pc.add(frame["snapshot_idx"], cfg.horizon_months), cutoff))
+
+
+def _drawn_at(snapshots: pa.Table, cutoff: int, cfg: ScoringConfig, drawn: DrawnKeys
+              ) -> tuple[pa.Table, int | None, pa.Table]:
+    """A drawn backtest's rows at ``cutoff``, from the ``snapshots`` computed for it: the training rows (in
+    training order when sampled, as the engine returns a sample), how many labelled rows they were sampled from,
+    and the cutoff's accounts.
+
+    Raises
+    ------
+    ValueError
+        When ``snapshots`` hold another number of training rows than were drawn (a caller's mistake: the models
+        would learn from other rows than the sample without saying so)."""
+    train = _before(snapshots, cutoff, cfg)
+    if drawn.keys is not None:
+        if train.num_rows != drawn.keys.num_rows:
+            raise ValueError(f"the snapshots computed for {month_label(cutoff)} hold {train.num_rows:,} training rows "
+                             f"of the {drawn.keys.num_rows:,} drawn: compute them for BacktestDraw.pairs_at")
+        train = train.sort_by(TRAINING_ORDER)
+    return train, None if drawn.keys is None else drawn.labelled, _accounts_at(snapshots, cutoff)
 
 
 def _accounts_at(frame: pa.Table | ir.Table, cutoff: int) -> pa.Table:

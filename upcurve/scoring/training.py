@@ -218,8 +218,7 @@ def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
     return int(tables["accounts"].count().to_pyarrow().as_py()) * len(dates)
 
 
-def training_rows(snapshots: ir.Table, config: ScoringConfig, *,
-                  drawn: DrawnKeys | None = None) -> tuple[pa.Table, int | None]:
+def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table, int | None]:
     """The snapshots a scorer learns from, read from the engine (``snapshots``: labelled and unlabelled ones, such as
     a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
     here; :meth:`AccountScorer.fit` then learns from them all).
@@ -228,16 +227,10 @@ def training_rows(snapshots: ir.Table, config: ScoringConfig, *,
     only the rows of the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as
     sampling them all in memory, without ever reading them all (a million accounts' month ends would not fit in
     memory). ``snapshots`` is read twice, so a caller holds it in the engine (a backtest holds its history once for
-    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`).
-
-    ``drawn``: drawn already from the labelled snapshots' keys (:func:`drawn_keys`), as a backtest draws each
-    cutoff's sample before computing any signal; ``snapshots`` then need hold only the sample's rows."""
+    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`), and a backtest of a large
+    history before computing any signal (:func:`~upcurve.scoring.replay.draw_backtest`)."""
     labelled = snapshots.filter(snapshots.label_expansion.notnull())
-    if drawn is None:
-        chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
-    else:
-        chosen = None if drawn.keys is None else ibis.memtable(drawn.keys.select(["snapshot_idx", "account_id"]))
-        labelled_count = drawn.labelled
+    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
     if chosen is None:
         return snapshots.to_pyarrow(), None
     sample = labelled.semi_join(chosen, ["snapshot_idx", "account_id"])
