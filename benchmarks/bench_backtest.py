@@ -5,7 +5,8 @@ months, seed 1, the company of the scale curve), writes it as Parquet, then repl
 ends (``upcurve.usecases.backtest``, as ``upcurve backtest`` does), each step printed as it ends, so a size that
 fails in its last steps still shows the ones before. ``--data`` replays a folder already written instead of
 simulating one (one size). The table gives per size: invoice lines, reading and loading, MRR and movements, the
-signals of the drawn snapshots, the replays (each cutoff's snapshots computed, both kinds of model fitted on its
+snapshots' step (the drawn snapshots' keys and signals; every snapshot, for a history within
+``scoring.max_training_rows``), the replays (each cutoff's snapshots computed, both kinds of model fitted on its
 sample and its accounts scored), the whole backtest, lines per second and peak RSS. There is no hand-written floor
 for a backtest: most of it is fitting models, which plain SQL does not do.
 
@@ -48,6 +49,8 @@ def one_size(accounts: int, months: int, cutoffs: int, data: str | None, duckdb_
             del tables
         else:
             folder = Path(data)
+            if not folder.is_dir():
+                raise SystemExit(f"{folder}: no such folder")
         counts = {}
         for table in ("accounts", "invoice_lines"):  # a folder of CSV or Parquet files
             path = next(folder.glob(f"{table}.*"))
@@ -82,25 +85,28 @@ def main() -> None:
         return
     rows = []
     for accounts in args.accounts[:1] if args.data else args.accounts:
-        child = subprocess.Popen(
-            [sys.executable, __file__, "--one", str(accounts), "--months", str(args.months), "--cutoffs",
-             str(args.cutoffs), *(["--data", args.data] if args.data else []),
-             *(["--duckdb-memory", args.duckdb_memory] if args.duckdb_memory else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        steps = []
-        assert child.stdout is not None and child.stderr is not None
-        for line in child.stdout:
-            if line.startswith("{"):
-                steps.append(json.loads(line))
-                print(f"  {args.data or f'{accounts:,} accounts'}: {steps[-1]}", flush=True)
-        said = child.stderr.read()
-        returncode = child.wait()
+        # what the child says on stderr goes to a file: a pipe read only at the end could fill and stall it
+        with tempfile.TemporaryFile("w+") as errors:
+            child = subprocess.Popen(
+                [sys.executable, __file__, "--one", str(accounts), "--months", str(args.months), "--cutoffs",
+                 str(args.cutoffs), *(["--data", args.data] if args.data else []),
+                 *(["--duckdb-memory", args.duckdb_memory] if args.duckdb_memory else [])],
+                stdout=subprocess.PIPE, stderr=errors, text=True,
+            )
+            steps = []
+            assert child.stdout is not None
+            for line in child.stdout:
+                if line.startswith("{"):
+                    steps.append(json.loads(line))
+                    print(f"  {args.data or f'{accounts:,} accounts'}: {steps[-1]}", flush=True)
+            returncode = child.wait()
+            errors.seek(0)
+            said = errors.read()
         if returncode:
             print(f"  {args.data or f'{accounts:,} accounts'} ended with exit {returncode}:\n"
                   + "\n".join(said.splitlines()[-8:]))
         rows.append((accounts, steps, returncode, said))
-    print(f"{'accounts':>10} {'lines':>12} {'read+load s':>12} {'MRR s':>7} {'signals s':>10} {'replays s':>10} "
+    print(f"{'accounts':>10} {'lines':>12} {'read+load s':>12} {'MRR s':>7} {'snapshots s':>12} {'replays s':>10} "
           f"{'backtest s':>11} {'lines/s':>9} {'peak RSS':>10}  note")
     for accounts, steps, returncode, said in rows:
         seconds = {s["step"]: s.get("seconds", 0.0) for s in steps}
@@ -114,7 +120,7 @@ def main() -> None:
             f"ended (exit {returncode}) after '{steps[-1]['step'] if steps else 'nothing'}': "
             f"{(said.strip().splitlines() or [''])[-1][:120]}")
         print(f"{accounts:>10,} {lines:>12,} {reading:>12.1f} {seconds.get('computing MRR and movements', 0):>7.1f} "
-              f"{seconds.get('computing point-in-time snapshots', 0):>10.1f} {replays:>10.1f} "
+              f"{seconds.get('computing point-in-time snapshots', 0):>12.1f} {replays:>10.1f} "
               f"{total if total is not None else float('nan'):>11.1f} {lines / total if total else 0:>9,.0f} "
               f"{peak:>7,} MB  {note}", flush=True)
 

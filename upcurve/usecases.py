@@ -508,7 +508,7 @@ def backtest(
     loaded = _load(data_dir, as_of, config.revenue, engine, say, source_mapping)
     say("computing MRR and movements")
     revenue = revenue_ledger(loaded.tables, as_of=loaded.as_of, first=loaded.first, policy=config.revenue)
-    say("computing point-in-time snapshots")
+    say("computing point-in-time snapshots")  # with a draw, their keys and signals; each cutoff's as it is replayed
     dates = training_dates(loaded.first, loaded.as_of, config.scoring)
     # a history that could exceed the training sample: each cutoff's sample and accounts are drawn from the
     # snapshots' keys first, and only their signals are computed and held (a million accounts' month ends would
@@ -531,9 +531,15 @@ def backtest(
         pairs = ibis.memtable(draw.pairs_at[cutoff])
         return snapshots(signals.semi_join(pairs, ["as_of", "account_id"])).to_pyarrow()
 
-    frame: pa.Table | SnapshotsAt = snapshots(signals).to_pyarrow() if draw is None else snapshots_at
-    replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
-    release(signals)
+    if draw is None:
+        frame: pa.Table | SnapshotsAt = snapshots(signals).to_pyarrow()
+        release(signals)  # the frame holds what the replays read
+    else:
+        frame = snapshots_at
+    try:
+        replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
+    finally:
+        release(signals)
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

@@ -8,6 +8,7 @@ import datetime as dt
 import ibis
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from upcurve.scoring import FEATURES, AccountScorer, ScoringConfig, account_context
@@ -42,6 +43,24 @@ def test_attributes_and_product_tiers_at_each_date() -> None:
     b_feb, b_mar = rows[("B", dt.date(2024, 2, 15))], rows[("B", dt.date(2024, 3, 15))]
     assert b_feb["product_tier_add_on"] == 1 and b_mar["product_tier_add_on"] == 0  # its add-on ended 1 March
     assert b_feb["attribute_payment_method"] is None and b_feb["attribute_employees"] == 4000
+
+
+def test_some_accounts_at_some_dates_are_described_as_among_every_account() -> None:
+    """``at``: only those dates and accounts, each described exactly as among every account at each date."""
+    dates = [dt.date(2024, 2, 15), dt.date(2024, 3, 15)]
+    every = account_context(_tables(), dates).to_pyarrow()
+    at = pa.table({"as_of": pa.array([dates[1], dates[0]]), "account_id": ["A", "B"]})
+    some = account_context(_tables(), dates, at=ibis.memtable(at)).to_pyarrow()
+    assert some.column_names == every.column_names and some.num_rows == 2
+    wanted = {(r["as_of"], r["account_id"]) for r in at.to_pylist()}
+    expected = [r for r in every.to_pylist() if (r["as_of"], r["account_id"]) in wanted]
+    assert sorted(some.to_pylist(), key=str) == sorted(expected, key=str)
+    # a date among none of ``dates`` is described as at that date: ``dates`` is not read
+    january = pa.table({"as_of": pa.array([dt.date(2024, 1, 15)]), "account_id": ["A"]})
+    alone = account_context(_tables(), dates, at=ibis.memtable(january)).to_pyarrow().to_pylist()
+    assert alone == account_context(_tables(), [dt.date(2024, 1, 15)]).to_pyarrow().filter(
+        pc.equal(pc.field("account_id"), "A")).to_pylist()
+    assert alone[0]["product_tier_core"] == 1  # starter, not "none held"
 
 
 def test_categories_are_codes_and_an_unseen_value_is_empty() -> None:

@@ -49,8 +49,12 @@ def context_label(name: str) -> str:
     return name.removeprefix(TIER_PREFIX).replace("_", " ") + " tier"
 
 
-def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date]) -> ir.Table:
-    """Each account's attributes and product tiers at each of ``dates``.
+def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date], *, at: ir.Table | None = None
+                    ) -> ir.Table:
+    """Each account's attributes and product tiers at each of ``dates``; with ``at`` (``as_of``, ``account_id``,
+    each pair once), at those dates and accounts instead (``dates`` is not read): the snapshots a scorer learns
+    from, a sample of a large company's month ends, are described without describing every account at every one
+    of them.
 
     Formula
     -------
@@ -61,7 +65,8 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date]) ->
     Edge cases
     ----------
     Attributes are the ``accounts`` table as given: a segment changed later is read as it is now (the contract
-    keeps no history of attributes). Product names become column names in lower case with ``_`` for anything
+    keeps no history of attributes). A pair of ``at`` whose account is not in ``accounts`` is left out. Product
+    names become column names in lower case with ``_`` for anything
     else; two products that would share a name keep their order's number (``product_tier_core_2``).
 
     Returns
@@ -73,9 +78,11 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date]) ->
     attributes = {f"{ATTRIBUTE_PREFIX}{_safe(c)}": accounts[c] for c in accounts.columns
                   if c not in _NOT_ATTRIBUTES and (kinds[c].is_string() or kinds[c].is_numeric()
                                                    or kinds[c].is_boolean())}
+    described = accounts.select("account_id", **{k: (v.cast("float64") if v.type().is_boolean() else v)
+                                                for k, v in attributes.items()})
+    pairs = at.select("as_of", "account_id") if at is not None else None
     when = ibis.memtable(pa.table({"as_of": pa.array(sorted(set(dates)), pa.date32())}))
-    out = accounts.select("account_id", **{k: (v.cast("float64") if v.type().is_boolean() else v)
-                                          for k, v in attributes.items()}).cross_join(when)
+    out = described.cross_join(when) if pairs is None else pairs.join(described, "account_id")
     plans = tables["plans"]
     products = sorted(plans.select("product").distinct().to_pyarrow()["product"].to_pylist())
     names: dict[str, str] = {}
@@ -86,7 +93,11 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date]) ->
         names[product] = name
     lines = tables["invoice_lines"]
     lines = lines.filter(lines.kind == "subscription")
-    held = lines.join(when, (lines.period_start <= when.as_of) & (lines.period_end > when.as_of))
+    if pairs is None:
+        held = lines.join(when, (lines.period_start <= when.as_of) & (lines.period_end > when.as_of))
+    else:  # only the lines of those accounts, at those dates
+        held = lines.join(pairs, [lines.account_id == pairs.account_id, lines.period_start <= pairs.as_of,
+                                  lines.period_end > pairs.as_of]).drop("account_id_right")
     held = held.join(plans.select("plan_id", "product", "tier_rank"), "plan_id")
     tiers = held.group_by(["as_of", "account_id"]).aggregate(**{
         name: ibis.ifelse(held.product == product, held.tier_rank, 0).max().cast("float64")

@@ -35,7 +35,6 @@ from upcurve.scoring.training import (
     history_size,
     labelled_keys,
     training_dates,
-    training_rows,
 )
 from upcurve.signals.health import HealthConfig, health_scores
 from upcurve.simulate.oracle import ORACLE_SCHEMA
@@ -56,7 +55,7 @@ BACKTEST_METRICS = ["cutoff", "target", "model", "auc", "log_loss", "brier", "pr
 class BacktestDraw:
     """The snapshots a backtest of a large history reads, drawn from the labelled snapshots' keys (read from the
     revenue ledger, :func:`~upcurve.scoring.training.labelled_keys`) before any signal is computed: at each cutoff
-    the training sample (the same rows :func:`~upcurve.scoring.training.training_rows` would draw from every
+    the training sample (the same rows :meth:`~upcurve.scoring.scorer.AccountScorer.fit` would draw from every
     labelled snapshot before it) and every paying account at the cutoff. Only their signals are computed
     (:attr:`pairs`), and each cutoff's snapshots only when it is replayed (:attr:`pairs_at`); the other snapshots
     are never computed or read."""
@@ -147,19 +146,17 @@ def snapshot_health(snapshots: ir.Table, accounts: ir.Table, health: HealthConfi
 SnapshotsAt = Callable[[int], pa.Table]
 
 
-def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, cutoffs: int,
+def replay(frame: pa.Table | SnapshotsAt, config: ScoringConfig, *, cutoffs: int,
            oracle: pa.Table | None = None, say: Callable[[str], None] = lambda _msg: None,
            draw: BacktestDraw | None = None) -> Replay:
     """Replay the last ``cutoffs`` month ends of ``frame`` (labelled snapshots with ``health_score``), each
     ``horizon`` apart so their outcome windows do not overlap.
 
-    ``frame`` in memory, or held by the engine (:func:`upcurve.engine.cached`) for a company too large to read
-    whole: then each cutoff's accounts are read, and of its training rows only the sample the models learn from
-    (:func:`~upcurve.scoring.training.training_rows`): the same rows, the same models and the same measures.
-    ``draw``: what :func:`draw_backtest` drew for these ``cutoffs``; ``frame`` is then a function computing the
-    snapshots drawn for a cutoff (:data:`SnapshotsAt`), called once per cutoff as it is replayed, so that only one
-    cutoff's snapshots are held at a time (a million accounts' drawn snapshots would not fit in memory at once).
-    The months and each cutoff's sample are taken from the draw.
+    ``frame``: every labelled snapshot, in memory; or, for a history too large to compute whole, ``draw`` (what
+    :func:`draw_backtest` drew for these ``cutoffs``: the months and each cutoff's sample) and a function computing
+    the snapshots drawn for a cutoff (:data:`SnapshotsAt`), called once per cutoff as it is replayed, so that one
+    cutoff's snapshots are held at a time (a million accounts' drawn snapshots would not fit in memory at once):
+    the same rows, the same models and the same measures as replaying every snapshot.
 
     At each cutoff LightGBM and the logistic regression are trained on the rows whose outcomes were known then,
     and they (with ``model: auto``, also ``auto``: each outcome by the kind it chooses), the cold-start rules and
@@ -172,19 +169,15 @@ def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, c
     cutoff and target gets ``share_of_oracle`` = its AUC ÷ the oracle's (1.0: as good as knowing the odds).
     """
     cfg = config
+    if callable(frame) != (draw is not None):  # a table with a draw: its every row would be learnt from
+        raise ValueError("a drawn backtest (draw_backtest) replays the snapshots computed for each cutoff, a "
+                         "function of the cutoff; any other replays a table of every labelled snapshot")
     if draw is not None:
-        if not callable(frame):  # its rows would all be learnt from, not the samples drawn
-            raise ValueError("a drawn backtest replays the snapshots computed for each cutoff (a function of the "
-                             "cutoff), not a table")
         months = draw.months
-    elif callable(frame):
-        raise ValueError("the snapshots of each cutoff are computed for a draw: give the draw (draw_backtest)")
-    elif isinstance(frame, pa.Table):  # a cutoff's outcomes must be known: a history too short has none
+    else:  # a cutoff's outcomes must be known: a history too short has none
+        assert isinstance(frame, pa.Table)
         labelled = frame.filter(pc.is_valid(frame["label_expansion"]))
         months = sorted(set(labelled["snapshot_idx"].to_pylist()))
-    else:
-        labelled = frame.filter(frame.label_expansion.notnull()).select("snapshot_idx").distinct()
-        months = sorted(labelled.to_pyarrow()["snapshot_idx"].to_pylist())
     picked = cutoff_months(months, cfg, cutoffs)
     if draw is not None and picked != draw.cutoffs:
         raise ValueError(f"drawn for the cutoffs {draw.cutoffs}, not {picked}: draw it with cutoffs={cutoffs}")
@@ -201,10 +194,9 @@ def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, c
         say(f"replaying {month_label(cutoff)}: {n} of {len(picked)}")
         if callable(frame):
             assert draw is not None  # a function of the cutoff comes with its draw (checked above)
-            train, sampled_from, test = _drawn_at(frame(cutoff), cutoff, cfg, draw.samples[cutoff])
+            train, sampled_from, test = _drawn_at(frame(cutoff), cutoff, cfg, draw, n)
         else:
-            train, sampled_from = _training_at(frame, cutoff, cfg)
-            test = _accounts_at(frame, cutoff)
+            train, sampled_from, test = _before(frame, cutoff, cfg), None, _accounts_at(frame, cutoff)
         y = {t: np.asarray(test[c].to_pylist(), dtype=int) for t, c in (("expansion", "label_expansion"),
                                                                        ("churn", "label_churn"))}
         moved = levers_moved(test)
@@ -244,6 +236,8 @@ def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, c
         for target, score in (("expansion", h), ("churn", 100 - h)):
             rows.append({"cutoff": month_end(cutoff), "target": target, "model": "health_score",
                          **ranking_metrics(y[target], score, probabilities=False)})
+        # freed before the next cutoff's snapshots are computed (a million accounts': about a gigabyte)
+        del train, test, fitted, scored_as
     best = {(r["cutoff"], r["target"]): r["auc"] for r in rows if r["model"] == "oracle"}
     for r in rows:
         of = best.get((r["cutoff"], r["target"]))
@@ -255,46 +249,34 @@ def replay(frame: pa.Table | ir.Table | SnapshotsAt, config: ScoringConfig, *, c
     return Replay(tables=tables, notes=notes, cutoffs=[month_end(c) for c in picked])
 
 
-def _training_at(frame: pa.Table | ir.Table, cutoff: int, cfg: ScoringConfig) -> tuple[pa.Table, int | None]:
-    """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then (and how many
-    labelled rows they were sampled from, when the engine sampled them)."""
-    if isinstance(frame, pa.Table):
-        return _before(frame, cutoff, cfg), None
-    return training_rows(frame.filter(frame.snapshot_idx + cfg.horizon_months <= cutoff), cfg)
-
-
 def _before(frame: pa.Table, cutoff: int, cfg: ScoringConfig) -> pa.Table:
-    """The rows of ``frame`` whose outcome window had passed by ``cutoff``."""
+    """The rows the models learn from at ``cutoff``: those whose outcome window had passed by then."""
     return frame.filter(pc.less_equal(pc.add(frame["snapshot_idx"], cfg.horizon_months), cutoff))
 
 
-def _drawn_at(snapshots: pa.Table, cutoff: int, cfg: ScoringConfig, drawn: DrawnKeys
+def _drawn_at(snapshots: pa.Table, cutoff: int, cfg: ScoringConfig, draw: BacktestDraw, n: int
               ) -> tuple[pa.Table, int | None, pa.Table]:
-    """A drawn backtest's rows at ``cutoff``, from the ``snapshots`` computed for it: the training rows (in
-    training order when sampled, as the engine returns a sample), how many labelled rows they were sampled from,
-    and the cutoff's accounts.
+    """A drawn backtest's rows at ``cutoff``, from the ``snapshots`` computed for it: the training rows in training
+    order (as the scorer takes them, without a copy of its own), how many labelled rows they were sampled from
+    (None: all of them), and the cutoff's accounts.
 
     Raises
     ------
     ValueError
-        When ``snapshots`` hold another number of training rows than were drawn (a caller's mistake: the models
-        would learn from other rows than the sample without saying so)."""
-    train = _before(snapshots, cutoff, cfg)
-    if drawn.keys is not None:
-        if train.num_rows != drawn.keys.num_rows:
-            raise ValueError(f"the snapshots computed for {month_label(cutoff)} hold {train.num_rows:,} training rows "
-                             f"of the {drawn.keys.num_rows:,} drawn: compute them for BacktestDraw.pairs_at")
-        train = train.sort_by(TRAINING_ORDER)
+        When ``snapshots`` are not the ones drawn for the cutoff, as many rows as :attr:`BacktestDraw.pairs_at`
+        (a caller's mistake: the models would learn from other rows than the sample, or the backtest would
+        measure other accounts, without saying so)."""
+    drawn, wanted = draw.samples[cutoff], draw.pairs_at[cutoff].num_rows
+    if snapshots.num_rows != wanted:
+        raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) are {snapshots.num_rows:,} "
+                         f"rows, not the {wanted:,} drawn: compute them for BacktestDraw.pairs_at")
+    train = _before(snapshots, cutoff, cfg).sort_by(TRAINING_ORDER)
     return train, None if drawn.keys is None else drawn.labelled, _accounts_at(snapshots, cutoff)
 
 
-def _accounts_at(frame: pa.Table | ir.Table, cutoff: int) -> pa.Table:
+def _accounts_at(frame: pa.Table, cutoff: int) -> pa.Table:
     """Every account's snapshot at ``cutoff``, in the order of their ids (an engine returns rows in any order)."""
-    if isinstance(frame, pa.Table):
-        at = frame.filter(pc.equal(frame["snapshot_idx"], cutoff))
-    else:
-        at = frame.filter(frame.snapshot_idx == cutoff).to_pyarrow()
-    return at.sort_by("account_id")
+    return frame.filter(pc.equal(frame["snapshot_idx"], cutoff)).sort_by("account_id")
 
 
 #: The columns of ``backtest_accounts``: each account at each cutoff, as the configured model scored it then, and

@@ -43,7 +43,6 @@ __all__ = [
     "saved_scorer_problem",
     "score_accounts",
     "training_dates",
-    "training_rows",
 ]
 
 
@@ -72,7 +71,10 @@ def labelled_snapshots(tables: dict[str, ir.Table], revenue: RevenueTables, conf
                                plan_features(tables["plans"]), dates,
                                horizon_months=config.horizon_months, product_months=revenue.product_months,
                                premium=premium_add_ons(tables["plans"]), signals=signals)
-    context = account_context(tables, dates)
+    # with the signals given (a sample's, a backtest's drawn snapshots', or a run's, which may hold its own dates
+    # beside the training dates), only their accounts at the training dates
+    at = None if signals is None else signals.filter(signals.as_of.isin(dates)).select("as_of", "account_id")
+    context = account_context(tables, dates, at=at)
     s, c = snaps.view(), context.view()
     joined = s.left_join(c, [s.snapshot == c.as_of, s.account_id == c.account_id])
     return joined.select(s, *[c[name] for name in context_columns(context.columns)])
@@ -181,15 +183,6 @@ def fit_scorer(tables: dict[str, ir.Table], revenue: RevenueTables, config: Scor
     return scorer
 
 
-def _drawn(keys: ir.Table, config: ScoringConfig) -> tuple[ir.Table | None, int]:
-    """The sample (:func:`~upcurve.scoring.scorer.training_sample`) drawn from the labelled snapshots' ``keys``
-    (``snapshot_idx``, ``account_id`` and any other column the caller joins on) in training order, as an in-memory
-    table for the engine to join, and how many keys there were; None when there are few enough to learn from all.
-    Only the keys are read: the same sample as drawing from every snapshot read whole."""
-    drawn = drawn_keys(keys.to_pyarrow().sort_by(TRAINING_ORDER), config)
-    return (None if drawn.keys is None else ibis.memtable(drawn.keys)), drawn.labelled
-
-
 class DrawnKeys(NamedTuple):
     """The keys of the labelled snapshots a scorer learns from (:func:`drawn_keys`)."""
 
@@ -216,25 +209,6 @@ def history_size(tables: dict[str, ir.Table], dates: list[dt.date]) -> int:
     """The most snapshots a history can hold, one per account and training date: beyond
     ``scoring.max_training_rows`` it is sampled in the engine rather than read whole (one count of the accounts)."""
     return int(tables["accounts"].count().to_pyarrow().as_py()) * len(dates)
-
-
-def training_rows(snapshots: ir.Table, config: ScoringConfig) -> tuple[pa.Table, int | None]:
-    """The snapshots a scorer learns from, read from the engine (``snapshots``: labelled and unlabelled ones, such as
-    a backtest's history up to a cutoff), and how many labelled ones they were sampled from (None: not sampled
-    here; :meth:`AccountScorer.fit` then learns from them all).
-
-    The labelled snapshots' keys are read first: within the sample's size the snapshots are read whole. Beyond it
-    only the rows of the sample (:func:`~upcurve.scoring.scorer.training_sample`) are read: the same rows as
-    sampling them all in memory, without ever reading them all (a million accounts' month ends would not fit in
-    memory). ``snapshots`` is read twice, so a caller holds it in the engine (a backtest holds its history once for
-    every cutoff). A run's learning samples before labelling instead (:func:`fit_scorer`), and a backtest of a large
-    history before computing any signal (:func:`~upcurve.scoring.replay.draw_backtest`)."""
-    labelled = snapshots.filter(snapshots.label_expansion.notnull())
-    chosen, labelled_count = _drawn(labelled.select("snapshot_idx", "account_id"), config)
-    if chosen is None:
-        return snapshots.to_pyarrow(), None
-    sample = labelled.semi_join(chosen, ["snapshot_idx", "account_id"])
-    return _ordered_for_learning(sample).to_pyarrow(), labelled_count
 
 
 def saved_scorer_problem(card: dict[str, Any], config: ScoringConfig, as_of: dt.date) -> str | None:
