@@ -19,13 +19,11 @@ for a backtest: most of it is fitting models, which plain SQL does not do.
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from stepwise import StepTimer, outcome, report, run_child
 
 
 def one_size(accounts: int, months: int, cutoffs: int, data: str | None, duckdb_memory: str | None) -> None:
@@ -37,11 +35,6 @@ def one_size(accounts: int, months: int, cutoffs: int, data: str | None, duckdb_
     from upcurve.usecases import backtest
 
     collect_garbage_less_often()  # as the upcurve command does
-
-    def report(**fields: object) -> None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({**fields, "peak_mb": round(peak)}), flush=True)
-
     with tempfile.TemporaryDirectory() as tmp:
         if data is None:
             tables = simulate_tables(accounts, months, seed=1)
@@ -57,18 +50,10 @@ def one_size(accounts: int, months: int, cutoffs: int, data: str | None, duckdb_
             counts[table] = duckdb.sql(f"SELECT count(*) FROM '{path}'").fetchall()[0][0]
         report(step="generated", accounts=counts["accounts"], lines=counts["invoice_lines"])
         engine = f"duckdb://?memory_limit={duckdb_memory}" if duckdb_memory else "duckdb://"
-        start = last = time.perf_counter()
-        previous = "starting"
-
-        def progress(message: str) -> None:
-            nonlocal last, previous
-            now = time.perf_counter()
-            report(step=previous, seconds=now - last)
-            last, previous = now, message
-
+        progress = StepTimer()
         backtest(folder, cutoffs=cutoffs, progress=progress, engine=engine)
         progress("done")
-        report(step="backtest", seconds=time.perf_counter() - start)
+        report(step="backtest", seconds=progress.last - progress.start)
 
 
 def main() -> None:
@@ -85,40 +70,21 @@ def main() -> None:
         return
     rows = []
     for accounts in args.accounts[:1] if args.data else args.accounts:
-        # what the child says on stderr goes to a file: a pipe read only at the end could fill and stall it
-        with tempfile.TemporaryFile("w+") as errors:
-            child = subprocess.Popen(
-                [sys.executable, __file__, "--one", str(accounts), "--months", str(args.months), "--cutoffs",
-                 str(args.cutoffs), *(["--data", args.data] if args.data else []),
-                 *(["--duckdb-memory", args.duckdb_memory] if args.duckdb_memory else [])],
-                stdout=subprocess.PIPE, stderr=errors, text=True,
-            )
-            steps = []
-            assert child.stdout is not None
-            for line in child.stdout:
-                if line.startswith("{"):
-                    steps.append(json.loads(line))
-                    print(f"  {args.data or f'{accounts:,} accounts'}: {steps[-1]}", flush=True)
-            returncode = child.wait()
-            errors.seek(0)
-            said = errors.read()
-        if returncode:
-            print(f"  {args.data or f'{accounts:,} accounts'} ended with exit {returncode}:\n"
-                  + "\n".join(said.splitlines()[-8:]))
+        steps, returncode, said = run_child(
+            [sys.executable, __file__, "--one", str(accounts), "--months", str(args.months), "--cutoffs",
+             str(args.cutoffs), *(["--data", args.data] if args.data else []),
+             *(["--duckdb-memory", args.duckdb_memory] if args.duckdb_memory else [])],
+            args.data or f"{accounts:,} accounts")
         rows.append((accounts, steps, returncode, said))
     print(f"{'accounts':>10} {'lines':>12} {'read+load s':>12} {'MRR s':>7} {'snapshots s':>12} {'replays s':>10} "
           f"{'backtest s':>11} {'lines/s':>9} {'peak RSS':>10}  note")
     for accounts, steps, returncode, said in rows:
-        seconds = {s["step"]: s.get("seconds", 0.0) for s in steps}
+        seconds, peak, note = outcome(steps, returncode, said)
         generated = next((s for s in steps if s["step"] == "generated"), {})
         lines, accounts = generated.get("lines", 0), generated.get("accounts", accounts)
         reading = sum(v for k, v in seconds.items() if k.startswith(("reading", "loading")))
         replays = sum(v for k, v in seconds.items() if k.startswith("replaying"))
         total = seconds.get("backtest")
-        peak = max((s["peak_mb"] for s in steps), default=0)
-        note = "" if returncode == 0 else (
-            f"ended (exit {returncode}) after '{steps[-1]['step'] if steps else 'nothing'}': "
-            f"{(said.strip().splitlines() or [''])[-1][:120]}")
         print(f"{accounts:>10,} {lines:>12,} {reading:>12.1f} {seconds.get('computing MRR and movements', 0):>7.1f} "
               f"{seconds.get('computing point-in-time snapshots', 0):>12.1f} {replays:>10.1f} "
               f"{total if total is not None else float('nan'):>11.1f} {lines / total if total else 0:>9,.0f} "

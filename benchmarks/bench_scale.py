@@ -18,13 +18,12 @@ run (``duckdb://?memory_limit=…``), to tell time spent spilling from time spen
 from __future__ import annotations
 
 import argparse
-import json
 import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from stepwise import StepTimer, outcome, report, run_child
 
 
 def one_size(accounts: int, months: int, duckdb_memory: str | None) -> None:
@@ -34,10 +33,6 @@ def one_size(accounts: int, months: int, duckdb_memory: str | None) -> None:
     from upcurve.simulate import BILLING_TABLES, simulate_tables, write_folder
     from upcurve.usecases import run
 
-    def report(**fields: object) -> None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({**fields, "peak_mb": round(peak)}), flush=True)
-
     with tempfile.TemporaryDirectory() as tmp:
         tables = simulate_tables(accounts, months, seed=1)
         data = write_folder(tables, Path(tmp) / "data", "parquet", BILLING_TABLES)
@@ -46,18 +41,10 @@ def one_size(accounts: int, months: int, duckdb_memory: str | None) -> None:
         engine = f"duckdb://?memory_limit={duckdb_memory}" if duckdb_memory else "duckdb://"
         floor, _ = run_floor(data, engine)
         report(step="floor", seconds=floor)
-        start = last = time.perf_counter()
-        previous = "starting"
-
-        def progress(message: str) -> None:
-            nonlocal last, previous
-            now = time.perf_counter()
-            report(step=previous, seconds=now - last)
-            last, previous = now, message
-
+        progress = StepTimer()
         run(data, Path(tmp) / "out", progress=progress, engine=engine)
         progress("done")
-        report(step="run", seconds=time.perf_counter() - start)
+        report(step="run", seconds=progress.last - progress.start)
 
 
 def main() -> None:
@@ -74,37 +61,21 @@ def main() -> None:
     limit = int(args.memory_gb * 1024**3) or resource.RLIM_INFINITY
     rows = []
     for accounts in args.accounts:
-        child = subprocess.Popen(
+        steps, returncode, said = run_child(
             [sys.executable, __file__, "--one", str(accounts), "--months", str(args.months),
              *(["--duckdb-memory", args.duckdb_memory] if args.duckdb_memory else [])],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
-        )
-        steps = []
-        assert child.stdout is not None and child.stderr is not None
-        for line in child.stdout:
-            if line.startswith("{"):
-                steps.append(json.loads(line))
-                print(f"  {accounts:,} accounts: {steps[-1]}", flush=True)
-        said = child.stderr.read()
-        returncode = child.wait()
-        if returncode:
-            print(f"  {accounts:,} accounts ended with exit {returncode}:\n" + "\n".join(said.splitlines()[-8:]))
+            f"{accounts:,} accounts", address_space=limit)
         rows.append((accounts, steps, returncode, said))
     print(f"{'accounts':>10} {'lines':>12} {'floor s':>8} {'engine s':>9} {'learn+score s':>14} {'run s':>8} "
           f"{'lines/s':>9} {'× floor':>8} {'peak RSS':>10}  note")
     for accounts, steps, returncode, said in rows:
-        seconds = {s["step"]: s.get("seconds", 0.0) for s in steps}
+        seconds, peak, note = outcome(steps, returncode, said)
         lines = next((s["lines"] for s in steps if s["step"] == "generated"), 0)
         learning = sum(v for k, v in seconds.items() if k.startswith(("learning", "scoring")))
         engine = sum(v for k, v in seconds.items()
                      if k not in ("generated", "floor", "run") and not
                      k.startswith(("learning", "scoring", "writing")))
-        peak = max((s["peak_mb"] for s in steps), default=0)
         total = seconds.get("run")
-        note = "" if returncode == 0 else (
-            f"ended (exit {returncode}) after '{steps[-1]['step'] if steps else 'nothing'}': "
-            f"{(said.strip().splitlines() or [''])[-1][:120]}")
         floor = seconds.get("floor", 0.0)
         print(f"{accounts:>10,} {lines:>12,} {floor:>8.2f} {engine:>9.1f} {learning:>14.1f} "
               f"{total if total is not None else float('nan'):>8.1f} "
