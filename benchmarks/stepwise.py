@@ -39,9 +39,11 @@ def run_child(argv: Sequence[str], label: str, *, address_space: int = resource.
     steps, its exit code and what it said on stderr. ``address_space``: a limit on the child's (bytes)."""
     # stderr goes to a file: a pipe read only at the end could fill and stall the child
     with tempfile.TemporaryFile("w+") as errors:
+        limited = address_space != resource.RLIM_INFINITY  # raising a finite hard limit would be refused
         child = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=errors, text=True,
-                                 preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS,
-                                                                       (address_space, address_space)))
+                                 preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_AS,
+                                                                        (address_space, address_space)))
+                                 if limited else None)
         steps = []
         assert child.stdout is not None
         for line in child.stdout:

@@ -531,15 +531,15 @@ def backtest(
         pairs = ibis.memtable(draw.pairs_at[cutoff])
         return snapshots(signals.semi_join(pairs, ["as_of", "account_id"])).to_pyarrow()
 
-    if draw is None:
-        frame: pa.Table | SnapshotsAt = snapshots(signals).to_pyarrow()
-        release(signals)  # the frame holds what the replays read
-    else:
-        frame = snapshots_at
     try:
+        if draw is None:
+            frame: pa.Table | SnapshotsAt = snapshots(signals).to_pyarrow()
+            release(signals)  # the frame holds what the replays read
+        else:
+            frame = snapshots_at
         replayed = replay(frame, config.scoring, cutoffs=cutoffs, oracle=truth, say=say, draw=draw)
     finally:
-        release(signals)
+        release(signals)  # again: a no-op
     result = BacktestResult(tables=replayed.tables, notes=replayed.notes, cutoffs=replayed.cutoffs)
     if store is not None:
         save_backtest(store, as_of=loaded.as_of, source=loaded.source, cutoffs=replayed.cutoffs, notes=result.notes,

@@ -45,6 +45,24 @@ def test_attributes_and_product_tiers_at_each_date() -> None:
     assert b_feb["attribute_payment_method"] is None and b_feb["attribute_employees"] == 4000
 
 
+def test_a_column_of_the_users_own_on_the_invoice_lines_changes_no_tier() -> None:
+    """Invoice lines keep the columns a user adds; one named as the plans' (``product``, ``tier_rank``) or as the
+    context's (``as_of``) is not read in their place."""
+    dates = [dt.date(2024, 2, 15), dt.date(2024, 3, 15)]
+    extra = _tables()
+    extra["invoice_lines"] = extra["invoice_lines"].mutate(product=ibis.literal("something else"),
+                                                           tier_rank=ibis.literal(9),
+                                                           as_of=ibis.literal(dt.date(2030, 1, 1)))
+    at = pa.table({"as_of": pa.array(dates), "account_id": ["A", "B"]})
+    for pairs in (None, at):  # every account at every date, and some accounts at some dates
+        def rows(tables: dict[str, ibis.Table], pairs: pa.Table | None = pairs) -> list[dict]:
+            found = account_context(tables, dates, at=None if pairs is None else ibis.memtable(pairs)).to_pyarrow()
+            return found.sort_by([("as_of", "ascending"), ("account_id", "ascending")]).to_pylist()
+
+        expected = rows(_tables())
+        assert rows(extra) == expected and any(r["product_tier_core"] > 0 for r in expected)
+
+
 def test_some_accounts_at_some_dates_are_described_as_among_every_account() -> None:
     """``at``: only those dates and accounts, each described exactly as among every account at each date."""
     dates = [dt.date(2024, 2, 15), dt.date(2024, 3, 15)]

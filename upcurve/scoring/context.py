@@ -92,12 +92,14 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date], *,
             name, n = f"{TIER_PREFIX}{_safe(product)}_{n}", n + 1
         names[product] = name
     lines = tables["invoice_lines"]
-    lines = lines.filter(lines.kind == "subscription")
+    # the columns read, and no other: a column of the user's own (a ``product`` beside the plan, say) must not
+    # stand in for the plans' when they are joined
+    lines = lines.filter(lines.kind == "subscription").select("account_id", "plan_id", "period_start", "period_end")
     if pairs is None:
         held = lines.join(when, (lines.period_start <= when.as_of) & (lines.period_end > when.as_of))
     else:  # only the lines of those accounts, at those dates
         held = lines.join(pairs, [lines.account_id == pairs.account_id, lines.period_start <= pairs.as_of,
-                                  lines.period_end > pairs.as_of]).drop("account_id_right")
+                                  lines.period_end > pairs.as_of]).select(lines.account_id, lines.plan_id, pairs.as_of)
     held = held.join(plans.select("plan_id", "product", "tier_rank"), "plan_id")
     tiers = held.group_by(["as_of", "account_id"]).aggregate(**{
         name: ibis.ifelse(held.product == product, held.tier_rank, 0).max().cast("float64")

@@ -175,7 +175,9 @@ def replay(frame: pa.Table | SnapshotsAt, config: ScoringConfig, *, cutoffs: int
     if draw is not None:
         months = draw.months
     else:  # a cutoff's outcomes must be known: a history too short has none
-        assert isinstance(frame, pa.Table)
+        if not isinstance(frame, pa.Table):
+            raise TypeError("replay takes an Arrow table of every labelled snapshot (an engine's table: "
+                            ".to_pyarrow()), or a function of the cutoff with a draw")
         labelled = frame.filter(pc.is_valid(frame["label_expansion"]))
         months = sorted(set(labelled["snapshot_idx"].to_pylist()))
     picked = cutoff_months(months, cfg, cutoffs)
@@ -237,7 +239,7 @@ def replay(frame: pa.Table | SnapshotsAt, config: ScoringConfig, *, cutoffs: int
             rows.append({"cutoff": month_end(cutoff), "target": target, "model": "health_score",
                          **ranking_metrics(y[target], score, probabilities=False)})
         # freed before the next cutoff's snapshots are computed (a million accounts': about a gigabyte)
-        del train, test, fitted, scored_as
+        del train, test, fitted, scored_as, scores
     best = {(r["cutoff"], r["target"]): r["auc"] for r in rows if r["model"] == "oracle"}
     for r in rows:
         of = best.get((r["cutoff"], r["target"]))
@@ -271,6 +273,10 @@ def _drawn_at(snapshots: pa.Table, cutoff: int, cfg: ScoringConfig, draw: Backte
         raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) are {snapshots.num_rows:,} "
                          f"rows, not the {wanted:,} drawn: compute them for BacktestDraw.pairs_at")
     train = _before(snapshots, cutoff, cfg).sort_by(TRAINING_ORDER)
+    if drawn.keys is not None and train.num_rows != drawn.keys.num_rows:
+        raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) hold {train.num_rows:,} "
+                         f"training rows, not the {drawn.keys.num_rows:,} drawn: compute them for "
+                         "BacktestDraw.pairs_at")
     return train, None if drawn.keys is None else drawn.labelled, _accounts_at(snapshots, cutoff)
 
 
