@@ -724,7 +724,8 @@ def test_a_large_historys_backtest_computes_only_the_snapshots_it_reads(company:
         replay(every.to_pyarrow(), config, cutoffs=2, draw=draw)
     with pytest.raises(ValueError, match="a function of the cutoff"):  # no sample to learn from
         replay(lambda cutoff: every.to_pyarrow(), config, cutoffs=2)
-    with pytest.raises(ValueError, match=r"\(cutoff 1\) are .* rows, not the .* drawn"):  # every snapshot
+    # every snapshot, not the sample
+    with pytest.raises(ValueError, match=r"\(cutoff 1\) are .* training rows and .*, not the .* drawn"):
         replay(lambda cutoff: every.to_pyarrow(), config, cutoffs=2, draw=draw)
 
     computed_for: list[int] = []  # the pairs whose signals the backtest command computes

@@ -66,8 +66,8 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date], *,
     ----------
     Attributes are the ``accounts`` table as given: a segment changed later is read as it is now (the contract
     keeps no history of attributes). A pair of ``at`` whose account is not in ``accounts`` is left out. Product
-    names become column names in lower case with ``_`` for anything
-    else; two products that would share a name keep their order's number (``product_tier_core_2``).
+    names become column names in lower case with ``_`` for anything else; two products that would share a name
+    keep their order's number (``product_tier_core_2``).
 
     Returns
     -------

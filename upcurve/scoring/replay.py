@@ -265,19 +265,19 @@ def _drawn_at(snapshots: pa.Table, cutoff: int, cfg: ScoringConfig, draw: Backte
     Raises
     ------
     ValueError
-        When ``snapshots`` are not the ones drawn for the cutoff, as many rows as :attr:`BacktestDraw.pairs_at`
-        (a caller's mistake: the models would learn from other rows than the sample, or the backtest would
-        measure other accounts, without saying so)."""
-    drawn, wanted = draw.samples[cutoff], draw.pairs_at[cutoff].num_rows
-    if snapshots.num_rows != wanted:
-        raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) are {snapshots.num_rows:,} "
-                         f"rows, not the {wanted:,} drawn: compute them for BacktestDraw.pairs_at")
+        When ``snapshots`` are not the ones drawn for the cutoff (:attr:`BacktestDraw.pairs_at`): other numbers of
+        training rows or of accounts (a caller's mistake: the models would learn from other rows than the sample,
+        or the backtest would measure other accounts, without saying so)."""
+    drawn = draw.samples[cutoff]
     train = _before(snapshots, cutoff, cfg).sort_by(TRAINING_ORDER)
-    if drawn.keys is not None and train.num_rows != drawn.keys.num_rows:
-        raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) hold {train.num_rows:,} "
-                         f"training rows, not the {drawn.keys.num_rows:,} drawn: compute them for "
-                         "BacktestDraw.pairs_at")
-    return train, None if drawn.keys is None else drawn.labelled, _accounts_at(snapshots, cutoff)
+    test = _accounts_at(snapshots, cutoff)
+    learnt = drawn.labelled if drawn.keys is None else drawn.keys.num_rows
+    wanted = (learnt, draw.pairs_at[cutoff].num_rows - learnt)
+    if (train.num_rows, test.num_rows) != wanted or train.num_rows + test.num_rows != snapshots.num_rows:
+        raise ValueError(f"the snapshots computed for {month_label(cutoff)} (cutoff {n}) are {train.num_rows:,} "
+                         f"training rows and {test.num_rows:,} accounts of {snapshots.num_rows:,}, not the "
+                         f"{wanted[0]:,} and {wanted[1]:,} drawn: compute them for BacktestDraw.pairs_at")
+    return train, None if drawn.keys is None else drawn.labelled, test
 
 
 def _accounts_at(frame: pa.Table, cutoff: int) -> pa.Table:
