@@ -80,9 +80,12 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date], *,
                                                    or kinds[c].is_boolean())}
     described = accounts.select("account_id", **{k: (v.cast("float64") if v.type().is_boolean() else v)
                                                 for k, v in attributes.items()})
-    pairs = at.select("as_of", "account_id") if at is not None else None
-    when = ibis.memtable(pa.table({"as_of": pa.array(sorted(set(dates)), pa.date32())}))
-    out = described.cross_join(when) if pairs is None else pairs.join(described, "account_id")
+    if at is None:  # every account at every date
+        when = ibis.memtable(pa.table({"as_of": pa.array(sorted(set(dates)), pa.date32())}))
+        out = described.cross_join(when)
+    else:
+        pairs = at.select("as_of", "account_id")
+        out = pairs.join(described, "account_id")
     plans = tables["plans"]
     products = sorted(plans.select("product").distinct().to_pyarrow()["product"].to_pylist())
     names: dict[str, str] = {}
@@ -95,7 +98,7 @@ def account_context(tables: Mapping[str, ir.Table], dates: Sequence[dt.date], *,
     # the columns read, and no other: a column of the user's own (a ``product`` beside the plan, say) must not
     # stand in for the plans' when they are joined
     lines = lines.filter(lines.kind == "subscription").select("account_id", "plan_id", "period_start", "period_end")
-    if pairs is None:
+    if at is None:
         held = lines.join(when, (lines.period_start <= when.as_of) & (lines.period_end > when.as_of))
     else:  # only the lines of those accounts, at those dates
         held = lines.join(pairs, [lines.account_id == pairs.account_id, lines.period_start <= pairs.as_of,
